@@ -1,0 +1,79 @@
+// Package guestmm is the memory manager of emuckpt's guest kernel.
+//
+// emuckpt runs static Linux x86-64 programs at CPL3 inside a KVM virtual
+// machine and plays their kernel itself. guestmm does what Linux's mm does
+// for such a process, in plain Go and without KVM, so that all of it can be
+// unit tested:
+//
+//   - Frames hands out 4 KiB frames of guest physical RAM. Guest RAM is a
+//     byte slice whose index is the guest-physical address. Frames are
+//     reference counted (for copy on write after fork) and the allocator
+//     remembers which frames are known to be zero, so pages the guest never
+//     touched are never written by the host either.
+//   - PageTables builds x86-64 4-level page tables inside guest RAM, from
+//     frames of the same allocator. Its Root is the guest's CR3.
+//   - AddressSpace keeps a Linux-style set of VMAs (virtual memory areas)
+//     and implements mmap, munmap, mprotect, mremap, brk, madvise, demand
+//     paging, stack growth and copying between host and guest memory.
+//
+// # How a page gets mapped
+//
+// mmap only records a VMA. The guest's first access raises #PF; the VMM
+// passes the address and error code to HandleFault, which finds the VMA,
+// checks the access against its protection and installs a leaf PTE:
+//
+//   - anonymous memory (including heap and stack) gets a fresh zero frame;
+//   - private and shared file mappings get a frame filled from
+//     Backing.ReadAt, mapped read-only even in a writable VMA. The first
+//     write faults again; the page then becomes the process's own and its
+//     PTE gets the software bit Copied, which tells a checkpoint that the
+//     page must be saved rather than re-read from the file;
+//   - device mappings (DeviceBacking) map straight to the device's MMIO
+//     window with caching disabled and the software bit Special; they use
+//     no RAM frame and are never copied.
+//
+// A frame mapped by more than one address space (after Fork) is mapped
+// read-only; a write fault on a private mapping copies it. PROT_NONE pages
+// keep their frame but lose the User bit, so every user access faults.
+//
+// Leaf PTEs always carry User (except for PROT_NONE), Writable only when
+// the VMA is writable and the page is the process's own, and NX unless the
+// VMA is executable. Intermediate entries are Present|Writable|User so the
+// leaf alone decides. Whenever a present leaf entry changes or goes away,
+// PageTables.NeedFlush turns true and the VMM must reload CR3 before it
+// resumes the guest.
+//
+// # Linux semantics
+//
+// Argument checking, error numbers and placement follow Linux x86-64:
+// mappings without an address are placed top-down below Layout.MmapBase
+// (a free hint address is honoured), MAP_FIXED replaces what was there,
+// MAP_FIXED_NOREPLACE fails with EEXIST, adjacent compatible VMAs merge,
+// partial munmap/mprotect/madvise split VMAs, mremap shrinks, grows in
+// place or moves the page table entries, brk grows a "[heap]" VMA, and
+// stacks grow down on faults up to Layout.StackMax. Every method that takes
+// guest-controlled addresses returns a syscall.Errno (unix.EINVAL,
+// unix.ENOMEM, unix.EFAULT, ...) and never panics on bad input.
+//
+// Known differences from Linux:
+//
+//   - There is no page cache: each mapping of a file has its own copy of
+//     the pages, so writes through a MAP_SHARED file mapping are neither
+//     written back nor seen by other mappings or read(2).
+//   - mprotect checks the whole range before changing anything instead of
+//     possibly applying the change to a prefix.
+//   - mremap with old_size 0 only works for shared file mappings.
+//   - Reading past the end of a file gives zero pages, not SIGBUS.
+//
+// # State for checkpoint and fork
+//
+// All state is plain data: VMAs returns the VMAs (exported fields),
+// PresentPages enumerates the present pages with their PTEs, BrkRange and
+// Layout give the rest. Fork builds a copy-on-write child.
+//
+// # Concurrency
+//
+// Frames may be shared by several address spaces and is safe for
+// concurrent use. An AddressSpace and its PageTables are not: the caller
+// serializes calls and keeps the vCPUs that use the tables stopped.
+package guestmm

@@ -1,0 +1,270 @@
+package guestmm
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// PageSize is the size of a guest page and of a physical frame.
+const PageSize = 4096
+
+const (
+	pageShift = 12
+	pageMask  = PageSize - 1
+)
+
+// ErrNoMemory is wrapped by every error that reports that the frame pool
+// is exhausted. AddressSpace methods translate it to unix.ENOMEM.
+var ErrNoMemory = errors.New("guestmm: out of guest physical frames")
+
+// Frames is a reference-counted allocator of 4 KiB frames of guest physical
+// RAM. It manages the frames that lie inside [start, end) of mem, where mem
+// is the whole guest RAM (index = guest-physical address).
+//
+// A frame is either free (reference count 0) or in use. Alloc hands out a
+// zero-filled frame with count 1, IncRef and DecRef adjust the count and a
+// frame whose count drops to 0 goes back to the pool.
+//
+// Guest RAM is normally a lazily populated anonymous host mapping, so the
+// host only commits memory for pages that are touched. To keep it that way
+// Frames remembers per frame whether its contents are known to be zero: a
+// frame that has never been handed out is not cleared again, and a freed
+// frame is only cleared when it is handed out the next time.
+//
+// Frames is safe for concurrent use; it is shared by all address spaces of
+// a VM.
+type Frames struct {
+	mu    sync.Mutex
+	mem   []byte
+	start uint64 // PA of frame 0
+	count uint32 // number of frames managed
+
+	refs  []int32  // reference count per frame
+	zero  []uint64 // bitset: frame contents are known to be zero
+	free  []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
+	next  uint32   // frames with index >= next have never been allocated
+	inUse int
+}
+
+// NewFrames returns an allocator for the frames inside guest RAM [start, end).
+// start is rounded up and end rounded down to a page boundary and both are
+// clipped to len(mem). The range is assumed to be zero-filled (fresh
+// anonymous memory); call MarkDirty for ranges that already hold data.
+func NewFrames(mem []byte, start, end uint64) *Frames {
+	if end > uint64(len(mem)) {
+		end = uint64(len(mem))
+	}
+	end &^= pageMask
+	var n uint64
+	if start < end { // end <= len(mem), so rounding start up cannot overflow
+		start = alignUp(start)
+		if start < end {
+			n = (end - start) >> pageShift
+		}
+	}
+	if n > 1<<32-1 {
+		n = 1<<32 - 1
+	}
+	f := &Frames{
+		mem:   mem,
+		start: start,
+		count: uint32(n),
+		refs:  make([]int32, n),
+		zero:  make([]uint64, (n+63)/64),
+	}
+	for i := range f.zero {
+		f.zero[i] = ^uint64(0)
+	}
+	return f
+}
+
+// Mem returns the guest RAM the frames live in.
+func (f *Frames) Mem() []byte { return f.mem }
+
+// Range returns the guest-physical range [start, end) that f manages.
+func (f *Frames) Range() (start, end uint64) {
+	return f.start, f.start + uint64(f.count)<<pageShift
+}
+
+// Capacity returns the number of frames f manages.
+func (f *Frames) Capacity() int { return int(f.count) }
+
+// Used returns the number of frames in use.
+func (f *Frames) Used() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inUse
+}
+
+// Contains reports whether pa lies inside a frame managed by f.
+func (f *Frames) Contains(pa uint64) bool {
+	_, ok := f.index(pa)
+	return ok
+}
+
+// index converts a physical address to a frame index.
+func (f *Frames) index(pa uint64) (uint32, bool) {
+	if pa < f.start {
+		return 0, false
+	}
+	i := (pa - f.start) >> pageShift
+	if i >= uint64(f.count) {
+		return 0, false
+	}
+	return uint32(i), true
+}
+
+// Alloc returns the physical address of a zero-filled frame with reference
+// count 1. When no frame is left the error wraps ErrNoMemory.
+func (f *Frames) Alloc() (pa uint64, err error) {
+	pa, zeroed, err := f.alloc()
+	if err != nil {
+		return 0, err
+	}
+	if !zeroed {
+		clear(f.mem[pa : pa+PageSize])
+	}
+	return pa, nil
+}
+
+// alloc takes a frame without clearing it and reports whether its contents
+// are known to be zero, so a caller that overwrites the frame anyway (a file
+// read, a copy on write) can skip the memclr.
+func (f *Frames) alloc() (uint64, bool, error) {
+	f.mu.Lock()
+	var i uint32
+	switch {
+	case len(f.free) > 0:
+		i = f.free[len(f.free)-1]
+		f.free = f.free[:len(f.free)-1]
+	case f.next < f.count:
+		i = f.next
+		f.next++
+	default:
+		used := f.inUse
+		f.mu.Unlock()
+		return 0, false, fmt.Errorf("%w (%d of %d frames in use)", ErrNoMemory, used, f.count)
+	}
+	f.refs[i] = 1
+	f.inUse++
+	w, bit := i/64, uint64(1)<<(i%64)
+	zeroed := f.zero[w]&bit != 0
+	f.zero[w] &^= bit // in use: the owner may write to it
+	f.mu.Unlock()
+	return f.start + uint64(i)<<pageShift, zeroed, nil
+}
+
+// IncRef adds a reference to the in-use frame at pa. Addresses outside f and
+// free frames are ignored.
+func (f *Frames) IncRef(pa uint64) {
+	i, ok := f.index(pa)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	if f.refs[i] > 0 {
+		f.refs[i]++
+	}
+	f.mu.Unlock()
+}
+
+// DecRef drops a reference to the frame at pa and frees the frame when the
+// count reaches zero. Addresses outside f and free frames are ignored.
+func (f *Frames) DecRef(pa uint64) {
+	i, ok := f.index(pa)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	if f.refs[i] > 0 {
+		f.refs[i]--
+		if f.refs[i] == 0 {
+			f.inUse--
+			f.free = append(f.free, i)
+		}
+	}
+	f.mu.Unlock()
+}
+
+// RefCount returns the reference count of the frame at pa (0 when free or
+// outside f).
+func (f *Frames) RefCount(pa uint64) int {
+	i, ok := f.index(pa)
+	if !ok {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int(f.refs[i])
+}
+
+// Bytes returns the contents of the frame at pa as a slice of guest RAM, or
+// nil when pa is not a frame of f. pa is rounded down to its frame.
+func (f *Frames) Bytes(pa uint64) []byte {
+	if _, ok := f.index(pa); !ok {
+		return nil
+	}
+	pa &^= pageMask
+	return f.mem[pa : pa+PageSize : pa+PageSize]
+}
+
+// MarkDirty forgets that the frames overlapping [start, end) are zero, so
+// that they are cleared before being handed out. Use it when guest RAM under
+// f was written before f took it over.
+func (f *Frames) MarkDirty(start, end uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lo, hi, ok := f.clip(start, end)
+	for i := lo; ok && i < hi; i++ {
+		f.zero[i/64] &^= 1 << (i % 64)
+	}
+}
+
+// MarkZero records that the free frames overlapping [start, end) are zero
+// again, e.g. after the VMM returned them to the host with
+// madvise(MADV_DONTNEED). Frames in use are left alone.
+func (f *Frames) MarkZero(start, end uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lo, hi, ok := f.clip(start, end)
+	for i := lo; ok && i < hi; i++ {
+		if f.refs[i] == 0 {
+			f.zero[i/64] |= 1 << (i % 64)
+		}
+	}
+}
+
+// clip converts the physical range [start, end) to the frame indexes
+// [lo, hi) of the frames it overlaps.
+func (f *Frames) clip(start, end uint64) (lo, hi uint32, ok bool) {
+	fend := f.start + uint64(f.count)<<pageShift
+	start = max(start, f.start)
+	end = min(end, fend)
+	if start >= end {
+		return 0, 0, false
+	}
+	lo = uint32((start - f.start) >> pageShift)
+	hi = uint32((end - f.start + pageMask) >> pageShift)
+	return lo, hi, true
+}
+
+// ForEachUsed calls fn for every frame in use, in address order, with its
+// reference count. fn must not call back into f.
+func (f *Frames) ForEachUsed(fn func(pa uint64, refs int) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := uint32(0); i < f.next; i++ {
+		if f.refs[i] > 0 && !fn(f.start+uint64(i)<<pageShift, int(f.refs[i])) {
+			return
+		}
+	}
+}
+
+// alignUp rounds x up to a page boundary; it returns 0 on overflow.
+func alignUp(x uint64) uint64 {
+	if x > ^uint64(0)-pageMask {
+		return 0
+	}
+	return (x + pageMask) &^ pageMask
+}

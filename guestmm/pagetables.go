@@ -1,0 +1,330 @@
+package guestmm
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
+
+// Geometry of 4-level paging: four levels of 512-entry tables translate the
+// low 48 bits of a virtual address; bits 63..48 must copy bit 47.
+const (
+	entriesPerTable = 512
+	levels          = 4
+	linearBits      = 48
+	linearMask      = 1<<linearBits - 1
+)
+
+// errNotMapped is returned by leafEntry when a table on the way is missing.
+var errNotMapped = errors.New("guestmm: no page table for address")
+
+// errCorrupt reports a table entry that points outside guest RAM. Only a
+// bug (or someone writing into the tables) can cause it; it is reported
+// rather than allowed to panic.
+var errCorrupt = errors.New("guestmm: page table entry points outside guest RAM")
+
+// PageTables is an x86-64 4-level page-table hierarchy stored in guest RAM.
+// Every table is a frame taken from a Frames allocator; the PML4 frame is
+// the value to load into CR3.
+//
+// PageTables only manages table pages. The frames that leaf entries point
+// to belong to the caller (normally an AddressSpace), which keeps their
+// reference counts.
+//
+// The tables are read and written with plain memory accesses, so the vCPU
+// that uses them must not run while they are being changed. Whenever a
+// present leaf entry is changed or removed, NeedFlush becomes true: the VMM
+// must then reload CR3 (flushing the guest TLB and any shadow paging state)
+// before it resumes the guest.
+type PageTables struct {
+	mem       []byte
+	frames    *Frames
+	root      uint64
+	tables    int // table pages in use, the root included
+	flush     bool
+	destroyed bool
+}
+
+// NewPageTables allocates an empty PML4 from frames.
+func NewPageTables(mem []byte, frames *Frames) (*PageTables, error) {
+	root, err := frames.Alloc()
+	if err != nil {
+		return nil, err
+	}
+	return &PageTables{mem: mem, frames: frames, root: root, tables: 1}, nil
+}
+
+// Root returns the physical address of the PML4, i.e. the CR3 value.
+func (pt *PageTables) Root() uint64 { return pt.root }
+
+// TablePages returns how many frames the tables occupy.
+func (pt *PageTables) TablePages() int { return pt.tables }
+
+// NeedFlush reports whether a present leaf entry was changed or removed
+// since the last ClearFlush.
+func (pt *PageTables) NeedFlush() bool { return pt.flush }
+
+// ClearFlush resets NeedFlush, typically right after reloading CR3.
+func (pt *PageTables) ClearFlush() { pt.flush = false }
+
+// load reads the entry at guest-physical address ea.
+func (pt *PageTables) load(ea uint64) PTE {
+	return PTE(binary.LittleEndian.Uint64(pt.mem[ea : ea+8 : ea+8]))
+}
+
+// store writes the entry at guest-physical address ea.
+func (pt *PageTables) store(ea uint64, e PTE) {
+	binary.LittleEndian.PutUint64(pt.mem[ea:ea+8:ea+8], uint64(e))
+}
+
+// validTable reports whether a table page at pa lies inside guest RAM.
+func (pt *PageTables) validTable(pa uint64) bool {
+	return pa <= uint64(len(pt.mem)) && uint64(len(pt.mem))-pa >= PageSize
+}
+
+// shiftOf returns the address shift of the table at level (3 = PML4, 0 = PT).
+func shiftOf(level int) uint { return pageShift + 9*uint(level) }
+
+// leafEntry returns the guest-physical address of the 4 KiB leaf entry for
+// va. With create, missing intermediate tables are allocated; without it a
+// missing table yields errNotMapped.
+func (pt *PageTables) leafEntry(va uint64, create bool) (uint64, error) {
+	if pt.destroyed {
+		return 0, errNotMapped
+	}
+	if !Canonical(va) {
+		return 0, unix.EINVAL
+	}
+	table := pt.root
+	for level := levels - 1; level > 0; level-- {
+		if !pt.validTable(table) {
+			return 0, errCorrupt
+		}
+		ea := table + (va>>shiftOf(level))%entriesPerTable*8
+		e := pt.load(ea)
+		if e&Present == 0 {
+			if !create {
+				return 0, errNotMapped
+			}
+			child, err := pt.frames.Alloc()
+			if err != nil {
+				return 0, err
+			}
+			pt.tables++
+			pt.store(ea, MakePTE(child, intermediateFlags))
+			table = child
+			continue
+		}
+		table = e.Addr()
+	}
+	if !pt.validTable(table) {
+		return 0, errCorrupt
+	}
+	return table + (va>>pageShift)%entriesPerTable*8, nil
+}
+
+// set stores e into the leaf entry at ea and notes a needed flush when a
+// present entry changes.
+func (pt *PageTables) set(ea uint64, e PTE) {
+	old := pt.load(ea)
+	if old == e {
+		return
+	}
+	if old&Present != 0 {
+		pt.flush = true
+	}
+	pt.store(ea, e)
+}
+
+// Map maps the 4 KiB page at va to the frame at pa with flags (Present is
+// added). Missing intermediate tables are created. va must be page aligned
+// and canonical, pa page aligned and below 2^52.
+func (pt *PageTables) Map(va, pa uint64, flags PTE) error {
+	if va&pageMask != 0 || pa&pageMask != 0 || pa > uint64(AddrMask) {
+		return unix.EINVAL
+	}
+	return pt.SetPTE(va, MakePTE(pa, flags|Present))
+}
+
+// SetPTE stores pte as the leaf entry of the page at va, creating missing
+// intermediate tables. va must be page aligned and canonical.
+func (pt *PageTables) SetPTE(va uint64, pte PTE) error {
+	if va&pageMask != 0 {
+		return unix.EINVAL
+	}
+	ea, err := pt.leafEntry(va, true)
+	if err != nil {
+		return err
+	}
+	pt.set(ea, pte)
+	return nil
+}
+
+// Unmap clears the leaf entry of the page containing va. It returns the old
+// entry and whether it was present.
+func (pt *PageTables) Unmap(va uint64) (old PTE, ok bool) {
+	ea, err := pt.leafEntry(va, false)
+	if err != nil {
+		return 0, false
+	}
+	old = pt.load(ea)
+	pt.set(ea, 0)
+	return old, old&Present != 0
+}
+
+// Lookup returns the leaf entry of the page containing va if it is present.
+func (pt *PageTables) Lookup(va uint64) (PTE, bool) {
+	ea, err := pt.leafEntry(va, false)
+	if err != nil {
+		return 0, false
+	}
+	e := pt.load(ea)
+	return e, e&Present != 0
+}
+
+// Translate returns the physical address va maps to and its leaf entry.
+func (pt *PageTables) Translate(va uint64) (pa uint64, pte PTE, ok bool) {
+	e, ok := pt.Lookup(va)
+	if !ok {
+		return 0, 0, false
+	}
+	return e.Addr() | va&pageMask, e, true
+}
+
+// Walk calls fn for every present leaf entry mapping a page in [start, end),
+// in address order, until fn returns false. Both bounds are canonical
+// addresses; end == 0 stands for the top of the address space. Only tables
+// that exist are visited, so sparse ranges are cheap.
+func (pt *PageTables) Walk(start, end uint64, fn func(va uint64, pte PTE) bool) {
+	lo, hi, ok := linearRange(start, end)
+	if !ok {
+		return
+	}
+	pt.visit(lo, hi, false, func(va uint64, e PTE) (PTE, bool) {
+		return e, !fn(va, e)
+	})
+}
+
+// linearRange converts the canonical range [start, end) to the 48-bit
+// linear range the tables index.
+func linearRange(start, end uint64) (lo, hi uint64, ok bool) {
+	lo = start & linearMask
+	if end == 0 {
+		hi = 1 << linearBits
+	} else {
+		hi = (end-1)&linearMask + 1
+	}
+	if start >= end && end != 0 || lo >= hi {
+		return 0, 0, false
+	}
+	return lo, hi, true
+}
+
+// signExtend turns a 48-bit linear address back into a canonical one.
+func signExtend(lin uint64) uint64 {
+	if lin&(1<<(linearBits-1)) != 0 {
+		return lin | ^uint64(linearMask)
+	}
+	return lin
+}
+
+// visitFunc gets a present leaf entry and returns the value to store in it
+// (0 removes it) and whether the walk should stop.
+type visitFunc func(va uint64, e PTE) (PTE, bool)
+
+// visit applies fn to the present leaves in the linear range [lo, hi). With
+// prune, tables that become empty are freed.
+func (pt *PageTables) visit(lo, hi uint64, prune bool, fn visitFunc) {
+	if pt.destroyed {
+		return
+	}
+	pt.visitTable(pt.root, levels-1, 0, lo, hi, prune, fn)
+}
+
+// visitTable walks one table at level whose first entry maps linear address
+// base. It returns whether the walk was stopped and whether an entry of this
+// table was cleared.
+func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, prune bool, fn visitFunc) (stop, cleared bool) {
+	if !pt.validTable(table) {
+		return false, false
+	}
+	shift := shiftOf(level)
+	first := (lo - base) >> shift
+	last := (hi - 1 - base) >> shift
+	for idx := first; idx <= last; idx++ {
+		ea := table + idx*8
+		e := pt.load(ea)
+		if e&Present == 0 {
+			continue
+		}
+		start := base + idx<<shift
+		if level == 0 {
+			ne, st := fn(signExtend(start), e)
+			if ne != e {
+				pt.set(ea, ne)
+				if ne == 0 {
+					cleared = true
+				}
+			}
+			if st {
+				return true, cleared
+			}
+			continue
+		}
+		end := start + 1<<shift
+		child := e.Addr()
+		st, childCleared := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), prune, fn)
+		if prune && childCleared && pt.tableEmpty(child) {
+			pt.store(ea, 0)
+			pt.frames.DecRef(child)
+			pt.tables--
+			cleared = true
+		}
+		if st {
+			return true, cleared
+		}
+	}
+	return false, cleared
+}
+
+// tableEmpty reports whether no entry of the table is in use.
+func (pt *PageTables) tableEmpty(table uint64) bool {
+	if !pt.validTable(table) {
+		return false
+	}
+	page := pt.mem[table : table+PageSize]
+	for i := 0; i < PageSize; i += 8 {
+		if binary.LittleEndian.Uint64(page[i:]) != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Destroy frees every table page, the PML4 included. Frames that leaf
+// entries point to are not touched. The PageTables must not be used after.
+func (pt *PageTables) Destroy() {
+	if pt.destroyed {
+		return
+	}
+	pt.freeTable(pt.root, levels-1)
+	pt.destroyed = true
+	pt.tables = 0
+	pt.flush = true
+}
+
+func (pt *PageTables) freeTable(table uint64, level int) {
+	if !pt.validTable(table) {
+		return
+	}
+	if level > 0 {
+		for idx := uint64(0); idx < entriesPerTable; idx++ {
+			e := pt.load(table + idx*8)
+			if e&Present != 0 {
+				pt.freeTable(e.Addr(), level-1)
+			}
+		}
+	}
+	pt.frames.DecRef(table)
+}

@@ -1,0 +1,58 @@
+package guestmm
+
+import "golang.org/x/sys/unix"
+
+// RestoreVMA inserts a VMA as it is, for rebuilding an address space from a
+// checkpoint (page contents then come back with WriteForce, which also
+// marks file pages Copied). v must be page aligned, lie inside
+// [Layout.MmapMin, TaskSize) and overlap no VMA (EEXIST); file VMAs need a
+// Backing, device VMAs a DeviceBacking, anonymous ones none (EINVAL).
+func (as *AddressSpace) RestoreVMA(v VMA) error {
+	if as.destroyed {
+		return unix.ENOMEM
+	}
+	if v.Start&pageMask != 0 || v.End&pageMask != 0 || v.Start >= v.End ||
+		v.End > TaskSize || v.Start < as.layout.MmapMin ||
+		v.Prot&^protRWX != 0 || v.MaxProt&^protRWX != 0 || v.Prot&^v.MaxProt != 0 {
+		return unix.EINVAL
+	}
+	switch v.Kind {
+	case KindAnon, KindHeap, KindStack:
+		if !v.Anonymous || v.Backing != nil {
+			return unix.EINVAL
+		}
+	case KindFile:
+		if v.Anonymous || v.Backing == nil {
+			return unix.EINVAL
+		}
+		if _, isDevice := v.Backing.(DeviceBacking); isDevice {
+			return unix.EINVAL
+		}
+	case KindDevice:
+		d, ok := v.Backing.(DeviceBacking)
+		if v.Anonymous || !ok || v.Offset > d.MMIOSize() || v.End-v.Start > d.MMIOSize()-v.Offset {
+			return unix.EINVAL
+		}
+	default:
+		return unix.EINVAL
+	}
+	if as.vmas.overlaps(v.Start, v.End) {
+		return unix.EEXIST
+	}
+	if len(as.vmas.v) > as.layout.MaxMapCount {
+		return unix.ENOMEM
+	}
+	i := as.vmas.insert(&v)
+	as.vmas.mergeRange(i, i+1)
+	return nil
+}
+
+// RestoreBrk sets the heap start and the current break, as saved by
+// BrkRange. The heap VMA itself is restored with RestoreVMA.
+func (as *AddressSpace) RestoreBrk(start, brk uint64) error {
+	if start&pageMask != 0 || brk < start || brk > TaskSize {
+		return unix.EINVAL
+	}
+	as.startBrk, as.brk, as.brkSet = start, brk, true
+	return nil
+}

@@ -1,0 +1,421 @@
+package vfs
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Limits on descriptor numbers.
+const (
+	// DefaultFDLimit is the default soft RLIMIT_NOFILE.
+	DefaultFDLimit = 1024
+	// NrOpen is the ceiling of RLIMIT_NOFILE (Linux's fs.nr_open default).
+	NrOpen = 1 << 20
+)
+
+// FDCloexec is FD_CLOEXEC, the only descriptor flag (F_GETFD, F_SETFD).
+const FDCloexec = unix.FD_CLOEXEC
+
+// description is an open file description with the count of descriptors,
+// in any table, that refer to it.
+type description struct {
+	file File
+	refs atomic.Int64
+}
+
+func (d *description) hold() *description {
+	d.refs.Add(1)
+	return d
+}
+
+// release drops one reference, closing the file with the last one.
+func (d *description) release() unix.Errno {
+	if d.refs.Add(-1) == 0 {
+		return d.file.Close()
+	}
+	return 0
+}
+
+type fdSlot struct {
+	desc    *description // nil for a free descriptor number
+	cloexec bool
+}
+
+// FDTable maps a process's descriptor numbers to open file descriptions.
+// It is safe for concurrent use; the guest's threads share one table.
+// Descriptions are reference counted: the File is closed when the last
+// descriptor for it, in any table, is closed.
+type FDTable struct {
+	mu    sync.Mutex
+	slots []fdSlot
+	limit int
+}
+
+// NewFDTable makes an empty table with the default limit.
+func NewFDTable() *FDTable {
+	return &FDTable{limit: DefaultFDLimit}
+}
+
+// NewFDTable makes a process's first table: descriptors 0, 1 and 2 are the
+// FS's standard streams (Options.Stdin, Stdout, Stderr).
+func (fs *FS) NewFDTable() *FDTable {
+	t := NewFDTable()
+	for fd, name := range []string{"stdin", "stdout", "stderr"} {
+		if f := fs.stdio(name); f != nil {
+			t.installAt(fd, f, false)
+		}
+	}
+	return t
+}
+
+// Limit is the current RLIMIT_NOFILE: descriptors are allocated below it.
+func (t *FDTable) Limit() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.limit
+}
+
+// SetLimit changes RLIMIT_NOFILE. Descriptors already at or above the new
+// limit stay open, as in Linux. EPERM above NrOpen.
+func (t *FDTable) SetLimit(n int) unix.Errno {
+	if n < 0 {
+		return unix.EINVAL
+	}
+	if n > NrOpen {
+		return unix.EPERM
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.limit = n
+	return 0
+}
+
+// Install gives f the lowest free descriptor (EMFILE if none is below the
+// limit). The table takes over f: closing the descriptor closes it.
+func (t *FDTable) Install(f File, cloexec bool) (int, unix.Errno) {
+	if f == nil {
+		return -1, unix.EINVAL
+	}
+	d := &description{file: f}
+	d.refs.Store(1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fd, errno := t.allocLocked(0)
+	if errno != 0 {
+		return -1, errno
+	}
+	t.slots[fd] = fdSlot{desc: d, cloexec: cloexec}
+	return fd, 0
+}
+
+// allocLocked finds the lowest free descriptor at or above min, growing the
+// table as needed, and reserves nothing: the caller fills the slot.
+func (t *FDTable) allocLocked(min int) (int, unix.Errno) {
+	for fd := min; fd < t.limit; fd++ {
+		if fd >= len(t.slots) {
+			t.growLocked(fd)
+			return fd, 0
+		}
+		if t.slots[fd].desc == nil {
+			return fd, 0
+		}
+	}
+	return -1, unix.EMFILE
+}
+
+// growLocked makes slot fd exist.
+func (t *FDTable) growLocked(fd int) {
+	if fd >= len(t.slots) {
+		t.slots = append(t.slots, make([]fdSlot, fd+1-len(t.slots))...)
+	}
+}
+
+// installAt puts a new description for f at fd, which is free.
+func (t *FDTable) installAt(fd int, f File, cloexec bool) {
+	d := &description{file: f}
+	d.refs.Store(1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.growLocked(fd)
+	t.slots[fd] = fdSlot{desc: d, cloexec: cloexec}
+}
+
+func (t *FDTable) lookupLocked(fd int) *fdSlot {
+	if fd < 0 || fd >= len(t.slots) || t.slots[fd].desc == nil {
+		return nil
+	}
+	return &t.slots[fd]
+}
+
+// Get returns the File of a descriptor, EBADF if it is not open. The File
+// stays safe to use if the descriptor is closed meanwhile (its operations
+// then fail with EBADF).
+func (t *FDTable) Get(fd int) (File, unix.Errno) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.lookupLocked(fd)
+	if s == nil {
+		return nil, unix.EBADF
+	}
+	return s.desc.file, 0
+}
+
+// FDFlags is fcntl(F_GETFD): FDCloexec or 0.
+func (t *FDTable) FDFlags(fd int) (int, unix.Errno) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.lookupLocked(fd)
+	if s == nil {
+		return 0, unix.EBADF
+	}
+	if s.cloexec {
+		return FDCloexec, 0
+	}
+	return 0, 0
+}
+
+// SetFDFlags is fcntl(F_SETFD), and FIOCLEX/FIONCLEX.
+func (t *FDTable) SetFDFlags(fd, flags int) unix.Errno {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.lookupLocked(fd)
+	if s == nil {
+		return unix.EBADF
+	}
+	s.cloexec = flags&FDCloexec != 0
+	return 0
+}
+
+// Close is close(2). It returns the File's Close error when this was the
+// last descriptor of the description.
+func (t *FDTable) Close(fd int) unix.Errno {
+	t.mu.Lock()
+	s := t.lookupLocked(fd)
+	if s == nil {
+		t.mu.Unlock()
+		return unix.EBADF
+	}
+	d := s.desc
+	*s = fdSlot{}
+	t.mu.Unlock()
+	return d.release()
+}
+
+// Dup is dup(2): the lowest free descriptor, without close-on-exec.
+func (t *FDTable) Dup(fd int) (int, unix.Errno) {
+	return t.DupFrom(fd, 0, false)
+}
+
+// DupFrom is fcntl(F_DUPFD) and, with cloexec, F_DUPFD_CLOEXEC: the lowest
+// free descriptor at or above min. EINVAL if min is not below the limit.
+func (t *FDTable) DupFrom(fd, min int, cloexec bool) (int, unix.Errno) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.lookupLocked(fd)
+	if s == nil {
+		return -1, unix.EBADF
+	}
+	if min < 0 || min >= t.limit {
+		return -1, unix.EINVAL
+	}
+	nfd, errno := t.allocLocked(min)
+	if errno != 0 {
+		return -1, errno
+	}
+	t.slots[nfd] = fdSlot{desc: t.slots[fd].desc.hold(), cloexec: cloexec}
+	return nfd, 0
+}
+
+// Dup2 is dup2(2): newfd, closed first if open, refers to oldfd's
+// description. With oldfd == newfd it only checks oldfd.
+func (t *FDTable) Dup2(oldfd, newfd int) (int, unix.Errno) {
+	if oldfd == newfd {
+		if _, errno := t.Get(oldfd); errno != 0 {
+			return -1, errno
+		}
+		return newfd, 0
+	}
+	return t.dup3(oldfd, newfd, false)
+}
+
+// Dup3 is dup3(2): like Dup2 but EINVAL for oldfd == newfd, and flags may
+// only be O_CLOEXEC.
+func (t *FDTable) Dup3(oldfd, newfd, flags int) (int, unix.Errno) {
+	if flags&^unix.O_CLOEXEC != 0 || oldfd == newfd {
+		return -1, unix.EINVAL
+	}
+	return t.dup3(oldfd, newfd, flags&unix.O_CLOEXEC != 0)
+}
+
+func (t *FDTable) dup3(oldfd, newfd int, cloexec bool) (int, unix.Errno) {
+	t.mu.Lock()
+	if newfd < 0 || newfd >= t.limit {
+		t.mu.Unlock()
+		return -1, unix.EBADF
+	}
+	s := t.lookupLocked(oldfd)
+	if s == nil {
+		t.mu.Unlock()
+		return -1, unix.EBADF
+	}
+	d := s.desc.hold()
+	t.growLocked(newfd)
+	replaced := t.slots[newfd].desc
+	t.slots[newfd] = fdSlot{desc: d, cloexec: cloexec}
+	t.mu.Unlock()
+	if replaced != nil {
+		replaced.release() // dup2 ignores errors closing newfd
+	}
+	return newfd, 0
+}
+
+// CloseRange is close_range(2) with flags 0 or CLOSE_RANGE_CLOEXEC (which
+// sets close-on-exec instead of closing); CLOSE_RANGE_UNSHARE is accepted
+// and left to the caller, which owns table sharing.
+func (t *FDTable) CloseRange(first, last uint64, flags uint32) unix.Errno {
+	if flags&^(unix.CLOSE_RANGE_UNSHARE|unix.CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+		return unix.EINVAL
+	}
+	var closed []*description
+	t.mu.Lock()
+	for fd := first; fd <= last && fd < uint64(len(t.slots)); fd++ {
+		s := &t.slots[fd]
+		if s.desc == nil {
+			continue
+		}
+		if flags&unix.CLOSE_RANGE_CLOEXEC != 0 {
+			s.cloexec = true
+			continue
+		}
+		closed = append(closed, s.desc)
+		*s = fdSlot{}
+	}
+	t.mu.Unlock()
+	for _, d := range closed {
+		d.release()
+	}
+	return 0
+}
+
+// CloseOnExec closes the close-on-exec descriptors, as execve(2) does.
+func (t *FDTable) CloseOnExec() {
+	t.closeWhere(func(s fdSlot) bool { return s.cloexec })
+}
+
+// CloseAll closes every descriptor, as exit does.
+func (t *FDTable) CloseAll() {
+	t.closeWhere(func(fdSlot) bool { return true })
+}
+
+func (t *FDTable) closeWhere(match func(fdSlot) bool) {
+	var closed []*description
+	t.mu.Lock()
+	for fd := range t.slots {
+		s := &t.slots[fd]
+		if s.desc != nil && match(*s) {
+			closed = append(closed, s.desc)
+			*s = fdSlot{}
+		}
+	}
+	t.mu.Unlock()
+	for _, d := range closed {
+		d.release()
+	}
+}
+
+// Clone copies the table for fork(2): the new table's descriptors share
+// the descriptions, offsets included.
+func (t *FDTable) Clone() *FDTable {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := &FDTable{limit: t.limit, slots: make([]fdSlot, len(t.slots))}
+	for fd, s := range t.slots {
+		if s.desc != nil {
+			c.slots[fd] = fdSlot{desc: s.desc.hold(), cloexec: s.cloexec}
+		}
+	}
+	return c
+}
+
+// FDEntry is one open descriptor as plain data, for a checkpoint.
+type FDEntry struct {
+	FD          int
+	CloseOnExec bool
+	// Desc numbers the open file descriptions of the snapshot: entries
+	// with the same Desc share one (dup'ed descriptors share the offset).
+	Desc int
+	File FileState
+}
+
+// Snapshot describes the open descriptors in increasing order.
+func (t *FDTable) Snapshot() []FDEntry {
+	type open struct {
+		fd      int
+		cloexec bool
+		desc    *description
+	}
+	var fds []open
+	t.mu.Lock()
+	for fd, s := range t.slots {
+		if s.desc != nil {
+			fds = append(fds, open{fd, s.cloexec, s.desc.hold()})
+		}
+	}
+	t.mu.Unlock()
+
+	ids := map[*description]int{}
+	states := map[*description]FileState{}
+	out := make([]FDEntry, 0, len(fds))
+	for _, o := range fds {
+		id, ok := ids[o.desc]
+		if !ok {
+			id = len(ids)
+			ids[o.desc] = id
+			states[o.desc] = o.desc.file.Describe()
+		}
+		out = append(out, FDEntry{FD: o.fd, CloseOnExec: o.cloexec, Desc: id, File: states[o.desc]})
+	}
+	for _, o := range fds {
+		o.desc.release()
+	}
+	return out
+}
+
+// RestoreFDTable rebuilds a table from a Snapshot, re-opening each
+// description once with Reopen, with limit as its RLIMIT_NOFILE.
+func (fs *FS) RestoreFDTable(entries []FDEntry, limit int) (*FDTable, error) {
+	t := NewFDTable()
+	if errno := t.SetLimit(limit); errno != 0 {
+		return nil, fmt.Errorf("vfs: restore fd table: limit %d: %w", limit, errno)
+	}
+	sorted := append([]FDEntry(nil), entries...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].FD < sorted[j].FD })
+	descs := map[int]*description{}
+	for i, e := range sorted {
+		if e.FD < 0 || e.FD >= NrOpen || (i > 0 && sorted[i-1].FD == e.FD) {
+			t.CloseAll()
+			return nil, fmt.Errorf("vfs: restore fd table: bad or repeated descriptor %d", e.FD)
+		}
+		d := descs[e.Desc]
+		if d == nil {
+			f, errno := fs.Reopen(e.File)
+			if errno != 0 {
+				t.CloseAll()
+				return nil, fmt.Errorf("vfs: restore fd %d (%s %q): %w", e.FD, e.File.Kind, e.File.Path, errno)
+			}
+			d = &description{file: f}
+			descs[e.Desc] = d
+		} else if d.file.Describe().Kind != e.File.Kind {
+			t.CloseAll()
+			return nil, fmt.Errorf("vfs: restore fd %d: description %d has two kinds", e.FD, e.Desc)
+		}
+		d.refs.Add(1)
+		t.growLocked(e.FD)
+		t.slots[e.FD] = fdSlot{desc: d, cloexec: e.CloseOnExec}
+	}
+	return t, nil
+}

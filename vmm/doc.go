@@ -1,0 +1,30 @@
+// Package vmm is the KVM machine underneath emuckpt's guest kernel.
+//
+// A Machine is one KVM virtual machine: a single slot of guest RAM that the
+// host allocates lazily, the x86-64 structures a CPU needs to take traps
+// (GDT, IDT, TSS) and a few bytes of ring-0 entry code. A VCPU runs user code
+// at CPL3 and returns to its caller with an Exit each time the guest needs
+// the kernel: a system call, an exception, or an MMIO access that no device
+// on the Bus could complete.
+//
+// The package hides the two ways a system call reaches the VMM:
+//
+//   - On hardware KVM (VMX/SVM) `syscall` switches to CPL0 and jumps to
+//     LSTAR. LSTAR points at the trampoline page, whose first instruction is
+//     `out` to the syscall port, so the call exits to the VMM at once.
+//   - On PVM (software KVM, as on the CI machines) `syscall` jumps to LSTAR
+//     but stays at CPL3. The trampoline page is user-executable and the TSS
+//     I/O bitmap allows the syscall port, so the same `out` exits directly.
+//
+// Either way the VMM sees a port exit with RIP inside the trampoline, reads
+// the user's registers from the KVM_CAP_SYNC_REGS area and returns to user
+// mode by writing them back (PVM) or by an iretq stub (hardware). Exceptions
+// go through IDT gates to one `out` per vector on the exception port; the
+// VMM reads the CPU's interrupt frame from the ring-0 stack and returns
+// through the same iretq stub.
+//
+// Nothing here knows about processes, files or VMAs: that is the kernel
+// layer's job (package kernel). Page tables are built by package guestmm in
+// guest RAM; the machine only installs its own kernel pages into them with
+// MapKernel.
+package vmm

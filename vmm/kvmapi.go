@@ -1,0 +1,138 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"github.com/bobuhiro11/gokvm/kvm"
+)
+
+// What gokvm's kvm package lacks: the kvm_run layout beyond the exit union
+// (KVM_CAP_SYNC_REGS), immediate_exit, MSRs, CPUID and XCRs in the shapes
+// used here. Offsets are from linux/kvm.h for x86-64.
+const (
+	runExitReason   = 8
+	runExitData     = 32  // the exit union
+	runValidRegs    = 288 // kvm_valid_regs
+	runDirtyRegs    = 296 // kvm_dirty_regs
+	runSyncRegs     = 304 // struct kvm_regs
+	runSyncSregs    = 304 + 144
+	syncRegsBit     = 1 << 0 // KVM_SYNC_X86_REGS
+	syncSregsBit    = 1 << 1 // KVM_SYNC_X86_SREGS
+	runImmediateExt = 1
+
+	capSyncRegs      = 74
+	capImmediateExit = 136
+	capXSave         = 55
+	capXCRS          = 56
+
+	ioctlSetMSRs         = 0x89
+	ioctlGetMSRs         = 0x88
+	ioctlGetSupportedCPU = 0x05
+	ioctlSetCPUID2       = 0x90
+	ioctlGetXCRS         = 0xa6
+	ioctlSetXCRS         = 0xa7
+	ioctlGetXSave        = 0xa4
+	ioctlSetXSave        = 0xa5
+
+	msrSTAR         = 0xC0000081
+	msrLSTAR        = 0xC0000082
+	msrCSTAR        = 0xC0000083
+	msrSFMASK       = 0xC0000084
+	msrFSBase       = 0xC0000100
+	msrGSBase       = 0xC0000101
+	msrKernelGSBase = 0xC0000102
+	msrTSCAux       = 0xC0000103
+)
+
+// setMSRs writes model-specific registers with KVM_SET_MSRS.
+func setMSRs(vcpuFd uintptr, msrs map[uint32]uint64) error {
+	buf := make([]byte, 8+16*len(msrs))
+	binary.LittleEndian.PutUint32(buf, uint32(len(msrs)))
+	i := 0
+	for idx, val := range msrs {
+		binary.LittleEndian.PutUint32(buf[8+16*i:], idx)
+		binary.LittleEndian.PutUint64(buf[8+16*i+8:], val)
+		i++
+	}
+	n, err := kvm.Ioctl(vcpuFd, kvm.IIOW(ioctlSetMSRs, 8), uintptr(unsafe.Pointer(&buf[0])))
+	if err != nil {
+		return fmt.Errorf("KVM_SET_MSRS: %w", err)
+	}
+	if int(n) != len(msrs) {
+		return fmt.Errorf("KVM_SET_MSRS: only %d of %d MSRs accepted", n, len(msrs))
+	}
+	return nil
+}
+
+// getMSRs reads model-specific registers with KVM_GET_MSRS.
+func getMSRs(vcpuFd uintptr, idx ...uint32) (map[uint32]uint64, error) {
+	buf := make([]byte, 8+16*len(idx))
+	binary.LittleEndian.PutUint32(buf, uint32(len(idx)))
+	for i, x := range idx {
+		binary.LittleEndian.PutUint32(buf[8+16*i:], x)
+	}
+	n, err := kvm.Ioctl(vcpuFd, kvm.IIOWR(ioctlGetMSRs, 8), uintptr(unsafe.Pointer(&buf[0])))
+	if err != nil {
+		return nil, fmt.Errorf("KVM_GET_MSRS: %w", err)
+	}
+	out := make(map[uint32]uint64, n)
+	for i := 0; i < int(n); i++ {
+		out[binary.LittleEndian.Uint32(buf[8+16*i:])] = binary.LittleEndian.Uint64(buf[8+16*i+8:])
+	}
+	return out, nil
+}
+
+// cpuidEntry is struct kvm_cpuid_entry2.
+type cpuidEntry struct {
+	Function, Index, Flags, Eax, Ebx, Ecx, Edx uint32
+	_                                          [3]uint32
+}
+
+const maxCPUIDEntries = 256
+
+type cpuidTable struct {
+	Nent    uint32
+	_       uint32
+	Entries [maxCPUIDEntries]cpuidEntry
+}
+
+// supportedCPUID asks KVM which CPUID leaves it can present to a guest.
+func supportedCPUID(kvmFd uintptr) (*cpuidTable, error) {
+	t := &cpuidTable{Nent: maxCPUIDEntries}
+	_, err := kvm.Ioctl(kvmFd, kvm.IIOWR(ioctlGetSupportedCPU, 8), uintptr(unsafe.Pointer(t)))
+	if err != nil {
+		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
+	}
+	return t, nil
+}
+
+func setCPUID(vcpuFd uintptr, t *cpuidTable) error {
+	_, err := kvm.Ioctl(vcpuFd, kvm.IIOW(ioctlSetCPUID2, 8), uintptr(unsafe.Pointer(t)))
+	if err != nil {
+		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
+	}
+	return nil
+}
+
+// xcrs is struct kvm_xcrs.
+type xcrs struct {
+	Nr    uint32
+	Flags uint32
+	XCR   [16]struct {
+		Index, _ uint32
+		Value    uint64
+	}
+	_ [16]uint64
+}
+
+func setXCR0(vcpuFd uintptr, v uint64) error {
+	x := &xcrs{Nr: 1}
+	x.XCR[0].Value = v
+	_, err := kvm.Ioctl(vcpuFd, kvm.IIOW(ioctlSetXCRS, unsafe.Sizeof(*x)), uintptr(unsafe.Pointer(x)))
+	if err != nil {
+		return fmt.Errorf("KVM_SET_XCRS: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,48 @@
+package vmm
+
+// Guest-physical layout of the machine's own pages. Everything below
+// ramStart belongs to the VMM; guest page tables and user frames come from
+// guestmm.Frames over [ramStart, memory size).
+const (
+	pageSize = 4096
+
+	gdtPA   = 0x1000 // GDT (one page)
+	idtPA   = 0x2000 // IDT: 256 gates of 16 bytes
+	tssPA   = 0x3000 // TSS and its I/O permission bitmap
+	stubPA  = 0x5000 // ring-0 exception stubs and the iretq stub
+	kstack  = 0x6000 // ring-0 stack, two pages; top is kstackTop
+	tramPA  = 0x9000 // syscall trampoline (user-executable)
+	ramBase = 0x100000
+
+	kstackTop = 0x8000
+
+	// KernelBase is where the VMM's pages appear in every address space:
+	// guest-virtual KernelBase+pa maps guest-physical pa, supervisor only.
+	KernelBase = 0xffffff8000000000
+
+	// TrampolineVA is LSTAR: the page just above Linux's TASK_SIZE, so no
+	// user mapping can ever cover it.
+	TrampolineVA = 0x7ffffffff000
+
+	// Ports. The TSS I/O bitmap lets CPL3 reach SyscallPort only.
+	SyscallPort   = 0xE0
+	exceptionPort = 0xE1
+
+	// Selectors (GDT index*8 | RPL).
+	kernelCS = 0x08
+	kernelSS = 0x10
+	userCS32 = 0x18 | 3 // STAR user base; sysret uses base+16 for CS and base+8 for SS
+	UserSS   = 0x20 | 3
+	UserCS   = 0x28 | 3
+	tssSel   = 0x30
+
+	// Vectors 0-31 each have a stubStride-byte stub; iretStub follows them
+	// on the same page.
+	numVectors = 32
+	stubStride = 16
+	iretStub   = stubPA + numVectors*stubStride
+)
+
+// RAMBase is the first guest-physical address that the machine leaves to
+// the frame allocator.
+const RAMBase = ramBase

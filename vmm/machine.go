@@ -1,0 +1,240 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/bobuhiro11/gokvm/kvm"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoKVM is returned (wrapped) when /dev/kvm cannot be used.
+var ErrNoKVM = errors.New("KVM is not available")
+
+// DefaultMemSize is the guest RAM size when Config.MemSize is zero.
+const DefaultMemSize = 512 << 20
+
+// Config describes a machine.
+type Config struct {
+	// MemSize is the size of guest RAM in bytes (rounded up to a page).
+	MemSize uint64
+	// TrapTSC sets CR4.TSD so that rdtsc/rdtscp at CPL3 raise #GP and
+	// reach the VMM (used for deterministic time).
+	TrapTSC bool
+	// KVMPath is the KVM device; empty means /dev/kvm.
+	KVMPath string
+}
+
+// Machine is one KVM virtual machine with its guest RAM.
+type Machine struct {
+	cfg     Config
+	kvm     *os.File // kept open while vmFd and the vCPU fds are used
+	vmFd    uintptr
+	mem     []byte
+	runSize int
+	cpuid   *cpuidTable
+	xcr0    uint64
+	Bus     *Bus
+	vcpus   []*VCPU
+	zaps    uint64
+}
+
+// New creates a VM with cfg.MemSize bytes of lazily allocated guest RAM and
+// writes the machine's own pages (GDT, IDT, TSS, stubs, trampoline).
+func New(cfg Config) (*Machine, error) {
+	if cfg.MemSize == 0 {
+		cfg.MemSize = DefaultMemSize
+	}
+	cfg.MemSize = (cfg.MemSize + pageSize - 1) &^ (pageSize - 1)
+	if cfg.MemSize < 4<<20 {
+		return nil, fmt.Errorf("guest memory %d bytes is too small: need at least 4 MiB", cfg.MemSize)
+	}
+	if cfg.MemSize > 0xC0000000 {
+		return nil, fmt.Errorf("guest memory %d bytes is too large: at most 3 GiB (the MMIO hole starts there)", cfg.MemSize)
+	}
+	path := cfg.KVMPath
+	if path == "" {
+		path = "/dev/kvm"
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v (emuckpt needs read-write access to %s: check `ls -l %s` and your membership of its group, or run as root)", ErrNoKVM, err, path, path)
+	}
+	m := &Machine{cfg: cfg, kvm: f, Bus: NewBus()}
+	if err := m.init(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Machine) init() error {
+	kfd := m.kvm.Fd()
+	if v, err := kvm.GetAPIVersion(kfd); err != nil || v != 12 {
+		return fmt.Errorf("%w: KVM API version %d (%v), need 12", ErrNoKVM, v, err)
+	}
+	for _, c := range []struct {
+		cap  int
+		name string
+	}{{capSyncRegs, "KVM_CAP_SYNC_REGS"}, {capImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"}} {
+		if r, err := kvm.CheckExtension(kfd, kvm.Capability(c.cap)); err != nil || r == 0 {
+			return fmt.Errorf("%w: the host kernel lacks %s", ErrNoKVM, c.name)
+		}
+	}
+	sz, err := kvm.GetVCPUMMmapSize(kfd)
+	if err != nil {
+		return fmt.Errorf("KVM_GET_VCPU_MMAP_SIZE: %w", err)
+	}
+	m.runSize = int(sz)
+	if m.cpuid, err = supportedCPUID(kfd); err != nil {
+		return err
+	}
+	m.vmFd, err = kvm.CreateVM(kfd)
+	if err != nil {
+		return fmt.Errorf("%w: KVM_CREATE_VM: %v", ErrNoKVM, err)
+	}
+	m.mem, err = unix.Mmap(-1, 0, int(m.cfg.MemSize), unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return fmt.Errorf("allocating %d bytes of guest memory: %w", m.cfg.MemSize, err)
+	}
+	if err := m.setRAMSlot(m.cfg.MemSize); err != nil {
+		return err
+	}
+	m.writeSystemPages()
+	return nil
+}
+
+func (m *Machine) setRAMSlot(size uint64) error {
+	err := kvm.SetUserMemoryRegion(m.vmFd, &kvm.UserspaceMemoryRegion{
+		Slot: 0, GuestPhysAddr: 0, MemorySize: size,
+		UserspaceAddr: uint64(uintptr(unsafe.Pointer(&m.mem[0]))),
+	})
+	if err != nil {
+		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION: %w", err)
+	}
+	return nil
+}
+
+// zapTranslations deletes and re-adds the RAM slot so that KVM forgets
+// every translation it derived from the guest page tables (see
+// VCPU.FlushTLB).
+func (m *Machine) zapTranslations() error {
+	m.zaps++
+	if err := m.setRAMSlot(0); err != nil {
+		return err
+	}
+	return m.setRAMSlot(m.cfg.MemSize)
+}
+
+// Zaps counts the translation flushes the machine has done.
+func (m *Machine) Zaps() uint64 { return m.zaps }
+
+// Mem is guest RAM: index i is guest-physical address i.
+func (m *Machine) Mem() []byte { return m.mem }
+
+// MemSize is the size of guest RAM.
+func (m *Machine) MemSize() uint64 { return m.cfg.MemSize }
+
+// Close releases the VM, its vCPUs and guest RAM.
+func (m *Machine) Close() error {
+	for _, c := range m.vcpus {
+		c.close()
+	}
+	m.vcpus = nil
+	if m.vmFd != 0 {
+		unix.Close(int(m.vmFd))
+		m.vmFd = 0
+	}
+	if m.mem != nil {
+		unix.Munmap(m.mem)
+		m.mem = nil
+	}
+	if m.kvm != nil {
+		m.kvm.Close()
+		m.kvm = nil
+	}
+	return nil
+}
+
+func (m *Machine) put64(pa, v uint64) { binary.LittleEndian.PutUint64(m.mem[pa:], v) }
+
+// writeSystemPages lays out the GDT, IDT, TSS, ring-0 stubs and the
+// syscall trampoline in guest-physical memory below RAMBase.
+func (m *Machine) writeSystemPages() {
+	// GDT: null, kernel code64, kernel data, user code32, user data,
+	// user code64, then the 16-byte TSS descriptor.
+	gdt := []uint64{
+		0,
+		0x00af9b000000ffff, // 0x08 kernel CS: L=1, DPL0
+		0x00cf93000000ffff, // 0x10 kernel SS
+		0x00cffb000000ffff, // 0x18 user CS32 (sysret base)
+		0x00cff3000000ffff, // 0x20 user SS: DPL3
+		0x00affb000000ffff, // 0x28 user CS64: L=1, DPL3
+	}
+	for i, d := range gdt {
+		m.put64(gdtPA+uint64(i)*8, d)
+	}
+	base, limit := uint64(tssBase), uint64(tssLimit)
+	m.put64(gdtPA+tssSel, (limit&0xffff)|(base&0xffffff)<<16|uint64(0x89)<<40|((limit>>16)&0xf)<<48|((base>>24)&0xff)<<56)
+	m.put64(gdtPA+tssSel+8, base>>32)
+
+	// TSS: RSP0 for traps from CPL3 and an I/O bitmap that opens only the
+	// syscall port to user mode.
+	m.put64(tssPA+4, KernelBase+kstackTop)
+	binary.LittleEndian.PutUint16(m.mem[tssPA+0x66:], 0x68)
+	bitmap := m.mem[tssPA+0x68 : tssPA+0x68+33]
+	for i := range bitmap {
+		bitmap[i] = 0xff
+	}
+	bitmap[SyscallPort/8] &^= 1 << (SyscallPort % 8)
+
+	// Exception stubs: `out exceptionPort, al; hlt`, one per vector. The
+	// VMM tells the vector from RIP and never lets the hlt run.
+	for v := uint64(0); v < numVectors; v++ {
+		stub := stubPA + v*stubStride
+		copy(m.mem[stub:], []byte{0xE6, exceptionPort, 0xF4, 0x0F, 0x0B})
+		h := KernelBase + stub
+		dpl := uint64(0)
+		if v == 3 || v == 4 { // int3 and into are allowed from user mode
+			dpl = 3
+		}
+		gate := idtPA + v*16
+		m.put64(gate, (h&0xffff)|kernelCS<<16|(0x8e|dpl<<5)<<40|((h>>16)&0xffff)<<48)
+		m.put64(gate+8, h>>32)
+	}
+	copy(m.mem[iretStub:], []byte{0x48, 0xCF}) // iretq
+
+	// Syscall trampoline: `out SyscallPort, al; ud2`.
+	copy(m.mem[tramPA:], []byte{0xE6, SyscallPort, 0x0F, 0x0B})
+}
+
+const (
+	tssBase  = KernelBase + tssPA
+	tssLimit = 0x68 + 33 - 1
+)
+
+// KernelPage is one page the machine needs mapped in every address space.
+type KernelPage struct {
+	VA, PA     uint64
+	Write      bool
+	User, Exec bool
+}
+
+// KernelPages lists the machine's pages for the kernel layer to map into
+// each address space (see guestmm.PageTables.Map).
+func KernelPages() []KernelPage {
+	return []KernelPage{
+		{VA: KernelBase + gdtPA, PA: gdtPA, Write: true},
+		{VA: KernelBase + idtPA, PA: idtPA},
+		{VA: KernelBase + tssPA, PA: tssPA, Write: true},
+		{VA: KernelBase + tssPA + pageSize, PA: tssPA + pageSize},
+		{VA: KernelBase + stubPA, PA: stubPA, Exec: true},
+		{VA: KernelBase + kstack, PA: kstack, Write: true},
+		{VA: KernelBase + kstack + pageSize, PA: kstack + pageSize, Write: true},
+		{VA: TrampolineVA, PA: tramPA, User: true, Exec: true},
+	}
+}

@@ -1,0 +1,162 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/emuckpt/emuckpt/guestmm"
+	"github.com/emuckpt/emuckpt/internal/kvmtest"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	codeVA = 0x400000
+	dataVA = 0x600000
+)
+
+// rig is a machine with one address space in which raw machine code runs
+// at CPL3, with no kernel layer: tests play the kernel by hand.
+type rig struct {
+	m      *Machine
+	c      *VCPU
+	frames *guestmm.Frames
+	pt     *guestmm.PageTables
+}
+
+func newRig(tb testing.TB, code []byte) *rig {
+	tb.Helper()
+	kvmtest.Require(tb)
+	m, err := New(Config{MemSize: 64 << 20})
+	require.NoError(tb, err)
+	tb.Cleanup(func() { m.Close() })
+	frames := guestmm.NewFrames(m.Mem(), RAMBase, m.MemSize())
+	pt, err := guestmm.NewPageTables(m.Mem(), frames)
+	require.NoError(tb, err)
+	require.NoError(tb, MapKernel(pt))
+	r := &rig{m: m, frames: frames, pt: pt}
+	pa, err := frames.Alloc()
+	require.NoError(tb, err)
+	copy(m.Mem()[pa:], code)
+	require.NoError(tb, pt.Map(codeVA, pa, guestmm.Present|guestmm.User))
+	r.c, err = m.NewVCPU()
+	require.NoError(tb, err)
+	require.NoError(tb, r.c.Start(Regs{RIP: codeVA, RSP: dataVA + 0x1000}, pt.Root(), 0))
+	return r
+}
+
+func (r *rig) mapData(tb testing.TB, va uint64) uint64 {
+	pa, err := r.frames.Alloc()
+	require.NoError(tb, err)
+	require.NoError(tb, r.pt.Map(va, pa, guestmm.Present|guestmm.Writable|guestmm.User|guestmm.NX))
+	return pa
+}
+
+var (
+	// mov eax,39; syscall; mov edi,eax; mov eax,60; syscall
+	codeSyscalls = []byte{0xB8, 39, 0, 0, 0, 0x0F, 0x05, 0x89, 0xC7, 0xB8, 60, 0, 0, 0, 0x0F, 0x05}
+	// mov rax,[dataVA]; ud2
+	codeLoadUD = []byte{0x48, 0x8B, 0x04, 0x25, 0x00, 0x00, 0x60, 0x00, 0x0F, 0x0B}
+	// jmp $
+	codeSpin = []byte{0xEB, 0xFE}
+	// out 0xE0,al; jmp $-2
+	codeOutLoop = []byte{0xE6, SyscallPort, 0xEB, 0xFC}
+	// mov eax,39; syscall; jmp $-7
+	codeSyscallLoop = []byte{0xB8, 39, 0, 0, 0, 0x0F, 0x05, 0xEB, 0xF7}
+	// mov [rbx],al; add rbx,4096; jmp back
+	codeTouchLoop = []byte{0x88, 0x03, 0x48, 0x81, 0xC3, 0x00, 0x10, 0x00, 0x00, 0xEB, 0xF5}
+)
+
+func TestSyscallRoundTrip(t *testing.T) {
+	r := newRig(t, codeSyscalls)
+	ex, err := r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitSyscall, ex.Kind)
+	require.Equal(t, uint64(39), r.c.Regs().RAX)
+	require.Equal(t, uint64(codeVA+7), r.c.Regs().RIP)
+	r.c.Regs().RAX = 1234
+	ex, err = r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitSyscall, ex.Kind)
+	require.Equal(t, uint64(60), r.c.Regs().RAX)
+	require.Equal(t, uint64(1234), r.c.Regs().RDI)
+	require.Equal(t, uint64(codeVA+16), r.c.Regs().RIP)
+}
+
+func TestPageFaultThenResume(t *testing.T) {
+	r := newRig(t, codeLoadUD)
+	ex, err := r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitException, ex.Kind)
+	require.Equal(t, VecPF, ex.Vector)
+	require.Equal(t, uint64(dataVA), ex.CR2)
+	require.Equal(t, uint64(4), ex.ErrorCode, "user read of a not-present page")
+	require.Equal(t, uint64(codeVA), r.c.Regs().RIP)
+	pa := r.mapData(t, dataVA)
+	binary.LittleEndian.PutUint64(r.m.Mem()[pa:], 0xfeedface)
+	ex, err = r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitException, ex.Kind)
+	require.Equal(t, VecUD, ex.Vector)
+	require.Equal(t, uint64(0xfeedface), r.c.Regs().RAX)
+	require.Equal(t, uint64(codeVA+8), r.c.Regs().RIP)
+}
+
+func TestRemapNeedsFlush(t *testing.T) {
+	// mov rax,[dataVA]; syscall; jmp to start
+	code := []byte{0x48, 0x8B, 0x04, 0x25, 0x00, 0x00, 0x60, 0x00, 0x0F, 0x05, 0xEB, 0xF4}
+	r := newRig(t, code)
+	pa1 := r.mapData(t, dataVA)
+	binary.LittleEndian.PutUint64(r.m.Mem()[pa1:], 1)
+	for i := 0; i < 3; i++ {
+		_, err := r.c.Run()
+		require.NoError(t, err)
+		require.Equal(t, uint64(1), r.c.Regs().RAX)
+	}
+	pa2, err := r.frames.Alloc()
+	require.NoError(t, err)
+	binary.LittleEndian.PutUint64(r.m.Mem()[pa2:], 2)
+	require.NoError(t, r.pt.SetPTE(dataVA, guestmm.MakePTE(pa2, guestmm.Present|guestmm.User|guestmm.NX)))
+	r.c.FlushTLB()
+	_, err = r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), r.c.Regs().RAX)
+}
+
+func TestKickStopsSpinningGuest(t *testing.T) {
+	r := newRig(t, codeSpin)
+	time.AfterFunc(50*time.Millisecond, r.c.Kick)
+	ex, err := r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitKicked, ex.Kind)
+	require.Equal(t, uint64(codeVA), r.c.Regs().RIP)
+}
+
+func TestUserPortIOIsReported(t *testing.T) {
+	r := newRig(t, codeOutLoop)
+	ex, err := r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitPortIO, ex.Kind)
+}
+
+func TestBusDispatch(t *testing.T) {
+	b := NewBus()
+	d := &echoDevice{}
+	require.NoError(t, b.Register(0xfed00000, 4096, d))
+	require.Error(t, b.Register(0xfed00800, 4096, d), "overlap")
+	require.NoError(t, b.Access(0xfed00010, []byte{1, 2, 3, 4}, true))
+	buf := make([]byte, 4)
+	require.NoError(t, b.Access(0xfed00010, buf, false))
+	require.Equal(t, []byte{1, 2, 3, 4}, buf)
+	require.Error(t, b.Access(0x1000, buf, false))
+	require.Equal(t, uint64(2), b.Accesses()["echo"])
+}
+
+type echoDevice struct{ last []byte }
+
+func (e *echoDevice) Name() string { return "echo" }
+func (e *echoDevice) Write(off uint64, d []byte) error {
+	e.last = append([]byte(nil), d...)
+	return nil
+}
+func (e *echoDevice) Read(off uint64, d []byte) error { copy(d, e.last); return nil }
