@@ -64,12 +64,34 @@
 //     possibly applying the change to a prefix.
 //   - mremap with old_size 0 only works for shared file mappings.
 //   - Reading past the end of a file gives zero pages, not SIGBUS.
+//   - Shared anonymous memory is one set of frames, not a memory object, so
+//     Fork faults all of it in first, and MADV_DONTNEED leaves shared pages
+//     in place (Linux would drop the PTEs and find the same data again).
+//   - CopyIn/CopyOut on device mappings fail with EFAULT (MMIO is not RAM).
+//   - No huge pages (anonymous MAP_HUGETLB gives ENOMEM) and no RLIMIT_DATA
+//     or RLIMIT_AS accounting.
 //
 // # State for checkpoint and fork
 //
 // All state is plain data: VMAs returns the VMAs (exported fields),
-// PresentPages enumerates the present pages with their PTEs, BrkRange and
-// Layout give the rest. Fork builds a copy-on-write child.
+// PresentPages enumerates the present pages with their PTEs (the frame is
+// PTE.Addr, its bytes Frames.Bytes), BrkRange and Layout give the rest.
+// A checkpoint saves anonymous pages and file pages marked Copied; clean
+// file pages can be read from the file again. RestoreVMA, RestoreBrk and
+// WriteForce rebuild an address space from such a checkpoint. Fork builds
+// a copy-on-write child.
+//
+// # Files
+//
+//   - frames.go: the frame allocator
+//   - pte.go, pagetables.go: page-table entries and the 4-level tables
+//   - vma.go: VMAs, protections, backings and the sorted VMA list
+//   - mm.go: Layout, AddressSpace, mmap, munmap, mprotect, mremap, brk
+//   - madvise.go: madvise
+//   - fault.go: page faults, stack growth, populate
+//   - copy.go: CopyIn, CopyOut, ReadString, WriteForce
+//   - maps.go: /proc/self/maps text
+//   - fork.go, restore.go: fork and checkpoint restore support
 //
 // # Concurrency
 //

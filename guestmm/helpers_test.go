@@ -160,7 +160,7 @@ func checkVMAs(tb testing.TB, as *AddressSpace) {
 		require.LessOrEqual(tb, v.End, uint64(TaskSize), "VMA beyond TaskSize")
 		if prev != nil {
 			require.LessOrEqual(tb, prev.End, v.Start, "VMAs overlap or unsorted: %+v %+v", *prev, *v)
-			require.False(tb, canMerge(prev, v), "TEMP unmerged %+v %+v", *prev, *v)
+			require.False(tb, canMerge(prev, v), "mergeable neighbours left apart: %+v %+v", *prev, *v)
 		}
 		require.Len(tb, as.vmas.v, len(as.VMAs()))
 		prev = v

@@ -100,6 +100,7 @@ type VCPU struct {
 	user    Regs // the user state the kernel layer sees and edits
 	place   stopPlace
 	fsBase  uint64
+	gsBase  uint64
 	setFS   bool
 	flush   bool
 	cr3     uint64
@@ -228,6 +229,12 @@ func (c *VCPU) FSBase() uint64 { return c.fsBase }
 
 // SetFSBase changes the FS base from the next Run on.
 func (c *VCPU) SetFSBase(v uint64) { c.fsBase, c.setFS = v, true }
+
+// GSBase is the task's GS segment base.
+func (c *VCPU) GSBase() uint64 { return c.gsBase }
+
+// SetGSBase changes the GS base from the next Run on.
+func (c *VCPU) SetGSBase(v uint64) { c.gsBase, c.setFS = v, true }
 
 // SetCR3 switches address space at the next Run.
 func (c *VCPU) SetCR3(cr3 uint64) { c.cr3 = cr3 }
@@ -458,6 +465,7 @@ func (c *VCPU) resume() error {
 	}
 	if c.setFS || c.sregs.CR3 != c.cr3 {
 		c.sregs.FS.Base = c.fsBase
+		c.sregs.GS.Base = c.gsBase
 		c.sregs.CR3 = c.cr3
 		dirty |= syncSregsBit
 		c.setFS = false

@@ -1,0 +1,20 @@
+// Package kernel is the guest kernel of emuckpt: it gives a static Linux
+// x86-64 program the system-call interface it expects while the program
+// runs at CPL3 in a KVM virtual machine (package vmm).
+//
+// A Kernel owns one Machine and the processes in it. Each process has an
+// address space (package guestmm), a file-descriptor table (package
+// kernel/vfs) and tasks; a task is the register state that runs on a vCPU.
+// Every piece of kernel-side state is a plain Go value so that a checkpoint
+// can save it and a restore can build it again.
+//
+// Run drives the vCPU: at each exit it dispatches a system call, resolves
+// a page fault from the process's VMAs, emulates a trapped rdtsc under
+// deterministic time, or turns an exception into the signal Linux would
+// send. A fatal signal ends the run with a report on the log writer and an
+// exit status of 128+signo.
+//
+// Guest pointers never reach Go slices directly: every read and write goes
+// through the address space's CopyIn/CopyOut, so a bad pointer is EFAULT
+// for the guest, never a panic in the VMM.
+package kernel

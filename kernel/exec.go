@@ -1,0 +1,109 @@
+package kernel
+
+import (
+	"fmt"
+
+	"github.com/emuckpt/emuckpt/guestmm"
+	"github.com/emuckpt/emuckpt/kernel/loader"
+	"github.com/emuckpt/emuckpt/vmm"
+	"golang.org/x/sys/unix"
+)
+
+// programBacking serves the pages of the program's ELF file to its
+// file-backed VMAs.
+type programBacking struct {
+	data []byte
+	name string
+}
+
+func (b *programBacking) Name() string { return b.name }
+
+func (b *programBacking) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= int64(len(b.data)) {
+		clear(p)
+		return 0, nil
+	}
+	n := copy(p, b.data[off:])
+	clear(p[n:])
+	return len(p), nil
+}
+
+const initialStackSize = 128 << 10
+
+// exec builds a fresh process image for img, as Linux's execve does for a
+// static binary: file-backed private mappings for PT_LOAD segments, zeroed
+// bss, a heap after the image, and the initial stack.
+func (k *Kernel) exec(img *loader.Image) (*Process, vmm.Regs, error) {
+	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, guestmm.Layout{})
+	if err != nil {
+		return nil, vmm.Regs{}, fmt.Errorf("creating address space: %w", err)
+	}
+	if err := vmm.MapKernel(as.PageTables()); err != nil {
+		return nil, vmm.Regs{}, fmt.Errorf("mapping kernel pages: %w", err)
+	}
+	bias := img.Bias()
+	prog := &programBacking{data: k.cfg.Program, name: k.cfg.Name}
+	for _, s := range img.Segments {
+		if err := loadSegment(as, prog, s, bias); err != nil {
+			return nil, vmm.Regs{}, fmt.Errorf("%w: %s: loading segment at %#x: %v", ErrLoad, k.cfg.Name, s.Vaddr, err)
+		}
+	}
+	as.SetBrkBase(img.InitialBrk())
+
+	top := as.Layout().StackTop
+	if err := as.SetupStack(top, initialStackSize); err != nil {
+		return nil, vmm.Regs{}, fmt.Errorf("creating stack: %w", err)
+	}
+	info := loader.StackInfo{Args: k.cfg.Args, Env: k.cfg.Env, ExecFn: k.cfg.Name, Platform: "x86_64"}
+	if _, err := k.rand.Read(info.Random[:]); err != nil {
+		return nil, vmm.Regs{}, err
+	}
+	auxv := img.Auxv(loader.AuxvParams{
+		UID: uint64(unix.Getuid()), EUID: uint64(unix.Geteuid()),
+		GID: uint64(unix.Getgid()), EGID: uint64(unix.Getegid()),
+		HWCap: k.hwcap, MinSigStkSz: 2048,
+	})
+	sp, image, err := loader.BuildStack(top, info, auxv)
+	if err != nil {
+		return nil, vmm.Regs{}, fmt.Errorf("%w: %v", ErrLoad, err)
+	}
+	if err := as.WriteForce(sp, image); err != nil {
+		return nil, vmm.Regs{}, fmt.Errorf("writing initial stack: %w", err)
+	}
+	cwd := k.cfg.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	p := newProcess(as, k.fs.NewFDTable(), cwd, k.cfg.Name)
+	return p, vmm.Regs{RIP: img.Entry + bias, RSP: sp, RFLAGS: 0x202}, nil
+}
+
+// loadSegment maps one PT_LOAD segment like Linux's elf_map/set_brk: the
+// file part as a private file mapping, the tail of its last file page
+// zeroed, and the rest of memsz as anonymous memory.
+func loadSegment(as *guestmm.AddressSpace, prog *programBacking, s loader.Segment, bias uint64) error {
+	prot := guestmm.Prot(s.Prot)
+	va := s.Vaddr + bias
+	start := loader.PageDown(va)
+	fileEnd := loader.PageUp(va + s.Filesz)
+	memEnd := loader.PageUp(va + s.Memsz)
+	flags := uint32(guestmm.MapPrivate | guestmm.MapFixed)
+	if s.Filesz > 0 {
+		if _, err := as.Mmap(start, fileEnd-start, prot, flags, prog, loader.PageDown(s.Offset)); err != nil {
+			return err
+		}
+		if tail := fileEnd - (va + s.Filesz); s.Memsz > s.Filesz && tail > 0 {
+			if err := as.WriteForce(va+s.Filesz, make([]byte, tail)); err != nil {
+				return err
+			}
+		}
+	} else {
+		fileEnd = start
+	}
+	if memEnd > fileEnd {
+		if _, err := as.Mmap(fileEnd, memEnd-fileEnd, prot, flags|guestmm.MapAnonymous, nil, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/emuckpt/emuckpt/guestmm"
+	"github.com/emuckpt/emuckpt/kernel/loader"
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"github.com/emuckpt/emuckpt/vmm"
+)
+
+// Config describes the program to run and the world it sees.
+type Config struct {
+	// Program is the ELF image; Name is how argv[0] and AT_EXECFN name it.
+	Program []byte
+	Name    string
+	Args    []string // argv, including argv[0]
+	Env     []string // the complete environment
+	// Root is a host directory the guest sees read-only as "/"; empty
+	// means only synthetic files (/dev/null, /proc/self/maps, ...).
+	Root string
+	// Cwd is the guest's initial working directory (default "/").
+	Cwd                   string
+	Stdin, Stdout, Stderr *os.File
+	MemSize               uint64
+	// Deterministic selects the virtual clock and seeded randomness.
+	Deterministic bool
+	Seed          uint64
+	// Log receives fault reports and, with Trace or Verbose, syscall
+	// notes. Nil means os.Stderr.
+	Log io.Writer
+	// Trace logs every system call; Verbose logs each unknown one once.
+	Trace, Verbose bool
+}
+
+// Kernel is one guest kernel on one machine.
+type Kernel struct {
+	cfg     Config
+	log     io.Writer
+	m       *vmm.Machine
+	frames  *guestmm.Frames
+	fs      *vfs.FS
+	clock   Clock
+	rand    io.Reader
+	proc    *Process
+	vcpu    *vmm.VCPU
+	unknown map[uint64]bool
+	hwcap   uint64
+	// pendingExit ends the run after the current system call returns.
+	pendingExit error
+	// ctx is the context of the current Run.
+	ctx context.Context
+}
+
+// ErrLoad wraps every error that means "this program cannot be run"
+// (not an ELF, dynamic, wrong architecture, corrupt): exit status 126.
+var ErrLoad = errors.New("cannot execute")
+
+// New creates the machine, loads the program and prepares its first task.
+func New(cfg Config) (*Kernel, error) {
+	k := &Kernel{cfg: cfg, log: cfg.Log, unknown: map[uint64]bool{}}
+	if k.log == nil {
+		k.log = os.Stderr
+	}
+	img, err := loader.Parse(cfg.Program)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrLoad, cfg.Name, err)
+	}
+	if cfg.Deterministic {
+		k.clock = NewVirtualClock()
+		k.rand = newSeededRand(cfg.Seed)
+	} else {
+		k.clock = HostClock{}
+		k.rand = hostRand{}
+	}
+	k.m, err = vmm.New(vmm.Config{MemSize: cfg.MemSize, TrapTSC: cfg.Deterministic})
+	if err != nil {
+		return nil, err
+	}
+	k.frames = guestmm.NewFrames(k.m.Mem(), vmm.RAMBase, k.m.MemSize())
+	k.fs, err = vfs.New(vfs.Options{
+		Root: cfg.Root, Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr,
+		Random: k.rand,
+		Maps: func() []byte {
+			if k.proc == nil {
+				return nil
+			}
+			return []byte(k.proc.as.MapsText())
+		},
+	})
+	if err != nil {
+		k.m.Close()
+		return nil, fmt.Errorf("setting up files: %w", err)
+	}
+	k.hwcap = hostHWCap()
+	if k.vcpu, err = k.m.NewVCPU(); err != nil {
+		k.Close()
+		return nil, err
+	}
+	p, regs, err := k.exec(img)
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	k.proc = p
+	if err := k.vcpu.Start(regs, p.as.PageTables().Root(), 0); err != nil {
+		k.Close()
+		return nil, err
+	}
+	return k, nil
+}
+
+// Machine is the VM the kernel runs on.
+func (k *Kernel) Machine() *vmm.Machine { return k.m }
+
+// Close releases the machine and every open file.
+func (k *Kernel) Close() error {
+	if k.proc != nil {
+		k.proc.fds.CloseAll()
+	}
+	if k.fs != nil {
+		k.fs.Close()
+	}
+	if k.m != nil {
+		k.m.Close()
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package kernel
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/emuckpt/emuckpt/vmm"
+	"golang.org/x/arch/x86/x86asm"
+	"golang.org/x/sys/unix"
+)
+
+// ExitStatus is how a run ended.
+type ExitStatus struct {
+	Code     int  // exit status when the program exited
+	Signal   int  // signal number when a signal killed it
+	TimedOut bool // the context ended the run
+}
+
+// ShellStatus is the status a shell reports: Code, or 128+Signal, or 124
+// for a timeout (the convention of timeout(1)).
+func (s ExitStatus) ShellStatus() int {
+	switch {
+	case s.TimedOut:
+		return 124
+	case s.Signal != 0:
+		return 128 + s.Signal
+	}
+	return s.Code
+}
+
+// errExit is how system calls end the run.
+type errExit struct{ status ExitStatus }
+
+func (e *errExit) Error() string { return fmt.Sprintf("exit %+v", e.status) }
+
+// Run runs the program until it exits, a signal kills it, or ctx ends.
+func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
+	k.ctx = ctx
+	stop := context.AfterFunc(ctx, k.vcpu.Kick)
+	defer stop()
+	t := k.proc.tasks[0]
+	for {
+		ex, err := k.vcpu.Run()
+		if err != nil {
+			return ExitStatus{}, fmt.Errorf("internal error: %w", err)
+		}
+		switch ex.Kind {
+		case vmm.ExitSyscall:
+			err = k.syscall(t)
+		case vmm.ExitException:
+			err = k.exception(t, ex)
+		case vmm.ExitMMIOFault:
+			err = k.fatalSignal(t, sigInfo{signo: ex.Fault.Signal, code: ex.Fault.Code, addr: ex.MMIOAddr, reason: ex.Fault.Reason})
+		case vmm.ExitPortIO:
+			err = k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: "I/O instruction in user mode"})
+		case vmm.ExitKicked:
+			if ctx.Err() != nil {
+				return ExitStatus{TimedOut: true}, nil
+			}
+		}
+		if err != nil {
+			if e, ok := err.(*errExit); ok {
+				return e.status, nil
+			}
+			return ExitStatus{}, err
+		}
+		if pt := t.proc.as.PageTables(); pt.NeedFlush() {
+			pt.ClearFlush()
+			k.vcpu.FlushTLB()
+		}
+	}
+}
+
+// exception turns a CPU exception into what Linux would do with it.
+func (k *Kernel) exception(t *Task, ex vmm.Exit) error {
+	regs := k.vcpu.Regs()
+	switch ex.Vector {
+	case vmm.VecPF:
+		r := t.proc.as.HandleFault(ex.CR2, ex.ErrorCode)
+		if r.Resolved {
+			return nil
+		}
+		return k.fatalSignal(t, sigInfo{signo: int(r.Signal), code: int(r.Code), addr: r.Addr})
+	case vmm.VecGP:
+		if k.cfg.Deterministic && k.emulateTSC(t) {
+			return nil
+		}
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: "general protection fault"})
+	case vmm.VecUD:
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGILL), code: illIllopn, addr: regs.RIP})
+	case vmm.VecDE:
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGFPE), code: fpeIntdiv, addr: regs.RIP})
+	case vmm.VecMF, vmm.VecXM:
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGFPE), code: 0, addr: regs.RIP})
+	case vmm.VecBP, vmm.VecDB:
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGTRAP), code: siKernel})
+	case vmm.VecOF, vmm.VecBR:
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel})
+	case vmm.VecAC:
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGBUS), code: busAdraln})
+	case vmm.VecSS, vmm.VecNP:
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGBUS), code: siKernel})
+	}
+	return fmt.Errorf("internal error: unexpected exception %d at %#x", ex.Vector, regs.RIP)
+}
+
+// emulateTSC completes a trapped rdtsc/rdtscp (CR4.TSD) with the clock's
+// TSC. It reports false if the instruction at RIP is something else.
+func (k *Kernel) emulateTSC(t *Task) bool {
+	regs := k.vcpu.Regs()
+	inst, ok := k.decodeAt(t, regs.RIP)
+	if !ok || (inst.Op != x86asm.RDTSC && inst.Op != x86asm.RDTSCP) {
+		return false
+	}
+	k.clock.Tick()
+	tsc := k.clock.TSC()
+	regs.RAX = tsc & 0xffffffff
+	regs.RDX = tsc >> 32
+	if inst.Op == x86asm.RDTSCP {
+		regs.RCX = 0 // IA32_TSC_AUX: CPU 0
+	}
+	regs.RIP += uint64(inst.Len)
+	return true
+}
+
+// decodeAt decodes the user instruction at va.
+func (k *Kernel) decodeAt(t *Task, va uint64) (x86asm.Inst, bool) {
+	var buf [15]byte
+	n, _ := t.proc.as.CopyInPartial(va, buf[:])
+	if n == 0 {
+		return x86asm.Inst{}, false
+	}
+	inst, err := x86asm.Decode(buf[:n], 64)
+	return inst, err == nil
+}

@@ -1,0 +1,522 @@
+package kernel
+
+import (
+	"encoding/binary"
+
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	atFDCWD           = -100
+	atSymlinkNofollow = 0x100
+	atEAccess         = 0x200
+	atEmptyPath       = 0x1000
+	pathMax           = 4096
+	uioMaxIOV         = 1024
+	// maxIO bounds one host-side transfer buffer; longer requests are
+	// served in several steps or return a short count, as Linux may.
+	maxIO = 1 << 20
+
+	fioNCLEX = 0x5450
+	fioCLEX  = 0x5451
+	fioNBIO  = 0x5421
+)
+
+// taskMemory lets vfs files read and write the task's memory (ioctl).
+type taskMemory struct{ t *Task }
+
+func (m taskMemory) CopyIn(va uint64, dst []byte) error  { return m.t.proc.as.CopyIn(va, dst) }
+func (m taskMemory) CopyOut(va uint64, src []byte) error { return m.t.proc.as.CopyOut(va, src) }
+
+func (k *Kernel) file(t *Task, fd uint64) (vfs.File, unix.Errno) {
+	return t.proc.fds.Get(int(int32(fd)))
+}
+
+// path reads a NUL-terminated path argument.
+func (k *Kernel) path(t *Task, va uint64) (string, unix.Errno) {
+	s, err := t.proc.as.ReadString(va, pathMax)
+	if err != nil {
+		return "", errnoOf(err)
+	}
+	return s, 0
+}
+
+// dirOf returns the directory a *at call resolves relative paths from.
+func (k *Kernel) dirOf(t *Task, dirfd uint64, path string) (string, unix.Errno) {
+	if len(path) > 0 && path[0] == '/' || int32(dirfd) == atFDCWD {
+		return t.proc.cwd, 0
+	}
+	f, e := k.file(t, dirfd)
+	if e != 0 {
+		return "", e
+	}
+	return vfs.DirPath(f)
+}
+
+func (k *Kernel) sysRead(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	buf := make([]byte, min(a[2], maxIO))
+	n, e := f.Read(buf)
+	if e != 0 {
+		return 0, e
+	}
+	if e := k.copyOut(t, a[1], buf[:n]); e != 0 {
+		return 0, e
+	}
+	return uint64(n), 0
+}
+
+func (k *Kernel) sysWrite(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	return k.writeFrom(t, a[1], a[2], func(p []byte) (int, unix.Errno) { return f.Write(p) })
+}
+
+// writeFrom copies length bytes at va out of the guest in bounded chunks
+// and hands them to write, stopping at a short write.
+func (k *Kernel) writeFrom(t *Task, va, length uint64, write func([]byte) (int, unix.Errno)) (uint64, unix.Errno) {
+	var done uint64
+	for done < length || length == 0 {
+		buf := make([]byte, min(length-done, maxIO))
+		if e := k.copyIn(t, va+done, buf); e != 0 {
+			if done > 0 {
+				return done, 0
+			}
+			return 0, e
+		}
+		n, e := write(buf)
+		if e != 0 {
+			if done > 0 {
+				return done, 0
+			}
+			return 0, e
+		}
+		done += uint64(n)
+		if n < len(buf) || length == 0 {
+			break
+		}
+	}
+	return done, 0
+}
+
+func (k *Kernel) sysPread64(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	if int64(a[3]) < 0 {
+		return 0, unix.EINVAL
+	}
+	buf := make([]byte, min(a[2], maxIO))
+	n, e := f.Pread(buf, int64(a[3]))
+	if e != 0 {
+		return 0, e
+	}
+	if e := k.copyOut(t, a[1], buf[:n]); e != 0 {
+		return 0, e
+	}
+	return uint64(n), 0
+}
+
+func (k *Kernel) sysPwrite64(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	off := int64(a[3])
+	if off < 0 {
+		return 0, unix.EINVAL
+	}
+	return k.writeFrom(t, a[1], a[2], func(p []byte) (int, unix.Errno) {
+		n, e := f.Pwrite(p, off)
+		off += int64(n)
+		return n, e
+	})
+}
+
+// iovecs reads an iovec array.
+func (k *Kernel) iovecs(t *Task, va, cnt uint64) ([][2]uint64, unix.Errno) {
+	if int64(cnt) < 0 || cnt > uioMaxIOV {
+		return nil, unix.EINVAL
+	}
+	raw := make([]byte, 16*cnt)
+	if e := k.copyIn(t, va, raw); e != 0 {
+		return nil, e
+	}
+	iov := make([][2]uint64, cnt)
+	var total uint64
+	for i := range iov {
+		iov[i] = [2]uint64{binary.LittleEndian.Uint64(raw[16*i:]), binary.LittleEndian.Uint64(raw[16*i+8:])}
+		total += iov[i][1]
+		if int64(iov[i][1]) < 0 || int64(total) < 0 {
+			return nil, unix.EINVAL
+		}
+	}
+	return iov, 0
+}
+
+func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	iov, e := k.iovecs(t, a[1], a[2])
+	if e != 0 {
+		return 0, e
+	}
+	var done uint64
+	for _, v := range iov {
+		buf := make([]byte, min(v[1], maxIO))
+		n, e := f.Read(buf)
+		if e != 0 {
+			if done > 0 {
+				break
+			}
+			return 0, e
+		}
+		if e := k.copyOut(t, v[0], buf[:n]); e != 0 {
+			if done > 0 {
+				break
+			}
+			return 0, e
+		}
+		done += uint64(n)
+		if n < len(buf) {
+			break
+		}
+	}
+	return done, 0
+}
+
+func (k *Kernel) sysWritev(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	iov, e := k.iovecs(t, a[1], a[2])
+	if e != 0 {
+		return 0, e
+	}
+	// Gather first, so one writev is one write on the host (stdout lines
+	// stay whole) and a bad buffer fails before anything is written.
+	var data []byte
+	for _, v := range iov {
+		if v[1] == 0 {
+			continue
+		}
+		if uint64(len(data))+v[1] > maxIO*16 {
+			break
+		}
+		buf := make([]byte, v[1])
+		if e := k.copyIn(t, v[0], buf); e != 0 {
+			if len(data) > 0 {
+				break
+			}
+			return 0, e
+		}
+		data = append(data, buf...)
+	}
+	if len(data) == 0 {
+		_, e := f.Write(nil)
+		return 0, e
+	}
+	n, e := f.Write(data)
+	if e != 0 {
+		return 0, e
+	}
+	return uint64(n), 0
+}
+
+func (k *Kernel) sysOpen(t *Task, a *args) (uint64, unix.Errno) {
+	return k.openat(t, uint64(atFDCWD&0xffffffff), a[0], a[1], a[2])
+}
+
+func (k *Kernel) sysOpenat(t *Task, a *args) (uint64, unix.Errno) {
+	return k.openat(t, a[0], a[1], a[2], a[3])
+}
+
+func (k *Kernel) openat(t *Task, dirfd, pathVA, flags, mode uint64) (uint64, unix.Errno) {
+	p, e := k.path(t, pathVA)
+	if e != 0 {
+		return 0, e
+	}
+	dir, e := k.dirOf(t, dirfd, p)
+	if e != 0 {
+		return 0, e
+	}
+	f, e := k.fs.Open(dir, p, int(int32(flags)))
+	if e != 0 {
+		return 0, e
+	}
+	fd, e := t.proc.fds.Install(f, flags&unix.O_CLOEXEC != 0)
+	if e != 0 {
+		f.Close()
+		return 0, e
+	}
+	return uint64(fd), 0
+}
+
+func (k *Kernel) sysClose(t *Task, a *args) (uint64, unix.Errno) {
+	return 0, t.proc.fds.Close(int(int32(a[0])))
+}
+
+func (k *Kernel) putStat(t *Task, va uint64, st vfs.Stat, e unix.Errno) (uint64, unix.Errno) {
+	if e != 0 {
+		return 0, e
+	}
+	return 0, k.copyOut(t, va, st.Marshal())
+}
+
+func (k *Kernel) sysStat(t *Task, a *args) (uint64, unix.Errno) {
+	return k.fstatat(t, uint64(atFDCWD&0xffffffff), a[0], a[1], 0)
+}
+
+func (k *Kernel) sysLstat(t *Task, a *args) (uint64, unix.Errno) {
+	return k.fstatat(t, uint64(atFDCWD&0xffffffff), a[0], a[1], atSymlinkNofollow)
+}
+
+func (k *Kernel) sysFstat(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	st, e := f.Stat()
+	return k.putStat(t, a[1], st, e)
+}
+
+func (k *Kernel) sysNewfstatat(t *Task, a *args) (uint64, unix.Errno) {
+	return k.fstatat(t, a[0], a[1], a[2], a[3])
+}
+
+func (k *Kernel) fstatat(t *Task, dirfd, pathVA, statVA, flags uint64) (uint64, unix.Errno) {
+	if flags&^(atSymlinkNofollow|atEmptyPath|0x800 /* AT_NO_AUTOMOUNT */) != 0 {
+		return 0, unix.EINVAL
+	}
+	p, e := k.path(t, pathVA)
+	if e != 0 {
+		return 0, e
+	}
+	if p == "" {
+		if flags&atEmptyPath == 0 {
+			return 0, unix.ENOENT
+		}
+		if int32(dirfd) == atFDCWD {
+			st, e := k.fs.Stat(t.proc.cwd, ".")
+			return k.putStat(t, statVA, st, e)
+		}
+		f, e := k.file(t, dirfd)
+		if e != 0 {
+			return 0, e
+		}
+		st, e := f.Stat()
+		return k.putStat(t, statVA, st, e)
+	}
+	dir, e := k.dirOf(t, dirfd, p)
+	if e != 0 {
+		return 0, e
+	}
+	var st vfs.Stat
+	if flags&atSymlinkNofollow != 0 {
+		st, e = k.fs.Lstat(dir, p)
+	} else {
+		st, e = k.fs.Stat(dir, p)
+	}
+	return k.putStat(t, statVA, st, e)
+}
+
+func (k *Kernel) sysLseek(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	off, e := f.Lseek(int64(a[1]), int(int32(a[2])))
+	return uint64(off), e
+}
+
+func (k *Kernel) sysAccess(t *Task, a *args) (uint64, unix.Errno) {
+	return k.faccessat(t, uint64(atFDCWD&0xffffffff), a[0], a[1], 0)
+}
+
+func (k *Kernel) sysFaccessat(t *Task, a *args) (uint64, unix.Errno) {
+	return k.faccessat(t, a[0], a[1], a[2], 0)
+}
+
+func (k *Kernel) sysFaccessat2(t *Task, a *args) (uint64, unix.Errno) {
+	return k.faccessat(t, a[0], a[1], a[2], a[3])
+}
+
+func (k *Kernel) faccessat(t *Task, dirfd, pathVA, mode, flags uint64) (uint64, unix.Errno) {
+	if mode&^7 != 0 || flags&^(atEAccess|atSymlinkNofollow|atEmptyPath) != 0 {
+		return 0, unix.EINVAL
+	}
+	p, e := k.path(t, pathVA)
+	if e != 0 {
+		return 0, e
+	}
+	if p == "" && flags&atEmptyPath == 0 {
+		return 0, unix.ENOENT
+	}
+	dir, e := k.dirOf(t, dirfd, p)
+	if e != 0 {
+		return 0, e
+	}
+	if p == "" {
+		p = "."
+	}
+	return 0, k.fs.Access(dir, p, uint32(mode))
+}
+
+func (k *Kernel) sysGetdents64(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	size := int(min(a[2], maxIO))
+	if int64(a[2]) < 0 {
+		size = maxIO
+	}
+	buf, e := f.Getdents64(size)
+	if e != 0 {
+		return 0, e
+	}
+	return uint64(len(buf)), k.copyOut(t, a[1], buf)
+}
+
+func (k *Kernel) sysGetcwd(t *Task, a *args) (uint64, unix.Errno) {
+	b, e := vfs.Getcwd(t.proc.cwd, a[1])
+	if e != 0 {
+		return 0, e
+	}
+	return uint64(len(b)), k.copyOut(t, a[0], b)
+}
+
+func (k *Kernel) sysChdir(t *Task, a *args) (uint64, unix.Errno) {
+	p, e := k.path(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	cwd, e := k.fs.Chdir(t.proc.cwd, p)
+	if e != 0 {
+		return 0, e
+	}
+	t.proc.cwd = cwd
+	return 0, 0
+}
+
+func (k *Kernel) sysReadlink(t *Task, a *args) (uint64, unix.Errno) {
+	return k.readlinkat(t, uint64(atFDCWD&0xffffffff), a[0], a[1], a[2])
+}
+
+func (k *Kernel) sysReadlinkat(t *Task, a *args) (uint64, unix.Errno) {
+	return k.readlinkat(t, a[0], a[1], a[2], a[3])
+}
+
+func (k *Kernel) readlinkat(t *Task, dirfd, pathVA, buf, size uint64) (uint64, unix.Errno) {
+	if int64(size) <= 0 {
+		return 0, unix.EINVAL
+	}
+	p, e := k.path(t, pathVA)
+	if e != 0 {
+		return 0, e
+	}
+	dir, e := k.dirOf(t, dirfd, p)
+	if e != 0 {
+		return 0, e
+	}
+	var target string
+	if p == "/proc/self/exe" {
+		target = t.proc.exe
+	} else if target, e = k.fs.Readlink(dir, p); e != 0 {
+		return 0, e
+	}
+	b := []byte(target)
+	if uint64(len(b)) > size {
+		b = b[:size]
+	}
+	return uint64(len(b)), k.copyOut(t, buf, b)
+}
+
+func (k *Kernel) sysDup(t *Task, a *args) (uint64, unix.Errno) {
+	fd, e := t.proc.fds.Dup(int(int32(a[0])))
+	return uint64(fd), e
+}
+
+func (k *Kernel) sysDup2(t *Task, a *args) (uint64, unix.Errno) {
+	fd, e := t.proc.fds.Dup2(int(int32(a[0])), int(int32(a[1])))
+	return uint64(fd), e
+}
+
+func (k *Kernel) sysDup3(t *Task, a *args) (uint64, unix.Errno) {
+	fd, e := t.proc.fds.Dup3(int(int32(a[0])), int(int32(a[1])), int(int32(a[2])))
+	return uint64(fd), e
+}
+
+func (k *Kernel) sysFcntl(t *Task, a *args) (uint64, unix.Errno) {
+	fd := int(int32(a[0]))
+	fds := t.proc.fds
+	switch a[1] {
+	case unix.F_DUPFD, unix.F_DUPFD_CLOEXEC:
+		if int32(a[2]) < 0 {
+			return 0, unix.EINVAL
+		}
+		n, e := fds.DupFrom(fd, int(int32(a[2])), a[1] == unix.F_DUPFD_CLOEXEC)
+		return uint64(n), e
+	case unix.F_GETFD:
+		fl, e := fds.FDFlags(fd)
+		return uint64(fl), e
+	case unix.F_SETFD:
+		return 0, fds.SetFDFlags(fd, int(a[2]))
+	case unix.F_GETFL:
+		f, e := fds.Get(fd)
+		if e != 0 {
+			return 0, e
+		}
+		return uint64(f.Flags()), 0
+	case unix.F_SETFL:
+		f, e := fds.Get(fd)
+		if e != 0 {
+			return 0, e
+		}
+		if f.Flags()&unix.O_PATH != 0 {
+			return 0, unix.EBADF
+		}
+		f.SetFlags(int(a[2]))
+		return 0, 0
+	}
+	if _, e := fds.Get(fd); e != 0 {
+		return 0, e
+	}
+	return 0, unix.EINVAL
+}
+
+func (k *Kernel) sysIoctl(t *Task, a *args) (uint64, unix.Errno) {
+	fd := int(int32(a[0]))
+	f, e := t.proc.fds.Get(fd)
+	if e != 0 {
+		return 0, e
+	}
+	switch uint32(a[1]) {
+	case fioCLEX:
+		return 0, t.proc.fds.SetFDFlags(fd, vfs.FDCloexec)
+	case fioNCLEX:
+		return 0, t.proc.fds.SetFDFlags(fd, 0)
+	case fioNBIO:
+		var b [4]byte
+		if e := k.copyIn(t, a[2], b[:]); e != 0 {
+			return 0, e
+		}
+		fl := f.Flags() &^ unix.O_NONBLOCK
+		if binary.LittleEndian.Uint32(b[:]) != 0 {
+			fl |= unix.O_NONBLOCK
+		}
+		f.SetFlags(fl)
+		return 0, 0
+	}
+	return f.Ioctl(uint64(uint32(a[1])), a[2], taskMemory{t})
+}

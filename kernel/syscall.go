@@ -1,0 +1,152 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// args are the six system-call arguments (rdi, rsi, rdx, r10, r8, r9).
+type args [6]uint64
+
+type handler func(k *Kernel, t *Task, a *args) (uint64, unix.Errno)
+
+// syscalls is the system-call table: Linux x86-64 numbers.
+var syscalls = map[uint64]handler{
+	0:   (*Kernel).sysRead,
+	1:   (*Kernel).sysWrite,
+	2:   (*Kernel).sysOpen,
+	3:   (*Kernel).sysClose,
+	4:   (*Kernel).sysStat,
+	5:   (*Kernel).sysFstat,
+	6:   (*Kernel).sysLstat,
+	8:   (*Kernel).sysLseek,
+	9:   (*Kernel).sysMmap,
+	10:  (*Kernel).sysMprotect,
+	11:  (*Kernel).sysMunmap,
+	12:  (*Kernel).sysBrk,
+	13:  (*Kernel).sysRtSigaction,
+	14:  (*Kernel).sysRtSigprocmask,
+	16:  (*Kernel).sysIoctl,
+	17:  (*Kernel).sysPread64,
+	18:  (*Kernel).sysPwrite64,
+	19:  (*Kernel).sysReadv,
+	20:  (*Kernel).sysWritev,
+	21:  (*Kernel).sysAccess,
+	24:  (*Kernel).sysSchedYield,
+	25:  (*Kernel).sysMremap,
+	28:  (*Kernel).sysMadvise,
+	32:  (*Kernel).sysDup,
+	33:  (*Kernel).sysDup2,
+	35:  (*Kernel).sysNanosleep,
+	39:  (*Kernel).sysGetpid,
+	60:  (*Kernel).sysExit,
+	62:  (*Kernel).sysKillSyscall,
+	63:  (*Kernel).sysUname,
+	72:  (*Kernel).sysFcntl,
+	79:  (*Kernel).sysGetcwd,
+	80:  (*Kernel).sysChdir,
+	89:  (*Kernel).sysReadlink,
+	96:  (*Kernel).sysGettimeofday,
+	97:  (*Kernel).sysGetrlimit,
+	102: (*Kernel).sysGetuid,
+	104: (*Kernel).sysGetgid,
+	107: (*Kernel).sysGeteuid,
+	108: (*Kernel).sysGetegid,
+	110: (*Kernel).sysGetppid,
+	131: (*Kernel).sysSigaltstack,
+	158: (*Kernel).sysArchPrctl,
+	186: (*Kernel).sysGettid,
+	200: (*Kernel).sysTkill,
+	201: (*Kernel).sysTime,
+	217: (*Kernel).sysGetdents64,
+	218: (*Kernel).sysSetTidAddress,
+	228: (*Kernel).sysClockGettime,
+	229: (*Kernel).sysClockGetres,
+	230: (*Kernel).sysClockNanosleep,
+	231: (*Kernel).sysExitGroup,
+	234: (*Kernel).sysTgkill,
+	257: (*Kernel).sysOpenat,
+	262: (*Kernel).sysNewfstatat,
+	267: (*Kernel).sysReadlinkat,
+	269: (*Kernel).sysFaccessat,
+	273: (*Kernel).sysSetRobustList,
+	292: (*Kernel).sysDup3,
+	302: (*Kernel).sysPrlimit64,
+	318: (*Kernel).sysGetrandom,
+	439: (*Kernel).sysFaccessat2,
+}
+
+// SyscallName is the Linux name of x86-64 system call nr.
+func SyscallName(nr uint64) string {
+	if n, ok := syscallNames[nr]; ok {
+		return n
+	}
+	return fmt.Sprintf("syscall_%d", nr)
+}
+
+// syscall handles the system call the task just made.
+func (k *Kernel) syscall(t *Task) error {
+	r := k.vcpu.Regs()
+	nr := r.RAX
+	a := args{r.RDI, r.RSI, r.RDX, r.R10, r.R8, r.R9}
+	k.clock.Tick()
+	h, ok := syscalls[nr]
+	var ret uint64
+	var e unix.Errno
+	if ok {
+		ret, e = h(k, t, &a)
+	} else {
+		e = unix.ENOSYS
+		if (k.cfg.Verbose || k.cfg.Trace) && !k.unknown[nr] {
+			k.unknown[nr] = true
+			fmt.Fprintf(k.log, "emuckpt: unknown system call %s (%d): returning ENOSYS\n", SyscallName(nr), nr)
+		}
+	}
+	if e != 0 {
+		ret = uint64(-int64(e))
+	}
+	if k.cfg.Trace {
+		if e != 0 {
+			fmt.Fprintf(k.log, "emuckpt: trace: %s(%#x, %#x, %#x, %#x, %#x, %#x) = -%s\n", SyscallName(nr), a[0], a[1], a[2], a[3], a[4], a[5], errnoName(e))
+		} else {
+			fmt.Fprintf(k.log, "emuckpt: trace: %s(%#x, %#x, %#x, %#x, %#x, %#x) = %#x\n", SyscallName(nr), a[0], a[1], a[2], a[3], a[4], a[5], ret)
+		}
+	}
+	r.RAX = ret
+	if err := k.pendingExit; err != nil {
+		k.pendingExit = nil
+		return err
+	}
+	return nil
+}
+
+// copyIn and copyOut move bytes between guest memory and the VMM; a bad
+// guest pointer is EFAULT.
+func (k *Kernel) copyIn(t *Task, va uint64, dst []byte) unix.Errno {
+	return errnoOf(t.proc.as.CopyIn(va, dst))
+}
+
+func (k *Kernel) copyOut(t *Task, va uint64, src []byte) unix.Errno {
+	return errnoOf(t.proc.as.CopyOut(va, src))
+}
+
+// errnoOf converts an error from guestmm or the host into a Linux errno.
+func errnoOf(err error) unix.Errno {
+	if err == nil {
+		return 0
+	}
+	var e unix.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return unix.EFAULT
+}
+
+func errnoName(e unix.Errno) string {
+	if n := unix.ErrnoName(e); n != "" {
+		return n
+	}
+	return fmt.Sprintf("errno %d", int(e))
+}
