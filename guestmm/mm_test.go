@@ -514,6 +514,22 @@ func TestMremap(t *testing.T) {
 		base := mustMmap(t, as, 0, PageSize, rw, MapShared, dev, 0)
 		_, err := as.Mremap(base, PageSize, 2*PageSize, MremapMayMove, 0)
 		assert.ErrorIs(t, err, unix.EFAULT)
+		_, err = as.Mremap(base, PageSize, 2*PageSize, MremapMayMove|MremapFixed, 0x400000)
+		assert.ErrorIs(t, err, unix.EFAULT)
+		_, err = as.Mremap(base, PageSize, PageSize, MremapMayMove|MremapDontUnmap, 0)
+		assert.ErrorIs(t, err, unix.EINVAL)
+		// Moving it is fine: the MMIO page goes along.
+		mustFault(t, as, base, PFUser)
+		got, err := as.Mremap(base, PageSize, PageSize, MremapMayMove|MremapFixed, 0x400000)
+		require.NoError(t, err)
+		e, ok := as.pt.Lookup(got)
+		require.True(t, ok)
+		assert.Equal(t, uint64(0xfe000000), e.Addr())
+		v, ok := as.FindVMA(got)
+		require.True(t, ok)
+		assert.True(t, v.Contains(got))
+		assert.Equal(t, uint64(PageSize), v.Len())
+		checkInvariants(t, 0, as)
 	})
 }
 

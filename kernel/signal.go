@@ -333,3 +333,13 @@ func (k *Kernel) sysKill(t *Task, pid int, sig int, code int) (uint64, unix.Errn
 	}
 	return 0, 0
 }
+
+// sysRtSigpending implements rt_sigpending(set, sigsetsize).
+func (k *Kernel) sysRtSigpending(t *Task, a *args) (uint64, unix.Errno) {
+	if a[1] > sigsetSize {
+		return 0, unix.EINVAL
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], t.pending&t.sigmask)
+	return 0, k.copyOut(t, a[0], b[:a[1]])
+}

@@ -520,3 +520,44 @@ func (k *Kernel) sysIoctl(t *Task, a *args) (uint64, unix.Errno) {
 	}
 	return f.Ioctl(uint64(uint32(a[1])), a[2], taskMemory{t})
 }
+
+func (k *Kernel) sysPipe(t *Task, a *args) (uint64, unix.Errno) {
+	return k.pipe2(t, a[0], 0)
+}
+
+func (k *Kernel) sysPipe2(t *Task, a *args) (uint64, unix.Errno) {
+	return k.pipe2(t, a[0], a[1])
+}
+
+func (k *Kernel) pipe2(t *Task, va, flags uint64) (uint64, unix.Errno) {
+	if flags&^uint64(unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_DIRECT) != 0 {
+		return 0, unix.EINVAL
+	}
+	var abort <-chan struct{}
+	if k.ctx != nil {
+		abort = k.ctx.Done()
+	}
+	r, w := vfs.NewPipe(int(flags), abort)
+	cloexec := flags&unix.O_CLOEXEC != 0
+	rfd, e := t.proc.fds.Install(r, cloexec)
+	if e != 0 {
+		r.Close()
+		w.Close()
+		return 0, e
+	}
+	wfd, e := t.proc.fds.Install(w, cloexec)
+	if e != 0 {
+		t.proc.fds.Close(rfd)
+		w.Close()
+		return 0, e
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint32(b[:], uint32(rfd))
+	binary.LittleEndian.PutUint32(b[4:], uint32(wfd))
+	if e := k.copyOut(t, va, b[:]); e != 0 {
+		t.proc.fds.Close(rfd)
+		t.proc.fds.Close(wfd)
+		return 0, e
+	}
+	return 0, 0
+}

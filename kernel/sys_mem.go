@@ -9,6 +9,10 @@ import (
 func (k *Kernel) sysMmap(t *Task, a *args) (uint64, unix.Errno) {
 	addr, length, prot, flags, fd, off := a[0], a[1], uint32(a[2]), uint32(a[3]), a[4], a[5]
 	var backing guestmm.Backing
+	if flags&guestmm.MapAnonymous != 0 && flags&0xf == guestmm.MapSharedValidate {
+		// Linux accepts MAP_SHARED_VALIDATE only for file mappings.
+		return 0, unix.EINVAL
+	}
 	if flags&guestmm.MapAnonymous == 0 {
 		f, e := k.file(t, fd)
 		if e != 0 {

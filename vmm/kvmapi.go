@@ -44,6 +44,8 @@ const (
 	msrGSBase       = 0xC0000101
 	msrKernelGSBase = 0xC0000102
 	msrTSCAux       = 0xC0000103
+	msrMTRRDefType  = 0x2FF
+	msrPAT          = 0x277
 )
 
 // setMSRs writes model-specific registers with KVM_SET_MSRS.

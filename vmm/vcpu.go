@@ -193,6 +193,10 @@ func (c *VCPU) setupCPU() error {
 		msrLSTAR:  TrampolineVA,
 		msrCSTAR:  TrampolineVA,
 		msrSFMASK: 0x47700, // TF DF IF IOPL AC NT, as Linux
+		// MTRRs enabled with write-back as the default type; with them off
+		// (the reset state) the architecture makes all memory uncached.
+		msrMTRRDefType: 0xC06,
+		msrPAT:         0x0007040600070406,
 	})
 }
 

@@ -93,6 +93,7 @@ const (
 	KindGenerated FileKind = "generated" // a synthetic file, such as /proc/self/maps
 	KindStdio     FileKind = "stdio"     // a host standard stream; Path is stdin, stdout or stderr
 	KindPath      FileKind = "path"      // an O_PATH descriptor
+	KindPipe      FileKind = "pipe"      // one end of a pipe
 )
 
 // FileState is an open file description as plain data: enough to re-open an
