@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emuckpt/emuckpt/internal/kvmtest"
+	"github.com/emuckpt/emuckpt/testimages"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The end-to-end tests run the real CLI: the test binary re-executes
+// itself as emuckpt when EMUCKPT_E2E_MAIN is set.
+func TestMain(m *testing.M) {
+	if os.Getenv("EMUCKPT_E2E_MAIN") == "1" {
+		os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+type result struct {
+	stdout, stderr string
+	status         int
+}
+
+// emuckpt runs the CLI with args.
+func emuckpt(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "EMUCKPT_E2E_MAIN=1")
+	return runCmd(t, cmd)
+}
+
+// native runs a test image directly on the host with emuckpt's default
+// guest environment, as the reference for what Linux does.
+func native(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = defaultEnv
+	return runCmd(t, cmd)
+}
+
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	status := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		require.True(t, ok, "running %v: %v", cmd.Args, err)
+		status = ee.ExitCode()
+	}
+	return result{out.String(), errb.String(), status}
+}
+
+func img(name string) string { return testimages.Path(name) }
+
+func TestHello(t *testing.T) {
+	kvmtest.Require(t)
+	for _, name := range []string{"hello", "hello-pie"} {
+		r := emuckpt(t, "run", img(name))
+		assert.Equal(t, "hello, world\n", r.stdout, name)
+		assert.Equal(t, 0, r.status, name)
+		assert.Empty(t, r.stderr, name)
+	}
+}
+
+// TestMatchesNative runs programs whose whole output is defined by Linux
+// semantics and requires emuckpt to print exactly what the host kernel
+// makes them print.
+func TestMatchesNative(t *testing.T) {
+	kvmtest.Require(t)
+	for _, args := range [][]string{
+		{"mmap"}, {"fdops"}, {"efault"}, {"sigs"}, {"malloc"},
+		{"args", "one", "two words", ""}, {"cpubound", "3"}, {"exitcode", "42"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			argv := append([]string{img(args[0])}, args[1:]...)
+			want := native(t, argv...)
+			got := emuckpt(t, append([]string{"run"}, argv...)...)
+			assert.Equal(t, want.stdout, got.stdout)
+			assert.Equal(t, want.status, got.status)
+			assert.Empty(t, got.stderr)
+		})
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	text := filepath.Join(dir, "script.sh")
+	require.NoError(t, os.WriteFile(text, []byte("#!/bin/sh\necho hi\n"), 0o755))
+	tests := []struct {
+		name   string
+		args   []string
+		status int
+		stderr []string
+	}{
+		{"exit code", []string{"run", img("exitcode"), "7"}, 7, nil},
+		{"killed by SIGTERM", []string{"run", img("exitcode"), "kill", "15"}, 128 + 15, nil},
+		{"killed by SIGABRT", []string{"run", img("exitcode"), "kill", "6"}, 128 + 6, nil},
+		{"segv maperr", []string{"run", img("segv")}, 128 + 11,
+			[]string{"killed by SIGSEGV (SEGV_MAPERR) at address 0x10", "instruction at rip", "mov", "rsp", "memory map:", "[stack]"}},
+		{"segv accerr", []string{"run", img("segv"), "write-ro"}, 128 + 11,
+			[]string{"killed by SIGSEGV (SEGV_ACCERR)"}},
+		{"timeout", []string{"run", "--timeout", "200ms", img("spin")}, 124, []string{"timed out after 200ms"}},
+		{"not found", []string{"run", filepath.Join(dir, "nope")}, 127, []string{"no such file"}},
+		{"not in PATH", []string{"run", "emuckpt-no-such-program"}, 127, []string{"not found in $PATH"}},
+		{"not an ELF", []string{"run", text}, 126, []string{"not an ELF file", "script"}},
+		{"directory", []string{"run", dir}, 127, []string{"is a directory"}},
+		{"bad flag", []string{"run", "--no-such-flag", img("hello")}, 125, []string{"flag provided but not defined"}},
+		{"bad mem", []string{"run", "--mem", "lots", img("hello")}, 125, []string{"512M"}},
+		{"missing program", []string{"run"}, 125, []string{"missing PROGRAM"}},
+		{"unknown command", []string{"frobnicate"}, 125, []string{"unknown command"}},
+	}
+	if _, err := os.Stat("/bin/ls"); err == nil {
+		tests = append(tests, struct {
+			name   string
+			args   []string
+			status int
+			stderr []string
+		}{"dynamic", []string{"run", "/bin/ls"}, 126, []string{"dynamically linked", "-static"}})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := emuckpt(t, tt.args...)
+			assert.Equal(t, tt.status, r.status, "stderr: %s", r.stderr)
+			for _, s := range tt.stderr {
+				assert.Contains(t, r.stderr, s)
+			}
+		})
+	}
+}
+
+func TestEnv(t *testing.T) {
+	kvmtest.Require(t)
+	r := emuckpt(t, "run", "--env", "FOO=bar", "--env", "HOME=/tmp", img("args"), "x")
+	require.Equal(t, 0, r.status)
+	assert.Contains(t, r.stdout, "argv[1]=x\n")
+	assert.Contains(t, r.stdout, "env=FOO=bar\n")
+	assert.Contains(t, r.stdout, "env=HOME=/tmp\n")
+	assert.NotContains(t, r.stdout, "env=HOME=/\n")
+	assert.Contains(t, r.stdout, "env=PATH=")
+	r = emuckpt(t, "run", "--env", "novalue", img("args"))
+	assert.Equal(t, 125, r.status)
+}
+
+func TestReadFileThroughRoot(t *testing.T) {
+	kvmtest.Require(t)
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "data"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "data", "f.txt"), []byte("inside the root\n"), 0o644))
+	outside := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(outside, []byte("secret"), 0o644))
+	require.NoError(t, os.Symlink(outside, filepath.Join(root, "data", "abs")))
+	require.NoError(t, os.Symlink("../../../../../../"+outside, filepath.Join(root, "data", "rel")))
+
+	r := emuckpt(t, "run", "--root", root, img("readfile"), "/data/f.txt")
+	require.Equal(t, 0, r.status, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "inside the root\n")
+	assert.Contains(t, r.stdout, "open_wronly: ret=-1 errno=EROFS")
+	assert.Contains(t, r.stdout, "dirent f.txt")
+
+	r = emuckpt(t, "run", "--root", root, "--cwd", "/data", img("readfile"), "f.txt")
+	assert.Equal(t, 0, r.status, "relative to --cwd")
+
+	for _, escape := range []string{"/data/abs", "/data/rel", "/../../../../" + outside, "/data/../../" + outside} {
+		r := emuckpt(t, "run", "--root", root, img("readfile"), escape)
+		assert.Equal(t, 2, r.status, escape)
+		assert.Contains(t, r.stdout, "open: errno=ENOENT", escape)
+		assert.NotContains(t, r.stdout, "secret", escape)
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	kvmtest.Require(t)
+	a := emuckpt(t, "run", "--deterministic", "--seed", "42", img("dettime"))
+	b := emuckpt(t, "run", "--deterministic", "--seed", "42", img("dettime"))
+	c := emuckpt(t, "run", "--deterministic", "--seed", "43", img("dettime"))
+	require.Equal(t, 0, a.status, a.stdout+a.stderr)
+	assert.Equal(t, a.stdout, b.stdout)
+	assert.Equal(t, a.stderr, b.stderr)
+	assert.NotEqual(t, a.stdout, c.stdout, "another seed gives other random bytes")
+	assert.Contains(t, a.stdout, "realtime: 946684800.")
+	assert.Contains(t, a.stdout, "nanosleep_10ms: ret=0 elapsed_ns=10")
+}
+
+func TestUnknownSyscallReportedOnce(t *testing.T) {
+	kvmtest.Require(t)
+	r := emuckpt(t, "run", "-v", img("unknown"))
+	assert.Equal(t, 0, r.status)
+	assert.Equal(t, "mbind: ret=-1 errno=ENOSYS\nmbind: ret=-1 errno=ENOSYS\n", r.stdout)
+	assert.Equal(t, 1, strings.Count(r.stderr, "unknown system call mbind (237)"), r.stderr)
+	quiet := emuckpt(t, "run", img("unknown"))
+	assert.Empty(t, quiet.stderr)
+}
+
+func TestTrace(t *testing.T) {
+	kvmtest.Require(t)
+	r := emuckpt(t, "run", "--trace", img("hello"))
+	assert.Equal(t, 0, r.status)
+	assert.Contains(t, r.stderr, "trace: writev(0x1")
+	assert.Contains(t, r.stderr, "trace: exit_group(0x0")
+}
+
+func TestHelp(t *testing.T) {
+	r := emuckpt(t, "help")
+	assert.Equal(t, 0, r.status)
+	assert.Contains(t, r.stdout, "run [flags] PROGRAM")
+	r = emuckpt(t, "run", "--help")
+	assert.Equal(t, 0, r.status)
+	for _, f := range []string{"-root", "-env", "-mem", "-timeout", "-deterministic", "-seed", "-trace"} {
+		assert.Contains(t, r.stderr, f)
+	}
+}
