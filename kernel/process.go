@@ -37,10 +37,12 @@ type stackT struct {
 	Size  uint64
 }
 
-const firstPID = 1
+// firstPID is the program's pid: it runs as if init (pid 1) had started
+// it, because Linux gives pid 1 special signal semantics.
+const firstPID = 2
 
 func newProcess(as *guestmm.AddressSpace, fds *vfs.FDTable, cwd, exe string) *Process {
-	p := &Process{pid: firstPID, ppid: 0, as: as, fds: fds, cwd: cwd, exe: exe}
+	p := &Process{pid: firstPID, ppid: 1, as: as, fds: fds, cwd: cwd, exe: exe}
 	p.tasks = []*Task{{tid: p.pid, proc: p, altstack: stackT{Flags: ssDisable}}}
 	return p
 }
