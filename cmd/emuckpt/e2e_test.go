@@ -219,3 +219,15 @@ func TestHelp(t *testing.T) {
 		assert.Contains(t, r.stderr, f)
 	}
 }
+
+// TestHostileGuest lets a guest call every system call with hostile
+// arguments (kernel addresses, the trampoline page, huge lengths, bad fds)
+// and requires emuckpt to answer them all without crashing.
+func TestHostileGuest(t *testing.T) {
+	kvmtest.Require(t)
+	for _, seed := range []string{"1", "2", "3", "4"} {
+		r := emuckpt(t, "run", "--timeout", "60s", img("hostile"), "30", seed)
+		require.Equal(t, 0, r.status, "seed %s: %s", seed, r.stderr)
+		assert.Equal(t, "survived 14970 calls\n", r.stdout, "seed %s", seed)
+	}
+}
