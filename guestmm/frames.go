@@ -268,3 +268,23 @@ func alignUp(x uint64) uint64 {
 	}
 	return (x + pageMask) &^ pageMask
 }
+
+// AllocRun takes n never-used frames at consecutive physical addresses,
+// each with reference count 1, without clearing them: the caller fills
+// them (a restore maps image pages over them). It fails if fewer than n
+// untouched frames are left at the top of the allocator.
+func (f *Frames) AllocRun(n int) (pa uint64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n < 0 || uint64(f.next)+uint64(n) > uint64(f.count) {
+		return 0, fmt.Errorf("%w: no run of %d free frames (%d of %d used)", ErrNoMemory, n, f.inUse, f.count)
+	}
+	first := f.next
+	for i := first; i < first+uint32(n); i++ {
+		f.refs[i] = 1
+		f.zero[i/64] &^= 1 << (i % 64)
+	}
+	f.next += uint32(n)
+	f.inUse += n
+	return f.start + uint64(first)<<pageShift, nil
+}

@@ -56,3 +56,22 @@ func (as *AddressSpace) RestoreBrk(start, brk uint64) error {
 	as.startBrk, as.brk, as.brkSet = start, brk, true
 	return nil
 }
+
+// InstallPage maps the in-use frame at pa, which already holds the page's
+// contents, at va inside a restored VMA. copied marks a file page whose
+// contents differ from its backing (see Copied). Device VMAs take no
+// pages: their PTEs come back by demand faults to the device.
+func (as *AddressSpace) InstallPage(va, pa uint64, copied bool) error {
+	if va&pageMask != 0 || !as.frames.Contains(pa) {
+		return unix.EINVAL
+	}
+	v, _ := as.vmas.find(va)
+	if v == nil || v.Kind == KindDevice {
+		return unix.EFAULT
+	}
+	var soft PTE
+	if copied && v.isFile() {
+		soft = Copied
+	}
+	return as.pt.SetPTE(va, as.leafPTE(v, pa, soft))
+}

@@ -35,6 +35,8 @@ type Config struct {
 	Log io.Writer
 	// Trace logs every system call; Verbose logs each unknown one once.
 	Trace, Verbose bool
+	// Devices are the device models to attach (see DeviceFactory).
+	Devices []DeviceFactory
 }
 
 // Kernel is one guest kernel on one machine.
@@ -97,6 +99,10 @@ func New(cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("setting up files: %w", err)
 	}
 	k.hwcap = hostHWCap()
+	if err := k.attachDevices(); err != nil {
+		k.Close()
+		return nil, fmt.Errorf("attaching devices: %w", err)
+	}
 	if k.vcpu, err = k.m.NewVCPU(); err != nil {
 		k.Close()
 		return nil, err

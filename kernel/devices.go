@@ -1,0 +1,134 @@
+package kernel
+
+import (
+	"fmt"
+
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"github.com/emuckpt/emuckpt/vmm"
+	"golang.org/x/sys/unix"
+)
+
+// A device plugs into the kernel through DeviceFactory: the kernel calls it
+// once, with the guest clock, and registers what it returns. Device
+// packages (devices/hpet, devices/bsr) never import this package; the
+// command line wires them in.
+type DeviceFactory func(env DeviceEnv) (Device, error)
+
+// DeviceEnv is what the kernel gives a device.
+type DeviceEnv struct {
+	// Now is the guest's CLOCK_MONOTONIC in nanoseconds: the host clock,
+	// or the virtual clock under --deterministic.
+	Now func() int64
+	// Sleeper lets a blocking device operation wait on the guest clock.
+	Sleeper Sleeper
+}
+
+// Sleeper waits on the guest clock.
+type Sleeper interface {
+	// SleepUntil returns when CLOCK_MONOTONIC reaches ns (at once under
+	// the virtual clock, which jumps there), or false if the run was
+	// cancelled first.
+	SleepUntil(ns int64) bool
+}
+
+// Device is what a device contributes to the machine and the file system.
+type Device struct {
+	MMIO  []MMIORegion
+	Files []DeviceFile
+	Text  []TextFile
+	// Start runs once the machine is ready (the HPET starts its counter
+	// here, as Linux enables the HPET when it takes it).
+	Start func()
+}
+
+// MMIORegion is a guest-physical range served by dev.
+type MMIORegion struct {
+	Base, Size uint64
+	Dev        vmm.Device
+}
+
+// DeviceFile is a character device node such as /dev/hpet.
+type DeviceFile struct {
+	Path string
+	Info vfs.DeviceInfo
+	Open func(flags int) (vfs.File, unix.Errno)
+}
+
+// TextFile is a read-only generated file such as a sysfs attribute.
+type TextFile struct {
+	Path    string
+	Content func() []byte
+}
+
+// attachDevices builds and registers every configured device.
+func (k *Kernel) attachDevices() error {
+	env := DeviceEnv{Now: k.monotonic, Sleeper: kernelSleeper{k}}
+	var starts []func()
+	for _, f := range k.cfg.Devices {
+		d, err := f(env)
+		if err != nil {
+			return err
+		}
+		for _, r := range d.MMIO {
+			if r.Base < k.m.MemSize() {
+				return fmt.Errorf("device %s at %#x lies inside guest RAM (%d bytes): use less --mem", r.Dev.Name(), r.Base, k.m.MemSize())
+			}
+			if err := k.m.Bus.Register(r.Base, r.Size, tickingDevice{r.Dev, k.clock}); err != nil {
+				return err
+			}
+		}
+		for _, f := range d.Files {
+			if err := k.fs.AddDevice(f.Path, f.Info, f.Open); err != nil {
+				return err
+			}
+		}
+		for _, t := range d.Text {
+			if err := k.fs.AddFile(t.Path, t.Content); err != nil {
+				return err
+			}
+		}
+		if d.Start != nil {
+			starts = append(starts, d.Start)
+		}
+	}
+	for _, s := range starts {
+		s()
+	}
+	return nil
+}
+
+func (k *Kernel) monotonic() int64 {
+	ns, _ := k.clock.Now(unix.CLOCK_MONOTONIC)
+	return ns
+}
+
+// tickingDevice advances the guest clock at every device access, so that
+// under the virtual clock a program polling a device sees time pass.
+type tickingDevice struct {
+	vmm.Device
+	clock Clock
+}
+
+func (d tickingDevice) Read(off uint64, data []byte) error {
+	d.clock.Tick()
+	return d.Device.Read(off, data)
+}
+
+func (d tickingDevice) Write(off uint64, data []byte) error {
+	d.clock.Tick()
+	return d.Device.Write(off, data)
+}
+
+type kernelSleeper struct{ k *Kernel }
+
+func (s kernelSleeper) SleepUntil(ns int64) bool {
+	now := s.k.monotonic()
+	if ns <= now {
+		return true
+	}
+	if _, virtual := s.k.clock.(*VirtualClock); virtual {
+		s.k.clock.Sleep(ns - now)
+		return true
+	}
+	return s.k.sleep(ns-now) == 0
+}
