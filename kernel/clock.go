@@ -70,6 +70,13 @@ const VirtualTick = int64(time.Microsecond)
 // NewVirtualClock returns a virtual clock at time 0.
 func NewVirtualClock() *VirtualClock { return &VirtualClock{} }
 
+// Elapsed is the virtual time since the start of the run.
+func (c *VirtualClock) Elapsed() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ns
+}
+
 func (c *VirtualClock) Now(id int32) (int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

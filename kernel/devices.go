@@ -39,6 +39,16 @@ type Device struct {
 	// Start runs once the machine is ready (the HPET starts its counter
 	// here, as Linux enables the HPET when it takes it).
 	Start func()
+	// State, if set, saves and restores the device model's registers for
+	// --device-state=preserve.
+	State *DeviceState
+}
+
+// DeviceState saves and restores one device model's own state.
+type DeviceState struct {
+	Name    string
+	Save    func() ([]byte, error)
+	Restore func([]byte) error
 }
 
 // MMIORegion is a guest-physical range served by dev.
@@ -89,6 +99,9 @@ func (k *Kernel) attachDevices() error {
 		}
 		if d.Start != nil {
 			starts = append(starts, d.Start)
+		}
+		if d.State != nil {
+			k.deviceStates = append(k.deviceStates, *d.State)
 		}
 	}
 	for _, s := range starts {

@@ -16,8 +16,10 @@ import (
 // Config describes the program to run and the world it sees.
 type Config struct {
 	// Program is the ELF image; Name is how argv[0] and AT_EXECFN name it.
+	// Path is the host file it came from, recorded in checkpoints.
 	Program []byte
 	Name    string
+	Path    string
 	Args    []string // argv, including argv[0]
 	Env     []string // the complete environment
 	// Root is a host directory the guest sees read-only as "/"; empty
@@ -37,6 +39,11 @@ type Config struct {
 	Trace, Verbose bool
 	// Devices are the device models to attach (see DeviceFactory).
 	Devices []DeviceFactory
+	// Checkpoint configures checkpoints (see CheckpointConfig).
+	Checkpoint CheckpointConfig
+	// PreserveDevices makes Restore give device models their saved
+	// registers (--device-state=preserve); by default they start fresh.
+	PreserveDevices bool
 }
 
 // Kernel is one guest kernel on one machine.
@@ -56,6 +63,13 @@ type Kernel struct {
 	pendingExit error
 	// ctx is the context of the current Run.
 	ctx context.Context
+	// progRef identifies the program for checkpoints; syscalls counts
+	// system calls (checkpoint triggers); deviceStates are the devices
+	// that save their own state.
+	progRef      ProgramRef
+	syscalls     uint64
+	deviceStates []DeviceState
+	ckpt         checkpointer
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"
@@ -64,21 +78,41 @@ var ErrLoad = errors.New("cannot execute")
 
 // New creates the machine, loads the program and prepares its first task.
 func New(cfg Config) (*Kernel, error) {
-	k := &Kernel{cfg: cfg, log: cfg.Log, unknown: map[uint64]bool{}}
-	if k.log == nil {
-		k.log = os.Stderr
-	}
 	img, err := loader.Parse(cfg.Program)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrLoad, cfg.Name, err)
 	}
+	var clock Clock = HostClock{}
+	var random io.Reader = hostRand{}
 	if cfg.Deterministic {
-		k.clock = NewVirtualClock()
-		k.rand = newSeededRand(cfg.Seed)
-	} else {
-		k.clock = HostClock{}
-		k.rand = hostRand{}
+		clock, random = NewVirtualClock(), newSeededRand(cfg.Seed)
 	}
+	k, err := newKernel(cfg, clock, random)
+	if err != nil {
+		return nil, err
+	}
+	p, regs, err := k.exec(img)
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	k.proc = p
+	if err := k.vcpu.Start(regs, p.as.PageTables().Root(), 0); err != nil {
+		k.Close()
+		return nil, err
+	}
+	return k, nil
+}
+
+// newKernel creates the machine, the file system and the devices: all a
+// kernel needs before it has a process.
+func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
+	k := &Kernel{cfg: cfg, log: cfg.Log, unknown: map[uint64]bool{}, clock: clock, rand: random,
+		progRef: programRef(cfg.Name, cfg.Path, cfg.Program)}
+	if k.log == nil {
+		k.log = os.Stderr
+	}
+	var err error
 	k.m, err = vmm.New(vmm.Config{MemSize: cfg.MemSize, TrapTSC: cfg.Deterministic})
 	if err != nil {
 		return nil, err
@@ -104,16 +138,6 @@ func New(cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("attaching devices: %w", err)
 	}
 	if k.vcpu, err = k.m.NewVCPU(); err != nil {
-		k.Close()
-		return nil, err
-	}
-	p, regs, err := k.exec(img)
-	if err != nil {
-		k.Close()
-		return nil, err
-	}
-	k.proc = p
-	if err := k.vcpu.Start(regs, p.as.PageTables().Root(), 0); err != nil {
 		k.Close()
 		return nil, err
 	}

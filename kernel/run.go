@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/emuckpt/emuckpt/guestmm"
+
 	"github.com/emuckpt/emuckpt/vmm"
 	"golang.org/x/arch/x86/x86asm"
 	"golang.org/x/sys/unix"
@@ -14,6 +16,9 @@ type ExitStatus struct {
 	Code     int  // exit status when the program exited
 	Signal   int  // signal number when a signal killed it
 	TimedOut bool // the context ended the run
+	// Checkpointed means the run stopped after writing a checkpoint
+	// (status 0).
+	Checkpointed bool
 }
 
 // ShellStatus is the status a shell reports: Code, or 128+Signal, or 124
@@ -38,6 +43,13 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	k.ctx = ctx
 	stop := context.AfterFunc(ctx, k.vcpu.Kick)
 	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	k.watchRequests(done)
+	cc := &k.cfg.Checkpoint
+	if cc.AtDevice > 0 {
+		k.vcpu.StopAfterMMIO(cc.AtDevice - k.m.Bus.TotalAccesses())
+	}
 	t := k.proc.tasks[0]
 	for {
 		ex, err := k.vcpu.Run()
@@ -47,16 +59,24 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 		switch ex.Kind {
 		case vmm.ExitSyscall:
 			err = k.syscall(t)
+			if err == nil && cc.AtSyscall != 0 && k.syscalls == cc.AtSyscall {
+				err = k.checkpoint(nil)
+			}
+		case vmm.ExitMMIOLimit:
+			err = k.checkpoint(nil)
 		case vmm.ExitException:
 			err = k.exception(t, ex)
 		case vmm.ExitMMIOFault:
-			err = k.fatalSignal(t, sigInfo{signo: ex.Fault.Signal, code: ex.Fault.Code, addr: ex.MMIOAddr, reason: ex.Fault.Reason})
+			err = k.fatalSignal(t, sigInfo{signo: ex.Fault.Signal, code: ex.Fault.Code, addr: k.deviceVA(t, ex.MMIOAddr), reason: ex.Fault.Reason})
 		case vmm.ExitPortIO:
 			err = k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: "I/O instruction in user mode"})
 		case vmm.ExitKicked:
 			if ctx.Err() != nil {
 				return ExitStatus{TimedOut: true}, nil
 			}
+		}
+		if err == nil && k.ckpt.requested.Swap(false) {
+			err = k.checkpoint(nil)
 		}
 		if err != nil {
 			if e, ok := err.(*errExit); ok {
@@ -132,4 +152,20 @@ func (k *Kernel) decodeAt(t *Task, va uint64) (x86asm.Inst, bool) {
 	}
 	inst, err := x86asm.Decode(buf[:n], 64)
 	return inst, err == nil
+}
+
+// deviceVA turns the guest-physical address of a refused MMIO access into
+// the virtual address the task used (si_addr), through its device VMAs.
+func (k *Kernel) deviceVA(t *Task, pa uint64) uint64 {
+	for _, v := range t.proc.as.VMAs() {
+		d, ok := v.Backing.(guestmm.DeviceBacking)
+		if !ok || v.Kind != guestmm.KindDevice {
+			continue
+		}
+		lo := d.MMIOBase() + v.Offset
+		if pa >= lo && pa < lo+(v.End-v.Start) {
+			return v.Start + (pa - lo)
+		}
+	}
+	return pa
 }

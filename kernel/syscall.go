@@ -95,7 +95,11 @@ func (k *Kernel) syscall(t *Task) error {
 	nr := r.RAX
 	a := args{r.RDI, r.RSI, r.RDX, r.R10, r.R8, r.R9}
 	k.clock.Tick()
+	k.syscalls++
 	h, ok := syscalls[nr]
+	if nr == CheckpointSyscall {
+		h, ok = (*Kernel).sysCheckpoint, true
+	}
 	var ret uint64
 	var e unix.Errno
 	if ok {

@@ -138,3 +138,27 @@ func setXCR0(vcpuFd uintptr, v uint64) error {
 	}
 	return nil
 }
+
+// XSaveSize is the size of struct kvm_xsave: the legacy FXSAVE area, the
+// XSAVE header and the extended state components KVM reports.
+const XSaveSize = 4096
+
+func getXSave(vcpuFd uintptr) ([]byte, error) {
+	buf := make([]byte, XSaveSize)
+	_, err := kvm.Ioctl(vcpuFd, kvm.IIOR(ioctlGetXSave, XSaveSize), uintptr(unsafe.Pointer(&buf[0])))
+	if err != nil {
+		return nil, fmt.Errorf("KVM_GET_XSAVE: %w", err)
+	}
+	return buf, nil
+}
+
+func setXSave(vcpuFd uintptr, buf []byte) error {
+	if len(buf) != XSaveSize {
+		return fmt.Errorf("KVM_SET_XSAVE: FPU state is %d bytes, want %d", len(buf), XSaveSize)
+	}
+	_, err := kvm.Ioctl(vcpuFd, kvm.IIOW(ioctlSetXSave, XSaveSize), uintptr(unsafe.Pointer(&buf[0])))
+	if err != nil {
+		return fmt.Errorf("KVM_SET_XSAVE: %w", err)
+	}
+	return nil
+}

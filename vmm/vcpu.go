@@ -30,10 +30,13 @@ const (
 	ExitPortIO
 	// ExitKicked: Kick was called (timeout, checkpoint request, ...).
 	ExitKicked
+	// ExitMMIOLimit: the vCPU completed the MMIO access StopAfterMMIO
+	// asked for.
+	ExitMMIOLimit
 )
 
 func (k ExitKind) String() string {
-	return [...]string{"syscall", "exception", "mmio-fault", "port-io", "kicked"}[k]
+	return [...]string{"syscall", "exception", "mmio-fault", "port-io", "kicked", "mmio-limit"}[k]
 }
 
 // Exit describes one return of Run to the kernel layer.
@@ -108,6 +111,8 @@ type VCPU struct {
 	tid     atomic.Int64
 	started bool
 	exits   uint64
+	// mmioLeft counts down device accesses for StopAfterMMIO.
+	mmioLeft uint64
 }
 
 // NewVCPU creates a vCPU in 64-bit mode, ready for Start.
@@ -393,6 +398,26 @@ func (c *VCPU) exceptionExit() (Exit, error) {
 	return ex, nil
 }
 
+// StopAfterMMIO makes Run return ExitMMIOLimit once n more device accesses
+// have completed (0 cancels).
+func (c *VCPU) StopAfterMMIO(n uint64) { c.mmioLeft = n }
+
+// completePending re-enters the guest with immediate_exit set, so that KVM
+// finishes an instruction it exited for (an MMIO load writes its
+// register) and returns at once: afterwards the registers are complete.
+func (c *VCPU) completePending() error {
+	c.run[runImmediateExt] = 1
+	*(*uint64)(unsafe.Pointer(&c.run[runValidRegs])) = syncRegsBit | syncSregsBit
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, c.fd, kvmRunIoctl, 0)
+	c.run[runImmediateExt] = 0
+	if errno != 0 && errno != unix.EINTR {
+		return fmt.Errorf("KVM_RUN (immediate exit): %w", errno)
+	}
+	c.user = Regs(*c.sync)
+	c.place = stoppedUser
+	return nil
+}
+
 func (c *VCPU) mmioExit() (Exit, bool) {
 	addr := binary.LittleEndian.Uint64(c.run[runExitData:])
 	n := binary.LittleEndian.Uint32(c.run[runExitData+16:])
@@ -403,6 +428,14 @@ func (c *VCPU) mmioExit() (Exit, bool) {
 	data := c.run[runExitData+8 : runExitData+8+int(n)]
 	err := c.m.Bus.Access(addr, data, write)
 	if err == nil {
+		if c.mmioLeft > 0 {
+			if c.mmioLeft--; c.mmioLeft == 0 {
+				if err := c.completePending(); err != nil {
+					return Exit{}, false
+				}
+				return Exit{Kind: ExitMMIOLimit}, true
+			}
+		}
 		return Exit{}, false
 	}
 	c.noteUserStop()
@@ -479,3 +512,11 @@ func (c *VCPU) resume() error {
 }
 
 func (m *Machine) le64(pa uint64) uint64 { return binary.LittleEndian.Uint64(m.mem[pa:]) }
+
+// FPUState returns the vCPU's x87/SSE/AVX state (struct kvm_xsave) for a
+// checkpoint.
+func (c *VCPU) FPUState() ([]byte, error) { return getXSave(c.fd) }
+
+// SetFPUState restores state saved by FPUState. The XSAVE header of a
+// hostile image is checked by KVM, which refuses invalid state.
+func (c *VCPU) SetFPUState(b []byte) error { return setXSave(c.fd, b) }

@@ -108,7 +108,9 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		verbose = fs.Bool("v", false, "report unknown system calls (once each) and killing signals")
 		trace   = fs.Bool("trace", false, "log every system call to stderr")
 	)
+	var bsrs bsrFlag
 	fs.Var(&env, "env", "add KEY=VALUE to the guest environment (repeatable)")
+	fs.Var(&bsrs, "bsr", "a BSR register BYTES[:STRIDE[:LENGTH]] (repeatable; replaces the default bsr8, bsr16, bsr64, bsr128)")
 	fs.Var(&mem, "mem", "guest RAM size (e.g. 512M, 2G)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: emuckpt run [flags] PROGRAM [ARGS...]\n\nRuns a static x86-64 Linux ELF in a fresh KVM VM.\n\nFlags:\n")
@@ -140,6 +142,7 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		Root: *root, Cwd: *cwd, Stdin: stdin, Stdout: stdout, Stderr: stderr,
 		MemSize: uint64(mem), Deterministic: *det, Seed: *seed,
 		Log: stderr, Trace: *trace, Verbose: *verbose,
+		Devices: []kernel.DeviceFactory{bsrDevice(bsrs.specs())},
 	})
 	if err != nil {
 		return reportSetupError(stderr, err)

@@ -1,0 +1,258 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"unsafe"
+
+	"github.com/emuckpt/emuckpt/guestmm"
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"github.com/emuckpt/emuckpt/vmm"
+	"golang.org/x/sys/unix"
+)
+
+// PageSource holds the page data of an image: a file region that restore
+// maps into guest RAM (MAP_PRIVATE, so restore costs O(mappings) and the
+// image stays untouched), or bytes that it copies (in-memory images).
+type PageSource struct {
+	File   *os.File
+	Offset int64
+	Bytes  []byte
+}
+
+// ErrRestore wraps errors that mean the image cannot be restored here
+// (missing or different device, changed program or file).
+var ErrRestore = errors.New("cannot restore")
+
+// Restore builds a new machine from a checkpoint and prepares it to go on
+// where the checkpoint was taken. cfg gives the program bytes (checked
+// against the image), the root, the standard streams and the devices; its
+// memory size and clock mode come from the image. On error nothing is left
+// running.
+func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
+	if !st.Program.Matches(cfg.Program) {
+		return nil, fmt.Errorf("%w: program %s has changed since the checkpoint (sha256 %s expected)", ErrRestore, st.Program.Path, st.Program.SHA256)
+	}
+	if len(st.Tasks) != 1 {
+		return nil, fmt.Errorf("%w: image has %d tasks; this emuckpt restores exactly one", ErrRestore, len(st.Tasks))
+	}
+	cfg.Name = st.Program.Name
+	cfg.MemSize = st.MemSize
+	cfg.Deterministic = st.Clock.Virtual
+	var clock Clock = HostClock{}
+	var random io.Reader = hostRand{}
+	if st.Clock.Virtual {
+		vc := NewVirtualClock()
+		vc.ns = st.Clock.NS
+		clock = vc
+		random = &seededRand{s: st.Clock.Rand}
+	}
+	k, err := newKernel(cfg, clock, random)
+	if err != nil {
+		return nil, err
+	}
+	if err := k.restore(st, pages); err != nil {
+		k.Close()
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *Kernel) restore(st *State, pages PageSource) error {
+	k.syscalls = st.Syscalls
+	ps := &st.Process
+	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, guestmm.Layout{})
+	if err != nil {
+		return err
+	}
+	if err := vmm.MapKernel(as.PageTables()); err != nil {
+		return err
+	}
+	// The page data first, so that it lands in one run of frames that a
+	// single mmap fills.
+	var base uint64
+	if st.PageCount > 0 {
+		if st.PageCount > uint64(k.frames.Capacity()) {
+			return fmt.Errorf("%w: image has %d pages, guest RAM only %d frames", ErrRestore, st.PageCount, k.frames.Capacity())
+		}
+		if base, err = k.frames.AllocRun(int(st.PageCount)); err != nil {
+			return err
+		}
+		if err := k.fillPages(base, st.PageCount, pages); err != nil {
+			return err
+		}
+	}
+	prog := &programBacking{data: k.cfg.Program, name: st.Program.Name}
+	for i := range ps.VMAs {
+		vs := &ps.VMAs[i]
+		v, err := k.restoreVMA(vs, prog)
+		if err != nil {
+			return fmt.Errorf("%w: VMA %#x-%#x (%s %s): %v", ErrRestore, vs.Start, vs.End, vs.Type, vs.Name, err)
+		}
+		if err := as.RestoreVMA(v); err != nil {
+			return fmt.Errorf("%w: VMA %#x-%#x (%s): %v", ErrRestore, vs.Start, vs.End, vs.Type, err)
+		}
+		for _, r := range vs.Pages {
+			if r.Count > st.PageCount || r.Index > st.PageCount-r.Count || r.VA < vs.Start || r.VA+r.Count*guestmm.PageSize > vs.End || r.VA+r.Count*guestmm.PageSize < r.VA {
+				return fmt.Errorf("%w: page run %#x+%d pages (index %d) is outside its VMA or the page data", ErrRestore, r.VA, r.Count, r.Index)
+			}
+			for j := uint64(0); j < r.Count; j++ {
+				if err := as.InstallPage(r.VA+j*guestmm.PageSize, base+(r.Index+j)*guestmm.PageSize, r.Copied); err != nil {
+					return fmt.Errorf("%w: page %#x: %v", ErrRestore, r.VA+j*guestmm.PageSize, err)
+				}
+			}
+		}
+	}
+	if err := as.RestoreBrk(ps.BrkStart, ps.Brk); err != nil {
+		return fmt.Errorf("%w: brk %#x-%#x: %v", ErrRestore, ps.BrkStart, ps.Brk, err)
+	}
+	fds, err := k.fs.RestoreFDTable(ps.FDs, ps.FDLimit)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrRestore, err)
+	}
+	p := &Process{pid: ps.PID, ppid: ps.PPID, as: as, fds: fds, cwd: ps.Cwd, exe: ps.Exe}
+	for _, a := range ps.Actions {
+		if a.Signal < 1 || a.Signal > numSignals {
+			return fmt.Errorf("%w: bad signal %d in image", ErrRestore, a.Signal)
+		}
+		p.actions[a.Signal] = sigAction{Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask}
+	}
+	ts := st.Tasks[0]
+	t := &Task{tid: ts.TID, proc: p, clearTID: ts.ClearTID, robust: ts.Robust, robustSz: ts.RobustSz,
+		sigmask: ts.Sigmask &^ unblockable, pending: ts.Pending,
+		altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize}}
+	p.tasks = []*Task{t}
+	k.proc = p
+	if ts.FSBase >= guestmm.TaskSize || ts.GSBase >= guestmm.TaskSize {
+		return fmt.Errorf("%w: FS/GS base outside user space", ErrRestore)
+	}
+	if err := k.vcpu.Start(ts.Regs, as.PageTables().Root(), ts.FSBase); err != nil {
+		return err
+	}
+	k.vcpu.SetGSBase(ts.GSBase)
+	if err := k.vcpu.SetFPUState(ts.FPU); err != nil {
+		return fmt.Errorf("%w: FPU state: %v", ErrRestore, err)
+	}
+	if k.cfg.PreserveDevices {
+		return k.restoreDeviceStates(st.Devices)
+	}
+	return nil
+}
+
+// restoreDeviceStates gives each device model its saved registers
+// (--device-state=preserve).
+func (k *Kernel) restoreDeviceStates(recs []DeviceRecord) error {
+	for _, r := range recs {
+		found := false
+		for _, d := range k.deviceStates {
+			if d.Name == r.Name {
+				if err := d.Restore(r.Data); err != nil {
+					return fmt.Errorf("%w: restoring the state of %s: %v", ErrRestore, r.Name, err)
+				}
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("%w: the image holds state of device %s, which this machine lacks", ErrRestore, r.Name)
+		}
+	}
+	return nil
+}
+
+// fillPages puts n pages of image data at guest-physical base.
+func (k *Kernel) fillPages(base, n uint64, src PageSource) error {
+	mem := k.m.Mem()
+	size := n * guestmm.PageSize
+	dst := mem[base : base+size]
+	if src.File != nil {
+		addr := uintptr(unsafe.Pointer(&dst[0]))
+		_, _, errno := unix.Syscall6(unix.SYS_MMAP, addr, uintptr(size), unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_FIXED, src.File.Fd(), uintptr(src.Offset))
+		if errno != 0 {
+			return fmt.Errorf("mapping %d pages of the image: %w", n, errno)
+		}
+		return nil
+	}
+	if uint64(len(src.Bytes)) < size {
+		return fmt.Errorf("%w: image has %d bytes of page data, need %d", ErrRestore, len(src.Bytes), size)
+	}
+	copy(dst, src.Bytes)
+	return nil
+}
+
+// restoreVMA turns a VMAState back into a VMA with its backing.
+func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking) (guestmm.VMA, error) {
+	kind, ok := vmaKindFromName(vs.Kind)
+	if !ok {
+		return guestmm.VMA{}, fmt.Errorf("unknown VMA kind %q", vs.Kind)
+	}
+	v := guestmm.VMA{
+		Start: vs.Start, End: vs.End, Prot: guestmm.Prot(vs.Prot), MaxProt: guestmm.Prot(vs.MaxProt),
+		Shared: vs.Shared, Anonymous: vs.Anonymous, GrowsDown: vs.GrowsDown, DontDump: vs.DontDump,
+		NoReserve: vs.NoReserve, Kind: kind, Offset: vs.Offset, Name: vs.Name,
+	}
+	switch kind {
+	case guestmm.KindFile:
+		if vs.Name == prog.name {
+			v.Backing = prog
+			return v, nil
+		}
+		b, err := k.openBacking(vs, unix.O_RDONLY)
+		if err != nil {
+			return v, err
+		}
+		v.Backing = b
+	case guestmm.KindDevice:
+		b, err := k.openBacking(vs, unix.O_RDONLY)
+		if err != nil {
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EACCES) {
+				// A read-write device mapping needs a read-write open.
+				b, err = k.openBacking(vs, unix.O_RDWR)
+			}
+			if err != nil {
+				return v, fmt.Errorf("device %s (VMA type %s) is not available here: %v", vs.Name, vs.Device, err)
+			}
+		}
+		got := VanillaDevice
+		if ty, ok := b.(vmaTyper); ok {
+			got = ty.VMAType()
+		}
+		if got != vs.Device {
+			return v, fmt.Errorf("device %s registers VMA type %q here, the image has %q", vs.Name, got, vs.Device)
+		}
+		d, ok := b.(guestmm.DeviceBacking)
+		if !ok || vs.Offset+(vs.End-vs.Start) > d.MMIOSize() {
+			return v, fmt.Errorf("device %s is configured differently here (its mapping is %d bytes, the image maps %d at offset %d)", vs.Name, devSize(b), vs.End-vs.Start, vs.Offset)
+		}
+		v.Backing = b
+	}
+	return v, nil
+}
+
+func devSize(b vfs.Backing) uint64 {
+	if d, ok := b.(guestmm.DeviceBacking); ok {
+		return d.MMIOSize()
+	}
+	return 0
+}
+
+// openBacking opens the file a VMA maps and asks it for the mapping again,
+// as restore in linux-cr calls the driver's mmap again.
+func (k *Kernel) openBacking(vs *VMAState, flags int) (vfs.Backing, error) {
+	f, e := k.fs.Open("/", vs.Name, flags)
+	if e != 0 {
+		return nil, e
+	}
+	defer f.Close()
+	m, ok := f.(vfs.Mappable)
+	if !ok {
+		return nil, unix.ENODEV
+	}
+	b, e := m.MmapBacking(vs.Offset, vs.End-vs.Start, vs.Prot, vs.Shared)
+	if e != 0 {
+		return nil, e
+	}
+	return b, nil
+}

@@ -1,0 +1,207 @@
+package kernel
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/emuckpt/emuckpt/guestmm"
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"github.com/emuckpt/emuckpt/vmm"
+)
+
+// State is everything a checkpoint needs to continue a run in a new
+// machine, apart from page contents: plain data, encodable as JSON.
+type State struct {
+	Program   ProgramRef     `json:"program"`
+	MemSize   uint64         `json:"mem_size"`
+	Clock     ClockState     `json:"clock"`
+	Syscalls  uint64         `json:"syscalls"`
+	Process   ProcessState   `json:"process"`
+	Tasks     []TaskState    `json:"tasks"`
+	Devices   []DeviceRecord `json:"devices,omitempty"`
+	PageCount uint64         `json:"page_count"`
+}
+
+// ProgramRef identifies the program file so that a restore maps the same
+// bytes: its clean pages are read again from it.
+type ProgramRef struct {
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	Size   int    `json:"size"`
+}
+
+// ClockState is the guest clock at the checkpoint.
+type ClockState struct {
+	Virtual bool      `json:"virtual"`
+	NS      int64     `json:"ns,omitempty"`
+	Rand    [4]uint64 `json:"rand,omitempty"`
+}
+
+// ProcessState is a Process as data.
+type ProcessState struct {
+	PID      int           `json:"pid"`
+	PPID     int           `json:"ppid"`
+	Cwd      string        `json:"cwd"`
+	Exe      string        `json:"exe"`
+	Actions  []SigAction   `json:"sigactions,omitempty"`
+	BrkStart uint64        `json:"brk_start"`
+	Brk      uint64        `json:"brk"`
+	FDLimit  int           `json:"fd_limit"`
+	FDs      []vfs.FDEntry `json:"fds"`
+	VMAs     []VMAState    `json:"vmas"`
+}
+
+// SigAction is a non-default signal disposition.
+type SigAction struct {
+	Signal   int    `json:"signal"`
+	Handler  uint64 `json:"handler"`
+	Flags    uint64 `json:"flags"`
+	Restorer uint64 `json:"restorer"`
+	Mask     uint64 `json:"mask"`
+}
+
+// TaskState is a Task and its CPU state.
+type TaskState struct {
+	TID      int      `json:"tid"`
+	Regs     vmm.Regs `json:"regs"`
+	FSBase   uint64   `json:"fs_base"`
+	GSBase   uint64   `json:"gs_base"`
+	FPU      []byte   `json:"fpu"`
+	ClearTID uint64   `json:"clear_child_tid"`
+	Robust   uint64   `json:"robust_list"`
+	RobustSz uint64   `json:"robust_list_len"`
+	Sigmask  uint64   `json:"sigmask"`
+	Pending  uint64   `json:"pending"`
+	AltSP    uint64   `json:"altstack_sp"`
+	AltFlags int32    `json:"altstack_flags"`
+	AltSize  uint64   `json:"altstack_size"`
+}
+
+// VMA types in an image. A type says what the checkpoint stores for the
+// VMA and how restore brings it back (see docs/FORMAT.md).
+const (
+	VMAAnon       = "ANON"        // private anonymous: present non-zero pages
+	VMAShm        = "SHM_ANON"    // shared anonymous: present non-zero pages
+	VMAHeap       = "HEAP"        // the brk heap: as ANON
+	VMAStack      = "STACK"       // the stack: as ANON
+	VMAFile       = "FILE"        // private file: only pages copied on write
+	VMAFileShared = "FILE_SHARED" // shared file (read-only root): no pages
+	VMAScratch    = "SCRATCH"     // MADV_DONTDUMP: mapping only, restored zero-filled
+	VMADevice     = "DEVICE"      // device mapping: mapping only, no contents
+)
+
+// VMAState is one VMA of the image.
+type VMAState struct {
+	Type      string `json:"type"`
+	Start     uint64 `json:"start"`
+	End       uint64 `json:"end"`
+	Prot      uint32 `json:"prot"`
+	MaxProt   uint32 `json:"max_prot"`
+	Shared    bool   `json:"shared,omitempty"`
+	Anonymous bool   `json:"anonymous,omitempty"`
+	GrowsDown bool   `json:"grows_down,omitempty"`
+	DontDump  bool   `json:"dont_dump,omitempty"`
+	NoReserve bool   `json:"no_reserve,omitempty"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name,omitempty"`
+	Offset    uint64 `json:"offset,omitempty"`
+	// Device is the device VMA type its device registered ("hpet", "bsr",
+	// or "vanilla" for a device that registers nothing special).
+	Device string `json:"device,omitempty"`
+	// Pages are the stored pages, in runs; ZeroPages counts present pages
+	// that were all zero and are not stored.
+	Pages     []PageRun `json:"pages,omitempty"`
+	ZeroPages uint64    `json:"zero_pages,omitempty"`
+}
+
+// PageRun is Count consecutive virtual pages from VA whose contents are
+// pages Index.. Index+Count-1 of the image's page data.
+type PageRun struct {
+	VA     uint64 `json:"va"`
+	Count  uint64 `json:"count"`
+	Index  uint64 `json:"index"`
+	Copied bool   `json:"copied,omitempty"`
+}
+
+// DeviceRecord is a device model's own state, saved for
+// --device-state=preserve.
+type DeviceRecord struct {
+	Name string `json:"name"`
+	Data []byte `json:"data"`
+}
+
+// Stored counts the pages a VMA stores.
+func (v *VMAState) Stored() uint64 {
+	var n uint64
+	for _, r := range v.Pages {
+		n += r.Count
+	}
+	return n
+}
+
+// Snapshot is a State plus where its pages are: Pages[i] is the
+// guest-physical address of page i of the page data, in Mem.
+type Snapshot struct {
+	State *State
+	Mem   []byte
+	Pages []uint64
+}
+
+func programRef(name, path string, prog []byte) ProgramRef {
+	sum := sha256.Sum256(prog)
+	return ProgramRef{Name: name, Path: path, SHA256: hex.EncodeToString(sum[:]), Size: len(prog)}
+}
+
+// Matches reports whether prog is the program the reference names.
+func (r ProgramRef) Matches(prog []byte) bool {
+	sum := sha256.Sum256(prog)
+	return len(prog) == r.Size && hex.EncodeToString(sum[:]) == r.SHA256
+}
+
+func vmaKindName(k guestmm.VMAKind) string {
+	switch k {
+	case guestmm.KindAnon:
+		return "anon"
+	case guestmm.KindFile:
+		return "file"
+	case guestmm.KindHeap:
+		return "heap"
+	case guestmm.KindStack:
+		return "stack"
+	case guestmm.KindDevice:
+		return "device"
+	}
+	return fmt.Sprintf("kind%d", k)
+}
+
+func vmaKindFromName(s string) (guestmm.VMAKind, bool) {
+	for _, k := range []guestmm.VMAKind{guestmm.KindAnon, guestmm.KindFile, guestmm.KindHeap, guestmm.KindStack, guestmm.KindDevice} {
+		if vmaKindName(k) == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// vmaType classifies a VMA for the image.
+func vmaType(v *guestmm.VMA) string {
+	switch {
+	case v.Kind == guestmm.KindDevice:
+		return VMADevice
+	case v.DontDump:
+		return VMAScratch
+	case v.Kind == guestmm.KindStack:
+		return VMAStack
+	case v.Kind == guestmm.KindHeap:
+		return VMAHeap
+	case v.Kind == guestmm.KindFile && v.Shared:
+		return VMAFileShared
+	case v.Kind == guestmm.KindFile:
+		return VMAFile
+	case v.Shared:
+		return VMAShm
+	}
+	return VMAAnon
+}
