@@ -91,6 +91,7 @@ func New(cfg Config) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
+	k.warnUntrappedTSC()
 	p, regs, err := k.exec(img)
 	if err != nil {
 		k.Close()
@@ -159,4 +160,15 @@ func (k *Kernel) Close() error {
 		k.m.Close()
 	}
 	return nil
+}
+
+// warnUntrappedTSC says once per run that --deterministic cannot cover
+// rdtsc on a KVM that ignores CR4.TSD (PVM).
+func (k *Kernel) warnUntrappedTSC() {
+	if !k.cfg.Deterministic {
+		return
+	}
+	if ok, err := vmm.TSCTrapWorks(); err == nil && !ok {
+		fmt.Fprintln(k.log, "emuckpt: warning: this KVM ignores CR4.TSD (PVM), so rdtsc and rdtscp read the host TSC and are not deterministic; on hardware KVM they are trapped and emulated")
+	}
 }

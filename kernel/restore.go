@@ -53,6 +53,7 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
+	k.warnUntrappedTSC()
 	if err := k.restore(st, pages); err != nil {
 		k.Close()
 		return nil, err

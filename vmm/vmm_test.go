@@ -160,3 +160,10 @@ func (e *echoDevice) Write(off uint64, d []byte) error {
 	return nil
 }
 func (e *echoDevice) Read(off uint64, d []byte) error { copy(d, e.last); return nil }
+
+func TestTSCTrapProbe(t *testing.T) {
+	kvmtest.Require(t)
+	ok, err := TSCTrapWorks()
+	require.NoError(t, err)
+	t.Logf("CR4.TSD traps rdtsc here: %v", ok)
+}
