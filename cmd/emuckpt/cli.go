@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -28,9 +29,11 @@ const usage = `usage: emuckpt <command> [flags] [arguments]
 
 Commands:
   run [flags] PROGRAM [ARGS...]   run a static x86-64 Linux program in a fresh VM
+  restore [flags] IMAGE           continue a checkpointed program in a fresh VM
+  inspect [--json] IMAGE          show what a checkpoint image holds
   help                            show this help
 
-Run 'emuckpt run --help' for the flags of run.
+Run 'emuckpt COMMAND --help' for the flags of a command.
 
 Exit status: the program's own status; 128+N if signal N killed it;
 124 on --timeout; 125 if emuckpt itself failed; 126 if the program cannot
@@ -46,6 +49,10 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 	switch args[0] {
 	case "run":
 		return cmdRun(args[1:], stdin, stdout, stderr)
+	case "restore":
+		return cmdRestore(args[1:], stdin, stdout, stderr)
+	case "inspect":
+		return cmdInspect(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -94,36 +101,91 @@ func (s *sizeFlag) Set(v string) error {
 // defaultEnv is the guest environment before --env.
 var defaultEnv = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"}
 
-func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+// machineFlags are the flags run and restore share: the world around the
+// guest (root, devices) and how the run is supervised.
+type machineFlags struct {
+	root    *string
+	timeout *time.Duration
+	verbose *bool
+	trace   *bool
+	bsrs    bsrFlag
+}
+
+func addMachineFlags(fs *flag.FlagSet) *machineFlags {
+	m := &machineFlags{
+		root:    fs.String("root", "", "host directory the guest sees read-only as /"),
+		timeout: fs.Duration("timeout", 0, "end the guest after this long (exit status 124); 0 means never"),
+		verbose: fs.Bool("v", false, "report unknown system calls (once each) and killing signals"),
+		trace:   fs.Bool("trace", false, "log every system call to stderr"),
+	}
+	fs.Var(&m.bsrs, "bsr", "a BSR register BYTES[:STRIDE[:LENGTH]] (repeatable; replaces the default bsr8, bsr16, bsr64, bsr128)")
+	return m
+}
+
+func (m *machineFlags) config(stdin, stdout, stderr *os.File) kernel.Config {
+	return kernel.Config{
+		Root: *m.root, Stdin: stdin, Stdout: stdout, Stderr: stderr,
+		Log: stderr, Trace: *m.trace, Verbose: *m.verbose,
+		Devices: []kernel.DeviceFactory{bsrDevice(m.bsrs.specs())},
+	}
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, usage string, stderr io.Writer) (ok bool, status int) {
 	fs.SetOutput(stderr)
-	var (
-		env     envList
-		mem     = sizeFlag(vmm.DefaultMemSize)
-		root    = fs.String("root", "", "host directory the guest sees read-only as /")
-		cwd     = fs.String("cwd", "/", "guest working directory")
-		timeout = fs.Duration("timeout", 0, "end the guest after this long (exit status 124); 0 means never")
-		det     = fs.Bool("deterministic", false, "virtual clock, seeded randomness, trapped rdtsc: runs repeat byte for byte")
-		seed    = fs.Uint64("seed", 0, "seed for --deterministic randomness")
-		verbose = fs.Bool("v", false, "report unknown system calls (once each) and killing signals")
-		trace   = fs.Bool("trace", false, "log every system call to stderr")
-	)
-	var bsrs bsrFlag
-	fs.Var(&env, "env", "add KEY=VALUE to the guest environment (repeatable)")
-	fs.Var(&bsrs, "bsr", "a BSR register BYTES[:STRIDE[:LENGTH]] (repeatable; replaces the default bsr8, bsr16, bsr64, bsr128)")
-	fs.Var(&mem, "mem", "guest RAM size (e.g. 512M, 2G)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: emuckpt run [flags] PROGRAM [ARGS...]\n\nRuns a static x86-64 Linux ELF in a fresh KVM VM.\n\nFlags:\n")
+		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return false, 0
 		}
-		return exitFailure
+		return false, exitFailure
+	}
+	return true, 0
+}
+
+const runUsage = `usage: emuckpt run [flags] PROGRAM [ARGS...]
+
+Runs a static x86-64 Linux ELF in a fresh KVM VM.
+
+Checkpoints: with --checkpoint-to FILE, a checkpoint is written when
+--checkpoint-at fires, when emuckpt receives SIGUSR1, or when the guest
+calls emuckpt_checkpoint() (testimages/include/emuckpt.h). The run then
+stops with status 0, unless --leave-running is given.
+
+Flags:
+`
+
+func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var (
+		env     envList
+		mem     = sizeFlag(vmm.DefaultMemSize)
+		cwd     = fs.String("cwd", "/", "guest working directory")
+		det     = fs.Bool("deterministic", false, "virtual clock, seeded randomness, trapped rdtsc: runs repeat byte for byte")
+		seed    = fs.Uint64("seed", 0, "seed for --deterministic randomness")
+		ckptTo  = fs.String("checkpoint-to", "", "write checkpoints to this image file")
+		ckptAt  = fs.String("checkpoint-at", "", "when to checkpoint: syscall:N, device:N (Nth device MMIO access) or time:DUR")
+		leave   = fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping")
+		machine = addMachineFlags(fs)
+	)
+	fs.Var(&env, "env", "add KEY=VALUE to the guest environment (repeatable)")
+	fs.Var(&mem, "mem", "guest RAM size (e.g. 512M, 2G)")
+	if ok, st := parseFlags(fs, args, runUsage, stderr); !ok {
+		return st
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "emuckpt: run: missing PROGRAM (see 'emuckpt run --help')")
+		return exitFailure
+	}
+	trigger, err := parseTrigger(*ckptAt)
+	if err != nil {
+		fmt.Fprintf(stderr, "emuckpt: run: --checkpoint-at: %v\n", err)
+		return exitFailure
+	}
+	if *ckptAt != "" && *ckptTo == "" {
+		fmt.Fprintln(stderr, "emuckpt: run: --checkpoint-at needs --checkpoint-to FILE")
 		return exitFailure
 	}
 	name := fs.Arg(0)
@@ -137,21 +199,27 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", name, err)
 		return exitNoExec
 	}
-	k, err := kernel.New(kernel.Config{
-		Program: prog, Name: name, Args: fs.Args(), Env: mergeEnv(defaultEnv, env),
-		Root: *root, Cwd: *cwd, Stdin: stdin, Stdout: stdout, Stderr: stderr,
-		MemSize: uint64(mem), Deterministic: *det, Seed: *seed,
-		Log: stderr, Trace: *trace, Verbose: *verbose,
-		Devices: []kernel.DeviceFactory{bsrDevice(bsrs.specs())},
-	})
+	abs, _ := filepath.Abs(path)
+	cfg := machine.config(stdin, stdout, stderr)
+	cfg.Program, cfg.Name, cfg.Path, cfg.Args = prog, name, abs, fs.Args()
+	cfg.Env, cfg.Cwd, cfg.MemSize = mergeEnv(defaultEnv, env), *cwd, uint64(mem)
+	cfg.Deterministic, cfg.Seed = *det, *seed
+	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, stderr)
+	defer stopRequests()
+	k, err := kernel.New(cfg)
 	if err != nil {
 		return reportSetupError(stderr, err)
 	}
 	defer k.Close()
+	return supervise(k, name, *machine.timeout, stderr)
+}
+
+// supervise runs k to its end and turns the result into emuckpt's status.
+func supervise(k *kernel.Kernel, name string, timeout time.Duration, stderr io.Writer) int {
 	ctx := context.Background()
-	if *timeout > 0 {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	st, err := k.Run(ctx)

@@ -1,0 +1,152 @@
+package ckpt
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/emuckpt/emuckpt/ckpt/image"
+	"github.com/emuckpt/emuckpt/guestmm"
+	"github.com/emuckpt/emuckpt/kernel"
+)
+
+// RecState is the record type of the kernel State (JSON).
+const RecState uint32 = 1
+
+// ErrImage wraps every error that means the image itself is unusable
+// (not an image, truncated, corrupt, another version, inconsistent).
+var ErrImage = errors.New("bad checkpoint image")
+
+// Write writes snap to path atomically: a temporary file in the same
+// directory, fsync, rename. A failure leaves no file at path.
+func Write(path string, snap *kernel.Snapshot) error {
+	w, err := image.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := encode(w, snap); err != nil {
+		w.Abort()
+		return err
+	}
+	return w.Commit()
+}
+
+// WriteBuffer encodes snap as an in-memory image (for restores that need
+// no file, such as a verify run).
+func WriteBuffer(snap *kernel.Snapshot) ([]byte, error) {
+	var buf image.Buffer
+	w := image.NewWriter(&buf)
+	if err := encode(w, snap); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	if err := w.Commit(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func encode(w *image.Writer, snap *kernel.Snapshot) error {
+	meta, err := json.Marshal(snap.State)
+	if err != nil {
+		return err
+	}
+	if err := w.Record(RecState, meta); err != nil {
+		return err
+	}
+	// Pages go out in runs of physically contiguous frames: one write per
+	// run instead of one per page.
+	pages := snap.Pages
+	for i := 0; i < len(pages); {
+		j := i + 1
+		for j < len(pages) && pages[j] == pages[j-1]+guestmm.PageSize {
+			j++
+		}
+		if _, err := w.Pages(snap.Mem[pages[i] : pages[j-1]+guestmm.PageSize]); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// Image is a checkpoint opened for restore or inspection.
+type Image struct {
+	img   *image.Image
+	State *kernel.State
+}
+
+// Open opens and checks the image at path: header, metadata and page
+// checksums, and the consistency of the State with the page data.
+func Open(path string) (*Image, error) {
+	img, err := image.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	return fromImage(img)
+}
+
+// Parse reads an in-memory image.
+func Parse(b []byte) (*Image, error) {
+	img, err := image.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	return fromImage(img)
+}
+
+func fromImage(img *image.Image) (*Image, error) {
+	var st *kernel.State
+	for _, r := range img.Records() {
+		if r.Type != RecState {
+			continue
+		}
+		if st != nil {
+			img.Close()
+			return nil, fmt.Errorf("%w: two state records", ErrImage)
+		}
+		st = new(kernel.State)
+		if err := json.Unmarshal(r.Payload, st); err != nil {
+			img.Close()
+			return nil, fmt.Errorf("%w: state record: %v", ErrImage, err)
+		}
+	}
+	if st == nil {
+		img.Close()
+		return nil, fmt.Errorf("%w: no state record", ErrImage)
+	}
+	if st.PageCount != img.NumPages() {
+		img.Close()
+		return nil, fmt.Errorf("%w: state names %d pages, the image holds %d", ErrImage, st.PageCount, img.NumPages())
+	}
+	return &Image{img: img, State: st}, nil
+}
+
+// Info is the container's layout.
+func (i *Image) Info() image.Info { return i.img.Info() }
+
+// Pages is where Restore takes page contents from.
+func (i *Image) Pages() (kernel.PageSource, error) {
+	if f, off, ok := i.img.PageFile(); ok {
+		return kernel.PageSource{File: f, Offset: off}, nil
+	}
+	b, err := i.img.PageRange(0, i.img.NumPages())
+	if err != nil {
+		return kernel.PageSource{}, err
+	}
+	return kernel.PageSource{Bytes: b}, nil
+}
+
+// Close releases the image.
+func (i *Image) Close() error { return i.img.Close() }
+
+// Restore builds a kernel from the image. cfg supplies what the image
+// does not hold: the program bytes (checked against the image), root,
+// standard streams, devices and the device-state policy.
+func (i *Image) Restore(cfg kernel.Config) (*kernel.Kernel, error) {
+	src, err := i.Pages()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	return kernel.Restore(cfg, i.State, src)
+}

@@ -1,0 +1,358 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+)
+
+// Writer writes an image. Records and pages may be added in any order and
+// interleaved; page data goes to the file as it comes (the caller's slice
+// may be reused as soon as Pages returns), records are kept in memory
+// until Commit. A Writer is not safe for concurrent use.
+//
+// After any error other than a bad argument, the Writer is broken: every
+// later call returns the same error, and Commit aborts.
+type Writer struct {
+	name string      // for messages
+	out  io.WriterAt // the destination
+	f    *os.File    // the temporary file, for Create
+	path string      // the final path, for Create
+
+	npages uint64 // pages added so far
+	meta   []byte // framed records
+
+	// Page checksums: sums for complete chunks, crc over the fill pages
+	// of the current chunk.
+	sums []uint32
+	crc  uint32
+	fill uint64
+
+	// Small page writes are gathered in stage (written at stageOff) so a
+	// caller adding pages one by one does not cost a syscall per page.
+	staging  bool
+	stage    []byte
+	stageOff int64
+
+	err  error // sticky
+	done bool  // Commit or Abort was called
+}
+
+const (
+	// Page writes shorter than directWrite go through the staging buffer
+	// of stageSize bytes; longer ones go straight from the caller's
+	// slice to the file.
+	directWrite = 64 << 10
+	stageSize   = 1 << 20
+)
+
+// Create starts writing an image that Commit will put at path. Until then
+// the data goes to a temporary file in the same directory, named
+// ".<base of path>.tmp<random digits>", created with mode 0600 (images
+// hold process memory). Commit renames it over path, so path never holds
+// a partial image, even after a crash; Abort removes it. A crash before
+// Commit or Abort leaves the temporary file behind.
+func Create(path string) (*Writer, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, &os.PathError{Op: "create image", Path: path, Err: syscall.EISDIR}
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp")
+	if err != nil {
+		return nil, err
+	}
+	w := newWriter(path, f)
+	w.f, w.path, w.staging = f, path, true
+	return w, nil
+}
+
+// NewWriter starts writing an image to out, for images kept in memory
+// (see Buffer) or written to a file the caller manages. out must be empty:
+// the Writer writes the whole image, from offset 0 to its end, but does
+// not truncate. The header is written last, by Commit, so until then out
+// holds no valid image. Abort does nothing to out.
+func NewWriter(out io.WriterAt) *Writer {
+	w := newWriter(memName, out)
+	if f, ok := out.(*os.File); ok {
+		w.name, w.staging = f.Name(), true
+	}
+	return w
+}
+
+func newWriter(name string, out io.WriterAt) *Writer {
+	return &Writer{name: name, out: out}
+}
+
+func (w *Writer) usable() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.done {
+		return fmt.Errorf("%s: image writer already committed or aborted", w.name)
+	}
+	return nil
+}
+
+// fail makes err sticky.
+func (w *Writer) fail(err error) error {
+	w.err = err
+	return err
+}
+
+// Record adds a record. typ must be nonzero and below ReservedTypes. The
+// payload is copied. The metadata (all records with their 8-byte headers
+// and padding) may not exceed MaxMetadataLen.
+func (w *Writer) Record(typ uint32, payload []byte) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if typ == TypeInvalid || typ >= ReservedTypes {
+		return fmt.Errorf("%s: record type %#x is reserved (use 1 to %#x)", w.name, typ, ReservedTypes-1)
+	}
+	return w.record(typ, payload)
+}
+
+func (w *Writer) record(typ uint32, payload []byte) error {
+	// Keep room for the container's own records.
+	reserve := uint64(recordHeaderLen+4*(len(w.sums)+1)+recordAlign) + recordHeaderLen
+	if uint64(len(payload)) > MaxMetadataLen || uint64(len(w.meta))+recordHeaderLen+padLen(uint64(len(payload)))+reserve > MaxMetadataLen {
+		return fmt.Errorf("%s: a %d-byte record of type %#x would make the metadata larger than %s", w.name, len(payload), typ, humanBytes(MaxMetadataLen))
+	}
+	w.meta = le.AppendUint32(w.meta, typ)
+	w.meta = le.AppendUint32(w.meta, uint32(len(payload)))
+	w.meta = append(w.meta, payload...)
+	var zero [recordAlign]byte
+	w.meta = append(w.meta, zero[:padLen(uint64(len(payload)))-uint64(len(payload))]...)
+	return nil
+}
+
+// Pages appends page data: len(data) must be a multiple of PageSize. It
+// returns the index of the first page added; the pages are numbered on
+// from there, in the order they were added, across all calls. The data is
+// written (or, below 64 KiB, copied to a staging buffer) before Pages
+// returns, so the caller may change data afterwards. Large calls write
+// straight from data to the file, without a copy in between: pass guest
+// RAM in runs as long as possible.
+func (w *Writer) Pages(data []byte) (first uint64, err error) {
+	if err := w.usable(); err != nil {
+		return 0, err
+	}
+	if len(data)%PageSize != 0 {
+		return 0, fmt.Errorf("%s: %d bytes of page data is not a multiple of the %d-byte page size", w.name, len(data), PageSize)
+	}
+	n := uint64(len(data) / PageSize)
+	first = w.npages
+	if n > maxPages-first {
+		return 0, fmt.Errorf("%s: too many pages", w.name)
+	}
+	off := int64(headerArea + first*PageSize)
+	w.sum(data)
+	if w.staging && len(data) < directWrite {
+		if len(w.stage)+len(data) > stageSize {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+		if w.stage == nil {
+			w.stage = make([]byte, 0, stageSize)
+		}
+		if len(w.stage) == 0 {
+			w.stageOff = off
+		}
+		w.stage = append(w.stage, data...)
+	} else {
+		if err := w.flush(); err != nil {
+			return 0, err
+		}
+		if err := w.writeAt(data, off, "page data"); err != nil {
+			return 0, err
+		}
+	}
+	w.npages += n
+	return first, nil
+}
+
+// NumPages returns the number of pages added so far.
+func (w *Writer) NumPages() uint64 { return w.npages }
+
+// sum feeds data to the page checksums.
+func (w *Writer) sum(data []byte) {
+	const chunkBytes = ChunkPages * PageSize
+	for len(data) > 0 {
+		take := min(len(data), int(chunkBytes-w.fill*PageSize))
+		w.crc = crc32Update(w.crc, data[:take])
+		w.fill += uint64(take / PageSize)
+		data = data[take:]
+		if w.fill == ChunkPages {
+			w.sums = append(w.sums, w.crc)
+			w.crc, w.fill = 0, 0
+		}
+	}
+}
+
+func (w *Writer) flush() error {
+	if len(w.stage) == 0 {
+		return nil
+	}
+	err := w.writeAt(w.stage, w.stageOff, "page data")
+	w.stage = w.stage[:0]
+	return err
+}
+
+func (w *Writer) writeAt(b []byte, off int64, what string) error {
+	if _, err := w.out.WriteAt(b, off); err != nil {
+		return w.fail(fmt.Errorf("%s: writing %s: %w", w.name, what, err))
+	}
+	return nil
+}
+
+// Commit completes the image: it writes the metadata and the header with
+// their checksums and, for Create, syncs the file to disk and renames it
+// over the final path (then syncs the directory). If Commit fails the
+// image is aborted: nothing is left at the temporary path, and the final
+// path is untouched.
+func (w *Writer) Commit() error {
+	if w.done && w.err == nil {
+		return w.usable()
+	}
+	if err := w.commit(); err != nil {
+		w.err = err
+		w.Abort()
+		return err
+	}
+	w.done = true
+	return nil
+}
+
+func (w *Writer) commit() error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	sums := w.sums
+	if w.fill > 0 {
+		sums = append(slices.Clip(sums), w.crc)
+	}
+	table := make([]byte, 0, 4*len(sums))
+	for _, s := range sums {
+		table = le.AppendUint32(table, s)
+	}
+	if err := w.record(TypePageSums, table); err != nil {
+		return err
+	}
+	if err := w.record(TypeEnd, nil); err != nil {
+		return err
+	}
+	lastBytes := uint64(ChunkPages * PageSize)
+	if w.fill > 0 {
+		lastBytes = w.fill * PageSize
+	}
+	h := header{
+		version:    Version,
+		headerLen:  headerLen,
+		pageSize:   PageSize,
+		chunkPages: ChunkPages,
+		pageOff:    headerArea,
+		numPages:   w.npages,
+		metaOff:    headerArea + w.npages*PageSize,
+		metaLen:    uint64(len(w.meta)),
+		metaCRC:    crc32c(w.meta),
+		pagesCRC:   pagesCRC(sums, ChunkPages*PageSize, lastBytes),
+	}
+	if err := w.writeAt(w.meta, int64(h.metaOff), "metadata"); err != nil {
+		return err
+	}
+	hb := make([]byte, headerArea)
+	h.encode(hb)
+	if err := w.writeAt(hb, 0, "header"); err != nil {
+		return err
+	}
+	if w.f == nil {
+		return nil
+	}
+	tmp := w.f.Name()
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("%s: syncing image to disk: %w", w.path, err)
+	}
+	err := w.f.Close()
+	w.f = nil
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: closing image: %w", w.path, err)
+	}
+	if err := os.Rename(tmp, w.path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: putting image in place: %w", w.path, err)
+	}
+	// The image is in place; make the rename durable too. Some file
+	// systems cannot sync a directory (EINVAL): nothing to do then.
+	if err := syncDir(filepath.Dir(w.path)); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("%s: image written, but syncing its directory failed: %w", w.path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Abort discards the image: for Create it closes and removes the
+// temporary file; the final path is untouched. It may be called after
+// Commit (it then does nothing) and more than once, so
+// `defer w.Abort()` is the usual pattern.
+func (w *Writer) Abort() {
+	if w.done && w.f == nil {
+		return
+	}
+	w.done = true
+	if w.err == nil {
+		w.err = fmt.Errorf("%s: image writer aborted", w.name)
+	}
+	if w.f != nil {
+		tmp := w.f.Name()
+		w.f.Close()
+		os.Remove(tmp)
+		w.f = nil
+	}
+	w.stage = nil
+}
+
+// Buffer is an in-memory io.WriterAt for NewWriter: it grows to hold what
+// is written, like a sparse file (gaps read as zeros). Its zero value is
+// empty and ready to use.
+type Buffer struct{ b []byte }
+
+// WriteAt copies p to offset off, growing the buffer as needed.
+func (b *Buffer) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || uint64(off)+uint64(len(p)) > math.MaxInt {
+		return 0, fmt.Errorf("image.Buffer: write of %d bytes at offset %d out of range", len(p), off)
+	}
+	end := int(off) + len(p)
+	if end > len(b.b) {
+		old := len(b.b)
+		b.b = slices.Grow(b.b, end-old)[:end]
+		if int(off) > old {
+			clear(b.b[old:off])
+		}
+	}
+	copy(b.b[off:], p)
+	return len(p), nil
+}
+
+// Bytes returns the buffer's contents (not a copy).
+func (b *Buffer) Bytes() []byte { return b.b }
