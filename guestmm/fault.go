@@ -67,6 +67,7 @@ func (as *AddressSpace) HandleFault(va uint64, errorCode uint64) FaultResult {
 	}
 	switch err := as.faultPage(v, va&^pageMask, write); {
 	case err == nil:
+		as.faultAround(v, va&^pageMask)
 		return FaultResult{Resolved: true, Addr: va}
 	case errors.Is(err, unix.ENOMEM):
 		return FaultResult{Signal: unix.SIGKILL, Addr: va}
@@ -155,8 +156,35 @@ func (as *AddressSpace) faultPage(v *VMA, pva uint64, write bool) error {
 		}
 	}
 	// Also repairs a present entry that is merely stale.
-	as.pt.set(ea, as.leafPTE(v, pa, soft))
+	as.pt.set(ea, pva, as.leafPTE(v, pa, soft))
 	return nil
+}
+
+// faultAround maps fresh zero pages into the empty slots of the aligned
+// Layout.FaultAround block around pva, inside anonymous VMA v. Frames run
+// out quietly: these pages are an optimization, not a promise.
+func (as *AddressSpace) faultAround(v *VMA, pva uint64) {
+	n := as.layout.FaultAround
+	if n <= 1 || n&(n-1) != 0 || v.isFile() || v.Kind == KindDevice || v.Prot&protRWX == ProtNone {
+		return
+	}
+	block := n * PageSize
+	lo := max(pva&^(block-1), v.Start)
+	hi := min(pva&^(block-1)+block, v.End)
+	for p := lo; p < hi; p += PageSize {
+		if p == pva {
+			continue
+		}
+		ea, err := as.pt.leafEntry(p, true)
+		if err != nil || as.pt.load(ea)&Present != 0 {
+			continue
+		}
+		pa, err := as.frames.Alloc()
+		if err != nil {
+			return
+		}
+		as.pt.set(ea, p, as.leafPTE(v, pa, 0))
+	}
 }
 
 // faultIn installs a page into the empty leaf entry at ea.
@@ -171,7 +199,7 @@ func (as *AddressSpace) faultIn(v *VMA, pva, ea uint64, write bool) error {
 		if off >= d.MMIOSize() || d.MMIOBase() > uint64(AddrMask)-off {
 			return errBus
 		}
-		as.pt.set(ea, as.leafPTE(v, d.MMIOBase()+off, Special))
+		as.pt.set(ea, pva, as.leafPTE(v, d.MMIOBase()+off, Special))
 		return nil
 
 	case KindFile:
@@ -197,7 +225,7 @@ func (as *AddressSpace) faultIn(v *VMA, pva, ea uint64, write bool) error {
 		if write {
 			soft = Copied
 		}
-		as.pt.set(ea, as.leafPTE(v, pa, soft))
+		as.pt.set(ea, pva, as.leafPTE(v, pa, soft))
 		return nil
 
 	default: // anonymous memory: a fresh zero page
@@ -205,7 +233,7 @@ func (as *AddressSpace) faultIn(v *VMA, pva, ea uint64, write bool) error {
 		if err != nil {
 			return unix.ENOMEM
 		}
-		as.pt.set(ea, as.leafPTE(v, pa, 0))
+		as.pt.set(ea, pva, as.leafPTE(v, pa, 0))
 		return nil
 	}
 }

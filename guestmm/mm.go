@@ -63,6 +63,13 @@ const (
 // Layout holds the address-space parameters of a process. Zero fields get
 // Linux's defaults (without address randomization).
 type Layout struct {
+	// FaultAround is how many pages around an anonymous demand fault are
+	// filled at once: the aligned block containing the fault, like a
+	// small transparent huge page. In a VM each fault is an exit, which
+	// costs far more than zero-filling a few pages. 0 or 1 fault single
+	// pages; other values must be powers of two.
+	FaultAround uint64
+
 	// MmapBase is the top of the area searched, top down, for mappings
 	// without an address. Default: StackTop minus the stack gap, clamped
 	// to at least 128 MiB as Linux does (0x7ffff7fff000 by default).

@@ -44,6 +44,23 @@ type PageTables struct {
 	tables    int // table pages in use, the root included
 	flush     bool
 	destroyed bool
+	// changed lists the runs of pages whose present leaf entries changed
+	// since TakeChanged, up to maxChanged runs; overflow means more did.
+	changed  []PageRange
+	overflow bool
+	// keepTables stops range operations from freeing emptied tables,
+	// so that every table stays reachable until Destroy (see
+	// SetRecursiveSlot).
+	keepTables bool
+	recursive  int // PML4 slot that maps the PML4 itself, or -1
+}
+
+// maxChanged bounds the change log; past it TakeChanged reports "all".
+const maxChanged = 240
+
+// PageRange is Pages consecutive pages from Start.
+type PageRange struct {
+	Start, Pages uint64
 }
 
 // NewPageTables allocates an empty PML4 from frames.
@@ -52,7 +69,7 @@ func NewPageTables(mem []byte, frames *Frames) (*PageTables, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PageTables{mem: mem, frames: frames, root: root, tables: 1}, nil
+	return &PageTables{mem: mem, frames: frames, root: root, tables: 1, recursive: -1}, nil
 }
 
 // Root returns the physical address of the PML4, i.e. the CR3 value.
@@ -67,6 +84,34 @@ func (pt *PageTables) NeedFlush() bool { return pt.flush }
 
 // ClearFlush resets NeedFlush, typically right after reloading CR3.
 func (pt *PageTables) ClearFlush() { pt.flush = false }
+
+// TakeChanged returns the runs of pages whose present leaf entries
+// changed since the last call, and resets the log (and NeedFlush). all
+// means the log overflowed: treat every translation as stale.
+func (pt *PageTables) TakeChanged() (runs []PageRange, all bool) {
+	runs, all = pt.changed, pt.overflow
+	pt.changed, pt.overflow, pt.flush = nil, false, false
+	return runs, all
+}
+
+// SetRecursiveSlot makes PML4 entry slot point at the PML4 itself
+// (supervisor only, no execute), so that ring-0 code reaches every table
+// entry at a fixed virtual address: the leaf entry of user address va is
+// at sign-extended slot<<39 | (va>>9 & 0x7ffffffff8). It also stops range
+// operations from freeing emptied tables, which would break that path.
+func (pt *PageTables) SetRecursiveSlot(slot int) error {
+	if slot < 256 || slot >= entriesPerTable || pt.destroyed {
+		return unix.EINVAL
+	}
+	ea := pt.root + uint64(slot)*8
+	if pt.load(ea)&Present != 0 {
+		return unix.EEXIST
+	}
+	pt.store(ea, MakePTE(pt.root, Present|Writable|NX))
+	pt.recursive = slot
+	pt.keepTables = true
+	return nil
+}
 
 // load reads the entry at guest-physical address ea.
 func (pt *PageTables) load(ea uint64) PTE {
@@ -124,15 +169,23 @@ func (pt *PageTables) leafEntry(va uint64, create bool) (uint64, error) {
 	return table + (va>>pageShift)%entriesPerTable*8, nil
 }
 
-// set stores e into the leaf entry at ea and notes a needed flush when a
-// present entry changes.
-func (pt *PageTables) set(ea uint64, e PTE) {
+// set stores e into the leaf entry at ea (mapping va) and notes a needed
+// flush when a present entry changes.
+func (pt *PageTables) set(ea, va uint64, e PTE) {
 	old := pt.load(ea)
 	if old == e {
 		return
 	}
 	if old&Present != 0 {
 		pt.flush = true
+		va &^= pageMask
+		if n := len(pt.changed); n > 0 && pt.changed[n-1].Start+pt.changed[n-1].Pages<<pageShift == va {
+			pt.changed[n-1].Pages++
+		} else if n < maxChanged {
+			pt.changed = append(pt.changed, PageRange{Start: va, Pages: 1})
+		} else {
+			pt.overflow = true
+		}
 	}
 	pt.store(ea, e)
 }
@@ -157,7 +210,7 @@ func (pt *PageTables) SetPTE(va uint64, pte PTE) error {
 	if err != nil {
 		return err
 	}
-	pt.set(ea, pte)
+	pt.set(ea, va, pte)
 	return nil
 }
 
@@ -169,7 +222,7 @@ func (pt *PageTables) Unmap(va uint64) (old PTE, ok bool) {
 		return 0, false
 	}
 	old = pt.load(ea)
-	pt.set(ea, 0)
+	pt.set(ea, va, 0)
 	return old, old&Present != 0
 }
 
@@ -262,7 +315,7 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, p
 		if level == 0 {
 			ne, st := fn(signExtend(start), e)
 			if ne != e {
-				pt.set(ea, ne)
+				pt.set(ea, signExtend(start), ne)
 				if ne == 0 {
 					cleared = true
 				}
@@ -272,10 +325,13 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, p
 			}
 			continue
 		}
+		if level == levels-1 && int(idx) == pt.recursive {
+			continue // the PML4 itself
+		}
 		end := start + 1<<shift
 		child := e.Addr()
 		st, childCleared := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), prune, fn)
-		if prune && childCleared && pt.tableEmpty(child) {
+		if prune && !pt.keepTables && childCleared && pt.tableEmpty(child) {
 			pt.store(ea, 0)
 			pt.frames.DecRef(child)
 			pt.tables--
@@ -320,6 +376,9 @@ func (pt *PageTables) freeTable(table uint64, level int) {
 	}
 	if level > 0 {
 		for idx := uint64(0); idx < entriesPerTable; idx++ {
+			if level == levels-1 && int(idx) == pt.recursive {
+				continue
+			}
 			e := pt.load(table + idx*8)
 			if e&Present != 0 {
 				pt.freeTable(e.Addr(), level-1)

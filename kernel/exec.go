@@ -30,11 +30,15 @@ func (b *programBacking) ReadAt(p []byte, off int64) (int, error) {
 
 const initialStackSize = 128 << 10
 
+// addressLayout is the layout of every process: Linux's defaults, with
+// anonymous faults filling 64 KiB at a time (each fault is a VM exit).
+var addressLayout = guestmm.Layout{FaultAround: 16}
+
 // exec builds a fresh process image for img, as Linux's execve does for a
 // static binary: file-backed private mappings for PT_LOAD segments, zeroed
 // bss, a heap after the image, and the initial stack.
 func (k *Kernel) exec(img *loader.Image) (*Process, vmm.Regs, error) {
-	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, guestmm.Layout{})
+	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, addressLayout)
 	if err != nil {
 		return nil, vmm.Regs{}, fmt.Errorf("creating address space: %w", err)
 	}

@@ -64,7 +64,7 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 func (k *Kernel) restore(st *State, pages PageSource) error {
 	k.syscalls = st.Syscalls
 	ps := &st.Process
-	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, guestmm.Layout{})
+	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, addressLayout)
 	if err != nil {
 		return err
 	}

@@ -85,8 +85,11 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 			return ExitStatus{}, err
 		}
 		if pt := t.proc.as.PageTables(); pt.NeedFlush() {
-			pt.ClearFlush()
-			k.vcpu.FlushTLB()
+			if vas, all := pt.TakeChanged(); all {
+				k.vcpu.FlushTLB()
+			} else {
+				k.vcpu.RefreshPages(vas)
+			}
 		}
 	}
 }

@@ -22,5 +22,5 @@ func MapKernel(pt *guestmm.PageTables) error {
 			return err
 		}
 	}
-	return nil
+	return pt.SetRecursiveSlot(RecursiveSlot)
 }

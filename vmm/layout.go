@@ -12,6 +12,7 @@ const (
 	stubPA  = 0x5000 // ring-0 exception stubs and the iretq stub
 	kstack  = 0x6000 // ring-0 stack, two pages; top is kstackTop
 	tramPA  = 0x9000 // syscall trampoline (user-executable)
+	listPA  = 0xA000 // the page-refresh list (see refreshStub)
 	ramBase = 0x100000
 
 	kstackTop = 0x8000
@@ -41,6 +42,25 @@ const (
 	numVectors = 32
 	stubStride = 16
 	iretStub   = stubPA + numVectors*stubStride
+
+	// refreshStub rewrites the page-table entries listed at listPA
+	// through the recursive mapping and invalidates their pages, then
+	// returns to user mode through the frame at refreshFrame. User mode
+	// reaches it through the ud2 at TrampolineVA+refreshOffset: #UD goes
+	// to udDispatch, which sends that one address to refreshStub and every
+	// other #UD to the VMM. (PVM raises #UD for `int n` from user mode, so
+	// a software-interrupt gate cannot be used.)
+	refreshStub   = stubPA + 0x240
+	udDispatch    = stubPA + 0x300
+	refreshFrame  = kstack + 0x100
+	refreshOffset = 8
+	// listCap is how many runs of pages one refresh can list.
+	listCap = (pageSize - 8) / 16
+
+	// RecursiveSlot is the PML4 slot that maps the PML4 itself, and
+	// recursiveBase the address where the leaf entries then appear.
+	RecursiveSlot = 510
+	recursiveBase = 0xffffff0000000000
 )
 
 // RAMBase is the first guest-physical address that the machine leaves to

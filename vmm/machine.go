@@ -207,9 +207,67 @@ func (m *Machine) writeSystemPages() {
 		m.put64(gate+8, h>>32)
 	}
 	copy(m.mem[iretStub:], []byte{0x48, 0xCF}) // iretq
+	copy(m.mem[refreshStub:], refreshCode)
+	m.put64(refreshStub+96, KernelBase+listPA)
+	m.put64(refreshStub+104, KernelBase+refreshFrame)
+	copy(m.mem[udDispatch:], udDispatchCode)
+	m.put64(udDispatch+32, TrampolineVA+refreshOffset)
+	uh, ugate := uint64(KernelBase+udDispatch), uint64(idtPA+VecUD*16)
+	m.put64(ugate, (uh&0xffff)|kernelCS<<16|0x8e<<40|((uh>>16)&0xffff)<<48)
+	m.put64(ugate+8, uh>>32)
 
-	// Syscall trampoline: `out SyscallPort, al; ud2`.
+	// Syscall trampoline: `out SyscallPort, al; ud2`, and at
+	// refreshOffset the ud2 that leads to refreshStub.
 	copy(m.mem[tramPA:], []byte{0xE6, SyscallPort, 0x0F, 0x0B})
+	copy(m.mem[tramPA+refreshOffset:], []byte{0x0F, 0x0B})
+}
+
+// udDispatchCode is the #UD handler: a #UD at TrampolineVA+refreshOffset
+// is a request for refreshStub, any other goes to the VMM like every
+// exception. The address to compare with is stored at offset 32.
+var udDispatchCode = []byte{
+	0x50,                         // push rax
+	0x48, 0x8B, 0x44, 0x24, 0x08, // mov rax, [rsp+8]     faulting RIP
+	0x48, 0x3B, 0x05, 0x13, 0x00, 0x00, 0x00, // cmp rax, [rip+0x13]  (offset 32)
+	0x58,                               // pop rax
+	0x0F, 0x84, 0x2C, 0xFF, 0xFF, 0xFF, // je refreshStub (rel32 -0xd4)
+	0xE6, exceptionPort, // out exceptionPort, al
+	0xF4,       // hlt
+	0x0F, 0x0B, // ud2
+}
+
+// refreshCode is refreshStub. It saves the registers it uses and, for
+// each run of page-table entries listed at listPA (address of the first
+// entry, number of entries), rewrites every entry with its own value: a
+// guest write to a page table is what makes a shadow MMU resynchronize
+// the entry (KVM never sees the VMM's writes; after a few writes it stops
+// shadowing the table altogether, so long runs stay cheap). Then it
+// reloads CR3 to drop stale TLB entries and returns to user mode through
+// the frame the VMM prepared at refreshFrame.
+var refreshCode = []byte{
+	0x50, 0x51, 0x52, 0x56, 0x57, // push rax, rcx, rdx, rsi, rdi
+	0x48, 0x8B, 0x35, 0x54, 0x00, 0x00, 0x00, // mov rsi, [rip+0x54]  list pointer (offset 96)
+	0x48, 0x8B, 0x0E, // mov rcx, [rsi]       number of runs
+	0x48, 0x83, 0xC6, 0x08, // add rsi, 8
+	0x48, 0x85, 0xC9, // run: test rcx, rcx
+	0x74, 0x24, // jz flush
+	0x48, 0x8B, 0x06, // mov rax, [rsi]       first entry
+	0x48, 0x8B, 0x7E, 0x08, // mov rdi, [rsi+8]     entries
+	0x48, 0x85, 0xFF, // entry: test rdi, rdi
+	0x74, 0x0F, // jz next
+	0x48, 0x8B, 0x10, // mov rdx, [rax]
+	0x48, 0x89, 0x10, // mov [rax], rdx
+	0x48, 0x83, 0xC0, 0x08, // add rax, 8
+	0x48, 0xFF, 0xCF, // dec rdi
+	0xEB, 0xEC, // jmp entry
+	0x48, 0x83, 0xC6, 0x10, // next: add rsi, 16
+	0x48, 0xFF, 0xC9, // dec rcx
+	0xEB, 0xD7, // jmp run
+	0x0F, 0x20, 0xD8, // flush: mov rax, cr3
+	0x0F, 0x22, 0xD8, // mov cr3, rax
+	0x5F, 0x5E, 0x5A, 0x59, 0x58, // pop rdi, rsi, rdx, rcx, rax
+	0x48, 0x8B, 0x25, 0x1A, 0x00, 0x00, 0x00, // mov rsp, [rip+0x1a]  frame pointer (offset 104)
+	0x48, 0xCF, // iretq
 }
 
 const (
@@ -235,6 +293,7 @@ func KernelPages() []KernelPage {
 		{VA: KernelBase + stubPA, PA: stubPA, Exec: true},
 		{VA: KernelBase + kstack, PA: kstack, Write: true},
 		{VA: KernelBase + kstack + pageSize, PA: kstack + pageSize, Write: true},
+		{VA: KernelBase + listPA, PA: listPA},
 		{VA: TrampolineVA, PA: tramPA, User: true, Exec: true},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/bobuhiro11/gokvm/kvm"
+	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -106,6 +107,7 @@ type VCPU struct {
 	gsBase  uint64
 	setFS   bool
 	flush   bool
+	refresh []guestmm.PageRange // user pages whose PTEs the guest must rewrite
 	cr3     uint64
 	kicked  atomic.Bool
 	tid     atomic.Int64
@@ -248,16 +250,31 @@ func (c *VCPU) SetGSBase(v uint64) { c.gsBase, c.setFS = v, true }
 // SetCR3 switches address space at the next Run.
 func (c *VCPU) SetCR3(cr3 uint64) { c.cr3 = cr3 }
 
-// FlushTLB makes the next Run discard cached translations, after the
-// kernel layer changed or removed present PTEs.
+// FlushTLB makes the next Run discard every cached translation, after the
+// kernel layer changed or removed many present PTEs.
 //
 // Neither a guest CR3 reload nor invlpg is enough: KVM's shadow MMU (PVM
 // here, and hardware without EPT) write-protects guest page tables against
 // the guest, not against the VMM writing them through its own mapping, so
 // its shadow entries stay stale. Re-adding the memory slot makes KVM drop
 // every shadow page (on EPT: every EPT entry and, with them, the guest's
-// combined TLB entries), and the guest then re-walks the tables.
+// combined TLB entries), and the guest then re-walks the tables. That is
+// expensive; RefreshPages is the cheap way for a few pages.
 func (c *VCPU) FlushTLB() { c.flush = true }
+
+// RefreshPages makes the next Run bring the guest's view of the PTEs of
+// the pages in runs up to date, after the kernel layer changed them. The
+// return to user mode goes through refreshStub, which rewrites each entry
+// from ring 0 (through the recursive mapping): a guest write to a page
+// table is what KVM's shadow MMU watches. More runs than one list holds
+// fall back to FlushTLB.
+func (c *VCPU) RefreshPages(runs []guestmm.PageRange) {
+	if len(c.refresh)+len(runs) > listCap {
+		c.flush = true
+		return
+	}
+	c.refresh = append(c.refresh, runs...)
+}
 
 // Exits counts the VM exits this vCPU has taken.
 func (c *VCPU) Exits() uint64 { return c.exits }
@@ -367,7 +384,9 @@ func (c *VCPU) portExit() (Exit, error) {
 func (c *VCPU) exceptionExit() (Exit, error) {
 	rip := c.sync.RIP - KernelBase - stubPA
 	vec := int(rip / stubStride)
-	if c.sync.RIP < KernelBase+stubPA || vec >= numVectors {
+	if c.sync.RIP >= KernelBase+udDispatch && c.sync.RIP < KernelBase+udDispatch+32 {
+		vec = VecUD
+	} else if c.sync.RIP < KernelBase+stubPA || vec >= numVectors {
 		return Exit{}, fmt.Errorf("vcpu: exception port from unknown RIP %#x", c.sync.RIP)
 	}
 	frame := c.sync.RSP - KernelBase
@@ -498,7 +517,11 @@ func (c *VCPU) resume() error {
 		if err := c.m.zapTranslations(); err != nil {
 			return err
 		}
-		c.flush = false
+		c.flush, c.refresh = false, c.refresh[:0]
+	}
+	if len(c.refresh) > 0 {
+		c.routeThroughRefresh(u)
+		dirty |= syncRegsBit
 	}
 	if c.setFS || c.sregs.CR3 != c.cr3 {
 		c.sregs.FS.Base = c.fsBase
@@ -509,6 +532,34 @@ func (c *VCPU) resume() error {
 	}
 	*(*uint64)(unsafe.Pointer(&c.run[runDirtyRegs])) = dirty
 	return nil
+}
+
+// routeThroughRefresh makes the vCPU return to user state u by way of
+// refreshStub: it writes the list of entries to rewrite and the iretq
+// frame, and points the vCPU at the stub (from ring 0) or at the
+// trampoline's `int refreshVector` (from user mode).
+func (c *VCPU) routeThroughRefresh(u Regs) {
+	m := c.m
+	m.put64(listPA, uint64(len(c.refresh)))
+	for i, r := range c.refresh {
+		m.put64(listPA+8+uint64(i)*16, recursiveBase+(r.Start>>9)&0x7ffffffff8)
+		m.put64(listPA+16+uint64(i)*16, r.Pages)
+	}
+	c.refresh = c.refresh[:0]
+	f := uint64(refreshFrame)
+	m.put64(f, u.RIP)
+	m.put64(f+8, UserCS)
+	m.put64(f+16, u.RFLAGS)
+	m.put64(f+24, u.RSP)
+	m.put64(f+32, UserSS)
+	*c.sync = kvm.Regs(u)
+	if c.place == stoppedRing0 {
+		c.sync.RSP = KernelBase + kstackTop - 64
+		c.sync.RFLAGS = 2
+		c.sync.RIP = KernelBase + refreshStub
+	} else {
+		c.sync.RIP = TrampolineVA + refreshOffset
+	}
 }
 
 func (m *Machine) le64(pa uint64) uint64 { return binary.LittleEndian.Uint64(m.mem[pa:]) }

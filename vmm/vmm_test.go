@@ -123,6 +123,45 @@ func TestRemapNeedsFlush(t *testing.T) {
 	require.Equal(t, uint64(2), r.c.Regs().RAX)
 }
 
+// TestRefreshPages changes a present PTE and lets the guest rewrite it
+// (RefreshPages) instead of flushing everything, once after a system call
+// (the vCPU stopped in user mode on PVM) and once after an exception (in
+// ring 0).
+func TestRefreshPages(t *testing.T) {
+	// mov rax,[dataVA]; syscall; mov rax,[dataVA]; ud2; jmp to start
+	code := []byte{0x48, 0x8B, 0x04, 0x25, 0x00, 0x00, 0x60, 0x00, 0x0F, 0x05,
+		0x48, 0x8B, 0x04, 0x25, 0x00, 0x00, 0x60, 0x00, 0x0F, 0x0B, 0xEB, 0xEA}
+	r := newRig(t, code)
+	pa1 := r.mapData(t, dataVA)
+	binary.LittleEndian.PutUint64(r.m.Mem()[pa1:], 1)
+	remap := func(v uint64) {
+		pa, err := r.frames.Alloc()
+		require.NoError(t, err)
+		binary.LittleEndian.PutUint64(r.m.Mem()[pa:], v)
+		require.NoError(t, r.pt.SetPTE(dataVA, guestmm.MakePTE(pa, guestmm.Present|guestmm.User|guestmm.NX)))
+		runs, all := r.pt.TakeChanged()
+		require.False(t, all)
+		require.Equal(t, []guestmm.PageRange{{Start: dataVA, Pages: 1}}, runs)
+		r.c.RefreshPages(runs)
+	}
+	ex, err := r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitSyscall, ex.Kind)
+	require.Equal(t, uint64(1), r.c.Regs().RAX)
+	remap(2)
+	ex, err = r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, VecUD, ex.Vector)
+	require.Equal(t, uint64(2), r.c.Regs().RAX, "seen after a refresh from user mode")
+	r.c.Regs().RIP += 2
+	remap(3)
+	ex, err = r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitSyscall, ex.Kind)
+	require.Equal(t, uint64(3), r.c.Regs().RAX, "seen after a refresh from ring 0")
+	require.Zero(t, r.m.Zaps())
+}
+
 func TestKickStopsSpinningGuest(t *testing.T) {
 	r := newRig(t, codeSpin)
 	time.AfterFunc(50*time.Millisecond, r.c.Kick)
