@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"github.com/emuckpt/emuckpt/vmm"
@@ -138,6 +139,14 @@ func (s kernelSleeper) SleepUntil(ns int64) bool {
 	now := s.k.monotonic()
 	if ns <= now {
 		return true
+	}
+	if ns == math.MaxInt64 {
+		// Nothing will ever wake this wait: it ends only with the run
+		// (EINTR), and the virtual clock must not jump to the end of time.
+		if s.k.ctx != nil {
+			<-s.k.ctx.Done()
+		}
+		return false
 	}
 	if _, virtual := s.k.clock.(*VirtualClock); virtual {
 		s.k.clock.Sleep(ns - now)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emuckpt/emuckpt/devices/hpet"
 	"github.com/emuckpt/emuckpt/kernel"
 	"github.com/emuckpt/emuckpt/vmm"
 )
@@ -109,6 +110,7 @@ type machineFlags struct {
 	verbose *bool
 	trace   *bool
 	bsrs    bsrFlag
+	hpet    hpetFlag
 }
 
 func addMachineFlags(fs *flag.FlagSet) *machineFlags {
@@ -118,7 +120,9 @@ func addMachineFlags(fs *flag.FlagSet) *machineFlags {
 		verbose: fs.Bool("v", false, "report unknown system calls (once each) and killing signals"),
 		trace:   fs.Bool("trace", false, "log every system call to stderr"),
 	}
+	m.hpet.cfg = hpet.DefaultConfig()
 	fs.Var(&m.bsrs, "bsr", "a BSR register BYTES[:STRIDE[:LENGTH]] (repeatable; replaces the default bsr8, bsr16, bsr64, bsr128)")
+	fs.Var(&m.hpet, "hpet", "HPET configuration timers=N,period=FS (default timers=3,period=69841279)")
 	return m
 }
 
@@ -126,7 +130,7 @@ func (m *machineFlags) config(stdin, stdout, stderr *os.File) kernel.Config {
 	return kernel.Config{
 		Root: *m.root, Stdin: stdin, Stdout: stdout, Stderr: stderr,
 		Log: stderr, Trace: *m.trace, Verbose: *m.verbose,
-		Devices: []kernel.DeviceFactory{bsrDevice(m.bsrs.specs())},
+		Devices: []kernel.DeviceFactory{hpetDevice(m.hpet.cfg), bsrDevice(m.bsrs.specs())},
 	}
 }
 

@@ -7,7 +7,10 @@ import (
 	"strings"
 
 	"github.com/emuckpt/emuckpt/devices/bsr"
+	"github.com/emuckpt/emuckpt/devices/hpet"
 	"github.com/emuckpt/emuckpt/kernel"
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"golang.org/x/sys/unix"
 )
 
 // Guest-physical windows of the devices, above the largest guest RAM
@@ -77,5 +80,48 @@ func bsrDevice(specs []bsr.Spec) kernel.DeviceFactory {
 			},
 		}
 		return d, nil
+	}
+}
+
+// hpetFlag is --hpet timers=N,period=FS.
+type hpetFlag struct{ cfg hpet.Config }
+
+func (f *hpetFlag) String() string { return f.cfg.String() }
+
+func (f *hpetFlag) Set(v string) error {
+	cfg, err := hpet.ParseConfig(v)
+	if err != nil {
+		return err
+	}
+	f.cfg = cfg
+	return nil
+}
+
+// hpetDevice plugs an HPET into the kernel: its MMIO page at 0xFED00000,
+// /dev/hpet, and its registers for --device-state=preserve. The counter
+// starts at boot, as Linux enables the HPET when it takes it.
+func hpetDevice(cfg hpet.Config) kernel.DeviceFactory {
+	return func(env kernel.DeviceEnv) (kernel.Device, error) {
+		h, err := hpet.New(cfg, hpet.ClockFunc(env.Now))
+		if err != nil {
+			return kernel.Device{}, fmt.Errorf("hpet: %w", err)
+		}
+		return kernel.Device{
+			MMIO: []kernel.MMIORegion{{Base: hpet.MMIOBase, Size: hpet.MMIOSize, Dev: h}},
+			Files: []kernel.DeviceFile{{Path: hpet.DevicePath, Info: hpet.DeviceInfo(),
+				Open: func(fl int) (vfs.File, unix.Errno) { return h.Open(fl, env.Sleeper) }}},
+			Start: h.Enable,
+			State: &kernel.DeviceState{
+				Name: "hpet",
+				Save: func() ([]byte, error) { return json.Marshal(h.SaveState()) },
+				Restore: func(b []byte) error {
+					var st hpet.State
+					if err := json.Unmarshal(b, &st); err != nil {
+						return err
+					}
+					return h.RestoreState(st)
+				},
+			},
+		}, nil
 	}
 }
