@@ -29,6 +29,7 @@ const (
 const usage = `usage: emuckpt <command> [flags] [arguments]
 
 Commands:
+  demo                            checkpoint and restore an embedded program that maps devices
   run [flags] PROGRAM [ARGS...]   run a static x86-64 Linux program in a fresh VM
   restore [flags] IMAGE           continue a checkpointed program in a fresh VM
   inspect [--json] IMAGE          show what a checkpoint image holds
@@ -54,6 +55,8 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		return cmdRestore(args[1:], stdin, stdout, stderr)
 	case "inspect":
 		return cmdInspect(args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
