@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -53,3 +54,150 @@ func TestCheckpointEverywhere(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestDemo(t *testing.T) {
+	kvmtest.Require(t)
+	r := emuckpt(t, "demo")
+	require.Equal(t, 0, r.status, r.stderr)
+	for _, want := range []string{
+		"DEVICE(bsr)         0 bytes  /dev/bsr8_0",
+		"DEVICE(hpet)        0 bytes  /dev/hpet",
+		"SCRATCH             0 bytes",
+		"--device-state=fresh:\n   | side: restored (emuckpt_checkpoint returned 2)",
+	} {
+		assert.Contains(t, r.stdout, want)
+	}
+	fresh, preserve, ok := strings.Cut(r.stdout[strings.Index(r.stdout, "--device-state=fresh"):], "--device-state=preserve")
+	require.True(t, ok)
+	assert.Contains(t, fresh, "| bsr: 0000000000000000")
+	assert.Contains(t, fresh, "| hpet_counter: started-over")
+	assert.Contains(t, preserve, "| bsr: 0000000101010101")
+	assert.Contains(t, preserve, "| hpet_counter: continued")
+	for _, part := range []string{fresh, preserve} {
+		assert.Contains(t, part, "| anon: intact")
+		assert.Contains(t, part, "| scratch: zero")
+		assert.Contains(t, part, "| mappings: hpet=0x7ffff7ffe000 bsr=0x7ffff7ffd000")
+	}
+}
+
+// TestSelfCheckpoint covers emuckpt_checkpoint()'s three results and
+// --leave-running.
+func TestSelfCheckpoint(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "self.img")
+	r := emuckpt(t, "run", img("devckpt"))
+	assert.Equal(t, 0, r.status, r.stderr)
+	assert.Contains(t, r.stdout, "side: native (emuckpt_checkpoint returned -89)", "EDESTADDRREQ without --checkpoint-to")
+
+	r = emuckpt(t, "run", "--checkpoint-to", image, "--leave-running", img("devckpt"))
+	assert.Equal(t, 0, r.status, r.stderr)
+	assert.Contains(t, r.stdout, "side: after-checkpoint (emuckpt_checkpoint returned 1)")
+	assert.Contains(t, r.stdout, "scratch: kept", "the running process keeps its scratch memory")
+
+	for i := 0; i < 2; i++ {
+		r = emuckpt(t, "restore", image)
+		assert.Equal(t, 0, r.status, r.stderr)
+		assert.Contains(t, r.stdout, "side: restored (emuckpt_checkpoint returned 2)", "restore %d", i)
+	}
+}
+
+func TestCheckpointTriggers(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	// device:N stops after the Nth device access: bsr_barrier's output
+	// then continues after restore.
+	want := emuckpt(t, "run", img("bsr_barrier"))
+	require.Equal(t, 0, want.status)
+	for _, n := range []string{"1", "5", "9"} {
+		image := filepath.Join(dir, "dev"+n+".img")
+		first := emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "device:"+n, img("bsr_barrier"))
+		require.Equal(t, 0, first.status, first.stderr)
+		second := emuckpt(t, "restore", "--device-state=preserve", image)
+		assert.Equal(t, 0, second.status, second.stderr)
+		assert.Equal(t, want.stdout, first.stdout+second.stdout, "device:%s", n)
+	}
+	// time:DUR interrupts a program that makes no system calls.
+	image := filepath.Join(dir, "time.img")
+	first := emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "time:100ms", img("spin"))
+	require.Equal(t, 0, first.status, first.stderr)
+	assert.Contains(t, first.stderr, "checkpoint written to "+image)
+	second := emuckpt(t, "restore", "--timeout", "200ms", image)
+	assert.Equal(t, 124, second.status, "the restored program spins on")
+
+	for _, bad := range []string{"syscall", "syscall:0", "device:x", "time:-1s", "when:3"} {
+		r := emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", bad, img("hello"))
+		assert.Equal(t, 125, r.status, bad)
+		assert.Contains(t, r.stderr, "--checkpoint-at", bad)
+	}
+	r := emuckpt(t, "run", "--checkpoint-at", "syscall:1", img("hello"))
+	assert.Equal(t, 125, r.status)
+	assert.Contains(t, r.stderr, "needs --checkpoint-to")
+}
+
+// TestRestoreRefusesBadImages: truncated, corrupted (single bit flips),
+// or not an image at all: status 125, a clear message, no panic.
+func TestRestoreRefusesBadImages(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	image := filepath.Join(dir, "good.img")
+	r := emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "syscall:3", img("hello"))
+	require.Equal(t, 0, r.status, r.stderr)
+	good, err := os.ReadFile(image)
+	require.NoError(t, err)
+	bad := filepath.Join(dir, "bad.img")
+	cases := map[string][]byte{
+		"empty":     nil,
+		"truncated": good[:len(good)/2],
+		"text":      []byte("this is not a checkpoint image\n"),
+	}
+	for _, off := range []int{0, 9, 20, 40, 4096 + 3, len(good) - 100} {
+		b := append([]byte(nil), good...)
+		b[off] ^= 0x10
+		cases["flip@"+strconv.Itoa(off)] = b
+	}
+	for name, b := range cases {
+		require.NoError(t, os.WriteFile(bad, b, 0o644))
+		r := emuckpt(t, "restore", bad)
+		assert.Equal(t, 125, r.status, "%s: %s", name, r.stderr)
+		assert.Contains(t, r.stderr, "bad checkpoint image", name)
+		assert.NotContains(t, r.stderr, "panic", name)
+		r = emuckpt(t, "inspect", bad)
+		assert.Equal(t, 125, r.status, name)
+	}
+}
+
+func TestRestoreNeedsSameDevices(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "dev.img")
+	r := emuckpt(t, "run", "--checkpoint-to", image, img("devckpt"))
+	require.Equal(t, 0, r.status, r.stderr)
+	r = emuckpt(t, "restore", "--bsr", "16", image)
+	assert.Equal(t, 125, r.status)
+	assert.Contains(t, r.stderr, "/dev/bsr8_0")
+	assert.Contains(t, r.stderr, "not available")
+	r = emuckpt(t, "restore", "--bsr", "8:8:8192", image)
+	assert.Equal(t, 0, r.status, "a longer register still maps the saved page: %s", r.stderr)
+}
+
+func TestInspectJSON(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "dev.img")
+	r := emuckpt(t, "run", "--checkpoint-to", image, img("devckpt"))
+	require.Equal(t, 0, r.status, r.stderr)
+	r = emuckpt(t, "inspect", "--json", image)
+	require.Equal(t, 0, r.status, r.stderr)
+	var in inspection
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &in))
+	require.Len(t, in.Tasks, 1)
+	types := map[string]uint64{}
+	for _, v := range in.Tasks[0].VMAs {
+		types[v.Type+v.Device] += v.StoredBytes
+	}
+	assert.Equal(t, uint64(0), types["DEVICEhpet"])
+	assert.Equal(t, uint64(0), types["DEVICEbsr"])
+	assert.Equal(t, uint64(0), types["SCRATCH"])
+	assert.Equal(t, uint64(64*4096), types["ANON"])
+	assert.Equal(t, in.Totals.StoredBytes, in.Totals.StoredPages*4096)
+	r = emuckpt(t, "inspect", image)
+	assert.Contains(t, r.stdout, "DEVICE(hpet)")
+}
