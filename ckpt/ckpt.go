@@ -72,27 +72,42 @@ func encode(w *image.Writer, snap *kernel.Snapshot) error {
 
 // Image is a checkpoint opened for restore or inspection.
 type Image struct {
-	img   *image.Image
-	State *kernel.State
+	img      *image.Image
+	State    *kernel.State
+	verified  chan error // the result of checking the page data
+	verifyErr error
 }
 
-// Open opens and checks the image at path: header, metadata and page
-// checksums, and the consistency of the State with the page data.
+// Open opens the image at path and checks its header, its metadata and
+// the consistency of the State with the page data. The page checksums,
+// which cost O(bytes), are checked in the background: Verify waits for
+// the result, and a restored run waits for it before it acts on the
+// guest's first exit, so a corrupted image never makes a system call.
 func Open(path string) (*Image, error) {
-	img, err := image.Open(path)
+	img, err := image.Open(path, image.LazyPages())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
-	return fromImage(img)
+	i, err := fromImage(img)
+	if err != nil {
+		return nil, err
+	}
+	go func() { i.verified <- img.VerifyPages() }()
+	return i, nil
 }
 
-// Parse reads an in-memory image.
+// Parse reads an in-memory image, checking everything at once.
 func Parse(b []byte) (*Image, error) {
 	img, err := image.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
-	return fromImage(img)
+	i, err := fromImage(img)
+	if err != nil {
+		return nil, err
+	}
+	i.verified <- nil
+	return i, nil
 }
 
 func fromImage(img *image.Image) (*Image, error) {
@@ -119,7 +134,23 @@ func fromImage(img *image.Image) (*Image, error) {
 		img.Close()
 		return nil, fmt.Errorf("%w: state names %d pages, the image holds %d", ErrImage, st.PageCount, img.NumPages())
 	}
-	return &Image{img: img, State: st}, nil
+	i := &Image{img: img, State: st, verified: make(chan error, 1)}
+	return i, nil
+}
+
+// Verify waits for the check of the page data (see Open) and returns its
+// result; it may be called any number of times.
+func (i *Image) Verify() error {
+	err, ok := <-i.verified
+	if !ok {
+		return i.verifyErr
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	i.verifyErr = err
+	close(i.verified)
+	return err
 }
 
 // Info is the container's layout.
@@ -137,8 +168,11 @@ func (i *Image) Pages() (kernel.PageSource, error) {
 	return kernel.PageSource{Bytes: b}, nil
 }
 
-// Close releases the image.
-func (i *Image) Close() error { return i.img.Close() }
+// Close releases the image. It waits for the background check first.
+func (i *Image) Close() error {
+	i.Verify()
+	return i.img.Close()
+}
 
 // Restore builds a kernel from the image. cfg supplies what the image
 // does not hold: the program bytes (checked against the image), root,
@@ -148,5 +182,6 @@ func (i *Image) Restore(cfg kernel.Config) (*kernel.Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
+	cfg.Verify = i.Verify
 	return kernel.Restore(cfg, i.State, src)
 }

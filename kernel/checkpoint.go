@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
@@ -23,6 +24,7 @@ var zeroPage [guestmm.PageSize]byte
 // in the vCPU is complete. rax overrides the saved RAX when non-nil (the
 // value the restored guest sees from emuckpt_checkpoint).
 func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
+	started := time.Now()
 	p := k.proc
 	t := p.tasks[0]
 	as := p.as
@@ -54,7 +56,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 			ps.Actions = append(ps.Actions, SigAction{Signal: sig, Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask})
 		}
 	}
-	snap := &Snapshot{State: st, Mem: k.m.Mem()}
+	snap := &Snapshot{State: st, Mem: k.m.Mem(), Started: started}
 	mem := k.m.Mem()
 	for _, v := range as.VMAs() {
 		vs := VMAState{

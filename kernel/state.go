@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
@@ -147,6 +148,9 @@ type Snapshot struct {
 	State *State
 	Mem   []byte
 	Pages []uint64
+	// Started is when the kernel began taking the snapshot (the guest has
+	// been stopped since).
+	Started time.Time
 }
 
 func programRef(name, path string, prog []byte) ProgramRef {

@@ -35,7 +35,7 @@ func mulModP(a, b uint32) uint32 {
 // x8nModP returns x^(8n) modulo the CRC polynomial: the operator that
 // shifts a CRC over n zero bytes.
 func x8nModP(n uint64) uint32 {
-	p := uint32(1) << 31 // x^0
+	p := uint32(1) << 31  // x^0
 	sq := uint32(1) << 30 // x^1, squared up to x^(2^k) as k grows
 	// x^(8n) = x^(n·2^3): start at x^(2^3).
 	for range 3 {

@@ -44,3 +44,8 @@ func TestPagesCRC(t *testing.T) {
 		}
 	}
 }
+
+// TestCRC32CCheckValue pins the CRC variant FORMAT.md documents.
+func TestCRC32CCheckValue(t *testing.T) {
+	require.Equal(t, uint32(0xe3069283), crc32c([]byte("123456789")))
+}

@@ -82,10 +82,10 @@ func build(t testing.TB, c content) []byte {
 }
 
 // buildFile writes c to dir/name with Create and returns the path.
-func buildFile(t testing.TB, dir, name string, c content) string {
+func buildFile(t testing.TB, dir, name string, c content, opts ...Option) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	w, err := Create(path)
+	w, err := Create(path, opts...)
 	require.NoError(t, err)
 	defer w.Abort()
 	write(t, w, c)

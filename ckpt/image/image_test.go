@@ -149,7 +149,10 @@ func TestOpenErrors(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 	_, err = Open(dir)
 	requireKind(t, err, ErrNotImage)
-	require.ErrorContains(t, err, "not a regular file")
+	require.ErrorContains(t, err, "not an emuckpt image: a directory, not a regular file")
+	_, err = Open("/dev/null")
+	requireKind(t, err, ErrNotImage)
+	require.ErrorContains(t, err, "a device, not a regular file")
 }
 
 func TestWriterErrors(t *testing.T) {
@@ -253,4 +256,54 @@ func flip(b []byte, i int) []byte {
 	b = bytes.Clone(b)
 	b[i] ^= 1
 	return b
+}
+
+// TestWritePaths writes the same content through every path page data can
+// take (staged, direct I/O from the caller's memory, buffered because the
+// caller's memory is not page aligned, buffered because direct I/O is
+// off) and checks the files are identical.
+func TestWritePaths(t *testing.T) {
+	dir := t.TempDir()
+	c := randContent(5, []int{16}, []int{1, 2, 300, 3, 512, 1})
+	// Re-home the runs: the 300-page one page aligned, the 512-page one
+	// misaligned by 8 bytes.
+	aligned := alignedBuffer(300 * PageSize)
+	copy(aligned, c.pages[2])
+	c.pages[2] = aligned
+	mis := alignedBuffer(512*PageSize + PageSize)[8 : 8+512*PageSize]
+	copy(mis, c.pages[4])
+	c.pages[4] = mis
+	want := build(t, c)
+
+	w, err := Create(dir+"/probe", DirectIO())
+	require.NoError(t, err)
+	direct := w.direct != nil
+	w.Abort()
+	t.Logf("direct I/O in %s: %v", dir, direct)
+
+	for _, opts := range [][]Option{{DirectIO()}, nil} {
+		path := buildFile(t, dir, fmt.Sprintf("img-%d", len(opts)), c, opts...)
+		got, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(want, got), "options %d", len(opts))
+		img, err := Open(path)
+		require.NoError(t, err)
+		check(t, img, c)
+		img.Close()
+	}
+}
+
+// TestNewWriterFile: NewWriter on a file the caller manages.
+func TestNewWriterFile(t *testing.T) {
+	c := randContent(6, []int{4}, []int{1, 1, 40})
+	f, err := os.Create(t.TempDir() + "/own")
+	require.NoError(t, err)
+	defer f.Close()
+	w := NewWriter(f)
+	write(t, w, c)
+	require.NoError(t, w.Commit())
+	img, err := Open(f.Name())
+	require.NoError(t, err)
+	check(t, img, c)
+	img.Close()
 }

@@ -91,7 +91,8 @@ func checkpointConfig(cfg *kernel.Config, to string, tr trigger, leave bool, std
 			if err := ckpt.Write(to, s); err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr, "emuckpt: checkpoint written to %s (%d pages, after %d system calls)\n", to, s.State.PageCount, s.State.Syscalls)
+			fmt.Fprintf(stderr, "emuckpt: checkpoint written to %s (%d pages, after %d system calls, in %v)\n",
+				to, s.State.PageCount, s.State.Syscalls, time.Since(s.Started).Round(time.Microsecond))
 			return nil
 		}
 	}
@@ -260,6 +261,10 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 		return exitFailure
 	}
 	defer img.Close()
+	if err := img.Verify(); err != nil {
+		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", fs.Arg(0), err)
+		return exitFailure
+	}
 	in := inspect(fs.Arg(0), img)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
