@@ -72,8 +72,8 @@ func encode(w *image.Writer, snap *kernel.Snapshot) error {
 
 // Image is a checkpoint opened for restore or inspection.
 type Image struct {
-	img      *image.Image
-	State    *kernel.State
+	img       *image.Image
+	State     *kernel.State
 	verified  chan error // the result of checking the page data
 	verifyErr error
 }
