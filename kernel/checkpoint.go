@@ -68,9 +68,15 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		}
 		switch vs.Type {
 		case VMADevice:
-			vs.Device = VanillaDevice
-			if ty, ok := v.Backing.(vmaTyper); ok {
-				vs.Device = ty.VMAType()
+			ty, err := k.vmaTypeOf(v.Backing)
+			if err != nil {
+				return nil, fmt.Errorf("cannot checkpoint: %w", err)
+			}
+			vs.Device = ty.Name
+			if ty.Save != nil {
+				if vs.DeviceParams, err = ty.Save(v.Backing); err != nil {
+					return nil, fmt.Errorf("cannot checkpoint: device %s: %w", v.Name, err)
+				}
 			}
 		case VMAScratch, VMAFileShared:
 		default:

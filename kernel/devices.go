@@ -43,6 +43,9 @@ type Device struct {
 	// State, if set, saves and restores the device model's registers for
 	// --device-state=preserve.
 	State *DeviceState
+	// VMATypes are the device VMA types the device registers for its
+	// mappings (see VMAType).
+	VMATypes []VMAType
 }
 
 // DeviceState saves and restores one device model's own state.
@@ -103,6 +106,11 @@ func (k *Kernel) attachDevices() error {
 		}
 		if d.State != nil {
 			k.deviceStates = append(k.deviceStates, *d.State)
+		}
+		for _, t := range d.VMATypes {
+			if err := k.registerVMAType(t); err != nil {
+				return err
+			}
 		}
 	}
 	for _, s := range starts {

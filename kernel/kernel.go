@@ -74,6 +74,7 @@ type Kernel struct {
 	progRef      ProgramRef
 	syscalls     uint64
 	deviceStates []DeviceState
+	vmaTypes     map[string]VMAType
 	ckpt         checkpointer
 }
 

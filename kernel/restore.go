@@ -206,6 +206,10 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking) (guestmm.VMA, er
 		}
 		v.Backing = b
 	case guestmm.KindDevice:
+		saved, ok := k.vmaTypes[vs.Device]
+		if !ok && vs.Device != VanillaDevice {
+			return v, fmt.Errorf("the image maps device %s with VMA type %q, and no device here registers that type", vs.Name, vs.Device)
+		}
 		b, err := k.openBacking(vs, unix.O_RDONLY)
 		if err != nil {
 			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EACCES) {
@@ -216,12 +220,17 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking) (guestmm.VMA, er
 				return v, fmt.Errorf("device %s (VMA type %s) is not available here: %v", vs.Name, vs.Device, err)
 			}
 		}
-		got := VanillaDevice
-		if ty, ok := b.(vmaTyper); ok {
-			got = ty.VMAType()
+		got, err := k.vmaTypeOf(b)
+		if err != nil {
+			return v, err
 		}
-		if got != vs.Device {
-			return v, fmt.Errorf("device %s registers VMA type %q here, the image has %q", vs.Name, got, vs.Device)
+		if got.Name != vs.Device {
+			return v, fmt.Errorf("device %s maps with VMA type %q here, the image has %q", vs.Name, got.Name, vs.Device)
+		}
+		if saved.Check != nil {
+			if err := saved.Check(b, vs.DeviceParams); err != nil {
+				return v, fmt.Errorf("device %s is configured differently here: %v", vs.Name, err)
+			}
 		}
 		d, ok := b.(guestmm.DeviceBacking)
 		if !ok || vs.Offset+(vs.End-vs.Start) > d.MMIOSize() {

@@ -3,6 +3,7 @@ package kernel
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -111,6 +112,8 @@ type VMAState struct {
 	// Device is the device VMA type its device registered ("hpet", "bsr",
 	// or "vanilla" for a device that registers nothing special).
 	Device string `json:"device,omitempty"`
+	// DeviceParams is what the device VMA type saved about the device.
+	DeviceParams json.RawMessage `json:"device_params,omitempty"`
 	// Pages are the stored pages, in runs; ZeroPages counts present pages
 	// that were all zero and are not stored.
 	Pages     []PageRun `json:"pages,omitempty"`

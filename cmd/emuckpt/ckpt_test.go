@@ -176,7 +176,13 @@ func TestRestoreNeedsSameDevices(t *testing.T) {
 	assert.Contains(t, r.stderr, "/dev/bsr8_0")
 	assert.Contains(t, r.stderr, "not available")
 	r = emuckpt(t, "restore", "--bsr", "8:8:8192", image)
-	assert.Equal(t, 0, r.status, "a longer register still maps the saved page: %s", r.stderr)
+	assert.Equal(t, 125, r.status)
+	assert.Contains(t, r.stderr, "bsr8_0 is --bsr 8:8:8192 here, the image was taken with --bsr 8:8:4096")
+	r = emuckpt(t, "restore", "--hpet", "timers=4", image)
+	assert.Equal(t, 125, r.status)
+	assert.Contains(t, r.stderr, "the HPET is --hpet")
+	r = emuckpt(t, "restore", "--bsr", "8", "--bsr", "16", image)
+	assert.Equal(t, 0, r.status, "the same register, other registers added: %s", r.stderr)
 }
 
 func TestInspectJSON(t *testing.T) {

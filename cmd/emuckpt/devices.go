@@ -68,6 +68,7 @@ func bsrDevice(specs []bsr.Spec) kernel.DeviceFactory {
 				d.Text = append(d.Text, kernel.TextFile{Path: r.SysfsDir() + "/" + n, Content: func() []byte { return content }})
 			}
 		}
+		d.VMATypes = []kernel.VMAType{bsrVMAType}
 		d.State = &kernel.DeviceState{
 			Name: "bsr",
 			Save: func() ([]byte, error) { return json.Marshal(set.SaveState()) },
@@ -110,7 +111,8 @@ func hpetDevice(cfg hpet.Config) kernel.DeviceFactory {
 			MMIO: []kernel.MMIORegion{{Base: hpet.MMIOBase, Size: hpet.MMIOSize, Dev: h}},
 			Files: []kernel.DeviceFile{{Path: hpet.DevicePath, Info: hpet.DeviceInfo(),
 				Open: func(fl int) (vfs.File, unix.Errno) { return h.Open(fl, env.Sleeper) }}},
-			Start: h.Enable,
+			Start:    h.Enable,
+			VMATypes: []kernel.VMAType{hpetVMAType},
 			State: &kernel.DeviceState{
 				Name: "hpet",
 				Save: func() ([]byte, error) { return json.Marshal(h.SaveState()) },
@@ -124,4 +126,67 @@ func hpetDevice(cfg hpet.Config) kernel.DeviceFactory {
 			},
 		}, nil
 	}
+}
+
+// bsrVMAType is the "bsr" device VMA type: a checkpoint records the
+// register's geometry, and restore refuses a register of another size,
+// stride or length behind the same name.
+var bsrVMAType = kernel.VMAType{
+	Name: bsr.VMAType,
+	Save: func(b vfs.Backing) (json.RawMessage, error) {
+		r, err := bsrRegister(b)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(r.Spec().String())
+	},
+	Check: func(b vfs.Backing, saved json.RawMessage) error {
+		r, err := bsrRegister(b)
+		if err != nil {
+			return err
+		}
+		var spec string
+		if err := json.Unmarshal(saved, &spec); err != nil {
+			return fmt.Errorf("bad saved BSR geometry: %v", err)
+		}
+		if here := r.Spec().String(); here != spec {
+			return fmt.Errorf("%s is --bsr %s here, the image was taken with --bsr %s", r.Name(), here, spec)
+		}
+		return nil
+	},
+}
+
+func bsrRegister(b vfs.Backing) (*bsr.Register, error) {
+	bb, ok := b.(*bsr.Backing)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a BSR mapping", b.Name())
+	}
+	return bb.Register(), nil
+}
+
+// hpetVMAType is the "hpet" device VMA type: a checkpoint records the
+// HPET's configuration, and restore refuses another timer count or period.
+var hpetVMAType = kernel.VMAType{
+	Name: hpet.VMAType,
+	Save: func(b vfs.Backing) (json.RawMessage, error) {
+		hb, ok := b.(*hpet.Backing)
+		if !ok {
+			return nil, fmt.Errorf("%s is not an HPET mapping", b.Name())
+		}
+		return json.Marshal(hb.HPET().Config().String())
+	},
+	Check: func(b vfs.Backing, saved json.RawMessage) error {
+		hb, ok := b.(*hpet.Backing)
+		if !ok {
+			return fmt.Errorf("%s is not an HPET mapping", b.Name())
+		}
+		var cfg string
+		if err := json.Unmarshal(saved, &cfg); err != nil {
+			return fmt.Errorf("bad saved HPET configuration: %v", err)
+		}
+		if here := hb.HPET().Config().String(); here != cfg {
+			return fmt.Errorf("the HPET is --hpet %s here, the image was taken with --hpet %s", here, cfg)
+		}
+		return nil
+	},
 }
