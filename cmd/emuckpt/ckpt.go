@@ -120,6 +120,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	policy := fs.String("device-state", "fresh", "fresh: devices start from their start-up state (mapping-only); preserve: devices get their saved registers back")
 	ckptTo := fs.String("checkpoint-to", "", "write further checkpoints (SIGUSR1, emuckpt_checkpoint) to this image file")
+	program := fs.String("program", "", "the program file, if it is no longer where the image says (its SHA-256 must match)")
 	leave := fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping")
 	machine := addMachineFlags(fs)
 	if ok, st := parseFlags(fs, args, restoreUsage, stderr); !ok {
@@ -140,13 +141,17 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	defer img.Close()
 	ref := img.State.Program
-	prog, err := os.ReadFile(ref.Path)
+	path := ref.Path
+	if *program != "" {
+		path = *program
+	}
+	prog, err := os.ReadFile(path)
 	if err != nil {
-		fmt.Fprintf(stderr, "emuckpt: %s: the image's program %s cannot be read: %v\n", fs.Arg(0), ref.Path, err)
+		fmt.Fprintf(stderr, "emuckpt: %s: the image's program %s cannot be read: %v (use --program PATH if it moved)\n", fs.Arg(0), path, err)
 		return exitFailure
 	}
 	cfg := machine.config(stdin, stdout, stderr)
-	cfg.Program, cfg.Path = prog, ref.Path
+	cfg.Program, cfg.Path = prog, path
 	cfg.PreserveDevices = *policy == "preserve"
 	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger{}, *leave, stderr)
 	defer stopRequests()
