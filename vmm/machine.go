@@ -208,8 +208,8 @@ func (m *Machine) writeSystemPages() {
 	}
 	copy(m.mem[iretStub:], []byte{0x48, 0xCF}) // iretq
 	copy(m.mem[refreshStub:], refreshCode)
-	m.put64(refreshStub+96, KernelBase+listPA)
-	m.put64(refreshStub+104, KernelBase+refreshFrame)
+	m.put64(refreshStub+104, KernelBase+listPA)
+	m.put64(refreshStub+112, KernelBase+refreshFrame)
 	copy(m.mem[udDispatch:], udDispatchCode)
 	m.put64(udDispatch+32, TrampolineVA+refreshOffset)
 	uh, ugate := uint64(KernelBase+udDispatch), uint64(idtPA+VecUD*16)
@@ -236,18 +236,24 @@ var udDispatchCode = []byte{
 	0x0F, 0x0B, // ud2
 }
 
-// refreshCode is refreshStub. It saves the registers it uses and, for
-// each run of page-table entries listed at listPA (address of the first
-// entry, number of entries), rewrites every entry with its own value: a
-// guest write to a page table is what makes a shadow MMU resynchronize
-// the entry (KVM never sees the VMM's writes; after a few writes it stops
-// shadowing the table altogether, so long runs stay cheap). Then it
-// reloads CR3 to drop stale TLB entries and returns to user mode through
-// the frame the VMM prepared at refreshFrame.
+// refreshCode is refreshStub. It saves the registers it uses and reads
+// the list at listPA. An empty list means no refresh was asked for (user
+// code jumped to the trampoline's ud2 by itself): it goes on as the #UD
+// that it is. Otherwise it empties the list, so that it cannot be replayed,
+// and for each run of page-table entries (address of the first entry,
+// number of entries) rewrites every entry with its own value: a guest
+// write to a page table is what makes a shadow MMU resynchronize the entry
+// (KVM never sees the VMM's writes; after a few writes it stops shadowing
+// the table altogether, so long runs stay cheap). Then it reloads CR3 to
+// drop stale TLB entries and returns to user mode through the frame the
+// VMM prepared at refreshFrame.
 var refreshCode = []byte{
 	0x50, 0x51, 0x52, 0x56, 0x57, // push rax, rcx, rdx, rsi, rdi
-	0x48, 0x8B, 0x35, 0x54, 0x00, 0x00, 0x00, // mov rsi, [rip+0x54]  list pointer (offset 96)
+	0x48, 0x8B, 0x35, 0x5C, 0x00, 0x00, 0x00, // mov rsi, [rip+0x5c]  list pointer (offset 104)
 	0x48, 0x8B, 0x0E, // mov rcx, [rsi]       number of runs
+	0x48, 0x85, 0xC9, // test rcx, rcx
+	0x74, 0x48, // jz notarmed
+	0x48, 0xC7, 0x06, 0x00, 0x00, 0x00, 0x00, // mov qword [rsi], 0    disarm
 	0x48, 0x83, 0xC6, 0x08, // add rsi, 8
 	0x48, 0x85, 0xC9, // run: test rcx, rcx
 	0x74, 0x24, // jz flush
@@ -266,8 +272,10 @@ var refreshCode = []byte{
 	0x0F, 0x20, 0xD8, // flush: mov rax, cr3
 	0x0F, 0x22, 0xD8, // mov cr3, rax
 	0x5F, 0x5E, 0x5A, 0x59, 0x58, // pop rdi, rsi, rdx, rcx, rax
-	0x48, 0x8B, 0x25, 0x1A, 0x00, 0x00, 0x00, // mov rsp, [rip+0x1a]  frame pointer (offset 104)
+	0x48, 0x8B, 0x25, 0x16, 0x00, 0x00, 0x00, // mov rsp, [rip+0x16]  frame pointer (offset 112)
 	0x48, 0xCF, // iretq
+	0x5F, 0x5E, 0x5A, 0x59, 0x58, // notarmed: pop rdi, rsi, rdx, rcx, rax
+	0xE9, 0x6E, 0x00, 0x00, 0x00, // jmp udDispatch+20 (the #UD path to the VMM)
 }
 
 const (
@@ -293,7 +301,7 @@ func KernelPages() []KernelPage {
 		{VA: KernelBase + stubPA, PA: stubPA, Exec: true},
 		{VA: KernelBase + kstack, PA: kstack, Write: true},
 		{VA: KernelBase + kstack + pageSize, PA: kstack + pageSize, Write: true},
-		{VA: KernelBase + listPA, PA: listPA},
+		{VA: KernelBase + listPA, PA: listPA, Write: true},
 		{VA: TrampolineVA, PA: tramPA, User: true, Exec: true},
 	}
 }

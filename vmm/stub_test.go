@@ -12,12 +12,14 @@ import (
 func TestRefreshCodeDecodes(t *testing.T) {
 	want := []string{
 		"PUSH RAX", "PUSH RCX", "PUSH RDX", "PUSH RSI", "PUSH RDI",
-		"MOV RSI, [RIP+0x54]", "MOV RCX, [RSI]", "ADD RSI, 0x8",
+		"MOV RSI, [RIP+0x5c]", "MOV RCX, [RSI]", "TEST RCX, RCX", "JE .+72",
+		"MOV [RSI], 0x0", "ADD RSI, 0x8",
 		"TEST RCX, RCX", "JE .+36", "MOV RAX, [RSI]", "MOV RDI, [RSI+0x8]",
 		"TEST RDI, RDI", "JE .+15", "MOV RDX, [RAX]", "MOV [RAX], RDX", "ADD RAX, 0x8", "DEC RDI", "JMP .-20",
 		"ADD RSI, 0x10", "DEC RCX", "JMP .-41",
 		"MOV RAX, CR3", "MOV CR3, RAX",
-		"POP RDI", "POP RSI", "POP RDX", "POP RCX", "POP RAX", "MOV RSP, [RIP+0x1a]", "IRETQ",
+		"POP RDI", "POP RSI", "POP RDX", "POP RCX", "POP RAX", "MOV RSP, [RIP+0x16]", "IRETQ",
+		"POP RDI", "POP RSI", "POP RDX", "POP RCX", "POP RAX", "JMP .+110",
 	}
 	var got []string
 	targets := map[int]int{} // offset of instruction -> branch target
@@ -33,18 +35,23 @@ func TestRefreshCodeDecodes(t *testing.T) {
 		if m, ok := inst.Args[1].(x86asm.Mem); ok && m.Base == x86asm.RIP {
 			switch inst.Args[0] {
 			case x86asm.RSI:
-				require.Equal(t, 96, off+inst.Len+int(m.Disp), "list pointer")
+				require.Equal(t, 104, off+inst.Len+int(m.Disp), "list pointer")
 			case x86asm.RSP:
-				require.Equal(t, 104, off+inst.Len+int(m.Disp), "frame pointer")
+				require.Equal(t, 112, off+inst.Len+int(m.Disp), "frame pointer")
 			}
 		}
 		off += inst.Len
 	}
 	require.Equal(t, want, got)
 	for from, to := range targets {
+		if to == len(refreshCode)+udDispatch+20-refreshStub-len(refreshCode) {
+			continue // the jump out to udDispatch
+		}
 		require.True(t, starts[to], "branch at %d lands inside an instruction (%d)", from, to)
 	}
-	require.LessOrEqual(t, len(refreshCode), 96)
+	last := len(refreshCode) - 5
+	require.Equal(t, udDispatch+20, refreshStub+targets[last], "not armed: on to the #UD exit")
+	require.LessOrEqual(t, len(refreshCode), 104)
 }
 
 func TestUDDispatchDecodes(t *testing.T) {

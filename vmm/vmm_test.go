@@ -162,6 +162,19 @@ func TestRefreshPages(t *testing.T) {
 	require.Zero(t, r.m.Zaps())
 }
 
+// TestRefreshNotArmed: user code that jumps to the trampoline's ud2 on
+// its own gets a plain #UD, not a replay of an old refresh.
+func TestRefreshNotArmed(t *testing.T) {
+	// mov rax, TrampolineVA+8; jmp rax
+	code := []byte{0x48, 0xB8, 0x08, 0xF0, 0xFF, 0xFF, 0xFF, 0x7F, 0x00, 0x00, 0xFF, 0xE0}
+	r := newRig(t, code)
+	ex, err := r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitException, ex.Kind)
+	require.Equal(t, VecUD, ex.Vector)
+	require.Equal(t, uint64(TrampolineVA+refreshOffset), r.c.Regs().RIP)
+}
+
 func TestKickStopsSpinningGuest(t *testing.T) {
 	r := newRig(t, codeSpin)
 	time.AfterFunc(50*time.Millisecond, r.c.Kick)

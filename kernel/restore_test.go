@@ -1,0 +1,117 @@
+package kernel
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+
+	"github.com/emuckpt/emuckpt/internal/kvmtest"
+	"github.com/emuckpt/emuckpt/testimages"
+	"github.com/stretchr/testify/require"
+)
+
+// snapshotHello checkpoints hello after its third system call and returns
+// the state and its page data (copied out of the machine).
+func snapshotHello(t *testing.T) (*State, []byte, []byte) {
+	prog, err := testimages.FS.ReadFile("bin/hello")
+	require.NoError(t, err)
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { null.Close() })
+	var st *State
+	var pages []byte
+	cfg := Config{Program: prog, Name: "hello", Args: []string{"hello"}, Stdout: null, Stderr: null, MemSize: 64 << 20}
+	cfg.Checkpoint = CheckpointConfig{AtSyscall: 3, Save: func(s *Snapshot) error {
+		st = s.State
+		for _, pa := range s.Pages {
+			pages = append(pages, s.Mem[pa:pa+4096]...)
+		}
+		return nil
+	}}
+	k, err := New(cfg)
+	require.NoError(t, err)
+	defer k.Close()
+	_, err = k.Run(context.Background())
+	require.NoError(t, err)
+	require.NotNil(t, st)
+	return st, pages, prog
+}
+
+// TestRestoreRejectsBadState feeds Restore states that a corrupted or
+// hostile image could carry: each must fail with an error, never panic,
+// and leave nothing running.
+func TestRestoreRejectsBadState(t *testing.T) {
+	kvmtest.Require(t)
+	good, pages, prog := snapshotHello(t)
+	clone := func() *State {
+		b, err := json.Marshal(good)
+		require.NoError(t, err)
+		var s State
+		require.NoError(t, json.Unmarshal(b, &s))
+		return &s
+	}
+	firstStored := func(s *State) *VMAState {
+		for i := range s.Process.VMAs {
+			if len(s.Process.VMAs[i].Pages) > 0 {
+				return &s.Process.VMAs[i]
+			}
+		}
+		t.Fatal("no VMA with pages")
+		return nil
+	}
+	cases := map[string]func(s *State){
+		"overlapping VMAs":     func(s *State) { s.Process.VMAs[1].Start = s.Process.VMAs[0].Start },
+		"VMA past user space":  func(s *State) { s.Process.VMAs[len(s.Process.VMAs)-1].End = 1 << 60 },
+		"unaligned VMA":        func(s *State) { s.Process.VMAs[0].End++ },
+		"unknown VMA kind":     func(s *State) { s.Process.VMAs[0].Kind = "mystery" },
+		"page run past data":   func(s *State) { firstStored(s).Pages[0].Index = s.PageCount },
+		"page run huge":        func(s *State) { firstStored(s).Pages[0].Count = 1 << 62 },
+		"page run outside VMA": func(s *State) { firstStored(s).Pages[0].VA = 0x10000 },
+		"too many pages":       func(s *State) { s.PageCount = 1 << 40 },
+		"short FPU state":      func(s *State) { s.Tasks[0].FPU = s.Tasks[0].FPU[:100] },
+		"bad signal":           func(s *State) { s.Process.Actions = append(s.Process.Actions, SigAction{Signal: 99}) },
+		"kernel FS base":       func(s *State) { s.Tasks[0].FSBase = 0xffffff8000001000 },
+		"no tasks":             func(s *State) { s.Tasks = nil },
+		"unknown fd kind":      func(s *State) { s.Process.FDs[0].File.Kind = "socket" },
+		"unknown device type": func(s *State) {
+			s.Process.VMAs = append(s.Process.VMAs, VMAState{Type: VMADevice, Kind: "device", Start: 0x7000000000, End: 0x7000001000, Prot: 1, MaxProt: 1, Shared: true, Name: "/dev/hpet", Device: "frobnicator"})
+		},
+		"missing device": func(s *State) {
+			s.Process.VMAs = append(s.Process.VMAs, VMAState{Type: VMADevice, Kind: "device", Start: 0x7000000000, End: 0x7000001000, Prot: 1, MaxProt: 1, Shared: true, Name: "/dev/nothing", Device: VanillaDevice})
+		},
+		"bad brk": func(s *State) { s.Process.BrkStart, s.Process.Brk = 0x1001, 0 },
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := clone()
+			mutate(s)
+			k, err := Restore(Config{Program: prog, MemSize: 64 << 20}, s, PageSource{Bytes: pages})
+			if k != nil {
+				k.Close()
+			}
+			require.Error(t, err)
+		})
+	}
+	t.Run("changed program", func(t *testing.T) {
+		other, err := testimages.FS.ReadFile("bin/args")
+		require.NoError(t, err)
+		_, err = Restore(Config{Program: other}, clone(), PageSource{Bytes: pages})
+		require.ErrorIs(t, err, ErrRestore)
+		require.ErrorContains(t, err, "has changed since the checkpoint")
+	})
+	t.Run("good state restores", func(t *testing.T) {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		k, err := Restore(Config{Program: prog, Stdout: w}, clone(), PageSource{Bytes: pages})
+		require.NoError(t, err)
+		defer k.Close()
+		st, err := k.Run(context.Background())
+		require.NoError(t, err)
+		w.Close()
+		out := make([]byte, 100)
+		n, _ := r.Read(out)
+		require.Equal(t, ExitStatus{}, st)
+		require.Equal(t, "hello, world\n", string(out[:n]))
+	})
+}
