@@ -214,14 +214,16 @@ func TestDevicePrograms(t *testing.T) {
 }
 
 // TestHPETInterruptsHostClock runs hpet_irq on the host clock, where the
-// interrupts come from real time: a reader that falls a whole period
-// behind on a loaded host may see count=2, never 0.
+// interrupts come from real time: a reader that falls behind on a loaded
+// host sees every interrupt it missed at its next read (count=2, or more
+// after a long stall; 62 has been seen when the host stalled the guest for
+// a second), never 0.
 func TestHPETInterruptsHostClock(t *testing.T) {
 	kvmtest.Require(t)
 	r := emuckpt(t, "run", img("hpet_irq"))
 	require.Equal(t, 0, r.status, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
 	assert.Empty(t, r.stderr)
-	got := regexp.MustCompile(`(?m)^(read \d|oneshot read \d): ret=8 count=[12]$`).ReplaceAllString(r.stdout, "$1: ret=8 count=1")
+	got := regexp.MustCompile(`(?m)^(read \d|oneshot read \d): ret=8 count=[1-9]\d*$`).ReplaceAllString(r.stdout, "$1: ret=8 count=1")
 	assert.Equal(t, hpetIrqOut, got)
 }
 
@@ -312,10 +314,11 @@ func TestBSRConfig(t *testing.T) {
 		"sysfs bsr8_0: size=8 stride=8 length=4096", "",
 		"maps: length=4096 perms=rw-s offset=00000000 path=/dev/bsr8_0", "maps: length=4096 perms=rw-s offset=00000000 path=/dev/bsr16_0"))
 
-	// The default register is gone.
+	// The default register is gone: bsr_barrier finds no sysfs attributes
+	// for bsr8_0 and gives up (exit 2).
 	r = emuckpt(t, "run", "--bsr", "16:64", img("bsr_barrier"))
 	assert.Equal(t, 2, r.status)
-	assert.Equal(t, "open /dev/bsr8_0: errno=ENOENT\n", r.stdout)
+	assert.Equal(t, "bsr8_0: bsr_size=-1 bsr_stride=-1: need at least 8 bytes\n", r.stdout)
 
 	// bsr_errno's output is the same for any register: its mmap limits
 	// follow bsr_length (8 bytes: only one page may be mapped).
@@ -432,9 +435,9 @@ dirent hpet type=chr rdev=10:228
 
 // TestDeviceFlagErrors: a bad --hpet or --bsr value is emuckpt's own
 // failure (125), before the program runs, with a message that names the
-// value and says what is allowed.
+// value and says what is allowed. Only the last case, found when the
+// machine is built, needs KVM.
 func TestDeviceFlagErrors(t *testing.T) {
-	kvmtest.Require(t)
 	var many []string
 	for range 33 {
 		many = append(many, "--bsr", "8")
@@ -459,7 +462,12 @@ func TestDeviceFlagErrors(t *testing.T) {
 		{[]string{"--bsr", "8:8:8:8"}, []string{"too many fields", "BYTES[:STRIDE[:LENGTH]]"}},
 		{many, []string{"33 registers", "at most 32"}},
 	} {
-		t.Run(strings.Join(tt.args[:2], " "), func(t *testing.T) {
+		name := strings.Join(tt.args, " ")
+		if len(tt.args) > 2 {
+			name = fmt.Sprintf("%d --bsr flags", len(tt.args)/2)
+			kvmtest.Require(t)
+		}
+		t.Run(name, func(t *testing.T) {
 			r := emuckpt(t, append(append([]string{"run"}, tt.args...), img("hello"))...)
 			assert.Equal(t, exitFailure, r.status, "stderr: %s", r.stderr)
 			assert.Empty(t, r.stdout, "the program must not run")
