@@ -59,12 +59,18 @@ func (k *Kernel) sysRead(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	buf := make([]byte, min(a[2], maxIO))
-	n, e := f.Read(buf)
+	return k.readTo(t, a[1], a[2], f.Read)
+}
+
+// readTo reads up to length bytes (at most maxIO) with read and copies
+// them to the guest at va.
+func (k *Kernel) readTo(t *Task, va, length uint64, read func([]byte) (int, unix.Errno)) (uint64, unix.Errno) {
+	buf := make([]byte, min(length, maxIO))
+	n, e := read(buf)
 	if e != 0 {
 		return 0, e
 	}
-	if e := k.copyOut(t, a[1], buf[:n]); e != 0 {
+	if e := k.copyOut(t, va, buf[:n]); e != 0 {
 		return 0, e
 	}
 	return uint64(n), 0
@@ -113,15 +119,7 @@ func (k *Kernel) sysPread64(t *Task, a *args) (uint64, unix.Errno) {
 	if int64(a[3]) < 0 {
 		return 0, unix.EINVAL
 	}
-	buf := make([]byte, min(a[2], maxIO))
-	n, e := f.Pread(buf, int64(a[3]))
-	if e != 0 {
-		return 0, e
-	}
-	if e := k.copyOut(t, a[1], buf[:n]); e != 0 {
-		return 0, e
-	}
-	return uint64(n), 0
+	return k.readTo(t, a[1], a[2], func(p []byte) (int, unix.Errno) { return f.Pread(p, int64(a[3])) })
 }
 
 func (k *Kernel) sysPwrite64(t *Task, a *args) (uint64, unix.Errno) {
