@@ -345,7 +345,11 @@ func (as *AddressSpace) initFileVMA(v *VMA, b Backing, off, length uint64) error
 	if access&ProtRead == 0 {
 		return unix.EACCES
 	}
-	if v.Shared && access&ProtWrite == 0 {
+	_, device := b.(DeviceBacking)
+	// A private file mapping may be written (copy on write) even through a
+	// read-only descriptor; device memory is never copied, so a device
+	// mapping of either kind is writable only through a writable one.
+	if (v.Shared || device) && access&ProtWrite == 0 {
 		if v.Prot&ProtWrite != 0 {
 			return unix.EACCES
 		}

@@ -51,7 +51,7 @@ func bsrDevice(specs []bsr.Spec) kernel.DeviceFactory {
 	return func(kernel.DeviceEnv) (kernel.Device, error) {
 		set, err := bsr.New(specs, bsrBase)
 		if err != nil {
-			return kernel.Device{}, fmt.Errorf("bsr: %w", err)
+			return kernel.Device{}, err
 		}
 		var d kernel.Device
 		for _, r := range set.Registers() {
@@ -105,7 +105,7 @@ func hpetDevice(cfg hpet.Config) kernel.DeviceFactory {
 	return func(env kernel.DeviceEnv) (kernel.Device, error) {
 		h, err := hpet.New(cfg, hpet.ClockFunc(env.Now))
 		if err != nil {
-			return kernel.Device{}, fmt.Errorf("hpet: %w", err)
+			return kernel.Device{}, err
 		}
 		return kernel.Device{
 			MMIO: []kernel.MMIORegion{{Base: hpet.MMIOBase, Size: hpet.MMIOSize, Dev: h}},

@@ -35,6 +35,6 @@
 // "bsr". Register.SysfsFiles gives the attributes of
 // /sys/class/bsr/<name>/.
 //
-// docs/devices-bsr.md describes the ABI, the errnos and every difference
+// docs/DEVICES.md describes the ABI, the errnos and every difference
 // from POWER hardware and Linux.
 package bsr

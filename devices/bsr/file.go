@@ -87,7 +87,7 @@ func (*file) Lseek(_ int64, whence int) (int64, unix.Errno) {
 }
 
 // MmapBacking is bsr_mmap. The offset must be 0 (EINVAL otherwise; Linux
-// ignores it, see docs/devices-bsr.md). The length, rounded up to whole
+// ignores it, see docs/DEVICES.md). The length, rounded up to whole
 // pages, must be exactly one page for a register shorter than a page, and
 // at most bsr_length for the others; anything else is EINVAL. The mapping
 // reaches the register's MMIO window, uncached.

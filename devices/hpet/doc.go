@@ -46,7 +46,7 @@
 // bit of a level-triggered timer and re-arms a one-shot timer one period
 // on, so that a one-shot timer with interrupts on behaves as periodic.
 //
-// docs/devices-hpet.md lists the registers and the ABI as implemented and
+// docs/DEVICES.md lists the registers and the ABI as implemented and
 // every place where the model differs from real hardware or from Linux.
 //
 // # Checkpoints

@@ -51,7 +51,7 @@ func (d *driver) acks() bool { return d.flags&(drvIE|drvShared) == drvIE|drvShar
 
 // SetMaxUserFreq sets the sysctl dev.hpet.max-user-freq: the highest
 // HPET_IRQFREQ a task without CAP_SYS_RESOURCE may ask for (default 64).
-// emuckpt's guests never have CAP_SYS_RESOURCE (see docs/devices-hpet.md).
+// emuckpt's guests never have CAP_SYS_RESOURCE (see docs/DEVICES.md).
 func (h *HPET) SetMaxUserFreq(hz uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

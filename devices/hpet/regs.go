@@ -15,7 +15,7 @@ const (
 	// (major 10) with minor HPET_MINOR, 228.
 	DeviceMajor = 10
 	DeviceMinor = 228
-	// DevicePerm is the permission bits of /dev/hpet (see docs/devices-hpet.md).
+	// DevicePerm is the permission bits of /dev/hpet (see docs/DEVICES.md).
 	DevicePerm = 0o644
 
 	// VMAType is the checkpoint VMA type of a mapping of /dev/hpet.
