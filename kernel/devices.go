@@ -151,8 +151,13 @@ func (s kernelSleeper) SleepUntil(ns int64) bool {
 	if ns == math.MaxInt64 {
 		// Nothing will ever wake this wait: it ends only with the run
 		// (EINTR), and the virtual clock must not jump to the end of time.
+		done := make(<-chan struct{})
 		if s.k.ctx != nil {
-			<-s.k.ctx.Done()
+			done = s.k.ctx.Done()
+		}
+		select {
+		case <-done:
+		case <-s.k.wake:
 		}
 		return false
 	}

@@ -76,6 +76,10 @@ type Kernel struct {
 	deviceStates []DeviceState
 	vmaTypes     map[string]VMAType
 	ckpt         checkpointer
+	// wake interrupts a system call that waits (nanosleep, a blocking
+	// device read) when a checkpoint is requested; the call is then
+	// restarted after the checkpoint, unseen by the guest.
+	wake chan struct{}
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"
@@ -115,7 +119,7 @@ func New(cfg Config) (*Kernel, error) {
 // kernel needs before it has a process.
 func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 	k := &Kernel{cfg: cfg, log: cfg.Log, unknown: map[uint64]bool{}, clock: clock, rand: random,
-		progRef: programRef(cfg.Name, cfg.Path, cfg.Program)}
+		progRef: programRef(cfg.Name, cfg.Path, cfg.Program), wake: make(chan struct{}, 1)}
 	if k.log == nil {
 		k.log = os.Stderr
 	}

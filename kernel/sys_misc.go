@@ -289,6 +289,8 @@ func (k *Kernel) sleep(d int64) unix.Errno {
 		return 0
 	case <-ctx.Done():
 		return unix.EINTR
+	case <-k.wake:
+		return unix.EINTR
 	}
 }
 

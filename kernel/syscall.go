@@ -111,6 +111,14 @@ func (k *Kernel) syscall(t *Task) error {
 			fmt.Fprintf(k.log, "emuckpt: unknown system call %s (%d): returning ENOSYS\n", SyscallName(nr), nr)
 		}
 	}
+	if e == unix.EINTR && k.ckpt.requested.Load() && (k.ctx == nil || k.ctx.Err() == nil) {
+		// A checkpoint interrupted a waiting call: run the checkpoint,
+		// then make the call again, as Linux restarts a call a signal
+		// without a handler interrupted (ERESTARTSYS).
+		r.RIP -= 2 // the syscall instruction
+		r.RAX = nr
+		return nil
+	}
 	if e != 0 {
 		ret = uint64(-int64(e))
 	}

@@ -57,6 +57,10 @@ func (k *Kernel) watchRequests(stop <-chan struct{}) {
 				}
 				k.ckpt.requested.Store(true)
 				k.vcpu.Kick()
+				select {
+				case k.wake <- struct{}{}:
+				default:
+				}
 			}
 		}
 	}()

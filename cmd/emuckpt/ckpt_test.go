@@ -124,6 +124,16 @@ func TestCheckpointTriggers(t *testing.T) {
 	second := emuckpt(t, "restore", "--timeout", "200ms", image)
 	assert.Equal(t, 124, second.status, "the restored program spins on")
 
+	// A checkpoint while the guest waits in nanosleep: the call is
+	// interrupted, the image written, and the call made again.
+	image = filepath.Join(dir, "sleep.img")
+	first = emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "time:100ms", img("sleeper"), "500")
+	require.Equal(t, 0, first.status, first.stderr)
+	assert.Equal(t, "start\n", first.stdout)
+	second = emuckpt(t, "restore", image)
+	assert.Equal(t, 0, second.status, second.stderr)
+	assert.Equal(t, "end\n", second.stdout)
+
 	for _, bad := range []string{"syscall", "syscall:0", "device:x", "time:-1s", "when:3"} {
 		r := emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", bad, img("hello"))
 		assert.Equal(t, 125, r.status, bad)
