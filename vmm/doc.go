@@ -16,12 +16,16 @@
 //     but stays at CPL3. The trampoline page is user-executable and the TSS
 //     I/O bitmap allows the syscall port, so the same `out` exits directly.
 //
-// Either way the VMM sees a port exit with RIP inside the trampoline, reads
-// the user's registers from the KVM_CAP_SYNC_REGS area and returns to user
-// mode by writing them back (PVM) or by an iretq stub (hardware). Exceptions
-// go through IDT gates to one `out` per vector on the exception port; the
-// VMM reads the CPU's interrupt frame from the ring-0 stack and returns
-// through the same iretq stub.
+// Either way the VMM sees a port exit with RIP inside the trampoline and
+// reads the user's registers from the KVM_CAP_SYNC_REGS area. Exceptions go
+// through IDT gates to one `out` per vector on the exception port; the VMM
+// reads the CPU's interrupt frame from the ring-0 stack. It returns to user
+// mode by writing the user registers back, and, when the vCPU stopped in
+// ring 0, the user code and stack segments too.
+//
+// Page tables are edited by the VMM, which a shadow MMU does not see: after
+// present entries change, the return to user mode goes through a ring-0
+// stub that rewrites them from inside the guest (see VCPU.RefreshPages).
 //
 // Nothing here knows about processes, files or VMAs: that is the kernel
 // layer's job (package kernel). Page tables are built by package guestmm in

@@ -37,11 +37,9 @@ const (
 	UserCS   = 0x28 | 3
 	tssSel   = 0x30
 
-	// Vectors 0-31 each have a stubStride-byte stub; iretStub follows them
-	// on the same page.
+	// Vectors 0-31 each have a stubStride-byte stub.
 	numVectors = 32
 	stubStride = 16
-	iretStub   = stubPA + numVectors*stubStride
 
 	// refreshStub rewrites the page-table entries listed at listPA
 	// through the recursive mapping and invalidates their pages, then

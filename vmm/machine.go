@@ -206,7 +206,6 @@ func (m *Machine) writeSystemPages() {
 		m.put64(gate, (h&0xffff)|kernelCS<<16|(0x8e|dpl<<5)<<40|((h>>16)&0xffff)<<48)
 		m.put64(gate+8, h>>32)
 	}
-	copy(m.mem[iretStub:], []byte{0x48, 0xCF}) // iretq
 	copy(m.mem[refreshStub:], refreshCode)
 	m.put64(refreshStub+104, KernelBase+listPA)
 	m.put64(refreshStub+112, KernelBase+refreshFrame)

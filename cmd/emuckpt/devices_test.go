@@ -138,7 +138,7 @@ mmap_private: ret=0 errno=0
 mmap_read_only: ret=0 errno=0
 open_rdonly: ret=0 errno=0
 mmap_rdonly_shared_write: ret=-1 errno=EACCES
-mmap_rdonly_private_write: ret=0 errno=0
+mmap_rdonly_private_write: ret=-1 errno=EACCES
 mmap_rdonly_shared_read: ret=0 errno=0
 mprotect_rdonly_shared_to_write: ret=-1 errno=EACCES
 munmap: ret=0 errno=0
