@@ -73,7 +73,11 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 		case vmm.ExitException:
 			err = k.exception(t, ex)
 		case vmm.ExitMMIOFault:
-			err = k.fatalSignal(t, sigInfo{signo: ex.Fault.Signal, code: ex.Fault.Code, addr: k.deviceVA(t, ex.MMIOAddr), reason: ex.Fault.Reason})
+			reason := ex.Fault.Reason
+			if ex.MMIOWrite {
+				reason += " (the CPU completed the store before the device refused it: rip is the instruction after it)"
+			}
+			err = k.fatalSignal(t, sigInfo{signo: ex.Fault.Signal, code: ex.Fault.Code, addr: k.deviceVA(t, ex.MMIOAddr), reason: reason})
 		case vmm.ExitPortIO:
 			err = k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: "I/O instruction in user mode"})
 		case vmm.ExitKicked:

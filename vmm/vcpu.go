@@ -47,6 +47,7 @@ type Exit struct {
 	ErrorCode uint64 // ExitException, if the vector has one
 	CR2       uint64 // ExitException with vector 14
 	MMIOAddr  uint64 // ExitMMIOFault
+	MMIOWrite bool   // ExitMMIOFault: the refused access was a store
 	Fault     *AccessFault
 }
 
@@ -468,8 +469,9 @@ func (c *VCPU) mmioExit() (Exit, bool) {
 	if !ok {
 		f = &AccessFault{Signal: 7, Code: 2, Reason: err.Error()}
 	}
-	// The access must not complete: returning to user mode re-runs it.
-	return Exit{Kind: ExitMMIOFault, MMIOAddr: addr, Fault: f}, true
+	// KVM has already completed a store (RIP is past it); a load is
+	// still pending and RIP is at it.
+	return Exit{Kind: ExitMMIOFault, MMIOAddr: addr, MMIOWrite: write, Fault: f}, true
 }
 
 func (c *VCPU) fatal(reason uint32) error {
