@@ -58,6 +58,27 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	}
 	snap := &Snapshot{State: st, Mem: k.m.Mem(), Started: started}
 	mem := k.m.Mem()
+	objrefs := map[string]int{}
+	objref := func(v *guestmm.VMA) (int, error) {
+		if ref, ok := objrefs[v.Name]; ok {
+			return ref, nil
+		}
+		o := Object{Ref: len(st.Objects) + 1, Kind: "file", Path: v.Name}
+		switch b := v.Backing.(type) {
+		case *programBacking:
+			o.Kind = "program"
+		case vfs.Identifiable:
+			id, err := b.Identity()
+			if err != nil {
+				return 0, fmt.Errorf("cannot checkpoint: %s: %w", v.Name, err)
+			}
+			o.Identity = &id
+		}
+		st.Objects = append(st.Objects, o)
+		objrefs[v.Name] = o.Ref
+		return o.Ref, nil
+	}
+	stored := map[uint64]uint64{} // frame -> page index: shared frames are stored once
 	for _, v := range as.VMAs() {
 		vs := VMAState{
 			Type: vmaType(&v), Start: v.Start, End: v.End,
@@ -65,6 +86,12 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 			Shared: v.Shared, Anonymous: v.Anonymous, GrowsDown: v.GrowsDown,
 			DontDump: v.DontDump, NoReserve: v.NoReserve,
 			Kind: vmaKindName(v.Kind), Name: v.Name, Offset: v.Offset,
+		}
+		if v.Kind == guestmm.KindFile {
+			var err error
+			if vs.Objref, err = objref(&v); err != nil {
+				return nil, err
+			}
 		}
 		switch vs.Type {
 		case VMADevice:
@@ -89,18 +116,21 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 					vs.ZeroPages++
 					continue
 				}
-				idx := uint64(len(snap.Pages))
+				idx, seen := stored[pa]
+				if !seen {
+					idx = uint64(len(snap.Pages))
+					stored[pa] = idx
+					snap.Pages = append(snap.Pages, pa)
+				}
 				copied := pte.Has(guestmm.Copied)
 				if n := len(vs.Pages); n > 0 {
 					last := &vs.Pages[n-1]
 					if last.VA+last.Count*guestmm.PageSize == va && last.Index+last.Count == idx && last.Copied == copied {
 						last.Count++
-						snap.Pages = append(snap.Pages, pa)
 						continue
 					}
 				}
 				vs.Pages = append(vs.Pages, PageRun{VA: va, Count: 1, Index: idx, Copied: copied})
-				snap.Pages = append(snap.Pages, pa)
 			}
 		}
 		ps.VMAs = append(ps.VMAs, vs)

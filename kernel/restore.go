@@ -85,10 +85,30 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 			return err
 		}
 	}
+	// A frame that several VMAs mapped was stored once: it gets one
+	// reference per mapping, before any is installed (a private frame
+	// with two references is then copied on write, as it was).
+	uses := make(map[uint64]int)
+	for i := range ps.VMAs {
+		for _, r := range ps.VMAs[i].Pages {
+			if r.Count > st.PageCount || r.Index > st.PageCount-r.Count {
+				return fmt.Errorf("%w: page run %#x+%d pages (index %d) is outside the page data", ErrRestore, r.VA, r.Count, r.Index)
+			}
+			for j := uint64(0); j < r.Count; j++ {
+				if uses[r.Index+j]++; uses[r.Index+j] > 1 {
+					k.frames.IncRef(base + (r.Index+j)*guestmm.PageSize)
+				}
+			}
+		}
+	}
+	objects := map[int]Object{}
+	for _, o := range st.Objects {
+		objects[o.Ref] = o
+	}
 	prog := &programBacking{data: k.cfg.Program, name: st.Program.Name}
 	for i := range ps.VMAs {
 		vs := &ps.VMAs[i]
-		v, err := k.restoreVMA(vs, prog)
+		v, err := k.restoreVMA(vs, prog, objects)
 		if err != nil {
 			return fmt.Errorf("%w: VMA %#x-%#x (%s %s): %v", ErrRestore, vs.Start, vs.End, vs.Type, vs.Name, err)
 		}
@@ -184,7 +204,7 @@ func (k *Kernel) fillPages(base, n uint64, src PageSource) error {
 }
 
 // restoreVMA turns a VMAState back into a VMA with its backing.
-func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking) (guestmm.VMA, error) {
+func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]Object) (guestmm.VMA, error) {
 	kind, ok := vmaKindFromName(vs.Kind)
 	if !ok {
 		return guestmm.VMA{}, fmt.Errorf("unknown VMA kind %q", vs.Kind)
@@ -203,6 +223,17 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking) (guestmm.VMA, er
 		b, err := k.openBacking(vs, unix.O_RDONLY)
 		if err != nil {
 			return v, err
+		}
+		if o, ok := objects[vs.Objref]; ok && o.Identity != nil {
+			if id, ok := b.(vfs.Identifiable); ok {
+				now, err := id.Identity()
+				if err != nil {
+					return v, err
+				}
+				if now != *o.Identity {
+					return v, fmt.Errorf("file %s has changed since the checkpoint (size %d, mtime %d then; size %d, mtime %d now)", vs.Name, o.Identity.Size, o.Identity.MtimeNS, now.Size, now.MtimeNS)
+				}
+			}
 		}
 		v.Backing = b
 	case guestmm.KindDevice:

@@ -22,7 +22,21 @@ type State struct {
 	Process   ProcessState   `json:"process"`
 	Tasks     []TaskState    `json:"tasks"`
 	Devices   []DeviceRecord `json:"devices,omitempty"`
-	PageCount uint64         `json:"page_count"`
+	// Objects are the shared objects the VMAs refer to by objref: each
+	// file is recorded once, however many VMAs map it.
+	Objects   []Object `json:"objects,omitempty"`
+	PageCount uint64   `json:"page_count"`
+}
+
+// Object is a shared object of an image, saved once and named by its
+// objref (Ref, from 1) wherever it is used.
+type Object struct {
+	Ref  int    `json:"objref"`
+	Kind string `json:"kind"` // "program" or "file"
+	Path string `json:"path"`
+	// Identity is the file's size, modification time and inode at the
+	// checkpoint (kind "file"); the program is identified by its SHA-256.
+	Identity *vfs.FileIdentity `json:"identity,omitempty"`
 }
 
 // ProgramRef identifies the program file so that a restore maps the same
@@ -114,6 +128,8 @@ type VMAState struct {
 	Device string `json:"device,omitempty"`
 	// DeviceParams is what the device VMA type saved about the device.
 	DeviceParams json.RawMessage `json:"device_params,omitempty"`
+	// Objref names the file a FILE or FILE_SHARED VMA maps (see Object).
+	Objref int `json:"objref,omitempty"`
 	// Pages are the stored pages, in runs; ZeroPages counts present pages
 	// that were all zero and are not stored.
 	Pages     []PageRun `json:"pages,omitempty"`

@@ -175,6 +175,7 @@ type inspection struct {
 	Syscalls uint64            `json:"syscalls"`
 	Tasks    []inspectTask     `json:"tasks"`
 	Devices  []string          `json:"device_state,omitempty"`
+	Objects  []kernel.Object   `json:"objects,omitempty"`
 	Totals   inspectTotals     `json:"totals"`
 }
 
@@ -226,7 +227,7 @@ func inspect(path string, img *ckpt.Image) inspection {
 	st := img.State
 	info := img.Info()
 	out := inspection{Image: path, Version: info.Version, Size: info.Size, Program: st.Program,
-		Clock: "host", Syscalls: st.Syscalls}
+		Clock: "host", Syscalls: st.Syscalls, Objects: st.Objects}
 	if st.Clock.Virtual {
 		out.Clock = fmt.Sprintf("virtual, %d ns", st.Clock.NS)
 	}
@@ -283,6 +284,9 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 	fmt.Fprintf(stdout, "program %s (sha256 %s)\nclock %s, %d system calls\n", in.Program.Path, in.Program.SHA256, in.Clock, in.Syscalls)
 	if len(in.Devices) > 0 {
 		fmt.Fprintf(stdout, "device state saved for: %s\n", strings.Join(in.Devices, ", "))
+	}
+	for _, o := range in.Objects {
+		fmt.Fprintf(stdout, "object %d: %s %s\n", o.Ref, o.Kind, o.Path)
 	}
 	for _, t := range in.Tasks {
 		fmt.Fprintf(stdout, "\ntask pid %d tid %d: rip %#x rsp %#x\n", t.PID, t.TID, t.RIP, t.RSP)

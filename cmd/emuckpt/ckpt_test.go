@@ -217,3 +217,25 @@ func TestInspectJSON(t *testing.T) {
 	r = emuckpt(t, "inspect", image)
 	assert.Contains(t, r.stdout, "DEVICE(hpet)")
 }
+
+// TestRestoreDetectsChangedFile: a private file mapping is restored from
+// the file, so a file that changed since the checkpoint is refused.
+func TestRestoreDetectsChangedFile(t *testing.T) {
+	kvmtest.Require(t)
+	root := t.TempDir()
+	file := filepath.Join(root, "data.txt")
+	require.NoError(t, os.WriteFile(file, []byte("first line\nsecond line\n"), 0o644))
+	image := filepath.Join(t.TempDir(), "map.img")
+	r := emuckpt(t, "run", "--root", root, "--checkpoint-to", image, img("mapfile"), "/data.txt")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Equal(t, "before: first line\n", r.stdout)
+	r = emuckpt(t, "restore", "--root", root, image)
+	assert.Equal(t, 0, r.status, r.stderr)
+	assert.Equal(t, "restored: *irst line\n", r.stdout, "the written page comes from the image")
+	require.NoError(t, os.WriteFile(file, []byte("FIRST LINE\nsecond line, longer\n"), 0o644))
+	r = emuckpt(t, "restore", "--root", root, image)
+	assert.Equal(t, 125, r.status)
+	assert.Contains(t, r.stderr, "/data.txt has changed since the checkpoint")
+	r = emuckpt(t, "inspect", "--json", image)
+	assert.Contains(t, r.stdout, "data.txt")
+}

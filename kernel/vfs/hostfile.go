@@ -169,6 +169,29 @@ func (b *fileBacking) Name() string                            { return b.name }
 // Close releases the backing's host descriptor.
 func (b *fileBacking) Close() error { return b.f.Close() }
 
+// Identity describes the file's current contents cheaply, so that a
+// checkpoint can tell later whether the file changed.
+func (b *fileBacking) Identity() (FileIdentity, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(b.f.Fd()), &st); err != nil {
+		return FileIdentity{}, err
+	}
+	return FileIdentity{Size: st.Size, MtimeNS: st.Mtim.Nano(), Ino: st.Ino}, nil
+}
+
+// FileIdentity is what a checkpoint remembers of a mapped file: if any of
+// it differs at restore, the file has changed.
+type FileIdentity struct {
+	Size    int64  `json:"size"`
+	MtimeNS int64  `json:"mtime_ns"`
+	Ino     uint64 `json:"ino"`
+}
+
+// Identifiable is implemented by backings of host files.
+type Identifiable interface {
+	Identity() (FileIdentity, error)
+}
+
 // pathFile is an O_PATH descriptor: it names a file without opening it, so
 // only fstat and its use as a directory for the *at calls work.
 type pathFile struct {
