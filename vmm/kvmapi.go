@@ -24,11 +24,8 @@ const (
 
 	capSyncRegs      = 74
 	capImmediateExit = 136
-	capXSave         = 55
-	capXCRS          = 56
 
 	ioctlSetMSRs         = 0x89
-	ioctlGetMSRs         = 0x88
 	ioctlGetSupportedCPU = 0x05
 	ioctlSetCPUID2       = 0x90
 	ioctlGetXCRS         = 0xa6
@@ -36,16 +33,12 @@ const (
 	ioctlGetXSave        = 0xa4
 	ioctlSetXSave        = 0xa5
 
-	msrSTAR         = 0xC0000081
-	msrLSTAR        = 0xC0000082
-	msrCSTAR        = 0xC0000083
-	msrSFMASK       = 0xC0000084
-	msrFSBase       = 0xC0000100
-	msrGSBase       = 0xC0000101
-	msrKernelGSBase = 0xC0000102
-	msrTSCAux       = 0xC0000103
-	msrMTRRDefType  = 0x2FF
-	msrPAT          = 0x277
+	msrSTAR        = 0xC0000081
+	msrLSTAR       = 0xC0000082
+	msrCSTAR       = 0xC0000083
+	msrSFMASK      = 0xC0000084
+	msrMTRRDefType = 0x2FF
+	msrPAT         = 0x277
 )
 
 // setMSRs writes model-specific registers with KVM_SET_MSRS.
@@ -66,24 +59,6 @@ func setMSRs(vcpuFd uintptr, msrs map[uint32]uint64) error {
 		return fmt.Errorf("KVM_SET_MSRS: only %d of %d MSRs accepted", n, len(msrs))
 	}
 	return nil
-}
-
-// getMSRs reads model-specific registers with KVM_GET_MSRS.
-func getMSRs(vcpuFd uintptr, idx ...uint32) (map[uint32]uint64, error) {
-	buf := make([]byte, 8+16*len(idx))
-	binary.LittleEndian.PutUint32(buf, uint32(len(idx)))
-	for i, x := range idx {
-		binary.LittleEndian.PutUint32(buf[8+16*i:], x)
-	}
-	n, err := kvm.Ioctl(vcpuFd, kvm.IIOWR(ioctlGetMSRs, 8), uintptr(unsafe.Pointer(&buf[0])))
-	if err != nil {
-		return nil, fmt.Errorf("KVM_GET_MSRS: %w", err)
-	}
-	out := make(map[uint32]uint64, n)
-	for i := 0; i < int(n); i++ {
-		out[binary.LittleEndian.Uint32(buf[8+16*i:])] = binary.LittleEndian.Uint64(buf[8+16*i+8:])
-	}
-	return out, nil
 }
 
 // cpuidEntry is struct kvm_cpuid_entry2.

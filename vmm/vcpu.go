@@ -94,10 +94,9 @@ const userFlagsMask = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0
 type stopPlace int
 
 const (
-	stoppedNew     stopPlace = iota // never run; registers set with ioctls
-	stoppedUser                     // at CPL3 (PVM syscall, MMIO, kick while in user mode)
-	stoppedRing0                    // in a ring-0 stub: return through iretq
-	stoppedOutside                  // stopped in an unexpected place: fatal
+	stoppedNew   stopPlace = iota // never run; registers set with ioctls
+	stoppedUser                   // at CPL3 (PVM syscall, MMIO, kick while in user mode)
+	stoppedRing0                  // in a ring-0 stub: return through iretq
 )
 
 // VCPU is one virtual CPU that runs user tasks.
@@ -546,7 +545,7 @@ func (c *VCPU) resume() error {
 // routeThroughRefresh makes the vCPU return to user state u by way of
 // refreshStub: it writes the list of entries to rewrite and the iretq
 // frame, and points the vCPU at the stub (from ring 0) or at the
-// trampoline's `int refreshVector` (from user mode).
+// ud2 at TrampolineVA+refreshOffset (from user mode).
 func (c *VCPU) routeThroughRefresh(u Regs) {
 	m := c.m
 	m.put64(listPA, uint64(len(c.refresh)))
