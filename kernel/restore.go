@@ -88,7 +88,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	// A frame that several VMAs mapped was stored once: it gets one
 	// reference per mapping, before any is installed (a private frame
 	// with two references is then copied on write, as it was).
-	uses := make(map[uint64]int)
+	uses := make([]uint32, st.PageCount) // bounded by guest RAM, checked above
 	for i := range ps.VMAs {
 		for _, r := range ps.VMAs[i].Pages {
 			if r.Count > st.PageCount || r.Index > st.PageCount-r.Count {
