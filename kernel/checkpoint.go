@@ -149,7 +149,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	st.Tasks = []TaskState{{
 		TID: t.tid, Regs: regs, FSBase: k.vcpu.FSBase(), GSBase: k.vcpu.GSBase(), FPU: fpu,
 		ClearTID: t.clearTID, Robust: t.robust, RobustSz: t.robustSz,
-		Sigmask: t.sigmask, Pending: t.pending,
+		Sigmask: t.sigmask, Pending: t.pending, PendingCodes: pendingCodes(t),
 		AltSP: t.altstack.SP, AltFlags: t.altstack.Flags, AltSize: t.altstack.Size,
 	}}
 	for _, d := range k.deviceStates {
@@ -160,4 +160,17 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		st.Devices = append(st.Devices, DeviceRecord{Name: d.Name, Data: data})
 	}
 	return snap, nil
+}
+
+func pendingCodes(t *Task) map[int]int {
+	var m map[int]int
+	for sig := 1; sig <= numSignals; sig++ {
+		if t.pending&sigBit(sig) != 0 {
+			if m == nil {
+				m = map[int]int{}
+			}
+			m[sig] = t.pendingCode[sig]
+		}
+	}
+	return m
 }

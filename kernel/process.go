@@ -26,7 +26,9 @@ type Task struct {
 	robustSz uint64
 	sigmask  uint64
 	pending  uint64
-	altstack stackT
+	// pendingCode is the si_code of each pending signal.
+	pendingCode [numSignals + 1]int
+	altstack    stackT
 }
 
 // stackT is struct stack_t (sigaltstack).

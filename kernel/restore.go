@@ -144,6 +144,11 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	t := &Task{tid: ts.TID, proc: p, clearTID: ts.ClearTID, robust: ts.Robust, robustSz: ts.RobustSz,
 		sigmask: ts.Sigmask &^ unblockable, pending: ts.Pending,
 		altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize}}
+	for sig, code := range ts.PendingCodes {
+		if sig >= 1 && sig <= numSignals {
+			t.pendingCode[sig] = code
+		}
+	}
 	p.tasks = []*Task{t}
 	k.proc = p
 	if ts.FSBase >= guestmm.TaskSize || ts.GSBase >= guestmm.TaskSize {

@@ -85,6 +85,9 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 				return ExitStatus{TimedOut: true}, nil
 			}
 		}
+		if err == nil && t.pending != 0 {
+			err = k.deliverPending(t)
+		}
 		if err == nil && k.ckpt.requested.Swap(false) {
 			err = k.checkpoint(nil)
 		}
@@ -113,16 +116,19 @@ func (k *Kernel) exception(t *Task, ex vmm.Exit) error {
 		if r.Resolved {
 			return nil
 		}
-		return k.fatalSignal(t, sigInfo{signo: int(r.Signal), code: int(r.Code), addr: r.Addr})
+		if r.Signal == unix.SIGKILL {
+			return k.kill(t, sigInfo{signo: int(r.Signal), addr: r.Addr, reason: "out of guest memory, or corrupt page tables"})
+		}
+		return k.fatalSignal(t, sigInfo{signo: int(r.Signal), code: int(r.Code), addr: r.Addr, trapno: vmm.VecPF, errCode: ex.ErrorCode})
 	case vmm.VecGP:
 		if k.cfg.Deterministic && k.emulateTSC(t) {
 			return nil
 		}
-		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: "general protection fault"})
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: "general protection fault", trapno: vmm.VecGP, errCode: ex.ErrorCode})
 	case vmm.VecUD:
-		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGILL), code: illIllopn, addr: regs.RIP})
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGILL), code: illIllopn, addr: regs.RIP, trapno: vmm.VecUD})
 	case vmm.VecDE:
-		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGFPE), code: fpeIntdiv, addr: regs.RIP})
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGFPE), code: fpeIntdiv, addr: regs.RIP, trapno: vmm.VecDE})
 	case vmm.VecMF, vmm.VecXM:
 		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGFPE), code: 0, addr: regs.RIP})
 	case vmm.VecBP, vmm.VecDB:

@@ -49,8 +49,11 @@ const unblockable = 1<<(9-1) | 1<<(19-1) // SIGKILL, SIGSTOP
 type sigInfo struct {
 	signo  int
 	code   int
-	addr   uint64
+	addr   uint64 // si_addr, and cr2 in the frame of a page fault
 	reason string
+	// trapno and errCode are the exception's vector and error code, for
+	// the handler's sigcontext.
+	trapno, errCode uint64
 }
 
 // defaultIgnored reports whether sig's default action is to ignore it.
@@ -112,50 +115,63 @@ func codeName(signo, code int) string {
 	return fmt.Sprintf("code %d", code)
 }
 
-// fatalSignal delivers a synchronous fault signal. Handlers are not run
-// yet (see docs): the process dies with a report, as with SIG_DFL.
+// fatalSignal delivers a synchronous fault signal: to its handler when
+// there is one and the signal is neither blocked nor ignored; otherwise,
+// as Linux's force_sig does, the process dies, here with a fault report.
 func (k *Kernel) fatalSignal(t *Task, si sigInfo) error {
+	act := t.proc.actions[si.signo]
+	if act.Handler > sigIgn && t.sigmask&sigBit(si.signo) == 0 {
+		if err := k.setupFrame(t, si, act, si.trapno, si.errCode, si.addr); err != nil {
+			return k.kill(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: err.Error()})
+		}
+		return nil
+	}
+	return k.kill(t, si)
+}
+
+// kill ends the process by signal si with a fault report.
+func (k *Kernel) kill(t *Task, si sigInfo) error {
 	k.report(t, si)
 	return &errExit{ExitStatus{Signal: si.signo}}
 }
 
-// sendSignal is kill/tgkill to the task itself.
+// sendSignal is kill/tgkill to the task itself: the signal is pending and
+// acted on when the task returns to user mode (deliverPending).
 func (k *Kernel) sendSignal(t *Task, sig int, code int) error {
-	if t.sigmask&sigBit(sig)&^unblockable != 0 {
-		t.pending |= sigBit(sig)
-		return nil
-	}
-	return k.actOn(t, sig, code)
+	t.pending |= sigBit(sig)
+	t.pendingCode[sig] = code
+	return nil
 }
 
-// actOn applies sig's disposition.
-func (k *Kernel) actOn(t *Task, sig, code int) error {
-	act := t.proc.actions[sig]
-	switch {
-	case sig == int(unix.SIGKILL):
-	case act.Handler == sigIgn:
-		return nil
-	case act.Handler == sigDfl && (defaultIgnored(sig) || defaultStops(sig)):
-		// Job control stops have no one to continue them here.
-		return nil
-	case act.Handler != sigDfl:
-		fmt.Fprintf(k.log, "emuckpt: %s has a handler at %#x; emuckpt does not run signal handlers yet, so the default action applies\n", SignalName(sig), act.Handler)
-	}
-	if k.cfg.Verbose {
-		fmt.Fprintf(k.log, "emuckpt: %s: killed by %s (%s)\n", k.cfg.Name, SignalName(sig), codeName(sig, code))
-	}
-	return &errExit{ExitStatus{Signal: sig}}
-}
-
-// deliverPending acts on pending signals that are no longer blocked.
+// deliverPending acts on the pending signals that are not blocked, on the
+// way back to user mode: a handler gets a signal frame (several nest, the
+// last one runs first), a default action that ends the process ends it.
 func (k *Kernel) deliverPending(t *Task) error {
-	for sig := 1; sig <= numSignals && t.pending != 0; sig++ {
-		if t.pending&sigBit(sig) != 0 && t.sigmask&sigBit(sig) == 0 {
-			t.pending &^= sigBit(sig)
-			if err := k.actOn(t, sig, siTkill); err != nil {
-				return err
-			}
+	for sig := 1; sig <= numSignals; sig++ {
+		bit := sigBit(sig)
+		if t.pending&bit == 0 || t.sigmask&bit&^unblockable != 0 {
+			continue
 		}
+		t.pending &^= bit
+		act := t.proc.actions[sig]
+		code := t.pendingCode[sig]
+		switch {
+		case sig == int(unix.SIGKILL):
+		case act.Handler == sigIgn:
+			continue
+		case act.Handler == sigDfl && (defaultIgnored(sig) || defaultStops(sig)):
+			// Job control stops have no one to continue them here.
+			continue
+		case act.Handler != sigDfl:
+			if err := k.setupFrame(t, sigInfo{signo: sig, code: code}, act, 0, 0, 0); err != nil {
+				return k.kill(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: err.Error()})
+			}
+			continue
+		}
+		if k.cfg.Verbose {
+			fmt.Fprintf(k.log, "emuckpt: %s: killed by %s (%s)\n", k.cfg.Name, SignalName(sig), codeName(sig, code))
+		}
+		return &errExit{ExitStatus{Signal: sig}}
 	}
 	return nil
 }
@@ -328,10 +344,7 @@ func (k *Kernel) sysKill(t *Task, pid int, sig int, code int) (uint64, unix.Errn
 	if sig == 0 {
 		return 0, 0
 	}
-	if err := k.sendSignal(t, sig, code); err != nil {
-		k.pendingExit = err
-	}
-	return 0, 0
+	return 0, errnoOf(k.sendSignal(t, sig, code))
 }
 
 // sysRtSigpending implements rt_sigpending(set, sigsetsize).

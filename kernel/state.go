@@ -15,13 +15,13 @@ import (
 // State is everything a checkpoint needs to continue a run in a new
 // machine, apart from page contents: plain data, encodable as JSON.
 type State struct {
-	Program   ProgramRef     `json:"program"`
-	MemSize   uint64         `json:"mem_size"`
-	Clock     ClockState     `json:"clock"`
-	Syscalls  uint64         `json:"syscalls"`
-	Process   ProcessState   `json:"process"`
-	Tasks     []TaskState    `json:"tasks"`
-	Devices   []DeviceRecord `json:"devices,omitempty"`
+	Program  ProgramRef     `json:"program"`
+	MemSize  uint64         `json:"mem_size"`
+	Clock    ClockState     `json:"clock"`
+	Syscalls uint64         `json:"syscalls"`
+	Process  ProcessState   `json:"process"`
+	Tasks    []TaskState    `json:"tasks"`
+	Devices  []DeviceRecord `json:"devices,omitempty"`
 	// Objects are the shared objects the VMAs refer to by objref: each
 	// file is recorded once, however many VMAs map it.
 	Objects   []Object `json:"objects,omitempty"`
@@ -90,9 +90,11 @@ type TaskState struct {
 	RobustSz uint64   `json:"robust_list_len"`
 	Sigmask  uint64   `json:"sigmask"`
 	Pending  uint64   `json:"pending"`
-	AltSP    uint64   `json:"altstack_sp"`
-	AltFlags int32    `json:"altstack_flags"`
-	AltSize  uint64   `json:"altstack_size"`
+	// PendingCodes is the si_code of each pending signal.
+	PendingCodes map[int]int `json:"pending_codes,omitempty"`
+	AltSP        uint64      `json:"altstack_sp"`
+	AltFlags     int32       `json:"altstack_flags"`
+	AltSize      uint64      `json:"altstack_size"`
 }
 
 // VMA types in an image. A type says what the checkpoint stores for the

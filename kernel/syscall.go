@@ -28,6 +28,7 @@ var syscalls = map[uint64]handler{
 	12:  (*Kernel).sysBrk,
 	13:  (*Kernel).sysRtSigaction,
 	14:  (*Kernel).sysRtSigprocmask,
+	15:  (*Kernel).sysRtSigreturn,
 	16:  (*Kernel).sysIoctl,
 	17:  (*Kernel).sysPread64,
 	18:  (*Kernel).sysPwrite64,

@@ -28,7 +28,7 @@ func TestCheckpointEverywhere(t *testing.T) {
 	dir := t.TempDir()
 	for _, args := range [][]string{
 		{"hello"}, {"args", "a", "b c"}, {"malloc"}, {"mmap"}, {"efault"},
-		{"sigs"}, {"cpubound", "2"}, {"exitcode", "3"}, {"fdops"},
+		{"sigs"}, {"cpubound", "2"}, {"exitcode", "3"}, {"fdops"}, {"sighandler"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			argv := append([]string{img(args[0])}, args[1:]...)
