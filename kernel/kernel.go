@@ -138,6 +138,9 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 			}
 			return []byte(k.proc.as.MapsText())
 		},
+		Interrupted: func() bool {
+			return k.ckpt.requested.Load() || k.ctx != nil && k.ctx.Err() != nil
+		},
 	})
 	if err != nil {
 		k.m.Close()

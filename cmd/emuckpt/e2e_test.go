@@ -259,3 +259,35 @@ func TestHostileGuest(t *testing.T) {
 		assert.Equal(t, "survived 14970 calls\n", r.stdout, "seed %s", seed)
 	}
 }
+
+// TestBlockedOnStdin: a guest waiting for input that never comes still
+// ends at --timeout, and a checkpoint requested meanwhile interrupts the
+// read, which the restored guest makes again.
+func TestBlockedOnStdin(t *testing.T) {
+	kvmtest.Require(t)
+	run := func(args ...string) (result, *os.File) {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "EMUCKPT_E2E_MAIN=1")
+		cmd.Stdin = r
+		res := runCmd(t, cmd)
+		r.Close()
+		return res, w
+	}
+	res, w := run("run", "--timeout", "300ms", img("readstdin"))
+	w.Close()
+	assert.Equal(t, 124, res.status, res.stderr)
+
+	image := filepath.Join(t.TempDir(), "stdin.img")
+	res, w = run("run", "--checkpoint-to", image, "--checkpoint-at", "time:200ms", img("readstdin"))
+	w.Close()
+	require.Equal(t, 0, res.status, res.stderr)
+	require.Contains(t, res.stderr, "checkpoint written")
+	cmd := exec.Command(os.Args[0], "restore", image)
+	cmd.Env = append(os.Environ(), "EMUCKPT_E2E_MAIN=1")
+	cmd.Stdin = strings.NewReader("hello\n")
+	res = runCmd(t, cmd)
+	assert.Equal(t, 0, res.status, res.stderr)
+	assert.Equal(t, "read 6\n", res.stdout)
+}

@@ -26,6 +26,10 @@ type Options struct {
 	// Maps generates the content of /proc/self/maps at each open; nil
 	// means an empty file.
 	Maps func() []byte
+	// Interrupted, if set, is asked periodically while a read of a
+	// standard stream blocks; when it returns true the read fails with
+	// EINTR (the kernel ends the run or restarts the call).
+	Interrupted func() bool
 }
 
 // FS is the guest's view of files: a read-only root overlaid with
