@@ -9,7 +9,7 @@ const (
 	gdtPA   = 0x1000 // GDT (one page)
 	idtPA   = 0x2000 // IDT: 256 gates of 16 bytes
 	tssPA   = 0x3000 // TSS and its I/O permission bitmap
-	stubPA  = 0x5000 // ring-0 exception stubs and the iretq stub
+	stubPA  = 0x5000 // ring-0 exception stubs, the #UD dispatcher and the refresh stub
 	kstack  = 0x6000 // ring-0 stack, two pages; top is kstackTop
 	tramPA  = 0x9000 // syscall trampoline (user-executable)
 	listPA  = 0xA000 // the page-refresh list (see refreshStub)

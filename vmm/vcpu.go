@@ -96,7 +96,7 @@ type stopPlace int
 const (
 	stoppedNew   stopPlace = iota // never run; registers set with ioctls
 	stoppedUser                   // at CPL3 (PVM syscall, MMIO, kick while in user mode)
-	stoppedRing0                  // in a ring-0 stub: return through iretq
+	stoppedRing0                  // in a ring-0 stub: return by loading the user segments
 )
 
 // VCPU is one virtual CPU that runs user tasks.
