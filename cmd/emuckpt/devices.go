@@ -84,7 +84,8 @@ func bsrDevice(specs []bsr.Spec) kernel.DeviceFactory {
 	}
 }
 
-// hpetFlag is --hpet timers=N,period=FS.
+// hpetFlag is --hpet timers=N,period=FS. Repeated flags add up: each
+// sets only the keys it names.
 type hpetFlag struct{ cfg hpet.Config }
 
 func (f *hpetFlag) String() string { return f.cfg.String() }
@@ -94,7 +95,14 @@ func (f *hpetFlag) Set(v string) error {
 	if err != nil {
 		return err
 	}
-	f.cfg = cfg
+	for _, item := range strings.Split(v, ",") {
+		switch key, _, _ := strings.Cut(item, "="); strings.TrimSpace(key) {
+		case "timers":
+			f.cfg.Timers = cfg.Timers
+		case "period":
+			f.cfg.PeriodFS = cfg.PeriodFS
+		}
+	}
 	return nil
 }
 

@@ -280,6 +280,8 @@ func TestHPETConfig(t *testing.T) {
 
 	// One timer: it is periodic-capable, so HPET_INFO finds no one-shot
 	// timer, and a second open is EBUSY.
+	r = emuckpt(t, "run", "--hpet", "timers=5", "--hpet", "period=100000000", img("hpet_mmap"))
+	assert.Contains(t, r.stdout, "hpet_gcap: 0x05f5e1008086a401", "repeated --hpet flags add up")
 	r = emuckpt(t, "run", "--hpet", "timers=1", img("hpet_errno"))
 	requireOK(t, r, replaceLines(t, hpetErrnoOut,
 		"timers: 3", "timers: 1",
