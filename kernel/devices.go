@@ -66,6 +66,10 @@ type DeviceFile struct {
 	Path string
 	Info vfs.DeviceInfo
 	Open func(flags int) (vfs.File, unix.Errno)
+	// Reopen, if set, re-creates a descriptor from what its file said of
+	// itself (vfs.DeviceDescriber), at a restore that preserves device
+	// state.
+	Reopen func(state []byte, flags int) (vfs.File, unix.Errno)
 }
 
 // TextFile is a read-only generated file such as a sysfs attribute.
@@ -94,6 +98,11 @@ func (k *Kernel) attachDevices() error {
 		for _, f := range d.Files {
 			if err := k.fs.AddDevice(f.Path, f.Info, f.Open); err != nil {
 				return err
+			}
+			if f.Reopen != nil {
+				if err := k.fs.SetDeviceReopen(f.Path, f.Reopen); err != nil {
+					return err
+				}
 			}
 		}
 		for _, t := range d.Text {

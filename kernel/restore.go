@@ -129,7 +129,21 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	if err := as.RestoreBrk(ps.BrkStart, ps.Brk); err != nil {
 		return fmt.Errorf("%w: brk %#x-%#x: %v", ErrRestore, ps.BrkStart, ps.Brk, err)
 	}
-	fds, err := k.fs.RestoreFDTable(ps.FDs, ps.FDLimit)
+	// Under preserve the device models get their registers back first, so
+	// that device descriptors re-attach to what they held (the HPET timer
+	// of a /dev/hpet descriptor); under fresh they are opened anew.
+	fdEntries := ps.FDs
+	if k.cfg.PreserveDevices {
+		if err := k.restoreDeviceStates(st.Devices); err != nil {
+			return err
+		}
+	} else {
+		fdEntries = append([]vfs.FDEntry(nil), ps.FDs...)
+		for i := range fdEntries {
+			fdEntries[i].File.Device = nil
+		}
+	}
+	fds, err := k.fs.RestoreFDTable(fdEntries, ps.FDLimit)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
@@ -160,9 +174,6 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	k.vcpu.SetGSBase(ts.GSBase)
 	if err := k.vcpu.SetFPUState(ts.FPU); err != nil {
 		return fmt.Errorf("%w: FPU state: %v", ErrRestore, err)
-	}
-	if k.cfg.PreserveDevices {
-		return k.restoreDeviceStates(st.Devices)
 	}
 	return nil
 }

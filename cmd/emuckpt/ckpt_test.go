@@ -239,3 +239,20 @@ func TestRestoreDetectsChangedFile(t *testing.T) {
 	r = emuckpt(t, "inspect", "--json", image)
 	assert.Contains(t, r.stdout, "data.txt")
 }
+
+// TestHPETDescriptorAcrossRestore: under preserve a /dev/hpet descriptor
+// re-attaches to its timer with its frequency and interrupts on; under
+// fresh it is a new open of a fresh device, whose reads fail with EIO
+// until the program sets the frequency again.
+func TestHPETDescriptorAcrossRestore(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "irq.img")
+	first := emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "syscall:14", img("hpet_irq"))
+	require.Equal(t, 0, first.status, first.stderr)
+	preserve := emuckpt(t, "restore", "--device-state=preserve", image)
+	for i := 1; i <= 5; i++ {
+		assert.Contains(t, preserve.stdout, "read "+strconv.Itoa(i)+": ret=8 count=", "preserve")
+	}
+	fresh := emuckpt(t, "restore", "--timeout", "5s", image)
+	assert.Contains(t, fresh.stdout, "read 5: ret=-1 errno=EIO", "fresh")
+}

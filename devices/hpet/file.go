@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
@@ -176,6 +177,10 @@ func (f *File) lock() (now int64, errno unix.Errno) {
 	f.h.settle(now)
 	return now, 0
 }
+
+// DescribeDevice is the timer the file holds, so that a restore that
+// preserves device state re-attaches the descriptor to it (ReopenFile).
+func (f *File) DescribeDevice() []byte { return []byte(strconv.Itoa(f.n)) }
 
 // Read is hpet_read: with no HPET_IRQFREQ set it fails with EIO; a buffer
 // shorter than an unsigned long is EINVAL. Otherwise it waits for the

@@ -15,8 +15,12 @@ type deviceFile struct {
 	st   Stat
 }
 
-func (fs *FS) openDevice(n *node, path string, flags int) (File, unix.Errno) {
-	inner, errno := n.open(flags)
+func (fs *FS) openDevice(n *node, path string, flags int, state []byte) (File, unix.Errno) {
+	open := n.open
+	if state != nil && n.reopen != nil {
+		open = func(flags int) (File, unix.Errno) { return n.reopen(state, flags) }
+	}
+	inner, errno := open(flags)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -79,7 +83,11 @@ func (d *deviceFile) Describe() FileState {
 	if n, errno := d.File.Lseek(0, unix.SEEK_CUR); errno == 0 {
 		off = n
 	}
-	return FileState{Kind: KindDevice, Path: d.path, Flags: d.Flags(), Offset: off}
+	st := FileState{Kind: KindDevice, Path: d.path, Flags: d.Flags(), Offset: off}
+	if dd, ok := d.File.(DeviceDescriber); ok {
+		st.Device = dd.DescribeDevice()
+	}
+	return st
 }
 
 // MmapBacking is the device's, or ENODEV for a device that cannot be

@@ -107,6 +107,16 @@ type FileState struct {
 	Flags int
 	// Offset is the file offset; for directories, the getdents position.
 	Offset int64
+	// Device is what a device file says about itself (DeviceDescriber),
+	// for its device's re-open hook (FS.SetDeviceReopen).
+	Device []byte `json:",omitempty"`
+}
+
+// DeviceDescriber is implemented by device files that need more than
+// their path to be re-opened as they were (the HPET timer a /dev/hpet
+// descriptor holds).
+type DeviceDescriber interface {
+	DescribeDevice() []byte
 }
 
 // Linux open flags that golang.org/x/sys/unix spells differently on amd64.

@@ -106,6 +106,11 @@ const oTmpfileBit = unix.O_TMPFILE &^ unix.O_DIRECTORY
 // Open is open(2) of path relative to cwd. The mode argument of open(2)
 // does not matter: nothing can be created.
 func (fs *FS) Open(cwd, path string, flags int) (File, unix.Errno) {
+	return fs.open(cwd, path, flags, nil)
+}
+
+// open is Open; a device is re-opened from state when state is not nil.
+func (fs *FS) open(cwd, path string, flags int, state []byte) (File, unix.Errno) {
 	if flags&unix.O_PATH != 0 {
 		// O_PATH ignores every other flag but these.
 		flags &= unix.O_PATH | unix.O_CLOEXEC | unix.O_DIRECTORY | unix.O_NOFOLLOW
@@ -147,7 +152,7 @@ func (fs *FS) Open(cwd, path string, flags int) (File, unix.Errno) {
 	if flags&unix.O_PATH != 0 {
 		return fs.openPath(r, flags)
 	}
-	return fs.openResolved(r, flags)
+	return fs.openResolved(r, flags, state)
 }
 
 // createWithSlash is O_CREAT of a path ending in "/": EISDIR once the
@@ -186,7 +191,7 @@ func (fs *FS) openTmpfile(cwd, path string, flags int) (File, unix.Errno) {
 }
 
 // openResolved opens what a path resolved to, for reading or writing.
-func (fs *FS) openResolved(r resolved, flags int) (File, unix.Errno) {
+func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errno) {
 	wantsWrite := flags&unix.O_ACCMODE != unix.O_RDONLY || flags&unix.O_TRUNC != 0
 	if r.isDir {
 		if wantsWrite {
@@ -197,7 +202,7 @@ func (fs *FS) openResolved(r resolved, flags int) (File, unix.Errno) {
 	if n := r.synth; n != nil {
 		switch n.kind {
 		case nodeDevice:
-			return fs.openDevice(n, r.path(), flags)
+			return fs.openDevice(n, r.path(), flags, state)
 		case nodeGenerated:
 			if wantsWrite {
 				return nil, unix.EACCES
@@ -418,7 +423,7 @@ func (fs *FS) Reopen(s FileState) (File, unix.Errno) {
 	case KindPath:
 		f, errno = fs.Open("/", s.Path, unix.O_PATH|s.Flags&(unix.O_NOFOLLOW|unix.O_DIRECTORY))
 	case KindRegular, KindDirectory, KindDevice, KindGenerated:
-		f, errno = fs.Open("/", s.Path, s.Flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_PATH|oTmpfileBit))
+		f, errno = fs.open("/", s.Path, s.Flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_PATH|oTmpfileBit), s.Device)
 	default:
 		return nil, unix.EINVAL
 	}

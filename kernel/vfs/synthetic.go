@@ -3,6 +3,7 @@ package vfs
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +37,8 @@ type node struct {
 
 	device DeviceInfo                         // nodeDevice
 	open   func(flags int) (File, unix.Errno) // nodeDevice
+	// reopen re-creates a description from FileState.Device (nodeDevice).
+	reopen func(state []byte, flags int) (File, unix.Errno)
 
 	content func() []byte // nodeGenerated
 
@@ -129,6 +132,25 @@ func (fs *FS) AddDevice(path string, info DeviceInfo, open func(flags int) (File
 		return fmt.Errorf("vfs: AddDevice %q: nil open", path)
 	}
 	return fs.addNode(path, &node{kind: nodeDevice, device: info, open: open})
+}
+
+// SetDeviceReopen gives the device at path a re-open hook: Reopen of a
+// FileState whose Device is set calls it instead of the device's open.
+func (fs *FS) SetDeviceReopen(path string, reopen func(state []byte, flags int) (File, unix.Errno)) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := fs.tree
+	for _, c := range strings.Split(strings.Trim(path, "/"), "/") {
+		if n == nil || n.children == nil {
+			break
+		}
+		n = n.children[c]
+	}
+	if n == nil || n.kind != nodeDevice {
+		return fmt.Errorf("vfs: SetDeviceReopen %q: no such device", path)
+	}
+	n.reopen = reopen
+	return nil
 }
 
 // AddFile registers a read-only generated file at path. content is called
