@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
 	"github.com/stretchr/testify/assert"
@@ -255,4 +258,22 @@ func TestHPETDescriptorAcrossRestore(t *testing.T) {
 	}
 	fresh := emuckpt(t, "restore", "--timeout", "5s", image)
 	assert.Contains(t, fresh.stdout, "read 5: ret=-1 errno=EIO", "fresh")
+}
+
+// TestSIGUSR1Checkpoint: SIGUSR1 sent to emuckpt checkpoints the guest at
+// its next exit, even one that makes no system calls.
+func TestSIGUSR1Checkpoint(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "usr1.img")
+	cmd := exec.Command(os.Args[0], "run", "--timeout", "20s", "--checkpoint-to", image, img("spin"))
+	cmd.Env = append(os.Environ(), "EMUCKPT_E2E_MAIN=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGUSR1))
+	require.NoError(t, cmd.Wait(), stderr.String())
+	assert.Contains(t, stderr.String(), "checkpoint written to "+image)
+	r := emuckpt(t, "restore", "--timeout", "200ms", image)
+	assert.Equal(t, 124, r.status, "the restored guest spins on: %s", r.stderr)
 }
