@@ -29,25 +29,41 @@ func countSyscalls(t *testing.T, args ...string) int {
 func TestCheckpointEverywhere(t *testing.T) {
 	kvmtest.Require(t)
 	dir := t.TempDir()
-	for _, args := range [][]string{
-		{"hello"}, {"args", "a", "b c"}, {"malloc"}, {"mmap"}, {"efault"},
-		{"sigs"}, {"cpubound", "2"}, {"exitcode", "3"}, {"fdops"}, {"sighandler"},
+	root := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(root, "f.txt"), []byte("inside the root\n"), 0o644))
+	for _, c := range []struct {
+		flags []string // for run and restore
+		args  []string
+	}{
+		{nil, []string{"hello"}}, {nil, []string{"args", "a", "b c"}}, {nil, []string{"malloc"}},
+		{nil, []string{"mmap"}}, {nil, []string{"efault"}}, {nil, []string{"sigs"}},
+		{nil, []string{"cpubound", "2"}}, {nil, []string{"exitcode", "3"}}, {nil, []string{"fdops"}},
+		{nil, []string{"sighandler"}},
+		{[]string{"--root", root}, []string{"readfile", "/f.txt"}},
+		{[]string{"--deterministic", "--seed", "5"}, []string{"dettime"}},
 	} {
-		t.Run(args[0], func(t *testing.T) {
-			argv := append([]string{img(args[0])}, args[1:]...)
-			want := emuckpt(t, append([]string{"run"}, argv...)...)
-			n := countSyscalls(t, argv...)
+		t.Run(c.args[0], func(t *testing.T) {
+			argv := append([]string{img(c.args[0])}, c.args[1:]...)
+			runFlags := append([]string{"run"}, c.flags...)
+			want := emuckpt(t, append(runFlags, argv...)...)
+			n := countSyscalls(t, append(c.flags, argv...)...)
 			require.Greater(t, n, 0)
 			step := max(1, n/12)
-			image := filepath.Join(dir, args[0]+".img")
+			image := filepath.Join(dir, c.args[0]+".img")
+			restoreFlags := []string{"restore"}
+			for i := 0; i+1 < len(c.flags); i += 2 {
+				if c.flags[i] == "--root" {
+					restoreFlags = append(restoreFlags, c.flags[i], c.flags[i+1])
+				}
+			}
 			checked := 0
 			for k := 1; k < n; k += step { // the last call is exit_group
 				os.Remove(image)
-				first := emuckpt(t, append([]string{"run", "--checkpoint-to", image, "--checkpoint-at", "syscall:" + itoa(k)}, argv...)...)
+				first := emuckpt(t, append(append(runFlags, "--checkpoint-to", image, "--checkpoint-at", "syscall:"+itoa(k)), argv...)...)
 				require.Equal(t, 0, first.status, "k=%d: %s", k, first.stderr)
 				require.Contains(t, first.stderr, "checkpoint written to "+image)
-				second := emuckpt(t, "restore", image)
-				assert.Equal(t, want.stdout, first.stdout+second.stdout, "k=%d", k)
+				second := emuckpt(t, append(restoreFlags, image)...)
+				assert.Equal(t, withoutRdtsc(t, want.stdout), withoutRdtsc(t, first.stdout+second.stdout), "k=%d", k)
 				assert.Equal(t, want.status, second.status, "k=%d: %s", k, second.stderr)
 				checked++
 			}
