@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/bobuhiro11/gokvm/kvm"
@@ -114,6 +115,10 @@ type VCPU struct {
 	setFS   bool
 	flush   bool
 	refresh []guestmm.PageRange // user pages whose PTEs the guest must rewrite
+	// inRefresh means the vCPU was sent through refreshStub and has not
+	// come out yet; refreshUser is the user state it returns to.
+	inRefresh   bool
+	refreshUser Regs
 	cr3     uint64
 	kicked  atomic.Bool
 	tid     atomic.Int64
@@ -327,12 +332,17 @@ func (c *VCPU) Run() (Exit, error) {
 		if errno != 0 {
 			reason = uint32(kvm.EXITINTR)
 		}
+		if kvm.ExitType(reason) != kvm.EXITINTR && c.inRefresh {
+			// Any other exit comes after the refresh stub returned.
+			c.inRefresh, c.refresh = false, c.refresh[:0]
+		}
 		switch kvm.ExitType(reason) {
 		case kvm.EXITINTR:
 			c.run[runImmediateExt] = 0
 			if c.kicked.Swap(false) {
-				c.noteUserStop()
-				return Exit{Kind: ExitKicked}, nil
+				if c.stopAfterKick() {
+					return Exit{Kind: ExitKicked}, nil
+				}
 			}
 			continue
 		case kvm.EXITIO:
@@ -357,6 +367,27 @@ func (c *VCPU) noteUserStop() {
 		c.user = Regs(*c.sync)
 		c.place = stoppedUser
 	}
+}
+
+// stopAfterKick decides whether a kick can stop the vCPU where it is. In
+// user code it can. Inside the refresh stub (ring 0) it cannot: the vCPU
+// runs on and is kicked again a moment later, once the stub has returned.
+// Kicked before it reached the stub, the vCPU stops at the user state the
+// stub would have returned to, and the refresh stays pending.
+func (c *VCPU) stopAfterKick() bool {
+	switch {
+	case c.sregs.CS.DPL != 3:
+		time.AfterFunc(100*time.Microsecond, c.Kick)
+		return false
+	case c.inRefresh && c.sync.RIP == TrampolineVA+refreshOffset:
+		c.user, c.place, c.inRefresh = c.refreshUser, stoppedUser, false
+		return true
+	}
+	if c.inRefresh {
+		c.inRefresh, c.refresh = false, c.refresh[:0]
+	}
+	c.noteUserStop()
+	return true
 }
 
 func (c *VCPU) portExit() (Exit, error) {
@@ -394,6 +425,9 @@ func (c *VCPU) exceptionExit() (Exit, error) {
 		vec = VecUD
 	} else if c.sync.RIP < KernelBase+stubPA || vec >= numVectors {
 		return Exit{}, fmt.Errorf("vcpu: exception port from unknown RIP %#x", c.sync.RIP)
+	}
+	if c.sync.RSP < KernelBase+kstack || c.sync.RSP > KernelBase+kstackTop-40 {
+		return Exit{}, fmt.Errorf("vcpu: exception frame at %#x is outside the ring-0 stack", c.sync.RSP)
 	}
 	frame := c.sync.RSP - KernelBase
 	if frame < kstack || frame+40 > kstackTop {
@@ -525,7 +559,7 @@ func (c *VCPU) resume() error {
 		if err := c.m.zapTranslations(); err != nil {
 			return err
 		}
-		c.flush, c.refresh = false, c.refresh[:0]
+		c.flush, c.refresh, c.inRefresh = false, c.refresh[:0], false
 	}
 	if len(c.refresh) > 0 {
 		c.routeThroughRefresh(u)
@@ -553,7 +587,8 @@ func (c *VCPU) routeThroughRefresh(u Regs) {
 		m.put64(listPA+8+uint64(i)*16, recursiveBase+(r.Start>>9)&0x7ffffffff8)
 		m.put64(listPA+16+uint64(i)*16, r.Pages)
 	}
-	c.refresh = c.refresh[:0]
+	// c.refresh stays until the vCPU is seen past the stub (see Run).
+	c.inRefresh, c.refreshUser = true, u
 	f := uint64(refreshFrame)
 	m.put64(f, u.RIP)
 	m.put64(f+8, UserCS)
