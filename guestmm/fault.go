@@ -215,7 +215,10 @@ func (as *AddressSpace) faultIn(v *VMA, pva, ea uint64, write bool) error {
 			if n < 0 || n > PageSize {
 				n = 0
 			}
-			if err != nil && err != io.EOF && n < PageSize {
+			if err != nil && err != io.EOF && n < PageSize || n == 0 && err == io.EOF {
+				// A page wholly past the end of the file is SIGBUS
+				// (BUS_ADRERR), as on Linux; only the tail of the last
+				// page reads as zeros.
 				as.frames.DecRef(pa)
 				return errBus
 			}

@@ -164,11 +164,16 @@ func (s kernelSleeper) SleepUntil(ns int64) bool {
 		if s.k.ctx != nil {
 			done = s.k.ctx.Done()
 		}
-		select {
-		case <-done:
-		case <-s.k.wake:
+		for {
+			select {
+			case <-done:
+				return false
+			case <-s.k.wake:
+				if s.k.ckpt.requested.Load() {
+					return false
+				}
+			}
 		}
-		return false
 	}
 	if _, virtual := s.k.clock.(*VirtualClock); virtual {
 		s.k.clock.Sleep(ns - now)

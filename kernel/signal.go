@@ -305,6 +305,10 @@ func (k *Kernel) sysRtSigprocmask(t *Task, a *args) (uint64, unix.Errno) {
 // sysSigaltstack implements sigaltstack(ss, old_ss).
 func (k *Kernel) sysSigaltstack(t *Task, a *args) (uint64, unix.Errno) {
 	old := t.altstack
+	onStack := t.onAltstack(k.vcpu.Regs().RSP)
+	if onStack {
+		old.Flags = ssOnStack | old.Flags&^ssDisable
+	}
 	if a[0] != 0 {
 		var buf [24]byte
 		if e := k.copyIn(t, a[0], buf[:]); e != 0 {
@@ -312,7 +316,9 @@ func (k *Kernel) sysSigaltstack(t *Task, a *args) (uint64, unix.Errno) {
 		}
 		ss := stackT{SP: binary.LittleEndian.Uint64(buf[0:]), Flags: int32(binary.LittleEndian.Uint32(buf[8:])), Size: binary.LittleEndian.Uint64(buf[16:])}
 		switch {
-		case uint32(ss.Flags)&^(ssDisable|1<<31) != 0: // SS_AUTODISARM is bit 31
+		case onStack:
+			return 0, unix.EPERM
+		case uint32(ss.Flags)&^(ssDisable|ssAutodisarm) != 0:
 			return 0, unix.EINVAL
 		case ss.Flags&ssDisable != 0:
 			ss = stackT{Flags: ssDisable}

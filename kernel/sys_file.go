@@ -168,25 +168,23 @@ func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
+	// Fill each buffer in turn, in steps of at most maxIO, and stop at the
+	// first short read: the bytes land where Linux would put them.
 	var done uint64
 	for _, v := range iov {
-		buf := make([]byte, min(v[1], maxIO))
-		n, e := f.Read(buf)
-		if e != 0 {
-			if done > 0 {
-				break
+		for off := uint64(0); off < v[1]; {
+			n, e := k.readTo(t, v[0]+off, v[1]-off, f.Read)
+			if e != 0 {
+				if done > 0 {
+					return done, 0
+				}
+				return 0, e
 			}
-			return 0, e
-		}
-		if e := k.copyOut(t, v[0], buf[:n]); e != 0 {
-			if done > 0 {
-				break
+			done += n
+			off += n
+			if n < min(v[1]-off+n, maxIO) {
+				return done, 0
 			}
-			return 0, e
-		}
-		done += uint64(n)
-		if n < len(buf) {
-			break
 		}
 	}
 	return done, 0
@@ -208,10 +206,13 @@ func (k *Kernel) sysWritev(t *Task, a *args) (uint64, unix.Errno) {
 		if v[1] == 0 {
 			continue
 		}
-		if uint64(len(data))+v[1] > maxIO*16 {
+		room := maxIO*16 - uint64(len(data))
+		if room == 0 {
 			break
 		}
-		buf := make([]byte, v[1])
+		// Past the cap the write is short, as Linux may make it, but
+		// never empty.
+		buf := make([]byte, min(v[1], room))
 		if e := k.copyIn(t, v[0], buf); e != 0 {
 			if len(data) > 0 {
 				break

@@ -284,13 +284,17 @@ func (k *Kernel) sleep(d int64) unix.Errno {
 	}
 	tm := time.NewTimer(time.Duration(d))
 	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return 0
-	case <-ctx.Done():
-		return unix.EINTR
-	case <-k.wake:
-		return unix.EINTR
+	for {
+		select {
+		case <-tm.C:
+			return 0
+		case <-ctx.Done():
+			return unix.EINTR
+		case <-k.wake:
+			if k.ckpt.requested.Load() {
+				return unix.EINTR // restarted after the checkpoint
+			}
+		}
 	}
 }
 

@@ -73,6 +73,11 @@ func (k *Kernel) checkpoint(rax *uint64) error {
 	if cc.Save == nil {
 		return nil
 	}
+	// A wake-up meant for this request must not interrupt a later wait.
+	select {
+	case <-k.wake:
+	default:
+	}
 	snap, err := k.Snapshot(rax)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)

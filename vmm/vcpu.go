@@ -119,11 +119,11 @@ type VCPU struct {
 	// come out yet; refreshUser is the user state it returns to.
 	inRefresh   bool
 	refreshUser Regs
-	cr3     uint64
-	kicked  atomic.Bool
-	tid     atomic.Int64
-	started bool
-	exits   uint64
+	cr3         uint64
+	kicked      atomic.Bool
+	tid         atomic.Int64
+	started     bool
+	exits       uint64
 	// mmioLeft counts down device accesses for StopAfterMMIO.
 	mmioLeft uint64
 }

@@ -6,6 +6,7 @@
  * across a handler, and recovery from SIGSEGV and SIGFPE with siglongjmp.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -26,11 +27,17 @@ static void info_handler(int sig, siginfo_t *si, void *uc)
 	got_code = si->si_code;
 }
 
+static volatile int alt_flags, alt_change;
+
 static void alt_handler(int sig)
 {
 	char probe;
 	(void)sig;
 	on_alt = (uintptr_t)&probe >= (uintptr_t)altstack && (uintptr_t)&probe < (uintptr_t)altstack + sizeof altstack;
+	stack_t cur, again = {.ss_sp = altstack, .ss_size = sizeof altstack};
+	sigaltstack(NULL, &cur);
+	alt_flags = cur.ss_flags;
+	alt_change = sigaltstack(&again, NULL) == 0 ? 0 : errno;
 }
 
 static void inner(int sig) { (void)sig; nested = nested * 10 + 2; }
@@ -81,6 +88,8 @@ int main(void)
 	sigaction(SIGUSR2, &sa, NULL);
 	raise(SIGUSR2);
 	printf("altstack: %s\n", on_alt ? "handler ran on it" : "NOT on it");
+	printf("altstack in handler: ss_flags=%s change=%s\n", alt_flags == SS_ONSTACK ? "SS_ONSTACK" : "other",
+	       alt_change == EPERM ? "EPERM" : "allowed");
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = alt_handler;
