@@ -539,13 +539,16 @@ func (as *AddressSpace) Mprotect(addr, length uint64, prot Prot) error {
 	}
 	grows := prot & (protGrowsDown | protGrowsUp)
 	prot &^= grows
-	if grows == protGrowsDown|protGrowsUp || prot&^(protRWX|protSem) != 0 {
+	if grows == protGrowsDown|protGrowsUp {
+		return unix.EINVAL
+	}
+	if length == 0 {
+		return nil // Linux returns before looking at the other prot bits
+	}
+	if prot&^(protRWX|protSem) != 0 {
 		return unix.EINVAL
 	}
 	prot &= protRWX
-	if length == 0 {
-		return nil
-	}
 	length = alignUp(length)
 	end := addr + length
 	if length == 0 || end < addr || end > TaskSize {
@@ -655,7 +658,7 @@ func (as *AddressSpace) Mremap(old, oldLen, newLen uint64, flags uint32, newAddr
 		return 0, unix.EINVAL
 	}
 	oldAligned, newAligned := alignUp(oldLen), alignUp(newLen)
-	if newAligned == 0 || (oldAligned == 0 && oldLen != 0) {
+	if newAligned == 0 || (oldAligned == 0 && oldLen != 0) || newLen > TaskSize {
 		return 0, unix.EINVAL
 	}
 	oldLen, newLen = oldAligned, newAligned
@@ -689,7 +692,7 @@ func (as *AddressSpace) Mremap(old, oldLen, newLen uint64, flags uint32, newAddr
 	if v.Kind == KindDevice {
 		return 0, unix.EFAULT
 	}
-	if old+oldLen == v.End && old+newLen <= TaskSize && !as.vmas.overlaps(v.End, old+newLen) {
+	if old+oldLen == v.End && newLen <= TaskSize-old && !as.vmas.overlaps(v.End, old+newLen) {
 		// Grow in place.
 		v.End = old + newLen
 		_, i := as.vmas.find(old)

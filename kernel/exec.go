@@ -58,6 +58,13 @@ func (k *Kernel) exec(img *loader.Image) (*Process, vmm.Regs, error) {
 	if err := as.SetupStack(top, initialStackSize); err != nil {
 		return nil, vmm.Regs{}, fmt.Errorf("creating stack: %w", err)
 	}
+	if img.StackExec {
+		// PT_GNU_STACK with PF_X (-z execstack): Linux maps the stack
+		// executable, for nested-function trampolines and the like.
+		if err := as.Mprotect(top-initialStackSize, initialStackSize, guestmm.ProtRead|guestmm.ProtWrite|guestmm.ProtExec); err != nil {
+			return nil, vmm.Regs{}, fmt.Errorf("making the stack executable: %w", err)
+		}
+	}
 	info := loader.StackInfo{Args: k.cfg.Args, Env: k.cfg.Env, ExecFn: k.cfg.Name, Platform: "x86_64"}
 	if _, err := k.rand.Read(info.Random[:]); err != nil {
 		return nil, vmm.Regs{}, err

@@ -352,6 +352,17 @@ func (c *VCPU) Run() (Exit, error) {
 				return ex, nil
 			}
 			continue
+		case kvm.EXITINTERNALERROR:
+			if c.sregs.CS.DPL == 3 {
+				// KVM could not emulate a user instruction on device
+				// memory (an AVX or fxsave access, a jump into a device
+				// page): the task gets SIGBUS, not the VMM an error.
+				c.noteUserStop()
+				sub := binary.LittleEndian.Uint32(c.run[runExitData:])
+				return Exit{Kind: ExitMMIOFault, Fault: &AccessFault{Signal: 7, Code: 2,
+					Reason: fmt.Sprintf("KVM cannot emulate this instruction on device memory (internal error, suberror %d)", sub)}}, nil
+			}
+			return Exit{}, c.fatal(reason)
 		default:
 			return Exit{}, c.fatal(reason)
 		}

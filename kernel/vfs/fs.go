@@ -44,6 +44,8 @@ type FS struct {
 
 	randomMu sync.Mutex
 	random   io.Reader
+
+	backings backingCache // the host files behind mappings
 }
 
 // New makes an FS. The built-in synthetic files are /dev/null, /dev/zero,
@@ -97,6 +99,7 @@ func (fs *FS) Close() error {
 	if fs.root != nil {
 		fs.root.close()
 	}
+	fs.backings.close()
 	return nil
 }
 
@@ -224,7 +227,9 @@ func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errn
 		if errno != 0 {
 			return nil, errno
 		}
-		return newRegularFile(r.path(), fd, flags), 0
+		f := newRegularFile(r.path(), fd, flags)
+		f.backings = &fs.backings
+		return f, 0
 	case unix.S_IFLNK:
 		return nil, unix.ELOOP
 	case unix.S_IFSOCK:

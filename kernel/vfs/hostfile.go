@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"encoding/binary"
+	"github.com/emuckpt/emuckpt/guestmm"
 	"os"
 	"sync"
 
@@ -18,7 +19,8 @@ const (
 // and nothing depends on the host descriptor's own.
 type regularFile struct {
 	flagSet
-	path string
+	path     string
+	backings *backingCache
 
 	mu  sync.RWMutex // write-locked to move off or to close
 	fd  int          // host descriptor, -1 once closed
@@ -145,7 +147,10 @@ func (f *regularFile) MmapBacking(off, length uint64, prot uint32, shared bool) 
 	if f.fd < 0 {
 		return nil, unix.EBADF
 	}
-	return newFileBacking(f.fd, f.path)
+	if f.backings == nil {
+		return newFileBacking(f.fd, f.path)
+	}
+	return f.backings.get(f.fd, f.path)
 }
 
 // fileBacking is a mapped host file, with a descriptor of its own so that
@@ -168,6 +173,51 @@ func (b *fileBacking) Name() string                            { return b.name }
 
 // Close releases the backing's host descriptor.
 func (b *fileBacking) Close() error { return b.f.Close() }
+
+// Access is how the file can be mapped: the root is read-only, so a shared
+// mapping can never become writable (mprotect gives EACCES, as on Linux
+// for a file opened read-only); a private one still can (copy on write).
+func (b *fileBacking) Access() guestmm.Prot { return guestmm.ProtRead | guestmm.ProtExec }
+
+// backingCache keeps one backing per host file, so that mapping a file
+// many times holds one host descriptor, not one per mmap, and adjacent
+// mappings of one file can merge as on Linux. The descriptors live as long
+// as the FS: at most one per file of the root.
+type backingCache struct {
+	mu sync.Mutex
+	m  map[[2]uint64]*fileBacking // (device, inode)
+}
+
+func (c *backingCache) get(fd int, name string) (*fileBacking, unix.Errno) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, errnoOf(err)
+	}
+	key := [2]uint64{st.Dev, st.Ino}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.m[key]; ok {
+		return b, 0
+	}
+	b, errno := newFileBacking(fd, name)
+	if errno != 0 {
+		return nil, errno
+	}
+	if c.m == nil {
+		c.m = map[[2]uint64]*fileBacking{}
+	}
+	c.m[key] = b
+	return b, 0
+}
+
+func (c *backingCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, b := range c.m {
+		b.Close()
+		delete(c.m, k)
+	}
+}
 
 // Identity describes the file's current contents cheaply, so that a
 // checkpoint can tell later whether the file changed.
