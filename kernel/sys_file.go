@@ -159,12 +159,18 @@ func (k *Kernel) iovecs(t *Task, va, cnt uint64) ([][2]uint64, unix.Errno) {
 	return iov, 0
 }
 
-func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
+// fileIovecs is the file and the iovec array of readv and writev.
+func (k *Kernel) fileIovecs(t *Task, a *args) (vfs.File, [][2]uint64, unix.Errno) {
 	f, e := k.file(t, a[0])
 	if e != 0 {
-		return 0, e
+		return nil, nil, e
 	}
 	iov, e := k.iovecs(t, a[1], a[2])
+	return f, iov, e
+}
+
+func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
+	f, iov, e := k.fileIovecs(t, a)
 	if e != 0 {
 		return 0, e
 	}
@@ -191,11 +197,7 @@ func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) sysWritev(t *Task, a *args) (uint64, unix.Errno) {
-	f, e := k.file(t, a[0])
-	if e != 0 {
-		return 0, e
-	}
-	iov, e := k.iovecs(t, a[1], a[2])
+	f, iov, e := k.fileIovecs(t, a)
 	if e != 0 {
 		return 0, e
 	}
