@@ -57,81 +57,11 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		}
 	}
 	snap := &Snapshot{State: st, Mem: k.m.Mem(), Started: started}
-	mem := k.m.Mem()
-	objrefs := map[string]int{}
-	objref := func(v *guestmm.VMA) (int, error) {
-		if ref, ok := objrefs[v.Name]; ok {
-			return ref, nil
-		}
-		o := Object{Ref: len(st.Objects) + 1, Kind: "file", Path: v.Name}
-		switch b := v.Backing.(type) {
-		case *programBacking:
-			o.Kind = "program"
-		case vfs.Identifiable:
-			id, err := b.Identity()
-			if err != nil {
-				return 0, fmt.Errorf("cannot checkpoint: %s: %w", v.Name, err)
-			}
-			o.Identity = &id
-		}
-		st.Objects = append(st.Objects, o)
-		objrefs[v.Name] = o.Ref
-		return o.Ref, nil
-	}
-	stored := map[uint64]uint64{} // frame -> page index: shared frames are stored once
+	ms := memorySnapshot{k: k, st: st, snap: snap, objrefs: map[string]int{}, stored: map[uint64]uint64{}}
 	for _, v := range as.VMAs() {
-		vs := VMAState{
-			Type: vmaType(&v), Start: v.Start, End: v.End,
-			Prot: uint32(v.Prot), MaxProt: uint32(v.MaxProt),
-			Shared: v.Shared, Anonymous: v.Anonymous, GrowsDown: v.GrowsDown,
-			DontDump: v.DontDump, NoReserve: v.NoReserve,
-			Kind: vmaKindName(v.Kind), Name: v.Name, Offset: v.Offset,
-		}
-		if v.Kind == guestmm.KindFile {
-			var err error
-			if vs.Objref, err = objref(&v); err != nil {
-				return nil, err
-			}
-		}
-		switch vs.Type {
-		case VMADevice:
-			ty, err := k.vmaTypeOf(v.Backing)
-			if err != nil {
-				return nil, fmt.Errorf("cannot checkpoint: %w", err)
-			}
-			vs.Device = ty.Name
-			if ty.Save != nil {
-				if vs.DeviceParams, err = ty.Save(v.Backing); err != nil {
-					return nil, fmt.Errorf("cannot checkpoint: device %s: %w", v.Name, err)
-				}
-			}
-		case VMAScratch, VMAFileShared:
-		default:
-			for va, pte := range as.PresentPages(v.Start, v.End) {
-				if pte.Has(guestmm.Special) || vs.Type == VMAFile && !pte.Has(guestmm.Copied) {
-					continue
-				}
-				pa := pte.Addr()
-				if bytes.Equal(mem[pa:pa+guestmm.PageSize], zeroPage[:]) {
-					vs.ZeroPages++
-					continue
-				}
-				idx, seen := stored[pa]
-				if !seen {
-					idx = uint64(len(snap.Pages))
-					stored[pa] = idx
-					snap.Pages = append(snap.Pages, pa)
-				}
-				copied := pte.Has(guestmm.Copied)
-				if n := len(vs.Pages); n > 0 {
-					last := &vs.Pages[n-1]
-					if last.VA+last.Count*guestmm.PageSize == va && last.Index+last.Count == idx && last.Copied == copied {
-						last.Count++
-						continue
-					}
-				}
-				vs.Pages = append(vs.Pages, PageRun{VA: va, Count: 1, Index: idx, Copied: copied})
-			}
+		vs, err := ms.vma(as, &v)
+		if err != nil {
+			return nil, err
 		}
 		ps.VMAs = append(ps.VMAs, vs)
 	}
@@ -160,6 +90,102 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		st.Devices = append(st.Devices, DeviceRecord{Name: d.Name, Data: data})
 	}
 	return snap, nil
+}
+
+// memorySnapshot turns VMAs into VMAStates, collecting the objects they
+// map and the frames whose contents the image stores.
+type memorySnapshot struct {
+	k       *Kernel
+	st      *State
+	snap    *Snapshot
+	objrefs map[string]int    // file path -> objref
+	stored  map[uint64]uint64 // frame -> page index: shared frames are stored once
+}
+
+// object returns the objref of the file v maps, recording it once.
+func (ms *memorySnapshot) object(v *guestmm.VMA) (int, error) {
+	if ref, ok := ms.objrefs[v.Name]; ok {
+		return ref, nil
+	}
+	o := Object{Ref: len(ms.st.Objects) + 1, Kind: "file", Path: v.Name}
+	switch b := v.Backing.(type) {
+	case *programBacking:
+		o.Kind = "program"
+	case vfs.Identifiable:
+		id, err := b.Identity()
+		if err != nil {
+			return 0, fmt.Errorf("cannot checkpoint: %s: %w", v.Name, err)
+		}
+		o.Identity = &id
+	}
+	ms.st.Objects = append(ms.st.Objects, o)
+	ms.objrefs[v.Name] = o.Ref
+	return o.Ref, nil
+}
+
+// vma describes v and the pages of it that its type stores.
+func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAState, error) {
+	vs := VMAState{
+		Type: vmaType(v), Start: v.Start, End: v.End,
+		Prot: uint32(v.Prot), MaxProt: uint32(v.MaxProt),
+		Shared: v.Shared, Anonymous: v.Anonymous, GrowsDown: v.GrowsDown,
+		DontDump: v.DontDump, NoReserve: v.NoReserve,
+		Kind: vmaKindName(v.Kind), Name: v.Name, Offset: v.Offset,
+	}
+	var err error
+	if v.Kind == guestmm.KindFile {
+		if vs.Objref, err = ms.object(v); err != nil {
+			return vs, err
+		}
+	}
+	switch vs.Type {
+	case VMADevice:
+		ty, err := ms.k.vmaTypeOf(v.Backing)
+		if err != nil {
+			return vs, fmt.Errorf("cannot checkpoint: %w", err)
+		}
+		vs.Device = ty.Name
+		if ty.Save != nil {
+			if vs.DeviceParams, err = ty.Save(v.Backing); err != nil {
+				return vs, fmt.Errorf("cannot checkpoint: device %s: %w", v.Name, err)
+			}
+		}
+	case VMAScratch, VMAFileShared:
+	default:
+		ms.pages(as, &vs)
+	}
+	return vs, nil
+}
+
+// pages records the present pages of vs that its type stores: all-zero
+// pages are only counted, FILE VMAs store just the pages copied on write.
+func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
+	mem := ms.snap.Mem
+	for va, pte := range as.PresentPages(vs.Start, vs.End) {
+		if pte.Has(guestmm.Special) || vs.Type == VMAFile && !pte.Has(guestmm.Copied) {
+			continue
+		}
+		pa := pte.Addr()
+		if bytes.Equal(mem[pa:pa+guestmm.PageSize], zeroPage[:]) {
+			vs.ZeroPages++
+			continue
+		}
+		idx, seen := ms.stored[pa]
+		if !seen {
+			idx = uint64(len(ms.snap.Pages))
+			ms.stored[pa] = idx
+			ms.snap.Pages = append(ms.snap.Pages, pa)
+		}
+		copied := pte.Has(guestmm.Copied)
+		if n := len(vs.Pages); n > 0 {
+			last := &vs.Pages[n-1]
+			if last.VA+last.Count*guestmm.PageSize == va && last.Index+last.Count == idx && last.Copied == copied {
+				last.Count++
+				continue
+			}
+		}
+		vs.Pages = append(vs.Pages, PageRun{VA: va, Count: 1, Index: idx, Copied: copied})
+	}
 }
 
 func pendingCodes(t *Task) map[int]int {

@@ -158,26 +158,9 @@ func (s kernelSleeper) SleepUntil(ns int64) bool {
 		return true
 	}
 	if ns == math.MaxInt64 {
-		// Nothing will ever wake this wait: it ends only with the run
-		// (EINTR), and the virtual clock must not jump to the end of time.
-		done := make(<-chan struct{})
-		if s.k.ctx != nil {
-			done = s.k.ctx.Done()
-		}
-		for {
-			select {
-			case <-done:
-				return false
-			case <-s.k.wake:
-				if s.k.ckpt.requested.Load() {
-					return false
-				}
-			}
-		}
-	}
-	if _, virtual := s.k.clock.(*VirtualClock); virtual {
-		s.k.clock.Sleep(ns - now)
-		return true
+		// Nothing will ever wake this wait but the end of the run or a
+		// checkpoint; the virtual clock must not jump to the end of time.
+		return s.k.sleep(math.MaxInt64) == 0
 	}
 	return s.k.sleep(ns-now) == 0
 }

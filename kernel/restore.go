@@ -61,28 +61,29 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 	return k, nil
 }
 
-func (k *Kernel) restore(st *State, pages PageSource) error {
-	k.syscalls = st.Syscalls
+// restoreMemory builds the address space of an image: its VMAs, with
+// the stored pages mapped from the page data, and the heap break.
+func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpace, error) {
 	ps := &st.Process
 	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, addressLayout)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := vmm.MapKernel(as.PageTables()); err != nil {
-		return err
+		return nil, err
 	}
 	// The page data first, so that it lands in one run of frames that a
 	// single mmap fills.
 	var base uint64
 	if st.PageCount > 0 {
 		if st.PageCount > uint64(k.frames.Capacity()) {
-			return fmt.Errorf("%w: image has %d pages, guest RAM only %d frames", ErrRestore, st.PageCount, k.frames.Capacity())
+			return nil, fmt.Errorf("%w: image has %d pages, guest RAM only %d frames", ErrRestore, st.PageCount, k.frames.Capacity())
 		}
 		if base, err = k.frames.AllocRun(int(st.PageCount)); err != nil {
-			return err
+			return nil, err
 		}
 		if err := k.fillPages(base, st.PageCount, pages); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// A frame that several VMAs mapped was stored once: it gets one
@@ -92,7 +93,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	for i := range ps.VMAs {
 		for _, r := range ps.VMAs[i].Pages {
 			if r.Count > st.PageCount || r.Index > st.PageCount-r.Count {
-				return fmt.Errorf("%w: page run %#x+%d pages (index %d) is outside the page data", ErrRestore, r.VA, r.Count, r.Index)
+				return nil, fmt.Errorf("%w: page run %#x+%d pages (index %d) is outside the page data", ErrRestore, r.VA, r.Count, r.Index)
 			}
 			for j := uint64(0); j < r.Count; j++ {
 				if uses[r.Index+j]++; uses[r.Index+j] > 1 {
@@ -110,24 +111,34 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 		vs := &ps.VMAs[i]
 		v, err := k.restoreVMA(vs, prog, objects)
 		if err != nil {
-			return fmt.Errorf("%w: VMA %#x-%#x (%s %s): %v", ErrRestore, vs.Start, vs.End, vs.Type, vs.Name, err)
+			return nil, fmt.Errorf("%w: VMA %#x-%#x (%s %s): %v", ErrRestore, vs.Start, vs.End, vs.Type, vs.Name, err)
 		}
 		if err := as.RestoreVMA(v); err != nil {
-			return fmt.Errorf("%w: VMA %#x-%#x (%s): %v", ErrRestore, vs.Start, vs.End, vs.Type, err)
+			return nil, fmt.Errorf("%w: VMA %#x-%#x (%s): %v", ErrRestore, vs.Start, vs.End, vs.Type, err)
 		}
 		for _, r := range vs.Pages {
-			if r.Count > st.PageCount || r.Index > st.PageCount-r.Count || r.VA < vs.Start || r.VA+r.Count*guestmm.PageSize > vs.End || r.VA+r.Count*guestmm.PageSize < r.VA {
-				return fmt.Errorf("%w: page run %#x+%d pages (index %d) is outside its VMA or the page data", ErrRestore, r.VA, r.Count, r.Index)
+			if r.VA < vs.Start || r.VA+r.Count*guestmm.PageSize > vs.End || r.VA+r.Count*guestmm.PageSize < r.VA {
+				return nil, fmt.Errorf("%w: page run %#x+%d pages is outside its VMA", ErrRestore, r.VA, r.Count)
 			}
 			for j := uint64(0); j < r.Count; j++ {
 				if err := as.InstallPage(r.VA+j*guestmm.PageSize, base+(r.Index+j)*guestmm.PageSize, r.Copied); err != nil {
-					return fmt.Errorf("%w: page %#x: %v", ErrRestore, r.VA+j*guestmm.PageSize, err)
+					return nil, fmt.Errorf("%w: page %#x: %v", ErrRestore, r.VA+j*guestmm.PageSize, err)
 				}
 			}
 		}
 	}
 	if err := as.RestoreBrk(ps.BrkStart, ps.Brk); err != nil {
-		return fmt.Errorf("%w: brk %#x-%#x: %v", ErrRestore, ps.BrkStart, ps.Brk, err)
+		return nil, fmt.Errorf("%w: brk %#x-%#x: %v", ErrRestore, ps.BrkStart, ps.Brk, err)
+	}
+	return as, nil
+}
+
+func (k *Kernel) restore(st *State, pages PageSource) error {
+	k.syscalls = st.Syscalls
+	ps := &st.Process
+	as, err := k.restoreMemory(st, pages)
+	if err != nil {
+		return err
 	}
 	// Under preserve the device models get their registers back first, so
 	// that device descriptors re-attach to what they held (the HPET timer

@@ -98,10 +98,10 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 			return ExitStatus{}, err
 		}
 		if pt := t.proc.as.PageTables(); pt.NeedFlush() {
-			if vas, all := pt.TakeChanged(); all {
+			if runs, all := pt.TakeChanged(); all {
 				k.vcpu.FlushTLB()
 			} else {
-				k.vcpu.RefreshPages(vas)
+				k.vcpu.RefreshPages(runs)
 			}
 		}
 	}

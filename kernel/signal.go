@@ -137,10 +137,9 @@ func (k *Kernel) kill(t *Task, si sigInfo) error {
 
 // sendSignal is kill/tgkill to the task itself: the signal is pending and
 // acted on when the task returns to user mode (deliverPending).
-func (k *Kernel) sendSignal(t *Task, sig int, code int) error {
+func (k *Kernel) sendSignal(t *Task, sig int, code int) {
 	t.pending |= sigBit(sig)
 	t.pendingCode[sig] = code
-	return nil
 }
 
 // deliverPending acts on the pending signals that are not blocked, on the
@@ -350,7 +349,8 @@ func (k *Kernel) sysKill(t *Task, pid int, sig int, code int) (uint64, unix.Errn
 	if sig == 0 {
 		return 0, 0
 	}
-	return 0, errnoOf(k.sendSignal(t, sig, code))
+	k.sendSignal(t, sig, code)
+	return 0, 0
 }
 
 // sysRtSigpending implements rt_sigpending(set, sigsetsize).

@@ -1,8 +1,8 @@
 package kernel
 
 import (
-	"context"
 	"encoding/binary"
+	"math"
 	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
@@ -268,31 +268,37 @@ func (k *Kernel) readTimespec(t *Task, va uint64) (int64, unix.Errno) {
 	return sec*1e9 + nsec, 0
 }
 
-// sleep waits d nanoseconds of guest time. On the host clock the wait ends
-// early (EINTR) when the run is cancelled.
+// sleep waits d nanoseconds of guest time; d == math.MaxInt64 waits until
+// interrupted. The virtual clock jumps instead of waiting. The wait ends
+// early with EINTR when the run is cancelled or a checkpoint is requested
+// (the call is then restarted after the checkpoint, see syscall).
 func (k *Kernel) sleep(d int64) unix.Errno {
 	if d <= 0 {
 		return 0
 	}
-	if _, virtual := k.clock.(*VirtualClock); virtual {
-		k.clock.Sleep(d)
-		return 0
+	var expired <-chan time.Time
+	if d != math.MaxInt64 {
+		if _, virtual := k.clock.(*VirtualClock); virtual {
+			k.clock.Sleep(d)
+			return 0
+		}
+		tm := time.NewTimer(time.Duration(d))
+		defer tm.Stop()
+		expired = tm.C
 	}
-	ctx := k.ctx
-	if ctx == nil {
-		ctx = context.Background()
+	var done <-chan struct{}
+	if k.ctx != nil {
+		done = k.ctx.Done()
 	}
-	tm := time.NewTimer(time.Duration(d))
-	defer tm.Stop()
 	for {
 		select {
-		case <-tm.C:
+		case <-expired:
 			return 0
-		case <-ctx.Done():
+		case <-done:
 			return unix.EINTR
 		case <-k.wake:
 			if k.ckpt.requested.Load() {
-				return unix.EINTR // restarted after the checkpoint
+				return unix.EINTR
 			}
 		}
 	}

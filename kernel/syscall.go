@@ -80,10 +80,15 @@ var syscalls = map[uint64]handler{
 	302: (*Kernel).sysPrlimit64,
 	318: (*Kernel).sysGetrandom,
 	439: (*Kernel).sysFaccessat2,
+
+	CheckpointSyscall: (*Kernel).sysCheckpoint,
 }
 
 // SyscallName is the Linux name of x86-64 system call nr.
 func SyscallName(nr uint64) string {
+	if nr == CheckpointSyscall {
+		return "emuckpt_checkpoint"
+	}
 	if n, ok := syscallNames[nr]; ok {
 		return n
 	}
@@ -98,9 +103,6 @@ func (k *Kernel) syscall(t *Task) error {
 	k.clock.Tick()
 	k.syscalls++
 	h, ok := syscalls[nr]
-	if nr == CheckpointSyscall {
-		h, ok = (*Kernel).sysCheckpoint, true
-	}
 	var ret uint64
 	var e unix.Errno
 	if ok {

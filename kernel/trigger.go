@@ -38,7 +38,6 @@ type CheckpointConfig struct {
 // checkpointer is the kernel's checkpoint state during Run.
 type checkpointer struct {
 	requested atomic.Bool
-	taken     int
 }
 
 func (k *Kernel) watchRequests(stop <-chan struct{}) {
@@ -85,7 +84,6 @@ func (k *Kernel) checkpoint(rax *uint64) error {
 	if err := cc.Save(snap); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	k.ckpt.taken++
 	if !cc.LeaveRunning {
 		return &errExit{ExitStatus{Checkpointed: true}}
 	}

@@ -36,7 +36,6 @@ type Machine struct {
 	mem     []byte
 	runSize int
 	cpuid   *cpuidTable
-	xcr0    uint64
 	Bus     *Bus
 	vcpus   []*VCPU
 	zaps    uint64
@@ -197,28 +196,31 @@ func (m *Machine) writeSystemPages() {
 	for v := uint64(0); v < numVectors; v++ {
 		stub := stubPA + v*stubStride
 		copy(m.mem[stub:], []byte{0xE6, exceptionPort, 0xF4, 0x0F, 0x0B})
-		h := KernelBase + stub
 		dpl := uint64(0)
 		if v == 3 || v == 4 { // int3 and into are allowed from user mode
 			dpl = 3
 		}
-		gate := idtPA + v*16
-		m.put64(gate, (h&0xffff)|kernelCS<<16|(0x8e|dpl<<5)<<40|((h>>16)&0xffff)<<48)
-		m.put64(gate+8, h>>32)
+		m.setGate(v, stub, dpl)
 	}
 	copy(m.mem[refreshStub:], refreshCode)
 	m.put64(refreshStub+104, KernelBase+listPA)
 	m.put64(refreshStub+112, KernelBase+refreshFrame)
 	copy(m.mem[udDispatch:], udDispatchCode)
 	m.put64(udDispatch+32, TrampolineVA+refreshOffset)
-	uh, ugate := uint64(KernelBase+udDispatch), uint64(idtPA+VecUD*16)
-	m.put64(ugate, (uh&0xffff)|kernelCS<<16|0x8e<<40|((uh>>16)&0xffff)<<48)
-	m.put64(ugate+8, uh>>32)
+	m.setGate(VecUD, udDispatch, 0)
 
 	// Syscall trampoline: `out SyscallPort, al; ud2`, and at
 	// refreshOffset the ud2 that leads to refreshStub.
 	copy(m.mem[tramPA:], []byte{0xE6, SyscallPort, 0x0F, 0x0B})
 	copy(m.mem[tramPA+refreshOffset:], []byte{0x0F, 0x0B})
+}
+
+// setGate points IDT vector v at the ring-0 code at guest-physical pa,
+// as a 64-bit interrupt gate that CPL dpl may raise with int.
+func (m *Machine) setGate(v, pa, dpl uint64) {
+	h, gate := KernelBase+pa, idtPA+v*16
+	m.put64(gate, (h&0xffff)|kernelCS<<16|(0x8e|dpl<<5)<<40|((h>>16)&0xffff)<<48)
+	m.put64(gate+8, h>>32)
 }
 
 // udDispatchCode is the #UD handler: a #UD at TrampolineVA+refreshOffset

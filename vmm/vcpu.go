@@ -108,13 +108,13 @@ type VCPU struct {
 	sync  *kvm.Regs
 	sregs *kvm.Sregs
 
-	user    Regs // the user state the kernel layer sees and edits
-	place   stopPlace
-	fsBase  uint64
-	gsBase  uint64
-	setFS   bool
-	flush   bool
-	refresh []guestmm.PageRange // user pages whose PTEs the guest must rewrite
+	user     Regs // the user state the kernel layer sees and edits
+	place    stopPlace
+	fsBase   uint64
+	gsBase   uint64
+	setBases bool // FS or GS base changed
+	flush    bool
+	refresh  []guestmm.PageRange // user pages whose PTEs the guest must rewrite
 	// inRefresh means the vCPU was sent through refreshStub and has not
 	// come out yet; refreshUser is the user state it returns to.
 	inRefresh   bool
@@ -250,13 +250,13 @@ func (c *VCPU) Regs() *Regs { return &c.user }
 func (c *VCPU) FSBase() uint64 { return c.fsBase }
 
 // SetFSBase changes the FS base from the next Run on.
-func (c *VCPU) SetFSBase(v uint64) { c.fsBase, c.setFS = v, true }
+func (c *VCPU) SetFSBase(v uint64) { c.fsBase, c.setBases = v, true }
 
 // GSBase is the task's GS segment base.
 func (c *VCPU) GSBase() uint64 { return c.gsBase }
 
 // SetGSBase changes the GS base from the next Run on.
-func (c *VCPU) SetGSBase(v uint64) { c.gsBase, c.setFS = v, true }
+func (c *VCPU) SetGSBase(v uint64) { c.gsBase, c.setBases = v, true }
 
 // SetCR3 switches address space at the next Run.
 func (c *VCPU) SetCR3(cr3 uint64) { c.cr3 = cr3 }
@@ -441,9 +441,6 @@ func (c *VCPU) exceptionExit() (Exit, error) {
 		return Exit{}, fmt.Errorf("vcpu: exception frame at %#x is outside the ring-0 stack", c.sync.RSP)
 	}
 	frame := c.sync.RSP - KernelBase
-	if frame < kstack || frame+40 > kstackTop {
-		return Exit{}, fmt.Errorf("vcpu: exception frame at %#x is outside the ring-0 stack", c.sync.RSP)
-	}
 	ex := Exit{Kind: ExitException, Vector: vec}
 	if hasErrorCode(vec) {
 		ex.ErrorCode = c.m.le64(frame)
@@ -552,10 +549,7 @@ func (c *VCPU) resume() error {
 		dirty |= syncRegsBit
 	case stoppedRing0:
 		if len(c.refresh) > 0 {
-			// routeThroughRefresh below returns through its stub.
-			*c.sync = kvm.Regs(u)
-			dirty |= syncRegsBit
-			break
+			break // routeThroughRefresh below returns through its stub
 		}
 		// Drop to user mode by loading the user segments and registers
 		// directly: on PVM that is cheaper than letting an iretq in the
@@ -576,12 +570,12 @@ func (c *VCPU) resume() error {
 		c.routeThroughRefresh(u)
 		dirty |= syncRegsBit
 	}
-	if c.setFS || c.sregs.CR3 != c.cr3 {
+	if c.setBases || c.sregs.CR3 != c.cr3 {
 		c.sregs.FS.Base = c.fsBase
 		c.sregs.GS.Base = c.gsBase
 		c.sregs.CR3 = c.cr3
 		dirty |= syncSregsBit
-		c.setFS = false
+		c.setBases = false
 	}
 	*(*uint64)(unsafe.Pointer(&c.run[runDirtyRegs])) = dirty
 	return nil

@@ -17,7 +17,6 @@ type pipe struct {
 	writers int
 	changed chan struct{} // closed and replaced whenever buf or the ends change
 	abort   <-chan struct{}
-	ino     uint64
 }
 
 func (p *pipe) notifyLocked() {
