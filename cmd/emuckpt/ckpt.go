@@ -136,8 +136,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	img, err := ckpt.Open(fs.Arg(0))
 	if err != nil {
-		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", fs.Arg(0), err)
-		return exitFailure
+		return imageError(stderr, fs.Arg(0), err)
 	}
 	defer img.Close()
 	ref := img.State.Program
@@ -157,8 +156,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	defer stopRequests()
 	k, err := img.Restore(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", fs.Arg(0), err)
-		return exitFailure
+		return imageError(stderr, fs.Arg(0), err)
 	}
 	defer k.Close()
 	return supervise(k, ref.Name, *machine.timeout, stderr)
@@ -263,13 +261,11 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 	}
 	img, err := ckpt.Open(fs.Arg(0))
 	if err != nil {
-		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", fs.Arg(0), err)
-		return exitFailure
+		return imageError(stderr, fs.Arg(0), err)
 	}
 	defer img.Close()
 	if err := img.Verify(); err != nil {
-		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", fs.Arg(0), err)
-		return exitFailure
+		return imageError(stderr, fs.Arg(0), err)
 	}
 	in := inspect(fs.Arg(0), img)
 	if *asJSON {
@@ -304,4 +300,10 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 	fmt.Fprintf(stdout, "\ntotal: %d VMAs, %d pages stored (%d bytes), %d zero pages not stored\n",
 		in.Totals.VMAs, in.Totals.StoredPages, in.Totals.StoredBytes, in.Totals.ZeroPages)
 	return 0
+}
+
+// imageError reports an image that cannot be used: exit status 125.
+func imageError(stderr io.Writer, path string, err error) int {
+	fmt.Fprintf(stderr, "emuckpt: %s: %v\n", path, err)
+	return exitFailure
 }

@@ -133,7 +133,7 @@ func (m *machineFlags) config(stdin, stdout, stderr *os.File) kernel.Config {
 	return kernel.Config{
 		Root: *m.root, Stdin: stdin, Stdout: stdout, Stderr: stderr,
 		Log: stderr, Trace: *m.trace, Verbose: *m.verbose,
-		Devices: []kernel.DeviceFactory{hpetDevice(m.hpet.cfg), bsrDevice(m.bsrs.specs())},
+		Devices: deviceFactories(m.hpet.cfg, m.bsrs.specs()),
 	}
 }
 

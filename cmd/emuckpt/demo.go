@@ -73,14 +73,12 @@ func cmdDemo(args []string, stdout, stderr *os.File) int {
 		r.Close()
 		return err
 	}
-	devices := func(env *kernel.Config) {
-		env.Devices = []kernel.DeviceFactory{hpetDevice(hpet.DefaultConfig()), bsrDevice(bsr.DefaultSpecs())}
-	}
+	devices := deviceFactories(hpet.DefaultConfig(), bsr.DefaultSpecs())
 	var stored *kernel.State
 	err = guest(func(out *os.File) error {
 		cfg := kernel.Config{Program: prog, Name: demoProgram, Path: path, Args: []string{demoProgram},
 			Env: defaultEnv, Stdout: out, Stderr: out, Log: stderr}
-		devices(&cfg)
+		cfg.Devices = devices
 		cfg.Checkpoint.Save = func(s *kernel.Snapshot) error {
 			stored = s.State
 			return ckpt.Write(image, s)
@@ -136,7 +134,7 @@ func cmdDemo(args []string, stdout, stderr *os.File) int {
 			defer img.Close()
 			cfg := kernel.Config{Program: prog, Path: path, Stdout: out, Stderr: out, Log: stderr,
 				PreserveDevices: policy == "preserve"}
-			devices(&cfg)
+			cfg.Devices = devices
 			k, err := img.Restore(cfg)
 			if err != nil {
 				return err

@@ -17,6 +17,11 @@ import (
 // (3 GiB) and below the HPET's conventional 0xFED00000.
 const bsrBase = 0xE0000000
 
+// deviceFactories is the device set of a machine: the HPET and the BSRs.
+func deviceFactories(h hpet.Config, specs []bsr.Spec) []kernel.DeviceFactory {
+	return []kernel.DeviceFactory{hpetDevice(h), bsrDevice(specs)}
+}
+
 // bsrFlag is the repeatable --bsr BYTES[:STRIDE[:LENGTH]] flag; given at
 // least once it replaces the default set.
 type bsrFlag []bsr.Spec
