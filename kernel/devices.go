@@ -96,13 +96,8 @@ func (k *Kernel) attachDevices() error {
 			}
 		}
 		for _, f := range d.Files {
-			if err := k.fs.AddDevice(f.Path, f.Info, f.Open); err != nil {
+			if err := k.fs.AddReopenableDevice(f.Path, f.Info, f.Open, f.Reopen); err != nil {
 				return err
-			}
-			if f.Reopen != nil {
-				if err := k.fs.SetDeviceReopen(f.Path, f.Reopen); err != nil {
-					return err
-				}
 			}
 		}
 		for _, t := range d.Text {

@@ -3,7 +3,6 @@ package vfs
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -128,29 +127,18 @@ func (n *node) sortedChildren() []*node {
 // the device does not support. A device that implements Mappable or
 // AnonymousMapper can be mmap'ed.
 func (fs *FS) AddDevice(path string, info DeviceInfo, open func(flags int) (File, unix.Errno)) error {
+	return fs.AddReopenableDevice(path, info, open, nil)
+}
+
+// AddReopenableDevice is AddDevice with a re-open hook: Reopen of a
+// FileState whose Device is set (see DeviceDescriber) calls reopen instead
+// of open, so that the description comes back as it was.
+func (fs *FS) AddReopenableDevice(path string, info DeviceInfo, open func(flags int) (File, unix.Errno),
+	reopen func(state []byte, flags int) (File, unix.Errno)) error {
 	if open == nil {
 		return fmt.Errorf("vfs: AddDevice %q: nil open", path)
 	}
-	return fs.addNode(path, &node{kind: nodeDevice, device: info, open: open})
-}
-
-// SetDeviceReopen gives the device at path a re-open hook: Reopen of a
-// FileState whose Device is set calls it instead of the device's open.
-func (fs *FS) SetDeviceReopen(path string, reopen func(state []byte, flags int) (File, unix.Errno)) error {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	n := fs.tree
-	for _, c := range strings.Split(strings.Trim(path, "/"), "/") {
-		if n == nil || n.children == nil {
-			break
-		}
-		n = n.children[c]
-	}
-	if n == nil || n.kind != nodeDevice {
-		return fmt.Errorf("vfs: SetDeviceReopen %q: no such device", path)
-	}
-	n.reopen = reopen
-	return nil
+	return fs.addNode(path, &node{kind: nodeDevice, device: info, open: open, reopen: reopen})
 }
 
 // AddFile registers a read-only generated file at path. content is called
