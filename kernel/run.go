@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/emuckpt/emuckpt/guestmm"
@@ -117,7 +118,7 @@ func (k *Kernel) exception(t *Task, ex vmm.Exit) error {
 			return nil
 		}
 		if r.Signal == unix.SIGKILL {
-			return k.kill(t, sigInfo{signo: int(r.Signal), addr: r.Addr, reason: "out of guest memory, or corrupt page tables"})
+			return k.kill(t, sigInfo{signo: int(r.Signal), code: siKernel, addr: r.Addr, reason: "out of guest memory, or corrupt page tables"})
 		}
 		return k.fatalSignal(t, sigInfo{signo: int(r.Signal), code: int(r.Code), addr: r.Addr, trapno: vmm.VecPF, errCode: ex.ErrorCode})
 	case vmm.VecGP:
@@ -126,11 +127,21 @@ func (k *Kernel) exception(t *Task, ex vmm.Exit) error {
 		}
 		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: "general protection fault", trapno: vmm.VecGP, errCode: ex.ErrorCode})
 	case vmm.VecUD:
+		if inst, ok := k.decodeAt(t, regs.RIP); ok && inst.Op == x86asm.INT {
+			return k.softwareInterrupt(t, inst)
+		}
 		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGILL), code: illIllopn, addr: regs.RIP, trapno: vmm.VecUD})
 	case vmm.VecDE:
 		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGFPE), code: fpeIntdiv, addr: regs.RIP, trapno: vmm.VecDE})
 	case vmm.VecMF, vmm.VecXM:
-		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGFPE), code: 0, addr: regs.RIP})
+		code, err := k.mathErrorCode(ex.Vector)
+		if err != nil {
+			return err
+		}
+		if code == 0 {
+			return nil // no unmasked exception: spurious, as Linux's math_error ignores it
+		}
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGFPE), code: code, addr: regs.RIP, trapno: uint64(ex.Vector)})
 	case vmm.VecBP, vmm.VecDB:
 		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGTRAP), code: siKernel})
 	case vmm.VecOF, vmm.VecBR:
@@ -141,6 +152,53 @@ func (k *Kernel) exception(t *Task, ex vmm.Exit) error {
 		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGBUS), code: siKernel})
 	}
 	return fmt.Errorf("internal error: unexpected exception %d at %#x", ex.Vector, regs.RIP)
+}
+
+// softwareInterrupt is `int n` from user mode. PVM raises #UD for it; on
+// hardware the gates it names are either beyond the IDT or kernel-only
+// and raise #GP, which Linux turns into SIGSEGV, except `int 3`, whose
+// gate user mode may use (SIGTRAP, as int3). emuckpt does not run 32-bit
+// system calls through `int 0x80`; Linux without IA32 emulation gives
+// SIGSEGV for it too.
+func (k *Kernel) softwareInterrupt(t *Task, inst x86asm.Inst) error {
+	n, _ := inst.Args[0].(x86asm.Imm)
+	if n == 3 {
+		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGTRAP), code: siKernel, trapno: vmm.VecBP})
+	}
+	return k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, trapno: vmm.VecGP, errCode: uint64(n)<<3 | 2,
+		reason: fmt.Sprintf("int %#x from user mode", uint64(n))})
+}
+
+// mathErrorCode is the si_code of SIGFPE for an x87 (#MF) or SIMD (#XM)
+// exception, from the unmasked exception flags in the FPU state, in the
+// order Linux's fpu__exception_code checks them; 0 means none.
+func (k *Kernel) mathErrorCode(vector int) (int, error) {
+	xs, err := k.vcpu.FPUState()
+	if err != nil {
+		return 0, err
+	}
+	le := binary.LittleEndian
+	var pending uint32
+	if vector == vmm.VecMF {
+		cwd, swd := le.Uint16(xs[0:]), le.Uint16(xs[2:])
+		pending = uint32(swd &^ cwd)
+	} else {
+		mxcsr := le.Uint32(xs[24:])
+		pending = mxcsr &^ (mxcsr >> 7)
+	}
+	switch {
+	case pending&0x01 != 0:
+		return fpeFltinv, nil
+	case pending&0x04 != 0:
+		return fpeFltdiv, nil
+	case pending&0x08 != 0:
+		return fpeFltovf, nil
+	case pending&0x12 != 0:
+		return fpeFltund, nil
+	case pending&0x20 != 0:
+		return fpeFltres, nil
+	}
+	return 0, nil
 }
 
 // emulateTSC completes a trapped rdtsc/rdtscp (CR4.TSD) with the clock's

@@ -23,6 +23,11 @@ const (
 	siTkill   = -6
 	illIllopn = 2
 	fpeIntdiv = 1
+	fpeFltdiv = 3
+	fpeFltovf = 4
+	fpeFltund = 5
+	fpeFltres = 6
+	fpeFltinv = 7
 	busAdraln = 1
 
 	saSiginfo  = 0x4
@@ -106,7 +111,7 @@ func codeName(signo, code int) string {
 		unix.SIGSEGV: {"", "SEGV_MAPERR", "SEGV_ACCERR"},
 		unix.SIGBUS:  {"", "BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR"},
 		unix.SIGILL:  {"", "ILL_ILLOPC", "ILL_ILLOPN", "ILL_ILLADR"},
-		unix.SIGFPE:  {"", "FPE_INTDIV", "FPE_INTOVF", "FPE_FLTDIV"},
+		unix.SIGFPE:  {"", "FPE_INTDIV", "FPE_INTOVF", "FPE_FLTDIV", "FPE_FLTOVF", "FPE_FLTUND", "FPE_FLTRES", "FPE_FLTINV", "FPE_FLTSUB"},
 		unix.SIGTRAP: {"", "TRAP_BRKPT", "TRAP_TRACE"},
 	}
 	if n := names[unix.Signal(signo)]; code > 0 && code < len(n) {

@@ -1,11 +1,13 @@
 package vmm
 
 import (
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"unsafe"
 
 	"github.com/bobuhiro11/gokvm/kvm"
+	"golang.org/x/sys/unix"
 )
 
 // What gokvm's kvm package lacks: the kvm_run layout beyond the exit union
@@ -24,6 +26,13 @@ const (
 
 	capSyncRegs      = 74
 	capImmediateExit = 136
+	capDisableQuirks = 213 // KVM_CAP_DISABLE_QUIRKS2
+
+	// quirkFixHypercall is KVM_X86_QUIRK_FIX_HYPERCALL_INSN: KVM rewrites
+	// a guest's vmmcall into vmcall (or back) in guest memory.
+	quirkFixHypercall = 1 << 5
+
+	ioctlEnableCap = 0xa3
 
 	ioctlSetMSRs         = 0x89
 	ioctlGetSupportedCPU = 0x05
@@ -41,6 +50,64 @@ const (
 	msrPAT         = 0x277
 )
 
+// ioctl is kvm.Ioctl retried while a signal interrupts it: the Go runtime
+// preempts goroutines with SIGURG (and Kick uses it too), so any ioctl may
+// fail with EINTR without having done anything.
+func ioctl(fd, op, arg uintptr) (uintptr, error) {
+	for {
+		r, err := kvm.Ioctl(fd, op, arg)
+		if err != unix.EINTR {
+			return r, err
+		}
+	}
+}
+
+// retry calls one of gokvm's ioctl wrappers until no signal interrupts it.
+func retry(f func() error) error {
+	for {
+		if err := f(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// retryValue is retry for wrappers that return a value.
+func retryValue[T any](f func() (T, error)) (T, error) {
+	for {
+		v, err := f()
+		if !errors.Is(err, unix.EINTR) {
+			return v, err
+		}
+	}
+}
+
+func getSregs(vcpuFd uintptr) (*kvm.Sregs, error) {
+	s, err := retryValue(func() (*kvm.Sregs, error) { return kvm.GetSregs(vcpuFd) })
+	if err != nil {
+		return nil, fmt.Errorf("KVM_GET_SREGS: %w", err)
+	}
+	return s, nil
+}
+
+func setSregs(vcpuFd uintptr, s *kvm.Sregs) error {
+	if err := retry(func() error { return kvm.SetSregs(vcpuFd, s) }); err != nil {
+		return fmt.Errorf("KVM_SET_SREGS: %w", err)
+	}
+	return nil
+}
+
+// enableCap is KVM_ENABLE_CAP on a VM with the capability's first argument.
+func enableCap(vmFd uintptr, capability uint32, arg uint64) error {
+	var c struct {
+		Cap, Flags uint32
+		Args       [4]uint64
+		_          [64]byte
+	}
+	c.Cap, c.Args[0] = capability, arg
+	_, err := ioctl(vmFd, kvm.IIOW(ioctlEnableCap, unsafe.Sizeof(c)), uintptr(unsafe.Pointer(&c)))
+	return err
+}
+
 // setMSRs writes model-specific registers with KVM_SET_MSRS.
 func setMSRs(vcpuFd uintptr, msrs map[uint32]uint64) error {
 	buf := make([]byte, 8+16*len(msrs))
@@ -51,7 +118,7 @@ func setMSRs(vcpuFd uintptr, msrs map[uint32]uint64) error {
 		binary.LittleEndian.PutUint64(buf[8+16*i+8:], val)
 		i++
 	}
-	n, err := kvm.Ioctl(vcpuFd, kvm.IIOW(ioctlSetMSRs, 8), uintptr(unsafe.Pointer(&buf[0])))
+	n, err := ioctl(vcpuFd, kvm.IIOW(ioctlSetMSRs, 8), uintptr(unsafe.Pointer(&buf[0])))
 	if err != nil {
 		return fmt.Errorf("KVM_SET_MSRS: %w", err)
 	}
@@ -78,7 +145,7 @@ type cpuidTable struct {
 // supportedCPUID asks KVM which CPUID leaves it can present to a guest.
 func supportedCPUID(kvmFd uintptr) (*cpuidTable, error) {
 	t := &cpuidTable{Nent: maxCPUIDEntries}
-	_, err := kvm.Ioctl(kvmFd, kvm.IIOWR(ioctlGetSupportedCPU, 8), uintptr(unsafe.Pointer(t)))
+	_, err := ioctl(kvmFd, kvm.IIOWR(ioctlGetSupportedCPU, 8), uintptr(unsafe.Pointer(t)))
 	if err != nil {
 		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
 	}
@@ -86,7 +153,7 @@ func supportedCPUID(kvmFd uintptr) (*cpuidTable, error) {
 }
 
 func setCPUID(vcpuFd uintptr, t *cpuidTable) error {
-	_, err := kvm.Ioctl(vcpuFd, kvm.IIOW(ioctlSetCPUID2, 8), uintptr(unsafe.Pointer(t)))
+	_, err := ioctl(vcpuFd, kvm.IIOW(ioctlSetCPUID2, 8), uintptr(unsafe.Pointer(t)))
 	if err != nil {
 		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
 	}
@@ -107,7 +174,7 @@ type xcrs struct {
 func setXCR0(vcpuFd uintptr, v uint64) error {
 	x := &xcrs{Nr: 1}
 	x.XCR[0].Value = v
-	_, err := kvm.Ioctl(vcpuFd, kvm.IIOW(ioctlSetXCRS, unsafe.Sizeof(*x)), uintptr(unsafe.Pointer(x)))
+	_, err := ioctl(vcpuFd, kvm.IIOW(ioctlSetXCRS, unsafe.Sizeof(*x)), uintptr(unsafe.Pointer(x)))
 	if err != nil {
 		return fmt.Errorf("KVM_SET_XCRS: %w", err)
 	}
@@ -120,7 +187,7 @@ const XSaveSize = 4096
 
 func getXSave(vcpuFd uintptr) ([]byte, error) {
 	buf := make([]byte, XSaveSize)
-	_, err := kvm.Ioctl(vcpuFd, kvm.IIOR(ioctlGetXSave, XSaveSize), uintptr(unsafe.Pointer(&buf[0])))
+	_, err := ioctl(vcpuFd, kvm.IIOR(ioctlGetXSave, XSaveSize), uintptr(unsafe.Pointer(&buf[0])))
 	if err != nil {
 		return nil, fmt.Errorf("KVM_GET_XSAVE: %w", err)
 	}
@@ -131,7 +198,7 @@ func setXSave(vcpuFd uintptr, buf []byte) error {
 	if len(buf) != XSaveSize {
 		return fmt.Errorf("KVM_SET_XSAVE: FPU state is %d bytes, want %d", len(buf), XSaveSize)
 	}
-	_, err := kvm.Ioctl(vcpuFd, kvm.IIOW(ioctlSetXSave, XSaveSize), uintptr(unsafe.Pointer(&buf[0])))
+	_, err := ioctl(vcpuFd, kvm.IIOW(ioctlSetXSave, XSaveSize), uintptr(unsafe.Pointer(&buf[0])))
 	if err != nil {
 		return fmt.Errorf("KVM_SET_XSAVE: %w", err)
 	}

@@ -72,18 +72,18 @@ func New(cfg Config) (*Machine, error) {
 
 func (m *Machine) init() error {
 	kfd := m.kvm.Fd()
-	if v, err := kvm.GetAPIVersion(kfd); err != nil || v != 12 {
+	if v, err := retryValue(func() (uintptr, error) { return kvm.GetAPIVersion(kfd) }); err != nil || v != 12 {
 		return fmt.Errorf("%w: KVM API version %d (%v), need 12", ErrNoKVM, v, err)
 	}
 	for _, c := range []struct {
 		cap  int
 		name string
 	}{{capSyncRegs, "KVM_CAP_SYNC_REGS"}, {capImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"}} {
-		if r, err := kvm.CheckExtension(kfd, kvm.Capability(c.cap)); err != nil || r == 0 {
+		if r, err := retryValue(func() (uintptr, error) { return kvm.CheckExtension(kfd, kvm.Capability(c.cap)) }); err != nil || r == 0 {
 			return fmt.Errorf("%w: the host kernel lacks %s", ErrNoKVM, c.name)
 		}
 	}
-	sz, err := kvm.GetVCPUMMmapSize(kfd)
+	sz, err := retryValue(func() (uintptr, error) { return kvm.GetVCPUMMmapSize(kfd) })
 	if err != nil {
 		return fmt.Errorf("KVM_GET_VCPU_MMAP_SIZE: %w", err)
 	}
@@ -91,9 +91,12 @@ func (m *Machine) init() error {
 	if m.cpuid, err = supportedCPUID(kfd); err != nil {
 		return err
 	}
-	m.vmFd, err = kvm.CreateVM(kfd)
+	m.vmFd, err = retryValue(func() (uintptr, error) { return kvm.CreateVM(kfd) })
 	if err != nil {
 		return fmt.Errorf("%w: KVM_CREATE_VM: %v", ErrNoKVM, err)
+	}
+	if err := m.disableQuirks(kfd); err != nil {
+		return err
 	}
 	m.mem, err = unix.Mmap(-1, 0, int(m.cfg.MemSize), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
@@ -107,11 +110,29 @@ func (m *Machine) init() error {
 	return nil
 }
 
+// disableQuirks turns off the KVM behaviours that a real CPU does not
+// have and a guest could see: with the hypercall quirk, `vmmcall` on an
+// Intel host (or `vmcall` on AMD) is patched into the other instruction
+// in guest memory instead of raising #UD, which Linux turns into SIGILL.
+// A KVM without KVM_CAP_DISABLE_QUIRKS2 or without this quirk leaves
+// nothing to do.
+func (m *Machine) disableQuirks(kfd uintptr) error {
+	quirks, err := retryValue(func() (uintptr, error) { return kvm.CheckExtension(kfd, kvm.Capability(capDisableQuirks)) })
+	if err != nil || quirks&quirkFixHypercall == 0 {
+		return nil
+	}
+	if err := enableCap(m.vmFd, capDisableQuirks, quirkFixHypercall); err != nil {
+		return fmt.Errorf("KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2): %w", err)
+	}
+	return nil
+}
+
 func (m *Machine) setRAMSlot(size uint64) error {
-	err := kvm.SetUserMemoryRegion(m.vmFd, &kvm.UserspaceMemoryRegion{
+	region := &kvm.UserspaceMemoryRegion{
 		Slot: 0, GuestPhysAddr: 0, MemorySize: size,
 		UserspaceAddr: uint64(uintptr(unsafe.Pointer(&m.mem[0]))),
-	})
+	}
+	err := retry(func() error { return kvm.SetUserMemoryRegion(m.vmFd, region) })
 	if err != nil {
 		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION: %w", err)
 	}
@@ -203,8 +224,8 @@ func (m *Machine) writeSystemPages() {
 		m.setGate(v, stub, dpl)
 	}
 	copy(m.mem[refreshStub:], refreshCode)
-	m.put64(refreshStub+104, KernelBase+listPA)
-	m.put64(refreshStub+112, KernelBase+refreshFrame)
+	m.put64(refreshStub+refreshListPtr, KernelBase+listPA)
+	m.put64(refreshStub+refreshFramePtr, KernelBase+refreshFrame)
 	copy(m.mem[udDispatch:], udDispatchCode)
 	m.put64(udDispatch+32, TrampolineVA+refreshOffset)
 	m.setGate(VecUD, udDispatch, 0)
@@ -240,21 +261,22 @@ var udDispatchCode = []byte{
 // refreshCode is refreshStub. It saves the registers it uses and reads
 // the list at listPA. An empty list means no refresh was asked for (user
 // code jumped to the trampoline's ud2 by itself): it goes on as the #UD
-// that it is. Otherwise it empties the list, so that it cannot be replayed,
-// and for each run of page-table entries (address of the first entry,
-// number of entries) rewrites every entry with its own value: a guest
-// write to a page table is what makes a shadow MMU resynchronize the entry
-// (KVM never sees the VMM's writes; after a few writes it stops shadowing
-// the table altogether, so long runs stay cheap). Then it reloads CR3 to
-// drop stale TLB entries and returns to user mode through the frame the
-// VMM prepared at refreshFrame.
+// that it is. Otherwise, for each run of page-table entries (address of
+// the first entry, number of entries) it rewrites every entry with its own
+// value: a guest write to a page table is what makes a shadow MMU
+// resynchronize the entry (KVM never sees the VMM's writes; after a few
+// writes it stops shadowing the table altogether, so long runs stay
+// cheap). Then it reloads CR3 to drop stale TLB entries, empties the list
+// (so that it cannot be replayed, and so that the VMM can tell that the
+// refresh is complete) and returns to user mode through the frame the VMM
+// prepared at refreshFrame. Rewriting an entry twice is harmless, so an
+// interrupted refresh can simply run again.
 var refreshCode = []byte{
 	0x50, 0x51, 0x52, 0x56, 0x57, // push rax, rcx, rdx, rsi, rdi
-	0x48, 0x8B, 0x35, 0x5C, 0x00, 0x00, 0x00, // mov rsi, [rip+0x5c]  list pointer (offset 104)
+	0x48, 0x8B, 0x35, 0x6C, 0x00, 0x00, 0x00, // mov rsi, [rip+0x6c]  list pointer (offset 120)
 	0x48, 0x8B, 0x0E, // mov rcx, [rsi]       number of runs
 	0x48, 0x85, 0xC9, // test rcx, rcx
-	0x74, 0x48, // jz notarmed
-	0x48, 0xC7, 0x06, 0x00, 0x00, 0x00, 0x00, // mov qword [rsi], 0    disarm
+	0x74, 0x4F, // jz notarmed
 	0x48, 0x83, 0xC6, 0x08, // add rsi, 8
 	0x48, 0x85, 0xC9, // run: test rcx, rcx
 	0x74, 0x24, // jz flush
@@ -272,12 +294,20 @@ var refreshCode = []byte{
 	0xEB, 0xD7, // jmp run
 	0x0F, 0x20, 0xD8, // flush: mov rax, cr3
 	0x0F, 0x22, 0xD8, // mov cr3, rax
+	0x48, 0x8B, 0x35, 0x2A, 0x00, 0x00, 0x00, // mov rsi, [rip+0x2a]  list pointer
+	0x48, 0xC7, 0x06, 0x00, 0x00, 0x00, 0x00, // mov qword [rsi], 0    done: disarm
 	0x5F, 0x5E, 0x5A, 0x59, 0x58, // pop rdi, rsi, rdx, rcx, rax
-	0x48, 0x8B, 0x25, 0x16, 0x00, 0x00, 0x00, // mov rsp, [rip+0x16]  frame pointer (offset 112)
+	0x48, 0x8B, 0x25, 0x1F, 0x00, 0x00, 0x00, // mov rsp, [rip+0x1f]  frame pointer (offset 128)
 	0x48, 0xCF, // iretq
 	0x5F, 0x5E, 0x5A, 0x59, 0x58, // notarmed: pop rdi, rsi, rdx, rcx, rax
-	0xE9, 0x6E, 0x00, 0x00, 0x00, // jmp udDispatch+20 (the #UD path to the VMM)
+	0xE9, 0x67, 0x00, 0x00, 0x00, // jmp udDispatch+20 (the #UD path to the VMM)
 }
+
+// Offsets of the two pointers refreshCode loads, after its code.
+const (
+	refreshListPtr  = 120
+	refreshFramePtr = 128
+)
 
 const (
 	tssBase  = KernelBase + tssPA

@@ -12,14 +12,14 @@ import (
 func TestRefreshCodeDecodes(t *testing.T) {
 	want := []string{
 		"PUSH RAX", "PUSH RCX", "PUSH RDX", "PUSH RSI", "PUSH RDI",
-		"MOV RSI, [RIP+0x5c]", "MOV RCX, [RSI]", "TEST RCX, RCX", "JE .+72",
-		"MOV [RSI], 0x0", "ADD RSI, 0x8",
+		"MOV RSI, [RIP+0x6c]", "MOV RCX, [RSI]", "TEST RCX, RCX", "JE .+79",
+		"ADD RSI, 0x8",
 		"TEST RCX, RCX", "JE .+36", "MOV RAX, [RSI]", "MOV RDI, [RSI+0x8]",
 		"TEST RDI, RDI", "JE .+15", "MOV RDX, [RAX]", "MOV [RAX], RDX", "ADD RAX, 0x8", "DEC RDI", "JMP .-20",
 		"ADD RSI, 0x10", "DEC RCX", "JMP .-41",
-		"MOV RAX, CR3", "MOV CR3, RAX",
-		"POP RDI", "POP RSI", "POP RDX", "POP RCX", "POP RAX", "MOV RSP, [RIP+0x16]", "IRETQ",
-		"POP RDI", "POP RSI", "POP RDX", "POP RCX", "POP RAX", "JMP .+110",
+		"MOV RAX, CR3", "MOV CR3, RAX", "MOV RSI, [RIP+0x2a]", "MOV [RSI], 0x0",
+		"POP RDI", "POP RSI", "POP RDX", "POP RCX", "POP RAX", "MOV RSP, [RIP+0x1f]", "IRETQ",
+		"POP RDI", "POP RSI", "POP RDX", "POP RCX", "POP RAX", "JMP .+103",
 	}
 	var got []string
 	targets := map[int]int{} // offset of instruction -> branch target
@@ -35,9 +35,9 @@ func TestRefreshCodeDecodes(t *testing.T) {
 		if m, ok := inst.Args[1].(x86asm.Mem); ok && m.Base == x86asm.RIP {
 			switch inst.Args[0] {
 			case x86asm.RSI:
-				require.Equal(t, 104, off+inst.Len+int(m.Disp), "list pointer")
+				require.Equal(t, refreshListPtr, off+inst.Len+int(m.Disp), "list pointer")
 			case x86asm.RSP:
-				require.Equal(t, 112, off+inst.Len+int(m.Disp), "frame pointer")
+				require.Equal(t, refreshFramePtr, off+inst.Len+int(m.Disp), "frame pointer")
 			}
 		}
 		off += inst.Len
@@ -51,7 +51,8 @@ func TestRefreshCodeDecodes(t *testing.T) {
 	}
 	last := len(refreshCode) - 5
 	require.Equal(t, udDispatch+20, refreshStub+targets[last], "not armed: on to the #UD exit")
-	require.LessOrEqual(t, len(refreshCode), 104)
+	require.LessOrEqual(t, len(refreshCode), refreshListPtr)
+	require.LessOrEqual(t, refreshStub+refreshFramePtr+8, udDispatch)
 }
 
 func TestUDDispatchDecodes(t *testing.T) {
