@@ -1,8 +1,8 @@
 package vmm
 
 import (
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"unsafe"
 
