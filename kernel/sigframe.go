@@ -55,6 +55,18 @@ func (t *Task) onAltstack(sp uint64) bool {
 	return a.Flags&ssDisable == 0 && a.Size > 0 && sp > a.SP && sp-a.SP <= a.Size
 }
 
+// initFPUState is the FPU state after FNINIT and a default MXCSR, in the
+// layout of KVM_SET_XSAVE: FCW 0x37f (all x87 exceptions masked), MXCSR
+// 0x1f80 (all SIMD exceptions masked), empty registers.
+func initFPUState() []byte {
+	xs := make([]byte, vmm.XSaveSize)
+	le := binary.LittleEndian
+	le.PutUint16(xs[0:], 0x37f)
+	le.PutUint32(xs[24:], 0x1f80)
+	le.PutUint64(xs[512:], 3) // XSTATE_BV: x87 and SSE state as given here
+	return xs
+}
+
 // setupFrame makes the task run the handler of act for si at its next
 // return to user mode. An error means the frame could not be written (the
 // caller then kills the task with SIGSEGV, as Linux does).
@@ -125,6 +137,12 @@ func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode,
 		return fmt.Errorf("signal frame at %#x: %v", frame, e)
 	}
 
+	// The handler starts with a clean FPU, as Linux's
+	// fpu__clear_user_states gives it: every exception masked, no flag
+	// pending. rt_sigreturn brings back the state saved above.
+	if err := k.vcpu.SetFPUState(initFPUState()); err != nil {
+		return err
+	}
 	r.RIP = act.Handler
 	r.RSP = frame
 	r.RDI = uint64(si.signo)
