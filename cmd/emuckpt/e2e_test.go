@@ -111,6 +111,8 @@ func TestExitStatus(t *testing.T) {
 			[]string{"killed by SIGSEGV (SEGV_MAPERR) at address 0x10", "instruction at rip", "mov", "rsp", "memory map:", "[stack]"}},
 		{"segv accerr", []string{"run", img("segv"), "write-ro"}, 128 + 11,
 			[]string{"killed by SIGSEGV (SEGV_ACCERR)"}},
+		{"out of guest memory", []string{"run", "--mem", "8M", img("bigmem"), "64"}, 128 + 9,
+			[]string{"killed by SIGKILL (SI_KERNEL): out of guest memory"}},
 		{"timeout", []string{"run", "--timeout", "200ms", img("spin")}, 124, []string{"timed out after 200ms"}},
 		{"not found", []string{"run", filepath.Join(dir, "nope")}, 127, []string{"no such file"}},
 		{"not in PATH", []string{"run", "emuckpt-no-such-program"}, 127, []string{"not found in $PATH"}},
