@@ -8,6 +8,7 @@ import (
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -218,4 +219,30 @@ func TestTSCTrapProbe(t *testing.T) {
 	ok, err := TSCTrapWorks()
 	require.NoError(t, err)
 	t.Logf("CR4.TSD traps rdtsc here: %v", ok)
+}
+
+// TestRetryEINTR: an ioctl interrupted by a signal is made again, never
+// reported (KVM_CREATE_VM once failed that way under load).
+func TestRetryEINTR(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		errs  []error
+		want  error
+		calls int
+	}{
+		{"at once", []error{nil}, nil, 1},
+		{"after interrupts", []error{unix.EINTR, unix.EINTR, nil}, nil, 3},
+		{"a real error", []error{unix.EINTR, unix.ENOMEM}, unix.ENOMEM, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			v, err := retryValue(func() (int, error) {
+				calls++
+				return calls, tt.errs[calls-1]
+			})
+			require.Equal(t, tt.want, err)
+			require.Equal(t, tt.calls, calls)
+			require.Equal(t, tt.calls, v)
+		})
+	}
 }
