@@ -49,6 +49,8 @@ type child struct {
 	cmd            *exec.Cmd
 	stdin          io.WriteCloser
 	stdout, stderr lockedBuffer
+	exited         chan struct{} // closed when cmd.Wait returned
+	waitErr        error
 }
 
 func startEmuckpt(t *testing.T, args ...string) *child {
@@ -60,11 +62,14 @@ func startEmuckpt(t *testing.T, args ...string) *child {
 	c.stdin, err = c.cmd.StdinPipe()
 	require.NoError(t, err)
 	require.NoError(t, c.cmd.Start())
+	c.exited = make(chan struct{})
+	go func() {
+		c.waitErr = c.cmd.Wait()
+		close(c.exited)
+	}()
 	t.Cleanup(func() {
-		if c.cmd.ProcessState == nil {
-			c.cmd.Process.Kill()
-			c.cmd.Wait()
-		}
+		c.cmd.Process.Kill()
+		<-c.exited
 	})
 	return c
 }
@@ -75,6 +80,14 @@ func (c *child) waitFor(t *testing.T, out *lockedBuffer, s string) {
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 		if strings.Contains(out.String(), s) {
 			return
+		}
+		select {
+		case <-c.exited:
+			if !strings.Contains(out.String(), s) {
+				t.Fatalf("emuckpt ended (%v) without printing %q; stdout:\n%s\nstderr:\n%s", c.waitErr, s, c.stdout.String(), c.stderr.String())
+			}
+			return
+		default:
 		}
 	}
 	t.Fatalf("no %q after 30 s; stdout:\n%s\nstderr:\n%s", s, c.stdout.String(), c.stderr.String())
@@ -89,9 +102,9 @@ func (c *child) signal(t *testing.T, sig os.Signal) {
 func (c *child) finish(t *testing.T) result {
 	t.Helper()
 	c.stdin.Close()
-	err := c.cmd.Wait()
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		require.NoError(t, err)
+	<-c.exited
+	if _, ok := c.waitErr.(*exec.ExitError); c.waitErr != nil && !ok {
+		require.NoError(t, c.waitErr)
 	}
 	return result{c.stdout.String(), c.stderr.String(), c.cmd.ProcessState.ExitCode()}
 }
@@ -302,8 +315,10 @@ func TestKilledCheckpointLeavesNoFile(t *testing.T) {
 		c := startEmuckpt(t, "run", "--mem", "256M", "--checkpoint-to", image, img("bigmem"), "64")
 		fd := c.waitForFileIn(t, dir)
 		time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond)
-		require.NoError(t, c.cmd.Process.Signal(syscall.SIGKILL))
-		c.cmd.Wait()
+		if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			require.ErrorIs(t, err, os.ErrProcessDone) // it finished first
+		}
+		<-c.exited
 
 		after, err := os.Stat(image)
 		if err == nil && (before == nil || !os.SameFile(before, after)) {
@@ -329,6 +344,11 @@ func (c *child) waitForFileIn(t *testing.T, dir string) string {
 	t.Helper()
 	fds := "/proc/" + itoa(c.cmd.Process.Pid) + "/fd"
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Microsecond) {
+		select {
+		case <-c.exited:
+			t.Fatalf("emuckpt ended (%v) before it opened a file in %s; stderr:\n%s", c.waitErr, dir, c.stderr.String())
+		default:
+		}
 		ents, _ := os.ReadDir(fds)
 		for _, e := range ents {
 			if target, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && strings.HasPrefix(target, dir+"/") {
@@ -338,4 +358,13 @@ func (c *child) waitForFileIn(t *testing.T, dir string) string {
 	}
 	t.Fatalf("the child opened no file in %s; stderr:\n%s", dir, c.stderr.String())
 	return ""
+}
+
+// TestHelpTellsFailedCheckpointStatus: --help documents the status rule.
+func TestHelpTellsFailedCheckpointStatus(t *testing.T) {
+	r := emuckpt(t, "help")
+	assert.Contains(t, r.stdout, `"exit status 125 instead of N"`)
+	r = emuckpt(t, "run", "--help")
+	assert.Contains(t, r.stderr, "FILE is checked before the program runs")
+	assert.Contains(t, r.stderr, `"exit status 125 instead of N"`)
 }
