@@ -198,13 +198,14 @@ func CheckDestination(path string) (removed []string, err error) {
 	case err != nil:
 		return nil, err
 	}
+	removed = removeStale(dir, base) // before createTemp, which may remove them unreported
 	f, tmpName, err := createTemp(dir, base)
 	if err != nil {
-		return nil, fmt.Errorf("cannot create files in %s: %w", dir, err)
+		return removed, fmt.Errorf("cannot create files in %s: %w", dir, err)
 	}
 	f.Close()
 	if tmpName != "" {
 		os.Remove(tmpName)
 	}
-	return removeStale(dir, base), nil
+	return removed, nil
 }

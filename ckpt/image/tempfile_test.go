@@ -187,3 +187,16 @@ func TestHelperSlowWriter(t *testing.T) {
 	}
 	t.Fatal("not killed within a minute")
 }
+
+// TestRemoveStaleNamed: without O_TMPFILE, CheckDestination still reports
+// the stale files it removes.
+func TestRemoveStaleNamed(t *testing.T) {
+	forceNamed(t, true)
+	dir := t.TempDir()
+	stale := filepath.Join(dir, fmt.Sprintf(".a.img.emuckpt-tmp.%d.1", deadPID(t)))
+	require.NoError(t, os.WriteFile(stale, []byte("x"), 0o600))
+	removed, err := CheckDestination(filepath.Join(dir, "a.img"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{stale}, removed)
+	assert.Equal(t, []string{}, listDir(t, dir))
+}
