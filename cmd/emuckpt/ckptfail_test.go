@@ -368,3 +368,18 @@ func TestHelpTellsFailedCheckpointStatus(t *testing.T) {
 	assert.Contains(t, r.stderr, "FILE is checked before the program runs")
 	assert.Contains(t, r.stderr, `"exit status 125 instead of N"`)
 }
+
+// TestStaleTemporaryRemoved: a temporary file of the image left by an
+// emuckpt that died is removed at start-up, and stderr says so.
+func TestStaleTemporaryRemoved(t *testing.T) {
+	kvmtest.Require(t)
+	dead := exec.Command(os.Args[0], "-test.run=^$")
+	require.NoError(t, dead.Run())
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".x.img.emuckpt-tmp."+itoa(dead.Process.Pid)+".123")
+	require.NoError(t, os.WriteFile(stale, []byte("partial image"), 0o600))
+	r := emuckpt(t, "run", "--checkpoint-to", filepath.Join(dir, "x.img"), img("hello"))
+	assert.Equal(t, 0, r.status, r.stderr)
+	assert.Contains(t, r.stderr, "emuckpt: removed "+stale+", a temporary file left by an emuckpt that died\n")
+	assert.NoFileExists(t, stale)
+}
