@@ -17,8 +17,9 @@ const RecState uint32 = 1
 // (not an image, truncated, corrupt, another version, inconsistent).
 var ErrImage = errors.New("bad checkpoint image")
 
-// Write writes snap to path atomically: a temporary file in the same
-// directory, fsync, rename. A failure leaves no file at path.
+// Write writes snap to path atomically: a file without a name in the same
+// directory (O_TMPFILE), fsync, link, rename (see image.Create). A failure
+// leaves path as it was, and no temporary file.
 //
 // Page data goes out with direct I/O where the file system allows it:
 // straight from guest RAM to the device, with no copy into the page cache
@@ -34,6 +35,14 @@ func Write(path string, snap *kernel.Snapshot) error {
 		return err
 	}
 	return w.Commit()
+}
+
+// CheckDestination tells whether Write can put images at path (see
+// image.CheckDestination): call it before the program runs, so that a
+// mistake costs nothing. It removes stale temporary files of earlier
+// writers of path that died, and returns their paths.
+func CheckDestination(path string) (removed []string, err error) {
+	return image.CheckDestination(path)
 }
 
 // WriteBuffer encodes snap as an in-memory image (for restores that need

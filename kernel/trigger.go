@@ -38,7 +38,23 @@ type CheckpointConfig struct {
 // checkpointer is the kernel's checkpoint state during Run.
 type checkpointer struct {
 	requested atomic.Bool
+	// stats counts the checkpoints requested from outside the guest
+	// (only the Run goroutine touches it).
+	stats CheckpointStats
 }
+
+// CheckpointStats says how the checkpoints requested from outside the
+// guest went: --checkpoint-at triggers (AtSyscall, AtDevice, a time:DUR
+// request) and Requests (SIGUSR1). The guest's own emuckpt_checkpoint()
+// calls are not counted: the guest learns of a failure from the call.
+type CheckpointStats struct {
+	Requested int // checkpoints attempted
+	Failed    int // of those, the ones that saved nothing
+}
+
+// CheckpointStats returns the counts of the runs so far. Call it after
+// Run returns.
+func (k *Kernel) CheckpointStats() CheckpointStats { return k.ckpt.stats }
 
 func (k *Kernel) watchRequests(stop <-chan struct{}) {
 	reqs := k.cfg.Checkpoint.Requests
@@ -65,13 +81,35 @@ func (k *Kernel) watchRequests(stop <-chan struct{}) {
 	}()
 }
 
-// checkpoint takes a checkpoint now. It returns errExit when the run ends
-// after it.
+// checkpoint takes a checkpoint requested from outside the guest (see
+// CheckpointStats); rax is as for save. It returns errExit when the run
+// ends after the checkpoint.
+//
+// A checkpoint that fails (a pipe the image cannot hold, a full disk, a
+// directory gone) ends nothing: nothing was saved, so there is nothing to
+// stop for, with or without LeaveRunning. The failure goes to the log,
+// saying what could not be saved and why, and is counted in
+// CheckpointStats so the end of the run can still tell a script.
 func (k *Kernel) checkpoint(rax *uint64) error {
-	cc := &k.cfg.Checkpoint
-	if cc.Save == nil {
+	if k.cfg.Checkpoint.Save == nil {
 		return nil
 	}
+	k.ckpt.stats.Requested++
+	err := k.save(rax)
+	if _, ended := err.(*errExit); err == nil || ended {
+		return err
+	}
+	k.ckpt.stats.Failed++
+	fmt.Fprintf(k.log, "emuckpt: checkpoint failed, the program goes on: %v\n", err)
+	return nil
+}
+
+// save snapshots the process and hands the snapshot to Config.Checkpoint.Save.
+// rax overrides the saved RAX when non-nil (see Snapshot). It returns
+// errExit when the run ends after a checkpoint (not LeaveRunning), and
+// the error when nothing was saved.
+func (k *Kernel) save(rax *uint64) error {
+	cc := &k.cfg.Checkpoint
 	// A wake-up meant for this request must not interrupt a later wait.
 	select {
 	case <-k.wake:
@@ -79,10 +117,10 @@ func (k *Kernel) checkpoint(rax *uint64) error {
 	}
 	snap, err := k.Snapshot(rax)
 	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return err
 	}
 	if err := cc.Save(snap); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return err
 	}
 	if !cc.LeaveRunning {
 		return &errExit{ExitStatus{Checkpointed: true}}
@@ -90,18 +128,20 @@ func (k *Kernel) checkpoint(rax *uint64) error {
 	return nil
 }
 
-// sysCheckpoint is emuckpt_checkpoint(): the guest checkpoints itself.
+// sysCheckpoint is emuckpt_checkpoint(): the guest checkpoints itself. A
+// failure is the guest's to handle: the call returns EIO (and the log
+// says why), and CheckpointStats does not count it.
 func (k *Kernel) sysCheckpoint(t *Task, _ *args) (uint64, unix.Errno) {
 	if k.cfg.Checkpoint.Save == nil {
 		return 0, unix.EDESTADDRREQ
 	}
 	restored := uint64(CheckpointRestored)
-	if err := k.checkpoint(&restored); err != nil {
+	if err := k.save(&restored); err != nil {
 		if _, ok := err.(*errExit); ok {
 			k.pendingExit = err
 			return CheckpointWritten, 0
 		}
-		fmt.Fprintf(k.log, "emuckpt: %v\n", err)
+		fmt.Fprintf(k.log, "emuckpt: emuckpt_checkpoint() failed, the call returns EIO: %v\n", err)
 		return 0, unix.EIO
 	}
 	return CheckpointWritten, 0

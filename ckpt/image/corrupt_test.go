@@ -213,8 +213,19 @@ func TestRecordFraming(t *testing.T) {
 }
 
 // TestAtomicCommit: the final path holds nothing, or the old image, until
-// Commit; then the new one. Abort and failed commits leave no file.
+// Commit; then the new one. Abort and failed commits leave no file. While
+// an image is written, its file has no name (O_TMPFILE), or a temporary
+// one on file systems without O_TMPFILE.
 func TestAtomicCommit(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		t.Run(fmt.Sprintf("named=%v", named), func(t *testing.T) {
+			forceNamed(t, named)
+			testAtomicCommit(t, named)
+		})
+	}
+}
+
+func testAtomicCommit(t *testing.T, named bool) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "image.ckpt")
 	listDir := func() []string {
@@ -230,9 +241,16 @@ func TestAtomicCommit(t *testing.T) {
 	// Abort leaves nothing behind.
 	w, err := Create(path)
 	require.NoError(t, err)
+	if !named && w.tmpName != "" {
+		t.Skipf("%s has no O_TMPFILE", dir)
+	}
 	write(t, w, small())
-	require.Len(t, listDir(), 1, "one temporary file")
-	require.Regexp(t, `^\.image\.ckpt\.tmp\d+$`, listDir()[0])
+	if named {
+		require.Len(t, listDir(), 1, "one temporary file")
+		require.Regexp(t, fmt.Sprintf(`^\.image\.ckpt\.emuckpt-tmp\.%d\.\d+$`, os.Getpid()), listDir()[0])
+	} else {
+		require.Empty(t, listDir(), "the file has no name yet")
+	}
 	_, err = os.Stat(path)
 	require.ErrorIs(t, err, os.ErrNotExist, "nothing at the final path before Commit")
 	w.Abort()

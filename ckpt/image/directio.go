@@ -22,7 +22,8 @@ import (
 // go through the page cache instead.
 
 // openDirect opens f's file again with O_DIRECT, or returns nil when the
-// file system does not support direct I/O with page-aligned buffers.
+// file system does not support direct I/O with page-aligned buffers (or
+// /proc is not mounted).
 func openDirect(f *os.File) *os.File {
 	var stx unix.Statx_t
 	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN|unix.STATX_INO, &stx); err != nil {
@@ -35,7 +36,8 @@ func openDirect(f *os.File) *os.File {
 		stx.Dio_mem_align > PageSize || stx.Dio_offset_align > PageSize {
 		return nil
 	}
-	d, err := os.OpenFile(f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
+	// Through /proc: f may have no name (O_TMPFILE).
+	d, err := os.OpenFile(procFD(f), os.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}

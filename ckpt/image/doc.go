@@ -28,7 +28,7 @@
 //
 // # Writing
 //
-//	w, err := image.Create("app.ckpt") // a temporary file next to it
+//	w, err := image.Create("app.ckpt") // a file without a name next to it
 //	if err != nil { ... }
 //	defer w.Abort() // no-op after Commit
 //	first, err := w.Pages(guestRAM[start:end]) // pages first..first+n-1
@@ -36,11 +36,13 @@
 //	e.U64(vmaStart); e.U64(vmaEnd); e.U64(first)
 //	payload, err := e.Finish()
 //	err = w.Record(recVMA, payload) // recVMA: a type of the caller's
-//	err = w.Commit() // checksums, fsync, rename over app.ckpt
+//	err = w.Commit() // checksums, fsync, link, rename over app.ckpt
 //
 // Commit renames the finished file over the final path, so the path holds
 // either the previous image or the complete new one, never a partial one,
-// even if the process or the machine crashes. NewWriter with a Buffer
+// even if the process or the machine crashes; a process killed while it
+// writes leaves no temporary file behind (O_TMPFILE; see tempfile.go and
+// CheckDestination). NewWriter with a Buffer
 // builds an image in memory instead (for tests, and for restoring without
 // a file).
 //

@@ -22,8 +22,11 @@ import (
 type Writer struct {
 	name string      // for messages
 	out  io.WriterAt // the destination
-	f    *os.File    // the temporary file, for Create
-	path string      // the final path, for Create
+	// For Create: the file being written (see tempfile.go), its name if
+	// it has one yet, and the final path.
+	f       *os.File
+	tmpName string
+	path    string
 	// direct is the temporary file opened again with O_DIRECT, used for
 	// page data when the file system supports it (see directio.go); nil
 	// otherwise.
@@ -69,30 +72,29 @@ var (
 	pieceDirect   = 16 << 20
 )
 
-// Create starts writing an image that Commit will put at path. Until then
-// the data goes to a temporary file in the same directory, named
-// ".<base of path>.tmp<random digits>", created with mode 0600 (images
-// hold process memory). Commit renames it over path, so path never holds
-// a partial image, even after a crash; Abort removes it. A crash before
-// Commit or Abort leaves the temporary file behind.
+// Create starts writing an image that Commit will put at path, with mode
+// 0600 (images hold process memory). Until then the data goes to a file
+// in the same directory that has no name (O_TMPFILE), or, on file systems
+// without O_TMPFILE, a temporary name (see tempfile.go). Commit renames it
+// over path, so path never holds a partial image, even after a crash;
+// Abort discards it. A process killed before Commit or Abort leaves
+// nothing behind, except on file systems without O_TMPFILE, where it
+// leaves a temporary file that a later Create or CheckDestination removes.
 //
 // Page data is written through the page cache, unless DirectIO is given.
 // Options for readers (LazyPages) are ignored.
 func Create(path string, opts ...Option) (*Writer, error) {
 	o := getOptions(opts)
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil, &os.PathError{Op: "create image", Path: path, Err: syscall.EISDIR}
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp")
-	if err != nil {
+	if err := checkTarget(path); err != nil {
 		return nil, err
 	}
+	dir := filepath.Dir(path)
+	f, tmpName, err := createTemp(dir, filepath.Base(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot create the image in %s: %w", path, dir, err)
+	}
 	w := newWriter(path, f)
-	w.f, w.path, w.staging = f, path, true
+	w.f, w.tmpName, w.path, w.staging = f, tmpName, path, true
 	if o.direct {
 		w.direct = openDirect(f)
 	}
@@ -362,25 +364,41 @@ func (w *Writer) commit() error {
 		return nil
 	}
 	w.closeDirect()
-	tmp := w.f.Name()
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("%s: syncing image to disk: %w", w.path, err)
 	}
-	err := w.f.Close()
-	w.f = nil
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: closing image: %w", w.path, err)
-	}
-	if err := os.Rename(tmp, w.path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: putting image in place: %w", w.path, err)
+	if err := w.putInPlace(); err != nil {
+		return err
 	}
 	// The image is in place; make the rename durable too. Some file
 	// systems cannot sync a directory (EINVAL): nothing to do then.
 	if err := syncDir(filepath.Dir(w.path)); err != nil && !errors.Is(err, syscall.EINVAL) {
 		return fmt.Errorf("%s: image written, but syncing its directory failed: %w", w.path, err)
 	}
+	return nil
+}
+
+// putInPlace gives the complete, synced file its final name: a temporary
+// name first if it has none (linkat cannot replace a file), then a rename
+// over the final path. On failure it leaves nothing at the temporary name
+// and the final path untouched.
+func (w *Writer) putInPlace() error {
+	if w.tmpName == "" {
+		name, err := linkTemp(w.f, filepath.Dir(w.path), filepath.Base(w.path))
+		if err != nil {
+			return fmt.Errorf("%s: naming the image file: %w", w.path, err)
+		}
+		w.tmpName = name
+	}
+	err := w.f.Close()
+	w.f = nil
+	if err != nil {
+		return fmt.Errorf("%s: closing image: %w", w.path, err)
+	}
+	if err := os.Rename(w.tmpName, w.path); err != nil {
+		return fmt.Errorf("%s: putting image in place: %w", w.path, err)
+	}
+	w.tmpName = ""
 	return nil
 }
 
@@ -393,12 +411,12 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Abort discards the image: for Create it closes and removes the
-// temporary file; the final path is untouched. It may be called after
-// Commit (it then does nothing) and more than once, so
-// `defer w.Abort()` is the usual pattern.
+// Abort discards the image: for Create it closes the file being written
+// and removes its temporary name if it has one; the final path is
+// untouched. It may be called after Commit (it then does nothing) and
+// more than once, so `defer w.Abort()` is the usual pattern.
 func (w *Writer) Abort() {
-	if w.done && w.f == nil {
+	if w.done && w.f == nil && w.tmpName == "" {
 		return
 	}
 	w.done = true
@@ -407,10 +425,12 @@ func (w *Writer) Abort() {
 	}
 	w.closeDirect()
 	if w.f != nil {
-		tmp := w.f.Name()
 		w.f.Close()
-		os.Remove(tmp)
 		w.f = nil
+	}
+	if w.tmpName != "" {
+		os.Remove(w.tmpName)
+		w.tmpName = ""
 	}
 	w.stage = nil
 }

@@ -52,6 +52,26 @@ func parseTrigger(s string) (trigger, error) {
 	return trigger{}, fmt.Errorf("%q: unknown trigger %q; want syscall:N, device:N or time:DUR", s, kind)
 }
 
+// checkDestination checks --checkpoint-to before the guest runs, so a
+// mistake costs nothing: a missing directory, a directory as target or a
+// place where no file can be created is status 125 at once. It also
+// removes temporary files that writers of the same image which died left
+// behind, and says so.
+func checkDestination(cmd, to string, stderr io.Writer) bool {
+	if to == "" {
+		return true
+	}
+	removed, err := ckpt.CheckDestination(to)
+	if err != nil {
+		fmt.Fprintf(stderr, "emuckpt: %s: --checkpoint-to %s: %v\n", cmd, to, err)
+		return false
+	}
+	for _, p := range removed {
+		fmt.Fprintf(stderr, "emuckpt: removed %s, a temporary file left by an emuckpt that died\n", p)
+	}
+	return true
+}
+
 // checkpointConfig fills cfg.Checkpoint: where images go and what asks
 // for them (the trigger, SIGUSR1). The returned func stops the watchers.
 func checkpointConfig(cfg *kernel.Config, to string, tr trigger, leave bool, stderr io.Writer) func() {
@@ -111,7 +131,8 @@ Builds a fresh VM from a checkpoint image and continues the program where
 it stopped; the exit status is the program's. The program file named in
 the image must still exist unchanged, and the devices must be configured
 as they were (the same --bsr flags). The same image can be restored any
-number of times.
+number of times. --checkpoint-to and --leave-running work as for run
+(see 'emuckpt run --help'), and so does a failed checkpoint.
 
 Flags:
 `
@@ -132,6 +153,9 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	if *policy != "fresh" && *policy != "preserve" {
 		fmt.Fprintf(stderr, "emuckpt: restore: --device-state=%s: want fresh or preserve\n", *policy)
+		return exitFailure
+	}
+	if !checkDestination("restore", *ckptTo, stderr) {
 		return exitFailure
 	}
 	img, err := ckpt.Open(fs.Arg(0))

@@ -38,8 +38,11 @@ Commands:
 Run 'emuckpt COMMAND --help' for the flags of a command.
 
 Exit status: the program's own status; 128+N if signal N killed it;
-124 on --timeout; 125 if emuckpt itself failed; 126 if the program cannot
-be executed (not an ELF, dynamic, wrong architecture); 127 if it is not found.
+124 on --timeout; 125 if emuckpt itself failed, or if a checkpoint asked
+for by --checkpoint-at or SIGUSR1 failed (the program went on; the last
+line of stderr then ends "exit status 125 instead of N", N being the
+status the run would have had); 126 if the program cannot be executed
+(not an ELF, dynamic, wrong architecture); 127 if it is not found.
 `
 
 // Main is the whole command line tool, callable from tests.
@@ -161,6 +164,17 @@ Checkpoints: with --checkpoint-to FILE, a checkpoint is written when
 calls emuckpt_checkpoint() (testimages/include/emuckpt.h). The run then
 stops with status 0, unless --leave-running is given.
 
+FILE is checked before the program runs: its directory must exist and
+let emuckpt create files, and FILE must not be a directory (status 125
+otherwise). A checkpoint that fails later (the program holds a pipe, the
+disk is full, the directory is gone) is reported on stderr and the
+program goes on, with or without --leave-running; FILE keeps what it
+held. If one asked for by --checkpoint-at or SIGUSR1 failed, emuckpt
+exits with 125 when the program ends, and the last line of stderr ends
+"exit status 125 instead of N", N being the status the run would have
+had. emuckpt_checkpoint() returns -EIO when its checkpoint fails and
+leaves the exit status to the program.
+
 Flags:
 `
 
@@ -193,6 +207,9 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	if *ckptAt != "" && *ckptTo == "" {
 		fmt.Fprintln(stderr, "emuckpt: run: --checkpoint-at needs --checkpoint-to FILE")
+		return exitFailure
+	}
+	if !checkDestination("run", *ckptTo, stderr) {
 		return exitFailure
 	}
 	name := fs.Arg(0)
@@ -236,6 +253,14 @@ func supervise(k *kernel.Kernel, name string, timeout time.Duration, stderr io.W
 	}
 	if st.TimedOut {
 		fmt.Fprintf(stderr, "emuckpt: %s: timed out after %v\n", name, timeout.Round(time.Millisecond))
+	}
+	// A requested checkpoint that failed did not stop the program, but a
+	// script must still learn of it: status 125, and the status the run
+	// would have had on the last line.
+	if cs := k.CheckpointStats(); cs.Failed > 0 {
+		fmt.Fprintf(stderr, "emuckpt: %s: %d of %d requested checkpoints failed; exit status %d instead of %d\n",
+			name, cs.Failed, cs.Requested, exitFailure, st.ShellStatus())
+		return exitFailure
 	}
 	return st.ShellStatus()
 }

@@ -9,7 +9,9 @@
  *       right after writing the image, with exit status 0),
  *    2  in a run restored from that image (`emuckpt restore IMAGE`),
  *   <0  a negative errno on failure: -EDESTADDRREQ when emuckpt was given
- *       no --checkpoint-to FILE, -EIO when writing the image failed, and
+ *       no --checkpoint-to FILE, -EIO when the checkpoint failed (the
+ *       image could not be written, or the process holds something an
+ *       image cannot hold yet, such as a pipe; stderr says which), and
  *       -ENOSYS when the program runs on a real Linux kernel.
  *
  * Like DMTCP's checkpoint call, the two success values tell the program
