@@ -75,6 +75,7 @@ func TestSyscallRoundTrip(t *testing.T) {
 	require.Equal(t, ExitSyscall, ex.Kind)
 	require.Equal(t, uint64(39), r.c.Regs().RAX)
 	require.Equal(t, uint64(codeVA+7), r.c.Regs().RIP)
+	require.Zero(t, *r.c.dirty, "KVM clears kvm_dirty_regs as it loads the registers")
 	r.c.Regs().RAX = 1234
 	ex, err = r.c.Run()
 	require.NoError(t, err)
