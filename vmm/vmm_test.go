@@ -247,3 +247,38 @@ func TestRetryEINTR(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreachableRIP: a user state whose RIP user code cannot run at
+// comes back as the exception the CPU would raise, without entering the
+// guest (hardware KVM would refuse a non-canonical RIP at VM entry).
+func TestUnreachableRIP(t *testing.T) {
+	r := newRig(t, codeSyscalls)
+	for _, tt := range []struct {
+		rip    uint64
+		vector int
+		code   uint64
+	}{
+		{TrampolineVA, VecPF, pfUser | pfFetch},
+		{1<<47 - 1, VecPF, pfUser | pfFetch},
+		{1 << 47, VecGP, 0},
+		{0xfffe000000000000, VecGP, 0},
+		{kernelHalf, VecPF, pfPresent | pfUser | pfFetch},
+		{KernelBase + stubPA, VecPF, pfPresent | pfUser | pfFetch},
+	} {
+		exits := r.c.Exits()
+		r.c.Regs().RIP = tt.rip
+		ex, err := r.c.Run()
+		require.NoError(t, err)
+		require.Equal(t, ExitException, ex.Kind, "%#x", tt.rip)
+		require.Equal(t, tt.vector, ex.Vector, "%#x", tt.rip)
+		require.Equal(t, tt.code, ex.ErrorCode, "%#x", tt.rip)
+		if tt.vector == VecPF {
+			require.Equal(t, tt.rip, ex.CR2)
+		}
+		require.Equal(t, exits, r.c.Exits(), "the guest was not entered")
+	}
+	r.c.Regs().RIP = codeVA
+	ex, err := r.c.Run()
+	require.NoError(t, err)
+	require.Equal(t, ExitSyscall, ex.Kind, "a good RIP runs again")
+}
