@@ -3,6 +3,8 @@ package ckpt
 import (
 	"os"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzParse feeds arbitrary bytes to the image reader and the state
@@ -23,8 +25,7 @@ func FuzzParse(f *testing.F) {
 		for _, v := range img.State.Process.VMAs {
 			_ = v.Stored()
 		}
-		if _, err := img.Pages(); err != nil {
-			return
-		}
+		pages := make([]byte, img.State.PageCount*4096)
+		require.NoError(t, img.ReadPages(pages, 0))
 	})
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"unsafe"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
@@ -13,13 +11,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PageSource holds the page data of an image: a file region that restore
-// maps into guest RAM (MAP_PRIVATE, so restore costs O(mappings) and the
-// image stays untouched), or bytes that it copies (in-memory images).
-type PageSource struct {
-	File   *os.File
-	Offset int64
-	Bytes  []byte
+// PageSource is where Restore takes the page data of an image from.
+type PageSource interface {
+	// ReadPages copies len(dst)/PageSize pages, from page first on, into
+	// dst (guest RAM). When it returns nil, dst must hold exactly bytes
+	// that were checked against the image's checksums: restore runs the
+	// guest on them and never reads the image again, so an image changed
+	// or deleted afterwards cannot affect the run.
+	ReadPages(dst []byte, first uint64) error
+}
+
+// PageBytes is page data already in memory and trusted (a snapshot taken
+// by this process, tests).
+type PageBytes []byte
+
+// ReadPages copies pages from p.
+func (p PageBytes) ReadPages(dst []byte, first uint64) error {
+	if first > uint64(len(p))/guestmm.PageSize || uint64(len(dst)) > uint64(len(p))-first*guestmm.PageSize {
+		return fmt.Errorf("%w: image has %d bytes of page data, need %d from page %d", ErrRestore, len(p), len(dst), first)
+	}
+	copy(dst, p[first*guestmm.PageSize:])
+	return nil
 }
 
 // ErrRestore wraps errors that mean the image cannot be restored here
@@ -209,24 +221,14 @@ func (k *Kernel) restoreDeviceStates(recs []DeviceRecord) error {
 	return nil
 }
 
-// fillPages puts n pages of image data at guest-physical base.
+// fillPages puts n pages of image data at guest-physical base. They are
+// copied, not mapped from the image file: the guest runs on exactly the
+// bytes whose checksums were checked, and the image is not needed (nor
+// trusted) afterwards.
 func (k *Kernel) fillPages(base, n uint64, src PageSource) error {
-	mem := k.m.Mem()
-	size := n * guestmm.PageSize
-	dst := mem[base : base+size]
-	if src.File != nil {
-		addr := uintptr(unsafe.Pointer(&dst[0]))
-		_, _, errno := unix.Syscall6(unix.SYS_MMAP, addr, uintptr(size), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_FIXED, src.File.Fd(), uintptr(src.Offset))
-		if errno != 0 {
-			return fmt.Errorf("mapping %d pages of the image: %w", n, errno)
-		}
-		return nil
+	if err := src.ReadPages(k.m.Mem()[base:base+n*guestmm.PageSize], 0); err != nil {
+		return fmt.Errorf("reading the page data of the image: %w", err)
 	}
-	if uint64(len(src.Bytes)) < size {
-		return fmt.Errorf("%w: image has %d bytes of page data, need %d", ErrRestore, len(src.Bytes), size)
-	}
-	copy(dst, src.Bytes)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emuckpt/emuckpt/ckpt"
+	"github.com/emuckpt/emuckpt/internal/hostfile"
 	"github.com/emuckpt/emuckpt/kernel"
 )
 
@@ -138,15 +139,15 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	if err != nil {
 		return imageError(stderr, fs.Arg(0), err)
 	}
-	defer img.Close()
+	defer img.Close() // Restore copies what it needs: closed earlier below
 	ref := img.State.Program
 	path := ref.Path
 	if *program != "" {
 		path = *program
 	}
-	prog, err := os.ReadFile(path)
+	prog, err := hostfile.ReadFile(path, maxProgramSize)
 	if err != nil {
-		fmt.Fprintf(stderr, "emuckpt: %s: the image's program %s cannot be read: %v (use --program PATH if it moved)\n", fs.Arg(0), path, err)
+		fmt.Fprintf(stderr, "emuckpt: %s: the image's program %s cannot be read: %v (use --program PATH if it moved)\n", fs.Arg(0), path, why(err))
 		return exitFailure
 	}
 	cfg := machine.config(stdin, stdout, stderr)
@@ -159,6 +160,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 		return imageError(stderr, fs.Arg(0), err)
 	}
 	defer k.Close()
+	img.Close() // the guest runs on verified copies: the image may now change
 	return supervise(k, ref.Name, *machine.timeout, stderr)
 }
 
