@@ -82,7 +82,8 @@ type Image struct {
 }
 
 // Open opens the image at path and checks its header, its metadata and
-// the consistency of the State with the page data. The page data, whose check costs
+// the State it holds (see kernel.State.Validate): an image that fails any
+// check is refused before anything runs. The page data, whose check costs
 // O(bytes), is checked as Restore copies it into guest RAM, or by Verify.
 func Open(path string) (*Image, error) {
 	img, err := image.Open(path, image.LazyPages())
@@ -124,6 +125,10 @@ func fromImage(img *image.Image) (*Image, error) {
 	if st.PageCount != img.NumPages() {
 		img.Close()
 		return nil, fmt.Errorf("%w: state names %d pages, the image holds %d", ErrImage, st.PageCount, img.NumPages())
+	}
+	if err := st.Validate(); err != nil {
+		img.Close()
+		return nil, fmt.Errorf("%w: state record: %v", ErrImage, err)
 	}
 	return &Image{img: img, State: st}, nil
 }

@@ -160,3 +160,44 @@ func TestImageChangedUnderRestoredRun(t *testing.T) {
 	assert.NotContains(t, log.String(), "SIGBUS")
 	assert.NotContains(t, log.String(), "bad address")
 }
+
+// TestInconsistentImageRefused: an image with valid checksums whose state
+// contradicts itself is refused by restore and inspect with 125, naming
+// the record, before anything runs.
+func TestInconsistentImageRefused(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.img")
+	r := emuckpt(t, "run", "--checkpoint-to", good, img("devckpt"))
+	require.Equal(t, 0, r.status, r.stderr)
+	anon := func(s *kernel.State) *kernel.VMAState {
+		for i := range s.Process.VMAs {
+			if s.Process.VMAs[i].Type == kernel.VMAAnon && len(s.Process.VMAs[i].Pages) > 0 {
+				return &s.Process.VMAs[i]
+			}
+		}
+		t.Fatal("no ANON VMA with pages")
+		return nil
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(*kernel.State)
+		msg    string
+	}{
+		{"DEVICE type on an anonymous VMA", func(s *kernel.State) { v := anon(s); v.Type, v.Device = kernel.VMADevice, "hpet" }, `type "DEVICE" does not match kind anon`},
+		{"unknown VMA type", func(s *kernel.State) { anon(s).Type = "FROB" }, `type "FROB" does not match`},
+		{"overlapping page runs", func(s *kernel.State) { v := anon(s); v.Pages = append(v.Pages, v.Pages[0]) }, "overlaps or precedes the run before it"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := filepath.Join(dir, "bad.img")
+			rewriteImage(t, good, bad, tt.mutate)
+			for _, cmd := range []string{"restore", "inspect"} {
+				r := emuckpt(t, cmd, bad)
+				assert.Equal(t, 125, r.status, "%s: %s", cmd, r.stderr)
+				assert.Contains(t, r.stderr, "bad checkpoint image: state record: process.vmas[", cmd)
+				assert.Contains(t, r.stderr, tt.msg, cmd)
+				assert.Empty(t, r.stdout, cmd)
+			}
+		})
+	}
+}
