@@ -253,8 +253,8 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]
 		if err != nil {
 			return v, err
 		}
-		if now != *o.Identity {
-			return v, fmt.Errorf("file %s has changed since the checkpoint (size %d, mtime %d then; size %d, mtime %d now)", vs.Name, o.Identity.Size, o.Identity.MtimeNS, now.Size, now.MtimeNS)
+		if !o.Identity.Matches(now) {
+			return v, fmt.Errorf("file %s has changed since the checkpoint (%v then; %v now)", vs.Name, o.Identity, now)
 		}
 		v.Backing = b
 	case guestmm.KindDevice:

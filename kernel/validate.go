@@ -90,8 +90,8 @@ func (st *State) validateObjects() (map[int]*Object, error) {
 			if id == nil {
 				return nil, bad("a file object without an identity, so a changed file could not be detected")
 			}
-			if id.Size < 0 {
-				return nil, bad("bad identity (size %d)", id.Size)
+			if sum, err := hex.DecodeString(id.SHA256); id.Size < 0 || id.SHA256 != "" && (err != nil || len(sum) != 32) {
+				return nil, bad("bad identity (size %d, sha256 %.80q)", id.Size, id.SHA256)
 			}
 		default:
 			return nil, bad("unknown kind %.20q", o.Kind)

@@ -49,7 +49,7 @@ func validState() *State {
 		Tasks: []TaskState{{TID: 2, FSBase: 0x40a000, PendingCodes: map[int]int{10: 0}}},
 		Objects: []Object{
 			{Ref: 1, Kind: "program", Path: "prog"},
-			{Ref: 2, Kind: "file", Path: "/data.txt", Identity: &vfs.FileIdentity{Size: 9000, MtimeNS: 1, Ino: 2}},
+			{Ref: 2, Kind: "file", Path: "/data.txt", Identity: &vfs.FileIdentity{Size: 9000, MtimeNS: 1, Ino: 2, SHA256: testSHA}},
 		},
 		PageCount: 8,
 	}
@@ -61,6 +61,9 @@ func TestValidateAcceptsConsistentStates(t *testing.T) {
 	legacy.Process.VMAs[0].Objref, legacy.Process.VMAs[1].Objref = 0, 0
 	legacy.Objects = legacy.Objects[1:]
 	require.NoError(t, legacy.Validate())
+	noHash := validState() // images from before content hashes
+	noHash.Objects[1].Identity.SHA256 = ""
+	require.NoError(t, noHash.Validate())
 }
 
 // TestValidateRefusesInconsistentStates: states whose checksums would be
@@ -115,7 +118,7 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"objref to another file", func(s *State) { vma(s, private).Objref = 1 }, `maps "/data.txt", but its objref 1 is "prog"`},
 		{"objref on an anonymous VMA", func(s *State) { vma(s, anon).Objref = 2 }, "objref 2 on a VMA that maps no file"},
 		{"file object without identity", func(s *State) { s.Objects[1].Identity = nil }, "objects[1] (objref 2, \"/data.txt\"): a file object without an identity"},
-		{"file object with a negative size", func(s *State) { s.Objects[1].Identity.Size = -1 }, "bad identity"},
+		{"file object with a bad hash", func(s *State) { s.Objects[1].Identity.SHA256 = "xyz" }, "bad identity"},
 		{"program object naming another file", func(s *State) { s.Objects[0].Path = "/etc/passwd" }, "must name the program"},
 		{"repeated objref", func(s *State) { s.Objects[1].Ref = 1 }, "objref must be positive and unique"},
 		{"unknown object kind", func(s *State) { s.Objects[1].Kind = "socket" }, `unknown kind "socket"`},
