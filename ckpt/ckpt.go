@@ -86,28 +86,20 @@ func encode(w *image.Writer, snap *kernel.Snapshot) error {
 
 // Image is a checkpoint opened for restore or inspection.
 type Image struct {
-	img       *image.Image
-	State     *kernel.State
-	verified  chan error // the result of checking the page data
-	verifyErr error
+	img   *image.Image
+	State *kernel.State
 }
 
 // Open opens the image at path and checks its header, its metadata and
-// the consistency of the State with the page data. The page checksums,
-// which cost O(bytes), are checked in the background: Verify waits for
-// the result, and a restored run waits for it before it acts on the
-// guest's first exit, so a corrupted image never makes a system call.
+// the State it holds (see kernel.State.Validate): an image that fails any
+// check is refused before anything runs. The page data, whose check costs
+// O(bytes), is checked as Restore copies it into guest RAM, or by Verify.
 func Open(path string) (*Image, error) {
 	img, err := image.Open(path, image.LazyPages())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
-	i, err := fromImage(img)
-	if err != nil {
-		return nil, err
-	}
-	go func() { i.verified <- img.VerifyPages() }()
-	return i, nil
+	return fromImage(img)
 }
 
 // Parse reads an in-memory image, checking everything at once.
@@ -116,12 +108,7 @@ func Parse(b []byte) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
-	i, err := fromImage(img)
-	if err != nil {
-		return nil, err
-	}
-	i.verified <- nil
-	return i, nil
+	return fromImage(img)
 }
 
 func fromImage(img *image.Image) (*Image, error) {
@@ -148,54 +135,45 @@ func fromImage(img *image.Image) (*Image, error) {
 		img.Close()
 		return nil, fmt.Errorf("%w: state names %d pages, the image holds %d", ErrImage, st.PageCount, img.NumPages())
 	}
-	i := &Image{img: img, State: st, verified: make(chan error, 1)}
-	return i, nil
+	if err := st.Validate(); err != nil {
+		img.Close()
+		return nil, fmt.Errorf("%w: state record: %v", ErrImage, err)
+	}
+	return &Image{img: img, State: st}, nil
 }
 
-// Verify waits for the check of the page data (see Open) and returns its
-// result; it may be called any number of times.
+// Verify checks all page data against its checksums (inspect does;
+// Restore checks the pages it copies instead).
 func (i *Image) Verify() error {
-	err, ok := <-i.verified
-	if !ok {
-		return i.verifyErr
+	if err := i.img.VerifyPages(); err != nil {
+		return fmt.Errorf("%w: %v", ErrImage, err)
 	}
-	if err != nil {
-		err = fmt.Errorf("%w: %v", ErrImage, err)
-	}
-	i.verifyErr = err
-	close(i.verified)
-	return err
+	return nil
 }
 
 // Info is the container's layout.
 func (i *Image) Info() image.Info { return i.img.Info() }
 
-// Pages is where Restore takes page contents from.
-func (i *Image) Pages() (kernel.PageSource, error) {
-	if f, off, ok := i.img.PageFile(); ok {
-		return kernel.PageSource{File: f, Offset: off}, nil
+// ReadPages copies pages from page first on into dst and checks them
+// against the image's checksums (a kernel.PageSource).
+func (i *Image) ReadPages(dst []byte, first uint64) error {
+	if err := i.img.ReadPages(dst, first); err != nil {
+		return fmt.Errorf("%w: %v", ErrImage, err)
 	}
-	b, err := i.img.PageRange(0, i.img.NumPages())
-	if err != nil {
-		return kernel.PageSource{}, err
-	}
-	return kernel.PageSource{Bytes: b}, nil
+	return nil
 }
 
-// Close releases the image. It waits for the background check first.
-func (i *Image) Close() error {
-	i.Verify()
-	return i.img.Close()
-}
+// Close releases the image. A kernel restored from it does not need it.
+func (i *Image) Close() error { return i.img.Close() }
 
 // Restore builds a kernel from the image. cfg supplies what the image
 // does not hold: the program bytes (checked against the image), root,
 // standard streams, devices and the device-state policy.
+//
+// The page data is copied into guest RAM and each chunk's checksum is
+// checked on the copy, so the guest runs on exactly the verified bytes
+// and the image file is not used once Restore returns: it may then be
+// closed, deleted or overwritten.
 func (i *Image) Restore(cfg kernel.Config) (*kernel.Kernel, error) {
-	src, err := i.Pages()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrImage, err)
-	}
-	cfg.Verify = i.Verify
-	return kernel.Restore(cfg, i.State, src)
+	return kernel.Restore(cfg, i.State, i)
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"unsafe"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
@@ -13,13 +11,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PageSource holds the page data of an image: a file region that restore
-// maps into guest RAM (MAP_PRIVATE, so restore costs O(mappings) and the
-// image stays untouched), or bytes that it copies (in-memory images).
-type PageSource struct {
-	File   *os.File
-	Offset int64
-	Bytes  []byte
+// PageSource is where Restore takes the page data of an image from.
+type PageSource interface {
+	// ReadPages copies len(dst)/PageSize pages, from page first on, into
+	// dst (guest RAM). When it returns nil, dst must hold exactly bytes
+	// that were checked against the image's checksums: restore runs the
+	// guest on them and never reads the image again, so an image changed
+	// or deleted afterwards cannot affect the run.
+	ReadPages(dst []byte, first uint64) error
+}
+
+// PageBytes is page data already in memory and trusted (a snapshot taken
+// by this process, tests).
+type PageBytes []byte
+
+// ReadPages copies pages from p.
+func (p PageBytes) ReadPages(dst []byte, first uint64) error {
+	if first > uint64(len(p))/guestmm.PageSize || uint64(len(dst)) > uint64(len(p))-first*guestmm.PageSize {
+		return fmt.Errorf("%w: image has %d bytes of page data, need %d from page %d", ErrRestore, len(p), len(dst), first)
+	}
+	copy(dst, p[first*guestmm.PageSize:])
+	return nil
 }
 
 // ErrRestore wraps errors that mean the image cannot be restored here
@@ -32,6 +44,9 @@ var ErrRestore = errors.New("cannot restore")
 // memory size and clock mode come from the image. On error nothing is left
 // running.
 func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: the image is inconsistent: %v", ErrRestore, err)
+	}
 	if !st.Program.Matches(cfg.Program) {
 		return nil, fmt.Errorf("%w: program %s has changed since the checkpoint (sha256 %s expected)", ErrRestore, st.Program.Path, st.Program.SHA256)
 	}
@@ -91,10 +106,7 @@ func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpa
 	// with two references is then copied on write, as it was).
 	uses := make([]uint32, st.PageCount) // bounded by guest RAM, checked above
 	for i := range ps.VMAs {
-		for _, r := range ps.VMAs[i].Pages {
-			if r.Count > st.PageCount || r.Index > st.PageCount-r.Count {
-				return nil, fmt.Errorf("%w: page run %#x+%d pages (index %d) is outside the page data", ErrRestore, r.VA, r.Count, r.Index)
-			}
+		for _, r := range ps.VMAs[i].Pages { // inside the page data (Validate)
 			for j := uint64(0); j < r.Count; j++ {
 				if uses[r.Index+j]++; uses[r.Index+j] > 1 {
 					k.frames.IncRef(base + (r.Index+j)*guestmm.PageSize)
@@ -102,9 +114,9 @@ func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpa
 			}
 		}
 	}
-	objects := map[int]Object{}
-	for _, o := range st.Objects {
-		objects[o.Ref] = o
+	objects := map[int]*Object{}
+	for i := range st.Objects {
+		objects[st.Objects[i].Ref] = &st.Objects[i]
 	}
 	prog := &programBacking{data: k.cfg.Program, name: st.Program.Name}
 	for i := range ps.VMAs {
@@ -116,10 +128,7 @@ func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpa
 		if err := as.RestoreVMA(v); err != nil {
 			return nil, fmt.Errorf("%w: VMA %#x-%#x (%s): %v", ErrRestore, vs.Start, vs.End, vs.Type, err)
 		}
-		for _, r := range vs.Pages {
-			if r.VA < vs.Start || r.VA+r.Count*guestmm.PageSize > vs.End || r.VA+r.Count*guestmm.PageSize < r.VA {
-				return nil, fmt.Errorf("%w: page run %#x+%d pages is outside its VMA", ErrRestore, r.VA, r.Count)
-			}
+		for _, r := range vs.Pages { // inside the VMA (Validate)
 			for j := uint64(0); j < r.Count; j++ {
 				if err := as.InstallPage(r.VA+j*guestmm.PageSize, base+(r.Index+j)*guestmm.PageSize, r.Copied); err != nil {
 					return nil, fmt.Errorf("%w: page %#x: %v", ErrRestore, r.VA+j*guestmm.PageSize, err)
@@ -159,10 +168,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
 	p := &Process{pid: ps.PID, ppid: ps.PPID, as: as, fds: fds, cwd: ps.Cwd, exe: ps.Exe}
-	for _, a := range ps.Actions {
-		if a.Signal < 1 || a.Signal > numSignals {
-			return fmt.Errorf("%w: bad signal %d in image", ErrRestore, a.Signal)
-		}
+	for _, a := range ps.Actions { // signal numbers checked by Validate
 		p.actions[a.Signal] = sigAction{Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask}
 	}
 	ts := st.Tasks[0]
@@ -170,15 +176,10 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 		sigmask: ts.Sigmask &^ unblockable, pending: ts.Pending,
 		altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize}}
 	for sig, code := range ts.PendingCodes {
-		if sig >= 1 && sig <= numSignals {
-			t.pendingCode[sig] = code
-		}
+		t.pendingCode[sig] = code
 	}
 	p.tasks = []*Task{t}
 	k.proc = p
-	if ts.FSBase >= guestmm.TaskSize || ts.GSBase >= guestmm.TaskSize {
-		return fmt.Errorf("%w: FS/GS base outside user space", ErrRestore)
-	}
 	if err := k.vcpu.Start(ts.Regs, as.PageTables().Root(), ts.FSBase); err != nil {
 		return err
 	}
@@ -209,29 +210,19 @@ func (k *Kernel) restoreDeviceStates(recs []DeviceRecord) error {
 	return nil
 }
 
-// fillPages puts n pages of image data at guest-physical base.
+// fillPages puts n pages of image data at guest-physical base. They are
+// copied, not mapped from the image file: the guest runs on exactly the
+// bytes whose checksums were checked, and the image is not needed (nor
+// trusted) afterwards.
 func (k *Kernel) fillPages(base, n uint64, src PageSource) error {
-	mem := k.m.Mem()
-	size := n * guestmm.PageSize
-	dst := mem[base : base+size]
-	if src.File != nil {
-		addr := uintptr(unsafe.Pointer(&dst[0]))
-		_, _, errno := unix.Syscall6(unix.SYS_MMAP, addr, uintptr(size), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_FIXED, src.File.Fd(), uintptr(src.Offset))
-		if errno != 0 {
-			return fmt.Errorf("mapping %d pages of the image: %w", n, errno)
-		}
-		return nil
+	if err := src.ReadPages(k.m.Mem()[base:base+n*guestmm.PageSize], 0); err != nil {
+		return fmt.Errorf("reading the page data of the image: %w", err)
 	}
-	if uint64(len(src.Bytes)) < size {
-		return fmt.Errorf("%w: image has %d bytes of page data, need %d", ErrRestore, len(src.Bytes), size)
-	}
-	copy(dst, src.Bytes)
 	return nil
 }
 
 // restoreVMA turns a VMAState back into a VMA with its backing.
-func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]Object) (guestmm.VMA, error) {
+func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]*Object) (guestmm.VMA, error) {
 	kind, ok := vmaKindFromName(vs.Kind)
 	if !ok {
 		return guestmm.VMA{}, fmt.Errorf("unknown VMA kind %q", vs.Kind)
@@ -243,24 +234,27 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]
 	}
 	switch kind {
 	case guestmm.KindFile:
-		if vs.Name == prog.name {
-			v.Backing = prog
+		// Validate made sure that a file VMA names its object, except a
+		// VMA of the program in images from before objects existed.
+		o := objects[vs.Objref]
+		if o == nil || o.Kind == "program" {
+			v.Backing = prog // checked against the image's SHA-256
 			return v, nil
 		}
 		b, err := k.openBacking(vs, unix.O_RDONLY)
 		if err != nil {
 			return v, err
 		}
-		if o, ok := objects[vs.Objref]; ok && o.Identity != nil {
-			if id, ok := b.(vfs.Identifiable); ok {
-				now, err := id.Identity()
-				if err != nil {
-					return v, err
-				}
-				if now != *o.Identity {
-					return v, fmt.Errorf("file %s has changed since the checkpoint (size %d, mtime %d then; size %d, mtime %d now)", vs.Name, o.Identity.Size, o.Identity.MtimeNS, now.Size, now.MtimeNS)
-				}
-			}
+		id, ok := b.(vfs.Identifiable)
+		if !ok {
+			return v, fmt.Errorf("%s is not a file whose identity can be checked", vs.Name)
+		}
+		now, err := id.Identity()
+		if err != nil {
+			return v, err
+		}
+		if !o.Identity.Matches(now) {
+			return v, fmt.Errorf("file %s has changed since the checkpoint (%v then; %v now)", vs.Name, o.Identity, now)
 		}
 		v.Backing = b
 	case guestmm.KindDevice:

@@ -86,7 +86,7 @@ func TestRestoreRejectsBadState(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := clone()
 			mutate(s)
-			k, err := Restore(Config{Program: prog, MemSize: 64 << 20}, s, PageSource{Bytes: pages})
+			k, err := Restore(Config{Program: prog, MemSize: 64 << 20}, s, PageBytes(pages))
 			if k != nil {
 				k.Close()
 			}
@@ -96,14 +96,14 @@ func TestRestoreRejectsBadState(t *testing.T) {
 	t.Run("changed program", func(t *testing.T) {
 		other, err := testimages.FS.ReadFile("bin/args")
 		require.NoError(t, err)
-		_, err = Restore(Config{Program: other}, clone(), PageSource{Bytes: pages})
+		_, err = Restore(Config{Program: other}, clone(), PageBytes(pages))
 		require.ErrorIs(t, err, ErrRestore)
 		require.ErrorContains(t, err, "has changed since the checkpoint")
 	})
 	t.Run("good state restores", func(t *testing.T) {
 		r, w, err := os.Pipe()
 		require.NoError(t, err)
-		k, err := Restore(Config{Program: prog, Stdout: w}, clone(), PageSource{Bytes: pages})
+		k, err := Restore(Config{Program: prog, Stdout: w}, clone(), PageBytes(pages))
 		require.NoError(t, err)
 		defer k.Close()
 		st, err := k.Run(context.Background())

@@ -211,21 +211,25 @@ func vmaKindFromName(s string) (guestmm.VMAKind, bool) {
 }
 
 // vmaType classifies a VMA for the image.
-func vmaType(v *guestmm.VMA) string {
+func vmaType(v *guestmm.VMA) string { return vmaTypeFor(v.Kind, v.DontDump, v.Shared) }
+
+// vmaTypeFor is the image type of a VMA of the given kind and flags. A
+// VMA's type follows from them, which is how Validate checks it.
+func vmaTypeFor(kind guestmm.VMAKind, dontDump, shared bool) string {
 	switch {
-	case v.Kind == guestmm.KindDevice:
+	case kind == guestmm.KindDevice:
 		return VMADevice
-	case v.DontDump:
+	case dontDump:
 		return VMAScratch
-	case v.Kind == guestmm.KindStack:
+	case kind == guestmm.KindStack:
 		return VMAStack
-	case v.Kind == guestmm.KindHeap:
+	case kind == guestmm.KindHeap:
 		return VMAHeap
-	case v.Kind == guestmm.KindFile && v.Shared:
+	case kind == guestmm.KindFile && shared:
 		return VMAFileShared
-	case v.Kind == guestmm.KindFile:
+	case kind == guestmm.KindFile:
 		return VMAFile
-	case v.Shared:
+	case shared:
 		return VMAShm
 	}
 	return VMAAnon

@@ -16,10 +16,9 @@
 //	after them     metadata: records {u32 type; u32 len; payload; pad to 8},
 //	               then the container's page-checksum table and an end record
 //
-// Page data starts at a page-aligned offset, so a restorer can mmap it
-// (MAP_PRIVATE) instead of copying it: restore then costs O(mappings), not
-// O(bytes), as in Firecracker's snapshots. The metadata comes last because
-// a writer knows its size only at the end; it is read with one pread.
+// Page data starts at a page-aligned offset (for direct I/O, and for a
+// reader that maps it). The metadata comes last because a writer knows
+// its size only at the end; it is read with one pread.
 //
 // Everything is little-endian. The header, the metadata and each 1 MiB
 // chunk of page data have a CRC-32C (Castagnoli, computed with the CPU's
@@ -65,14 +64,21 @@
 //		d := r.Decoder()
 //		start, end, first := d.U64(), d.U64(), d.U64()
 //		if err := d.Finish(); err != nil { ... }
-//		f, off, _ := img.PageFile() // mmap f at off+first*PageSize
+//		err = img.ReadPages(guestRAM[start:end], first) // copied, then verified
 //	}
 //
 // Open verifies the header, the metadata and all page data before it
 // returns. Verifying page data costs O(bytes), about 12 ms per 256 MiB on
-// two cores from the page cache; with LazyPages it is done per chunk when
-// Page or PageRange first touches it, or all at once by VerifyPages. Page
-// data mapped through PageFile is never verified implicitly.
+// two cores from the page cache; with LazyPages it is done as pages are
+// read instead, or all at once by VerifyPages.
+//
+// Page data is never mapped from the file, only copied out of it with
+// pread (ReadPages, Page, PageRange), and each chunk's checksum is checked
+// on the copy. A caller therefore gets exactly the bytes that were
+// verified: a file truncated or overwritten while it is open gives an
+// error from the next read (never a SIGBUS, never another image's bytes),
+// and what was read before stays valid. A restore that has read its pages
+// does not need the file any more.
 //
 // # Untrusted input
 //
@@ -83,7 +89,9 @@
 // ErrNotImage, ErrTruncated, ErrCorrupt or ErrVersion. They never panic,
 // and no length field can make them allocate more than the file's size:
 // the metadata is bounded by the file and by MaxMetadataLen, page data is
-// mapped, not read. Decoder gives record payloads the same treatment.
+// read only into the caller's memory. Open opens nothing but a regular
+// file, without blocking on a FIFO. Decoder gives record payloads the
+// same treatment.
 //
 // # Encoding record payloads
 //

@@ -14,8 +14,8 @@ const (
 	// it reads. Readers refuse images with a higher version (ErrVersion).
 	Version = 1
 	// PageSize is the size of a page of page data. The page-data area
-	// starts at a multiple of PageSize in the file, so a restorer can mmap
-	// it.
+	// starts at a multiple of PageSize in the file, so that it can be read
+	// with direct I/O or mapped.
 	PageSize = 4096
 	// ChunkPages is the number of pages covered by one CRC-32C in the
 	// page-checksum table (1 MiB of page data).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -45,8 +46,6 @@ func TestRoundTrip(t *testing.T) {
 				img, err := Parse(b, opts...)
 				require.NoError(t, err)
 				check(t, img, c)
-				_, _, ok := img.PageFile()
-				require.False(t, ok, "Parse has no file")
 				require.NoError(t, img.Close())
 
 				path := buildFile(t, t.TempDir(), "image.ckpt", c)
@@ -63,24 +62,76 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestPageFile maps the pages the way a restorer does.
-func TestPageFile(t *testing.T) {
-	c := randContent(1, []int{8}, []int{3, 2})
-	img, err := Open(buildFile(t, t.TempDir(), "img", c))
-	require.NoError(t, err)
-	defer img.Close()
-	f, off, ok := img.PageFile()
-	require.True(t, ok)
-	require.Zero(t, off%PageSize)
-	m, err := unix.Mmap(int(f.Fd()), off, int(img.NumPages())*PageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
-	require.NoError(t, err)
-	defer unix.Munmap(m)
-	require.Equal(t, c.allPages(), m)
-	m[0] ^= 0xff // a private mapping: the file does not change
-	require.NoError(t, img.VerifyPages())
-	p, err := img.Page(0)
-	require.NoError(t, err)
-	require.Equal(t, c.pages[0][0], p[0])
+// TestReadPages reads ranges that start and end inside chunks, across
+// chunk boundaries and whole chunks, into the caller's memory.
+func TestReadPages(t *testing.T) {
+	c := randContent(1, []int{8}, []int{ChunkPages, ChunkPages, 5})
+	all := c.allPages()
+	b := build(t, c)
+	path := writeFile(t, t.TempDir(), "img", b)
+	for _, open := range []struct {
+		name string
+		open func() (*Image, error)
+	}{
+		{"Parse", func() (*Image, error) { return Parse(b, LazyPages()) }},
+		{"Open", func() (*Image, error) { return Open(path, LazyPages()) }},
+	} {
+		img, err := open.open()
+		require.NoError(t, err)
+		for _, r := range []struct{ first, n uint64 }{
+			{0, 1}, {0, ChunkPages}, {3, 2}, {ChunkPages - 1, 2}, {ChunkPages, ChunkPages},
+			{1, 2*ChunkPages + 3}, {0, 2*ChunkPages + 5}, {2 * ChunkPages, 5}, {2*ChunkPages + 4, 1}, {7, 0},
+		} {
+			dst := make([]byte, r.n*PageSize)
+			require.NoError(t, img.ReadPages(dst, r.first), "%s %+v", open.name, r)
+			require.Equal(t, all[r.first*PageSize:(r.first+r.n)*PageSize], dst, "%s %+v", open.name, r)
+		}
+		require.ErrorContains(t, img.ReadPages(make([]byte, 100), 0), "not a multiple of the page size")
+		requireKind(t, img.ReadPages(make([]byte, 6*PageSize), 2*ChunkPages), ErrCorrupt)
+		require.NoError(t, img.Close())
+		require.ErrorContains(t, img.ReadPages(make([]byte, PageSize), 0), "closed")
+	}
+}
+
+// TestImageChangedWhileOpen: an image file that is overwritten or
+// truncated while it is open (a restore reads it) gives an error from
+// every read of the changed pages, never a fault and never the new bytes;
+// pages copied out before stay as they were.
+func TestImageChangedWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	c := randContent(4, []int{8}, []int{ChunkPages + 1})
+	other := build(t, randContent(5, []int{8}, []int{ChunkPages + 1}))
+	tests := []struct {
+		name   string
+		change func(path string)
+		msg    string
+	}{
+		{"overwritten in place by another image", func(path string) {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			require.NoError(t, err)
+			_, err = f.WriteAt(other, 0)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+		}, "checksum mismatch"},
+		{"truncated", func(path string) { require.NoError(t, os.Truncate(path, PageSize+10)) }, "the file became shorter"},
+		{"truncated to nothing", func(path string) { require.NoError(t, os.Truncate(path, 0)) }, "the file became shorter"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := buildFile(t, dir, "img", c)
+			img, err := Open(path, LazyPages())
+			require.NoError(t, err)
+			defer img.Close()
+			before, err := img.Page(0)
+			require.NoError(t, err)
+			tt.change(path)
+			for _, err := range []error{img.VerifyPages(), img.ReadPages(make([]byte, PageSize), 0), img.ReadPages(make([]byte, PageSize), ChunkPages)} {
+				requireKind(t, err, ErrCorrupt)
+				require.ErrorContains(t, err, tt.msg)
+			}
+			require.Equal(t, c.pages[0][:PageSize], before, "a copy made before the change is unchanged")
+		})
+	}
 }
 
 func TestPageRangeErrors(t *testing.T) {
@@ -130,19 +181,6 @@ func TestLazyPages(t *testing.T) {
 	}
 }
 
-// TestFileShrinksWhileOpen: the page data is mapped; a file truncated under
-// it must give an error from VerifyPages, not a SIGBUS crash.
-func TestFileShrinksWhileOpen(t *testing.T) {
-	path := buildFile(t, t.TempDir(), "img", randContent(3, nil, []int{ChunkPages + 1}))
-	img, err := Open(path, LazyPages())
-	require.NoError(t, err)
-	defer img.Close()
-	require.NoError(t, os.Truncate(path, PageSize+10))
-	err = img.VerifyPages()
-	requireKind(t, err, ErrCorrupt)
-	require.ErrorContains(t, err, "truncated while open")
-}
-
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	_, err := Open(dir + "/missing")
@@ -152,7 +190,14 @@ func TestOpenErrors(t *testing.T) {
 	require.ErrorContains(t, err, "not an emuckpt image: a directory, not a regular file")
 	_, err = Open("/dev/null")
 	requireKind(t, err, ErrNotImage)
-	require.ErrorContains(t, err, "a device, not a regular file")
+	require.ErrorContains(t, err, "a character device, not a regular file")
+	_, err = Open("/dev/zero")
+	requireKind(t, err, ErrNotImage)
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, unix.Mkfifo(fifo, 0o600))
+	_, err = Open(fifo) // must not block: there is no writer
+	requireKind(t, err, ErrNotImage)
+	require.ErrorContains(t, err, "a FIFO, not a regular file")
 }
 
 func TestWriterErrors(t *testing.T) {

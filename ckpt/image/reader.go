@@ -6,11 +6,10 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
+	"github.com/emuckpt/emuckpt/internal/hostfile"
 )
 
 // Record is one record of an image's metadata: a type chosen by the
@@ -59,12 +58,10 @@ func getOptions(opts []Option) options {
 // LazyPages makes Open and Parse check the header and metadata but not the
 // page data. Full verification reads every byte of page data, so it costs
 // O(bytes) (about 12 ms per 256 MiB on two cores when the file is cached,
-// more when it must come from disk), which is what restoring by mmap is
-// meant to avoid. With LazyPages, Page and PageRange verify each chunk of
-// ChunkPages pages the first time they touch it, VerifyPages checks all of
-// them on demand, and page data read through PageFile is not verified at
-// all: a restorer that maps the file should call VerifyPages unless it can
-// accept silently corrupted memory.
+// more when it must come from disk). With LazyPages, the page data is
+// verified as it is read instead: ReadPages, Page and PageRange check every
+// chunk of ChunkPages pages they return, and VerifyPages checks them all
+// on demand.
 func LazyPages() Option { return func(o *options) { o.lazy = true } }
 
 // DirectIO makes Create write page data with direct I/O (O_DIRECT) where
@@ -90,10 +87,10 @@ type Image struct {
 	size    int64
 	records []Record
 	sums    []uint32 // CRC-32C of each chunk of page data
-	pages   []byte   // the page-data area: a read-only mapping or part of Parse's input
-	mapped  bool     // pages is an mmap of f
-	f       *os.File // nil for Parse
-	// state[i] is the verification state of chunk i.
+	f       *os.File // the image file (Open); nil for Parse
+	pages   []byte   // the page-data area, part of Parse's input; nil for Open
+	// state[i] is the verification state of chunk i of pages (Parse only:
+	// bytes in memory cannot change, a file can).
 	state  []atomic.Uint32
 	closed atomic.Bool
 }
@@ -105,18 +102,25 @@ const (
 )
 
 // Open opens the image at path and verifies its header, its metadata and,
-// unless LazyPages is given, its page data. Page data is mapped read-only,
-// not read into memory. The error is an *Error (errors.Is ErrNotImage,
-// ErrTruncated, ErrCorrupt or ErrVersion) when the file is not a valid
-// image, and an error from the operating system otherwise.
+// unless LazyPages is given, its page data. The error is an *Error
+// (errors.Is ErrNotImage, ErrTruncated, ErrCorrupt or ErrVersion) when the
+// file is not a valid image, and an error from the operating system
+// otherwise. Open refuses anything but a regular file without blocking (a
+// FIFO) or reading endlessly (/dev/zero).
 //
-// The file must not be modified while the image is open: page data is
-// read through a shared mapping, and reading pages beyond a shrunk file
-// raises SIGBUS (VerifyPages turns that into an error).
+// Page data is never mapped: ReadPages, Page and PageRange read it with
+// pread into the caller's memory and check the checksums of the bytes they
+// copied, so what they return is exactly what was verified. A file that is
+// changed or truncated while the image is open gives an error from them,
+// never a fault, and bytes they returned earlier stay what they were.
 func Open(path string, opts ...Option) (img *Image, err error) {
 	o := getOptions(opts)
-	f, err := os.Open(path)
+	f, fi, err := hostfile.Open(path)
 	if err != nil {
+		var he *hostfile.Error
+		if errors.As(err, &he) {
+			return nil, errNotImage(path, "%s", he.Detail)
+		}
 		return nil, err
 	}
 	var opened *Image // once set, owns f
@@ -129,22 +133,6 @@ func Open(path string, opts ...Option) (img *Image, err error) {
 			}
 		}
 	}()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		what := "a special file"
-		switch {
-		case fi.IsDir():
-			what = "a directory"
-		case fi.Mode()&os.ModeNamedPipe != 0:
-			what = "a pipe"
-		case fi.Mode()&os.ModeDevice != 0:
-			what = "a device"
-		}
-		return nil, errNotImage(path, "%s, not a regular file", what)
-	}
 	size := fi.Size()
 	hb := make([]byte, min(size, headerArea))
 	if _, err := f.ReadAt(hb, 0); err != nil {
@@ -163,16 +151,6 @@ func Open(path string, opts ...Option) (img *Image, err error) {
 	if err := img.parseMetadata(meta); err != nil {
 		return nil, err
 	}
-	if h.numPages > 0 {
-		if uint64(int(h.numPages*PageSize)) != h.numPages*PageSize {
-			return nil, fmt.Errorf("%s: %d pages do not fit this process's address space", path, h.numPages)
-		}
-		img.pages, err = unix.Mmap(int(f.Fd()), int64(h.pageOff), int(h.numPages*PageSize), unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return nil, &os.PathError{Op: "mmap", Path: path, Err: err}
-		}
-		img.mapped = true
-	}
 	if !o.lazy {
 		if err := img.VerifyPages(); err != nil {
 			return nil, err
@@ -183,7 +161,7 @@ func Open(path string, opts ...Option) (img *Image, err error) {
 
 func readErr(name string, err error) error {
 	if errors.Is(err, io.EOF) { // the file shrank after Stat
-		return errTruncated(name, "the file became shorter while it was read")
+		return errTruncated(name, "the file became shorter while it was read (was it changed while in use?)")
 	}
 	return err
 }
@@ -324,104 +302,188 @@ func (img *Image) Records() []Record { return img.records }
 // NumPages returns the number of pages of page data.
 func (img *Image) NumPages() uint64 { return img.hdr.numPages }
 
-// Page returns page i (the i-th page given to Writer.Pages, counting from
-// 0). See PageRange.
+// Page returns a copy of page i (the i-th page given to Writer.Pages,
+// counting from 0), verified. See ReadPages.
 func (img *Image) Page(i uint64) ([]byte, error) { return img.PageRange(i, 1) }
 
-// PageRange returns n consecutive pages from page first as one slice of
-// n·PageSize bytes, without copying. The slice is read-only (writing to it
-// faults for an image from Open) and valid until Close. With LazyPages,
-// the chunks it covers are verified first. Asking for pages the image does
-// not hold is ErrCorrupt: page indexes come from the image's records.
+// PageRange returns a copy of n consecutive pages from page first, as one
+// slice of n·PageSize bytes, verified. See ReadPages.
 func (img *Image) PageRange(first, n uint64) ([]byte, error) {
+	if err := img.checkRange(first, n); err != nil {
+		return nil, err
+	}
+	b := make([]byte, n*PageSize) // bounded: n ≤ NumPages, and the file holds them
+	if err := img.ReadPages(b, first); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// checkRange refuses a page range the image does not hold. Page indexes
+// come from the image's records, so asking for pages beyond the page data
+// means the image is corrupt.
+func (img *Image) checkRange(first, n uint64) error {
 	if img.closed.Load() {
-		return nil, fmt.Errorf("%s: image is closed", img.name)
+		return fmt.Errorf("%s: image is closed", img.name)
 	}
 	np := img.hdr.numPages
 	if first > np || n > np-first {
-		return nil, errCorrupt(img.name, "pages %d-%d requested, but the image holds %d pages", first, first+n-1, np)
+		return errCorrupt(img.name, "pages %d-%d requested, but the image holds %d pages", first, first+n-1, np)
+	}
+	return nil
+}
+
+// ReadPages copies len(dst)/PageSize pages, from page first on, into dst
+// and checks them against the page checksums; len(dst) must be a multiple
+// of PageSize. When it returns nil, dst holds exactly the bytes that were
+// verified: each chunk is checked after it was copied, from the copy, so a
+// file changed meanwhile cannot slip unverified bytes in. On error, dst
+// holds unspecified bytes and must not be used.
+//
+// Chunks are read and checked in parallel, on up to GOMAXPROCS cores. A
+// range that covers part of a chunk costs a read of the whole chunk, which
+// is what the checksum covers. A restorer can call it for all pages at
+// once, or chunk by chunk when a page is first needed.
+func (img *Image) ReadPages(dst []byte, first uint64) error {
+	if len(dst)%PageSize != 0 {
+		return fmt.Errorf("%s: ReadPages into %d bytes, not a multiple of the page size", img.name, len(dst))
+	}
+	n := uint64(len(dst) / PageSize)
+	if err := img.checkRange(first, n); err != nil {
+		return err
 	}
 	if n == 0 {
-		return []byte{}, nil
+		return nil
 	}
 	cp := uint64(img.hdr.chunkPages)
-	for c := first / cp; c <= (first+n-1)/cp; c++ {
-		if err := img.verifyChunk(c); err != nil {
-			return nil, err
+	firstChunk, lastChunk := first/cp, (first+n-1)/cp
+	return img.eachChunk(firstChunk, lastChunk+1, func(c uint64, scratch *[]byte) error {
+		// The pages of chunk c that dst wants, and where they go.
+		cFirst, cEnd := img.chunkPages(c)
+		from, to := max(cFirst, first), min(cEnd, first+n)
+		out := dst[(from-first)*PageSize : (to-first)*PageSize]
+		if from == cFirst && to == cEnd {
+			return img.readChunk(c, out) // the whole chunk: straight into dst
 		}
-	}
-	return img.pages[first*PageSize : (first+n)*PageSize : (first+n)*PageSize], nil
+		buf := img.scratch(scratch)[:(cEnd-cFirst)*PageSize]
+		if err := img.readChunk(c, buf); err != nil {
+			return err
+		}
+		copy(out, buf[(from-cFirst)*PageSize:])
+		return nil
+	})
 }
 
-// PageFile returns the open image file and the offset of page 0 in it, for
-// a restorer that maps page data instead of copying it: page i is at
-// offset+i·PageSize, and offset is a multiple of PageSize. Map it
-// MAP_PRIVATE so guest writes never reach the file. ok is false for an
-// image from Parse. The file belongs to the Image and is closed by Close
-// (mappings made from it stay valid). With LazyPages, call VerifyPages
-// first: pages read through the file are not verified.
-func (img *Image) PageFile() (f *os.File, offset int64, ok bool) {
-	if img.f == nil || img.closed.Load() {
-		return nil, 0, false
-	}
-	return img.f, int64(img.hdr.pageOff), true
-}
-
-// VerifyPages checks the page data against its checksums, in parallel on
-// up to GOMAXPROCS cores, skipping chunks already verified. Open and Parse
-// call it unless given LazyPages. It reports the first bad chunk.
+// VerifyPages checks all page data against its checksums, in parallel on
+// up to GOMAXPROCS cores, and reports the first bad chunk. Open and Parse
+// call it unless given LazyPages. For an image from Open it reads the file
+// again on every call.
 func (img *Image) VerifyPages() error {
 	if img.closed.Load() {
 		return fmt.Errorf("%s: image is closed", img.name)
 	}
-	nchunks := uint64(len(img.sums))
-	workers := min(uint64(runtime.GOMAXPROCS(0)), nchunks)
-	// Chunks are handed out in batches so workers rarely contend.
-	const batch = 4
+	return img.eachChunk(0, uint64(len(img.sums)), func(c uint64, scratch *[]byte) error {
+		cFirst, cEnd := img.chunkPages(c)
+		if img.f == nil {
+			return img.verifyMemChunk(c, img.pages[cFirst*PageSize:cEnd*PageSize])
+		}
+		return img.readChunk(c, img.scratch(scratch)[:(cEnd-cFirst)*PageSize])
+	})
+}
+
+// eachChunk calls do for chunks [from, to) on up to GOMAXPROCS goroutines.
+// After the first failure no further chunk is started, and the error of
+// the lowest chunk that failed is returned. Each goroutine has a scratch
+// buffer of its own, which do allocates if it needs one.
+func (img *Image) eachChunk(from, to uint64, do func(c uint64, scratch *[]byte) error) error {
+	n := to - from
+	workers := min(uint64(runtime.GOMAXPROCS(0)), n)
+	if workers <= 1 {
+		var scratch []byte
+		for c := from; c < to; c++ {
+			if err := do(c, &scratch); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, n)
 	var next atomic.Uint64
+	var failed atomic.Bool // stop early: the image is unusable anyway
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for {
-				start := next.Add(batch) - batch
-				if start >= nchunks {
+			var scratch []byte
+			for !failed.Load() {
+				i := next.Add(1) - 1
+				if i >= n {
 					return
 				}
-				for c := start; c < min(start+batch, nchunks); c++ {
-					img.verifyChunk(c) // the result is read from state below
+				if errs[i] = do(from+i, &scratch); errs[i] != nil {
+					failed.Store(true)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	for c := range nchunks {
-		if err := img.verifyChunk(c); err != nil {
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// verifyChunk checks chunk c unless it was checked before.
-func (img *Image) verifyChunk(c uint64) (err error) {
+// scratch returns *buf, allocated first if need be, with room for one
+// chunk.
+func (img *Image) scratch(buf *[]byte) []byte {
+	if *buf == nil {
+		*buf = make([]byte, min(uint64(img.hdr.chunkPages), img.hdr.numPages)*PageSize)
+	}
+	return *buf
+}
+
+// chunkPages returns the pages [first, end) that chunk c covers.
+func (img *Image) chunkPages(c uint64) (first, end uint64) {
+	cp := uint64(img.hdr.chunkPages)
+	return c * cp, min((c+1)*cp, img.hdr.numPages)
+}
+
+// readChunk copies chunk c into buf (exactly the chunk's length) and
+// checks the copy against the chunk's checksum.
+func (img *Image) readChunk(c uint64, buf []byte) error {
+	first, _ := img.chunkPages(c)
+	if img.f == nil {
+		// Parse: the bytes in memory cannot change, so a chunk is
+		// checked once.
+		src := img.pages[first*PageSize : first*PageSize+uint64(len(buf))]
+		if err := img.verifyMemChunk(c, src); err != nil {
+			return err
+		}
+		copy(buf, src)
+		return nil
+	}
+	off := int64(img.hdr.pageOff + first*PageSize)
+	if _, err := img.f.ReadAt(buf, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			return img.chunkErr(c, "cannot be read: the file became shorter (was it truncated while in use?)")
+		}
+		return fmt.Errorf("%s: reading page data: %w", img.name, err)
+	}
+	if crc32c(buf) != img.sums[c] {
+		return img.chunkErr(c, "checksum mismatch")
+	}
+	return nil
+}
+
+// verifyMemChunk checks chunk c of an in-memory image unless it was
+// checked before.
+func (img *Image) verifyMemChunk(c uint64, data []byte) error {
 	switch img.state[c].Load() {
 	case chunkOK:
 		return nil
 	case chunkBad:
 		return img.chunkErr(c, "checksum mismatch")
-	}
-	cp := uint64(img.hdr.chunkPages)
-	first, end := c*cp, min((c+1)*cp, img.hdr.numPages)
-	data := img.pages[first*PageSize : end*PageSize]
-	if img.mapped {
-		// A file that shrank under the mapping raises SIGBUS: make it an
-		// error instead of a crash.
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		defer func() {
-			if r := recover(); r != nil {
-				err = img.chunkErr(c, fmt.Sprintf("cannot read page data (%v); was the file truncated while open?", r))
-			}
-		}()
 	}
 	if crc32c(data) != img.sums[c] {
 		img.state[c].Store(chunkBad)
@@ -432,27 +494,19 @@ func (img *Image) verifyChunk(c uint64) (err error) {
 }
 
 func (img *Image) chunkErr(c uint64, what string) error {
-	cp := uint64(img.hdr.chunkPages)
-	first, end := c*cp, min((c+1)*cp, img.hdr.numPages)
+	first, end := img.chunkPages(c)
 	return errCorrupt(img.name, "page data %s in pages %d-%d (file offsets %d-%d, chunk %d of %d) (file corrupted?)",
 		what, first, end-1, img.hdr.pageOff+first*PageSize, img.hdr.pageOff+end*PageSize-1, c, len(img.sums))
 }
 
-// Close unmaps the page data and closes the file. Slices returned by Page
-// and PageRange must not be used afterwards; Records stay valid.
+// Close closes the image file. Records stay valid; pages returned before
+// are copies and stay valid too.
 func (img *Image) Close() error {
 	if img.closed.Swap(true) {
 		return nil
 	}
-	var err error
-	if img.mapped {
-		err = unix.Munmap(img.pages)
-		img.pages = nil
-	}
 	if img.f != nil {
-		if cerr := img.f.Close(); err == nil {
-			err = cerr
-		}
+		return img.f.Close()
 	}
-	return err
+	return nil
 }

@@ -251,6 +251,27 @@ func TestRestoreDetectsChangedFile(t *testing.T) {
 	r = emuckpt(t, "restore", "--root", root, image)
 	assert.Equal(t, 0, r.status, r.stderr)
 	assert.Equal(t, "restored: *irst line\n", r.stdout, "the written page comes from the image")
+
+	// A copy of the root (another machine, a backup restored): new inode,
+	// mtime and ctime, the same bytes. The image still restores.
+	copyRoot := t.TempDir()
+	content, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(copyRoot, "data.txt"), content, 0o644))
+	r = emuckpt(t, "restore", "--root", copyRoot, image)
+	assert.Equal(t, 0, r.status, r.stderr)
+	assert.Equal(t, "restored: *irst line\n", r.stdout)
+
+	// Edited in place with the same size, mtime set back (cp -p,
+	// rsync -t, touch -d): refused all the same.
+	st, err := os.Stat(file)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(file, []byte("FIRST LINE\nsecond line\n"), 0o644))
+	require.NoError(t, os.Chtimes(file, st.ModTime(), st.ModTime()))
+	r = emuckpt(t, "restore", "--root", root, image)
+	assert.Equal(t, 125, r.status)
+	assert.Contains(t, r.stderr, "/data.txt has changed since the checkpoint")
+
 	require.NoError(t, os.WriteFile(file, []byte("FIRST LINE\nsecond line, longer\n"), 0o644))
 	r = emuckpt(t, "restore", "--root", root, image)
 	assert.Equal(t, 125, r.status)

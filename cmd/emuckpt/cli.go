@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +15,10 @@ import (
 	"time"
 
 	"github.com/emuckpt/emuckpt/devices/hpet"
+	"github.com/emuckpt/emuckpt/internal/hostfile"
 	"github.com/emuckpt/emuckpt/kernel"
 	"github.com/emuckpt/emuckpt/vmm"
+	"golang.org/x/sys/unix"
 )
 
 // Exit statuses of emuckpt itself, after timeout(1) and env(1).
@@ -41,8 +44,9 @@ Exit status: the program's own status; 128+N if signal N killed it;
 124 on --timeout; 125 if emuckpt itself failed, or if a checkpoint asked
 for by --checkpoint-at or SIGUSR1 failed (the program went on; the last
 line of stderr then ends "exit status 125 instead of N", N being the
-status the run would have had); 126 if the program cannot be executed
-(not an ELF, dynamic, wrong architecture); 127 if it is not found.
+status the run would have had); 126 if the program cannot be executed (a
+directory or other non-regular file, no execute permission, not an ELF,
+dynamic, wrong architecture); 127 if it is not found.
 `
 
 // Main is the whole command line tool, callable from tests.
@@ -213,15 +217,10 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		return exitFailure
 	}
 	name := fs.Arg(0)
-	path, err := findProgram(name)
+	path, prog, status, err := loadProgram(name)
 	if err != nil {
 		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", name, err)
-		return exitNotFound
-	}
-	prog, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", name, err)
-		return exitNoExec
+		return status
 	}
 	abs, _ := filepath.Abs(path)
 	cfg := machine.config(stdin, stdout, stderr)
@@ -265,24 +264,61 @@ func supervise(k *kernel.Kernel, name string, timeout time.Duration, stderr io.W
 	return st.ShellStatus()
 }
 
-// findProgram resolves PROGRAM like env(1): a name with a slash is a path,
-// anything else is looked up in $PATH.
-func findProgram(name string) (string, error) {
-	if strings.Contains(name, "/") {
-		st, err := os.Stat(name)
-		if err != nil {
-			return "", errors.New("no such file")
+// maxProgramSize bounds the program file that run and restore read into
+// memory. Static binaries are rarely above 100 MiB.
+const maxProgramSize = 1 << 30
+
+// loadProgram finds PROGRAM like env(1) and reads it. A name with a slash
+// is a path, anything else is looked up in $PATH. Like env, it fails with
+// 127 (exitNotFound) when there is no such file and with 126 (exitNoExec)
+// when the file cannot be executed: a directory, a file without execute
+// permission, or anything but a regular file (reading /dev/zero or a FIFO
+// would never end).
+func loadProgram(name string) (path string, prog []byte, status int, err error) {
+	path = name
+	if !strings.Contains(name, "/") {
+		if path, err = exec.LookPath(name); err != nil {
+			return "", nil, exitNotFound, errors.New("not found in $PATH")
 		}
-		if st.IsDir() {
-			return "", errors.New("is a directory")
-		}
-		return name, nil
 	}
-	p, err := exec.LookPath(name)
+	f, fi, err := hostfile.Open(path)
 	if err != nil {
-		return "", errors.New("not found in $PATH")
+		var notRegular *hostfile.Error
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return "", nil, exitNotFound, errors.New("No such file or directory")
+		case errors.As(err, &notRegular) && notRegular.Mode.IsDir():
+			return "", nil, exitNoExec, errors.New("cannot execute: Is a directory")
+		case errors.Is(err, fs.ErrPermission):
+			return "", nil, exitNoExec, errors.New("cannot execute: Permission denied")
+		}
+		return "", nil, exitNoExec, fmt.Errorf("cannot execute: %s", why(err))
 	}
-	return p, nil
+	defer f.Close()
+	// execve(2) wants execute permission for the caller (for root: any
+	// execute bit), which access(2) with AT_EACCESS decides.
+	if err := unix.Faccessat(unix.AT_FDCWD, path, unix.X_OK, unix.AT_EACCESS); err != nil {
+		return "", nil, exitNoExec, errors.New("cannot execute: Permission denied")
+	}
+	if prog, err = hostfile.Read(f, fi, maxProgramSize); err != nil {
+		return "", nil, exitNoExec, fmt.Errorf("cannot execute: %s", why(err))
+	}
+	return path, prog, 0, nil
+}
+
+// why is the reason in an error about a file whose path the message
+// already names: "a FIFO, not a regular file" rather than
+// "/tmp/f: a FIFO, not a regular file".
+func why(err error) string {
+	var he *hostfile.Error
+	if errors.As(err, &he) {
+		return he.Detail
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
 }
 
 func mergeEnv(base, add []string) []string {

@@ -114,15 +114,15 @@ func cmdDemo(args []string, stdout, stderr *os.File) int {
 		fmt.Fprintf(stderr, "emuckpt: demo: %v\n", err)
 		return exitFailure
 	}
-	in := inspect(image, img)
-	img.Close()
-	for _, v := range in.Tasks[0].VMAs {
+	for i := range img.State.Process.VMAs {
+		v := inspectVMAOf(&img.State.Process.VMAs[i])
 		typ := v.Type
 		if v.Device != "" {
 			typ += "(" + v.Device + ")"
 		}
 		say("   %012x-%012x %s %-13s %7d bytes  %s", v.Start, v.End, v.Perms, typ, v.StoredBytes, v.Backing)
 	}
+	img.Close()
 
 	for i, policy := range []string{"fresh", "preserve"} {
 		say("\n%d. Restore the image in a new VM with --device-state=%s:", 3+i, policy)

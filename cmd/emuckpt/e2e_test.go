@@ -98,6 +98,11 @@ func TestExitStatus(t *testing.T) {
 	dir := t.TempDir()
 	text := filepath.Join(dir, "script.sh")
 	require.NoError(t, os.WriteFile(text, []byte("#!/bin/sh\necho hi\n"), 0o755))
+	bigEndian := filepath.Join(dir, "big-endian")
+	hello, err := os.ReadFile(img("hello"))
+	require.NoError(t, err)
+	hello[5] = 2 // EI_DATA = ELFDATA2MSB
+	require.NoError(t, os.WriteFile(bigEndian, hello, 0o755))
 	tests := []struct {
 		name   string
 		args   []string
@@ -114,10 +119,11 @@ func TestExitStatus(t *testing.T) {
 		{"out of guest memory", []string{"run", "--mem", "8M", img("bigmem"), "64"}, 128 + 9,
 			[]string{"killed by SIGKILL (SI_KERNEL): out of guest memory"}},
 		{"timeout", []string{"run", "--timeout", "200ms", img("spin")}, 124, []string{"timed out after 200ms"}},
-		{"not found", []string{"run", filepath.Join(dir, "nope")}, 127, []string{"no such file"}},
+		{"not found", []string{"run", filepath.Join(dir, "nope")}, 127, []string{"No such file or directory"}},
 		{"not in PATH", []string{"run", "emuckpt-no-such-program"}, 127, []string{"not found in $PATH"}},
 		{"not an ELF", []string{"run", text}, 126, []string{"not an ELF file", "script"}},
-		{"directory", []string{"run", dir}, 127, []string{"is a directory"}},
+		{"directory", []string{"run", dir}, 126, []string{"cannot execute: Is a directory"}},
+		{"big-endian ELF", []string{"run", bigEndian}, 126, []string{"big-endian 64-bit ELF for unknown machine 15872 (0x3e00), need little-endian 64-bit x86-64"}},
 		{"bad flag", []string{"run", "--no-such-flag", img("hello")}, 125, []string{"flag provided but not defined"}},
 		{"bad mem", []string{"run", "--mem", "lots", img("hello")}, 125, []string{"512M"}},
 		{"missing program", []string{"run"}, 125, []string{"missing PROGRAM"}},

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"strings"
 )
 
 // Address-space constants (x86-64 Linux, 4-level paging).
@@ -252,13 +253,19 @@ func checkIdent(data []byte) error {
 		return corrupt("invalid ELF data encoding %d in e_ident", data[elf.EI_DATA])
 	}
 	name := machineName(machine)
+	width := 64
+	if class == elf.ELFCLASS32 {
+		width = 32
+	}
 	switch {
+	case order == elf.ELFDATA2MSB:
+		// Said first: the byte order is what decides how every other
+		// field reads, and no x86 program is big-endian.
+		return wrongArch("big-endian %d-bit ELF for %s, need little-endian 64-bit x86-64", width, name)
 	case class == elf.ELFCLASS32 && machine == elf.EM_X86_64:
 		return wrongArch("32-bit ELF for x86-64 (the x32 ABI), need 64-bit x86-64")
 	case class == elf.ELFCLASS32:
 		return wrongArch("32-bit ELF for %s, need 64-bit x86-64", name)
-	case order == elf.ELFDATA2MSB:
-		return wrongArch("big-endian ELF for %s, need little-endian x86-64", name)
 	case machine != elf.EM_X86_64:
 		return wrongArch("ELF for %s, need x86-64", name)
 	}
@@ -266,7 +273,8 @@ func checkIdent(data []byte) error {
 }
 
 // machineName gives a readable name for the machines people are likely to
-// come across, and debug/elf's EM_ name for the rest.
+// come across, debug/elf's EM_ name for the other known ones, and the
+// number for the rest (debug/elf would call 52733 "EM_ALPHA_STD+15831").
 func machineName(m elf.Machine) string {
 	switch m {
 	case elf.EM_386:
@@ -294,7 +302,10 @@ func machineName(m elf.Machine) string {
 	case elf.EM_NONE:
 		return "no machine (EM_NONE)"
 	}
-	return m.String()
+	if name := m.String(); !strings.Contains(name, "+") && strings.HasPrefix(name, "EM_") {
+		return name
+	}
+	return fmt.Sprintf("unknown machine %d (%#x)", uint16(m), uint16(m))
 }
 
 // notELF builds the ErrNotELF error, naming the kind of file if it is a

@@ -78,8 +78,15 @@ func parseCases() []parseCase {
 		{name: "aarch64", data: hdr(func(b []byte) []byte { return put16(b, 18, uint16(elf.EM_AARCH64)) }),
 			kind: ErrWrongArch, msg: "ELF for AArch64, need x86-64"},
 		{name: "big-endian ppc64", data: hdr(func(b []byte) []byte { return put8(put16(b, 18, 0x1500), 5, 2) }),
-			kind: ErrWrongArch, msg: "big-endian ELF for PowerPC64"},
-		{name: "unknown machine", data: hdr(func(b []byte) []byte { return put16(b, 18, 0x1234) }), kind: ErrWrongArch, msg: "need x86-64"},
+			kind: ErrWrongArch, msg: "big-endian 64-bit ELF for PowerPC64, need little-endian 64-bit x86-64"},
+		{name: "big-endian unknown machine", data: hdr(func(b []byte) []byte { return put8(put16(b, 18, 0xfdcd), 5, 2) }),
+			kind: ErrWrongArch, msg: "big-endian 64-bit ELF for unknown machine 52733 (0xcdfd), need little-endian 64-bit x86-64"},
+		{name: "big-endian 32-bit", data: hdr(func(b []byte) []byte { return put8(put8(put16(b, 18, 0x0800), 5, 2), 4, 1)[:52] }),
+			kind: ErrWrongArch, msg: "big-endian 32-bit ELF for MIPS"},
+		{name: "x86-64 with the big-endian flag", data: hdr(func(b []byte) []byte { return put8(b, 5, 2) }),
+			kind: ErrWrongArch, msg: "big-endian 64-bit ELF for"},
+		{name: "unknown machine", data: hdr(func(b []byte) []byte { return put16(b, 18, 0x1234) }), kind: ErrWrongArch, msg: "ELF for unknown machine 4660 (0x1234), need x86-64"},
+		{name: "known machine by debug/elf", data: hdr(func(b []byte) []byte { return put16(b, 18, uint16(elf.EM_SPARC)) }), kind: ErrWrongArch, msg: "ELF for EM_SPARC, need x86-64"},
 
 		// Dynamically linked.
 		{name: "PT_INTERP", data: withInterp(interp+"\x00", uint64(len(interp)+1)).bytes(), kind: ErrDynamic,

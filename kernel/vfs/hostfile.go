@@ -1,11 +1,15 @@
 package vfs
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
-	"github.com/emuckpt/emuckpt/guestmm"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"os"
 	"sync"
 
+	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -158,6 +162,10 @@ func (f *regularFile) MmapBacking(off, length uint64, prot uint32, shared bool) 
 type fileBacking struct {
 	f    *os.File
 	name string
+
+	mu    sync.Mutex
+	id    FileIdentity // the last identity computed, for idKey
+	idKey identityKey  // what the file looked like when id was computed
 }
 
 func newFileBacking(fd int, name string) (*fileBacking, unix.Errno) {
@@ -219,22 +227,80 @@ func (c *backingCache) close() {
 	}
 }
 
-// Identity describes the file's current contents cheaply, so that a
-// checkpoint can tell later whether the file changed.
+// Identity describes the file's current contents: its size and SHA-256
+// (and, for messages and images of older readers, its mtime and inode).
+// Hashing reads the whole file, so the result is kept and reused while
+// the file's dev, inode, size, mtime and ctime stay the same: ctime is set
+// by the kernel on every change and cannot be set back by users, so an
+// edit that resets mtime (cp -p, rsync -t, touch -d) is still seen.
 func (b *fileBacking) Identity() (FileIdentity, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(b.f.Fd()), &st); err != nil {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	key, err := statKey(b.f)
+	if err != nil {
 		return FileIdentity{}, err
 	}
-	return FileIdentity{Size: st.Size, MtimeNS: st.Mtim.Nano(), Ino: st.Ino}, nil
+	if key == b.idKey && b.id.SHA256 != "" {
+		return b.id, nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(b.f, 0, key.size)); err != nil {
+		return FileIdentity{}, err
+	}
+	if after, err := statKey(b.f); err != nil {
+		return FileIdentity{}, err
+	} else if after != key {
+		return FileIdentity{}, fmt.Errorf("%s changed while it was being hashed", b.name)
+	}
+	b.idKey = key
+	b.id = FileIdentity{Size: key.size, MtimeNS: key.mtime, Ino: key.ino, SHA256: hex.EncodeToString(h.Sum(nil))}
+	return b.id, nil
 }
 
-// FileIdentity is what a checkpoint remembers of a mapped file: if any of
-// it differs at restore, the file has changed.
+// identityKey is what fstat tells about a file's contents without reading
+// them.
+type identityKey struct {
+	dev, ino           uint64
+	size, mtime, ctime int64
+}
+
+func statKey(f *os.File) (identityKey, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return identityKey{}, err
+	}
+	return identityKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}, nil
+}
+
+// FileIdentity is what a checkpoint remembers of a mapped file, to tell at
+// restore whether it is still the same file (see Matches).
 type FileIdentity struct {
 	Size    int64  `json:"size"`
 	MtimeNS int64  `json:"mtime_ns"`
 	Ino     uint64 `json:"ino"`
+	// SHA256 is the hex SHA-256 of the contents. Images written before
+	// it existed lack it.
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Matches reports whether now, a file's identity at restore, is the file
+// id was taken of. With a content hash, the size and hash decide: the file
+// may have been copied (to another machine, a new root, by a backup
+// restore), which changes its inode, mtime and ctime but not its bytes.
+// Without one (older images), size, mtime and inode must all be equal.
+func (id FileIdentity) Matches(now FileIdentity) bool {
+	if id.SHA256 != "" {
+		return id.Size == now.Size && id.SHA256 == now.SHA256
+	}
+	return id.Size == now.Size && id.MtimeNS == now.MtimeNS && id.Ino == now.Ino
+}
+
+// String describes the identity for messages.
+func (id FileIdentity) String() string {
+	if id.SHA256 == "" {
+		return fmt.Sprintf("size %d, mtime %d ns, inode %d", id.Size, id.MtimeNS, id.Ino)
+	}
+	return fmt.Sprintf("size %d, sha256 %s", id.Size, id.SHA256)
 }
 
 // Identifiable is implemented by backings of host files.

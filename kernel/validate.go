@@ -1,0 +1,235 @@
+package kernel
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math"
+
+	"github.com/emuckpt/emuckpt/guestmm"
+)
+
+// Validate checks that a State means something restore can do, before
+// anything is built from it. An image's checksums only say that its bytes
+// are the ones written; a hostile or buggy writer can still produce a
+// State whose parts contradict each other (a VMA whose type says DEVICE
+// and whose kind says anonymous, stored pages for a SCRATCH VMA, page runs
+// that overlap). Restore acts on several of these fields, so every
+// combination it could act on differently is refused here, with the
+// record named: "process.vmas[3] 0x7f0000000000-0x7f0000001000 (ANON):
+// ...".
+//
+// Validate takes time linear in the number of VMAs, page runs, objects
+// and tasks. What only the machine of the restore can tell (whether a
+// file or device is there and unchanged, whether the VMAs fit its
+// address-space layout) is checked by Restore.
+func (st *State) Validate() error {
+	if err := st.validateProgram(); err != nil {
+		return err
+	}
+	objects, err := st.validateObjects()
+	if err != nil {
+		return err
+	}
+	if st.PageCount > st.MemSize/guestmm.PageSize {
+		return fmt.Errorf("page_count: %d pages do not fit mem_size %d", st.PageCount, st.MemSize)
+	}
+	ps := &st.Process
+	if ps.BrkStart%guestmm.PageSize != 0 || ps.Brk < ps.BrkStart || ps.Brk > guestmm.TaskSize {
+		return fmt.Errorf("process: bad heap break %#x-%#x", ps.BrkStart, ps.Brk)
+	}
+	seen := map[int]bool{}
+	for i, a := range ps.Actions {
+		if a.Signal < 1 || a.Signal > numSignals || seen[a.Signal] {
+			return fmt.Errorf("process.sigactions[%d]: bad or repeated signal %d", i, a.Signal)
+		}
+		seen[a.Signal] = true
+	}
+	var prevEnd uint64
+	for i := range ps.VMAs {
+		v := &ps.VMAs[i]
+		if err := st.validateVMA(v, prevEnd, objects); err != nil {
+			return fmt.Errorf("process.vmas[%d] %#x-%#x (%.20q): %v", i, v.Start, v.End, v.Type, err)
+		}
+		prevEnd = v.End
+	}
+	return st.validateTasks()
+}
+
+func (st *State) validateProgram() error {
+	p := st.Program
+	if sum, err := hex.DecodeString(p.SHA256); err != nil || len(sum) != 32 {
+		return fmt.Errorf("program: sha256 %.80q is not a SHA-256 in hex", p.SHA256)
+	}
+	if p.Name == "" || p.Size < 0 {
+		return fmt.Errorf("program: no name, or a negative size")
+	}
+	return nil
+}
+
+// validateObjects checks the objects and returns them by objref.
+func (st *State) validateObjects() (map[int]*Object, error) {
+	objects := make(map[int]*Object, len(st.Objects))
+	for i := range st.Objects {
+		o := &st.Objects[i]
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("objects[%d] (objref %d, %.200q): %s", i, o.Ref, o.Path, fmt.Sprintf(format, args...))
+		}
+		if o.Ref < 1 || objects[o.Ref] != nil {
+			return nil, bad("objref must be positive and unique")
+		}
+		switch o.Kind {
+		case "program":
+			if o.Path != st.Program.Name {
+				return nil, bad("a program object must name the program %.200q", st.Program.Name)
+			}
+		case "file":
+			if o.Path == "" {
+				return nil, bad("a file object without a path")
+			}
+			id := o.Identity
+			if id == nil {
+				return nil, bad("a file object without an identity, so a changed file could not be detected")
+			}
+			if sum, err := hex.DecodeString(id.SHA256); id.Size < 0 || id.SHA256 != "" && (err != nil || len(sum) != 32) {
+				return nil, bad("bad identity (size %d, sha256 %.80q)", id.Size, id.SHA256)
+			}
+		default:
+			return nil, bad("unknown kind %.20q", o.Kind)
+		}
+		objects[o.Ref] = o
+	}
+	return objects, nil
+}
+
+// validateVMA checks one VMA; prevEnd is where the previous one ended
+// (VMAs are in address order and do not overlap).
+func (st *State) validateVMA(v *VMAState, prevEnd uint64, objects map[int]*Object) error {
+	const page = guestmm.PageSize
+	if v.Start%page != 0 || v.End%page != 0 || v.Start >= v.End || v.End > guestmm.TaskSize {
+		return fmt.Errorf("not a page-aligned range of user space")
+	}
+	if v.Start < prevEnd {
+		return fmt.Errorf("overlaps or precedes the VMA before it (which ends at %#x)", prevEnd)
+	}
+	const rwx = 7
+	if v.Prot&^rwx != 0 || v.MaxProt&^rwx != 0 || v.Prot&^v.MaxProt != 0 {
+		return fmt.Errorf("bad protection %#x (max %#x)", v.Prot, v.MaxProt)
+	}
+	kind, ok := vmaKindFromName(v.Kind)
+	if !ok {
+		return fmt.Errorf("unknown VMA kind %.20q", v.Kind)
+	}
+	// The type is what the checkpoint decided to store; it follows from
+	// the kind and flags, which are what restore builds the VMA from.
+	if want := vmaTypeFor(kind, v.DontDump, v.Shared); v.Type != want {
+		return fmt.Errorf("type %.20q does not match kind %s (shared %v, dont_dump %v), which make it %s", v.Type, v.Kind, v.Shared, v.DontDump, want)
+	}
+	anonymous := kind == guestmm.KindAnon || kind == guestmm.KindHeap || kind == guestmm.KindStack
+	if v.Anonymous != anonymous {
+		return fmt.Errorf("anonymous is %v for kind %s", v.Anonymous, v.Kind)
+	}
+	// An offset is a file position (off_t): the mapping must end below
+	// 2^63, and so must it for the other kinds, which restore passes on.
+	if v.Offset%page != 0 || v.Offset > math.MaxInt64-(v.End-v.Start) {
+		return fmt.Errorf("bad offset %#x", v.Offset)
+	}
+	if kind == guestmm.KindDevice {
+		if v.Device == "" {
+			return fmt.Errorf("a device VMA without a device VMA type")
+		}
+	} else if v.Device != "" || len(v.DeviceParams) > 0 {
+		return fmt.Errorf("device VMA type %.20q on a VMA that maps no device", v.Device)
+	}
+	if err := st.validateObjref(v, kind, objects); err != nil {
+		return err
+	}
+	return st.validatePages(v)
+}
+
+// validateObjref checks that a file VMA names the object it maps, so that
+// restore checks that file's identity, and that other VMAs name none.
+func (st *State) validateObjref(v *VMAState, kind guestmm.VMAKind, objects map[int]*Object) error {
+	if kind != guestmm.KindFile {
+		if v.Objref != 0 {
+			return fmt.Errorf("objref %d on a VMA that maps no file", v.Objref)
+		}
+		return nil
+	}
+	if v.Objref == 0 {
+		// Images written before objects existed name the program's VMAs
+		// only by the program's name (the program is identified by its
+		// SHA-256); any other file needs an objref.
+		if v.Name != st.Program.Name {
+			return fmt.Errorf("file %.200q has no objref, so its identity could not be checked", v.Name)
+		}
+		return nil
+	}
+	o := objects[v.Objref]
+	if o == nil {
+		return fmt.Errorf("objref %d names no object", v.Objref)
+	}
+	if o.Path != v.Name {
+		return fmt.Errorf("maps %.200q, but its objref %d is %.200q", v.Name, v.Objref, o.Path)
+	}
+	return nil
+}
+
+// validatePages checks a VMA's page runs: only the types that store pages
+// have any, each lies inside the VMA and the page data, and no two cover
+// the same address (a page restored twice). Two runs may name the same
+// page data: a frame that several mappings share is stored once.
+func (st *State) validatePages(v *VMAState) error {
+	const page = guestmm.PageSize
+	pages := (v.End - v.Start) / page
+	if v.ZeroPages > pages {
+		return fmt.Errorf("%d zero pages in a VMA of %d pages", v.ZeroPages, pages)
+	}
+	switch v.Type {
+	case VMAScratch, VMAFileShared, VMADevice:
+		if len(v.Pages) > 0 || v.ZeroPages > 0 {
+			return fmt.Errorf("a %s VMA stores no pages, this one has %d runs and %d zero pages", v.Type, len(v.Pages), v.ZeroPages)
+		}
+		return nil
+	}
+	next := v.Start // the first address the next run may cover
+	for j, r := range v.Pages {
+		switch {
+		case r.Count == 0 || r.VA%page != 0:
+			return fmt.Errorf("pages[%d]: empty or unaligned run at %#x", j, r.VA)
+		case r.VA < next:
+			return fmt.Errorf("pages[%d] at %#x overlaps or precedes the run before it", j, r.VA)
+		case r.VA >= v.End || r.Count > (v.End-r.VA)/page:
+			return fmt.Errorf("pages[%d]: %d pages at %#x reach past the VMA", j, r.Count, r.VA)
+		case r.Index > st.PageCount || r.Count > st.PageCount-r.Index:
+			return fmt.Errorf("pages[%d]: pages %d+%d are outside the image's %d pages", j, r.Index, r.Count, st.PageCount)
+		case r.Copied != (v.Type == VMAFile):
+			// A FILE VMA stores only the pages copied on write; other
+			// types have no file for a page to differ from.
+			return fmt.Errorf("pages[%d]: copied is %v in a %s VMA", j, r.Copied, v.Type)
+		}
+		next = r.VA + r.Count*page
+	}
+	return nil
+}
+
+func (st *State) validateTasks() error {
+	if len(st.Tasks) == 0 {
+		return fmt.Errorf("tasks: none")
+	}
+	tids := make(map[int]bool, len(st.Tasks))
+	for i, t := range st.Tasks {
+		if t.TID < 1 || tids[t.TID] {
+			return fmt.Errorf("tasks[%d]: bad or repeated tid %d", i, t.TID)
+		}
+		tids[t.TID] = true
+		if t.FSBase >= guestmm.TaskSize || t.GSBase >= guestmm.TaskSize {
+			return fmt.Errorf("tasks[%d] (tid %d): FS/GS base outside user space", i, t.TID)
+		}
+		for sig := range t.PendingCodes {
+			if sig < 1 || sig > numSignals {
+				return fmt.Errorf("tasks[%d] (tid %d): pending code for bad signal %d", i, t.TID, sig)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,200 @@
+package kernel
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"github.com/stretchr/testify/require"
+)
+
+const testSHA = "16fde19863673d58730fe3cc392613c3f281c166a82ff140ee95f704072df1d7"
+
+// validState is a consistent State with one VMA of every type, as a
+// checkpoint writes them (no KVM needed).
+func validState() *State {
+	pg := func(n uint64) uint64 { return n * 4096 }
+	return &State{
+		Program: ProgramRef{Name: "prog", Path: "testimages/bin/prog", SHA256: testSHA, Size: 30000},
+		MemSize: 64 << 20,
+		Process: ProcessState{
+			PID: 2, PPID: 1, Cwd: "/", Exe: "prog", BrkStart: 0x409000, Brk: 0x40a000, FDLimit: 1024,
+			Actions: []SigAction{{Signal: 10, Handler: 0x401000}},
+			VMAs: []VMAState{
+				{Type: VMAFile, Start: 0x400000, End: 0x401000, Prot: 1, MaxProt: 7, Kind: "file", Name: "prog", Objref: 1},
+				{Type: VMAFile, Start: 0x401000, End: 0x405000, Prot: 3, MaxProt: 7, Kind: "file", Name: "prog", Offset: pg(1), Objref: 1,
+					Pages: []PageRun{{VA: 0x402000, Count: 1, Index: 0, Copied: true}}},
+				{Type: VMAHeap, Start: 0x409000, End: 0x40a000, Prot: 3, MaxProt: 7, Anonymous: true, Kind: "heap", Name: "[heap]",
+					Pages: []PageRun{{VA: 0x409000, Count: 1, Index: 1}}},
+				{Type: VMAFileShared, Start: 0x7f0000000000, End: 0x7f0000002000, Prot: 1, MaxProt: 5, Shared: true, Kind: "file", Name: "/data.txt", Objref: 2},
+				{Type: VMAFile, Start: 0x7f0000002000, End: 0x7f0000004000, Prot: 3, MaxProt: 7, Kind: "file", Name: "/data.txt", Offset: pg(2), Objref: 2,
+					Pages: []PageRun{{VA: 0x7f0000003000, Count: 1, Index: 2, Copied: true}}},
+				{Type: VMAAnon, Start: 0x7f0000010000, End: 0x7f0000020000, Prot: 3, MaxProt: 7, Anonymous: true, Kind: "anon",
+					Pages: []PageRun{{VA: 0x7f0000010000, Count: 2, Index: 3}, {VA: 0x7f0000014000, Count: 1, Index: 5}}, ZeroPages: 3},
+				{Type: VMAShm, Start: 0x7f0000020000, End: 0x7f0000022000, Prot: 3, MaxProt: 7, Shared: true, Anonymous: true, Kind: "anon",
+					Pages: []PageRun{{VA: 0x7f0000020000, Count: 1, Index: 6}}},
+				// A second mapping of the same shared frame: the page is
+				// stored once, both runs name it.
+				{Type: VMAShm, Start: 0x7f0000030000, End: 0x7f0000031000, Prot: 1, MaxProt: 7, Shared: true, Anonymous: true, Kind: "anon",
+					Pages: []PageRun{{VA: 0x7f0000030000, Count: 1, Index: 6}}},
+				{Type: VMAScratch, Start: 0x7f0000040000, End: 0x7f0000050000, Prot: 3, MaxProt: 7, Anonymous: true, DontDump: true, Kind: "anon"},
+				{Type: VMADevice, Start: 0x7ffff7ffe000, End: 0x7ffff7fff000, Prot: 1, MaxProt: 1, Shared: true, Kind: "device", Name: "/dev/hpet",
+					Device: "hpet", DeviceParams: json.RawMessage(`{"timers":3}`)},
+				{Type: VMAStack, Start: 0x7ffffffde000, End: 0x7ffffffff000, Prot: 3, MaxProt: 7, Anonymous: true, GrowsDown: true, Kind: "stack", Name: "[stack]",
+					Pages: []PageRun{{VA: 0x7fffffffe000, Count: 1, Index: 7}}},
+			},
+		},
+		Tasks: []TaskState{{TID: 2, FSBase: 0x40a000, PendingCodes: map[int]int{10: 0}}},
+		Objects: []Object{
+			{Ref: 1, Kind: "program", Path: "prog"},
+			{Ref: 2, Kind: "file", Path: "/data.txt", Identity: &vfs.FileIdentity{Size: 9000, MtimeNS: 1, Ino: 2, SHA256: testSHA}},
+		},
+		PageCount: 8,
+	}
+}
+
+func TestValidateAcceptsConsistentStates(t *testing.T) {
+	require.NoError(t, validState().Validate())
+	legacy := validState() // images from before objects: program VMAs without objref
+	legacy.Process.VMAs[0].Objref, legacy.Process.VMAs[1].Objref = 0, 0
+	legacy.Objects = legacy.Objects[1:]
+	require.NoError(t, legacy.Validate())
+	noHash := validState() // images from before content hashes
+	noHash.Objects[1].Identity.SHA256 = ""
+	require.NoError(t, noHash.Validate())
+}
+
+// TestValidateRefusesInconsistentStates: states whose checksums would be
+// fine but whose parts contradict each other. Each is refused, and the
+// message names the record.
+func TestValidateRefusesInconsistentStates(t *testing.T) {
+	vma := func(s *State, i int) *VMAState { return &s.Process.VMAs[i] }
+	const (
+		prog, progData, heap, shared, private, anon, shm, shm2, scratch, device, stack = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+	)
+	tests := []struct {
+		name   string
+		mutate func(s *State)
+		msg    string // part of the message
+	}{
+		// Types that contradict kinds: restore builds from the kind.
+		{"unknown VMA type", func(s *State) { vma(s, anon).Type = "MYSTERY" }, `process.vmas[5] 0x7f0000010000-0x7f0000020000 ("MYSTERY"): type "MYSTERY" does not match kind anon`},
+		{"DEVICE type on an anonymous VMA", func(s *State) { vma(s, anon).Type = VMADevice }, `process.vmas[5] 0x7f0000010000-0x7f0000020000 ("DEVICE"): type "DEVICE" does not match kind anon`},
+		{"ANON type on a device VMA", func(s *State) { vma(s, device).Type = VMAAnon }, "does not match kind device"},
+		{"STACK type on a heap", func(s *State) { vma(s, heap).Type = VMAStack }, "does not match kind heap"},
+		{"FILE type on a shared file", func(s *State) { vma(s, shared).Type = VMAFile }, "which make it FILE_SHARED"},
+		{"SCRATCH type without dont_dump", func(s *State) { vma(s, anon).Type = VMAScratch }, "which make it ANON"},
+		{"unknown kind", func(s *State) { vma(s, anon).Kind = "mystery" }, `unknown VMA kind "mystery"`},
+		{"anonymous file", func(s *State) { vma(s, private).Anonymous = true }, "anonymous is true for kind file"},
+		{"anon not anonymous", func(s *State) { vma(s, anon).Anonymous = false }, "anonymous is false for kind anon"},
+
+		// Pages where the type stores none, and runs that collide.
+		{"SCRATCH with stored pages", func(s *State) {
+			vma(s, scratch).Pages = []PageRun{{VA: 0x7f0000040000, Count: 1, Index: 3}}
+		}, "a SCRATCH VMA stores no pages"},
+		{"DEVICE with stored pages", func(s *State) {
+			vma(s, device).Pages = []PageRun{{VA: 0x7ffff7ffe000, Count: 1, Index: 3}}
+		}, "a DEVICE VMA stores no pages"},
+		{"FILE_SHARED with zero pages", func(s *State) { vma(s, shared).ZeroPages = 1 }, "a FILE_SHARED VMA stores no pages"},
+		{"overlapping page runs", func(s *State) { vma(s, anon).Pages[1].VA = 0x7f0000011000 }, "pages[1] at 0x7f0000011000 overlaps or precedes the run before it"},
+		{"the same run twice", func(s *State) { v := vma(s, anon); v.Pages = append(v.Pages, v.Pages[1]) }, "pages[2] at 0x7f0000014000 overlaps"},
+		{"empty run", func(s *State) { vma(s, anon).Pages[0].Count = 0 }, "empty or unaligned run"},
+		{"unaligned run", func(s *State) { vma(s, anon).Pages[0].VA++ }, "empty or unaligned run"},
+		{"run past its VMA", func(s *State) { vma(s, anon).Pages[1].Count = 100 }, "reach past the VMA"},
+		{"run count wraps", func(s *State) { vma(s, anon).Pages[1].Count = 1 << 52 }, "reach past the VMA"},
+		{"run before its VMA", func(s *State) { vma(s, anon).Pages[0].VA = 0x7f0000000000 }, "overlaps or precedes"},
+		{"run outside the page data", func(s *State) { vma(s, anon).Pages[1].Index = 8 }, "outside the image's 8 pages"},
+		{"run index wraps", func(s *State) { vma(s, anon).Pages[1].Index = ^uint64(0) }, "outside the image's 8 pages"},
+		{"uncopied page of a FILE VMA", func(s *State) { vma(s, progData).Pages[0].Copied = false }, "copied is false in a FILE VMA"},
+		{"copied page of an ANON VMA", func(s *State) { vma(s, anon).Pages[0].Copied = true }, "copied is true in a ANON VMA"},
+		{"too many zero pages", func(s *State) { vma(s, anon).ZeroPages = 17 }, "17 zero pages in a VMA of 16 pages"},
+
+		// Files whose identity restore could not check.
+		{"FILE VMA without objref", func(s *State) { vma(s, private).Objref = 0 }, `file "/data.txt" has no objref`},
+		{"FILE_SHARED VMA without objref", func(s *State) { vma(s, shared).Objref = 0 }, "has no objref"},
+		{"objref to nothing", func(s *State) { vma(s, private).Objref = 9 }, "objref 9 names no object"},
+		{"objref to another file", func(s *State) { vma(s, private).Objref = 1 }, `maps "/data.txt", but its objref 1 is "prog"`},
+		{"objref on an anonymous VMA", func(s *State) { vma(s, anon).Objref = 2 }, "objref 2 on a VMA that maps no file"},
+		{"file object without identity", func(s *State) { s.Objects[1].Identity = nil }, "objects[1] (objref 2, \"/data.txt\"): a file object without an identity"},
+		{"file object with a bad hash", func(s *State) { s.Objects[1].Identity.SHA256 = "xyz" }, "bad identity"},
+		{"program object naming another file", func(s *State) { s.Objects[0].Path = "/etc/passwd" }, "must name the program"},
+		{"repeated objref", func(s *State) { s.Objects[1].Ref = 1 }, "objref must be positive and unique"},
+		{"unknown object kind", func(s *State) { s.Objects[1].Kind = "socket" }, `unknown kind "socket"`},
+
+		// Offsets and ranges.
+		{"file offset near 2^64", func(s *State) { vma(s, private).Offset = 1<<64 - 4096 }, "bad offset 0xfffffffffffff000"},
+		{"file offset past 2^63", func(s *State) { vma(s, private).Offset = 1 << 63 }, "bad offset"},
+		{"unaligned offset", func(s *State) { vma(s, private).Offset = 100 }, "bad offset 0x64"},
+		{"overlapping VMAs", func(s *State) { vma(s, shm2).Start = 0x7f0000021000 }, "overlaps or precedes the VMA before it"},
+		{"VMAs out of order", func(s *State) {
+			v := s.Process.VMAs
+			v[anon], v[shm] = v[shm], v[anon]
+		}, "process.vmas[6]"},
+		{"VMA past user space", func(s *State) { vma(s, stack).End = 1 << 60 }, "not a page-aligned range of user space"},
+		{"empty VMA", func(s *State) { vma(s, anon).End = vma(s, anon).Start }, "not a page-aligned range"},
+		{"unaligned VMA", func(s *State) { vma(s, anon).End++ }, "not a page-aligned range"},
+		{"write beyond max_prot", func(s *State) { vma(s, prog).Prot = 3; vma(s, prog).MaxProt = 1 }, "bad protection"},
+		{"unknown prot bits", func(s *State) { vma(s, anon).Prot = 0x10 }, "bad protection"},
+
+		// Devices.
+		{"device VMA without device type", func(s *State) { vma(s, device).Device = "" }, "a device VMA without a device VMA type"},
+		{"device type on an anonymous VMA", func(s *State) { vma(s, anon).Device = "hpet" }, `device VMA type "hpet" on a VMA that maps no device`},
+
+		// The rest of the state.
+		{"bad program hash", func(s *State) { s.Program.SHA256 = "00" }, "program: sha256"},
+		{"no program name", func(s *State) { s.Program.Name = "" }, "program: no name"},
+		{"more pages than RAM", func(s *State) { s.PageCount = 1 << 40 }, "page_count"},
+		{"bad brk", func(s *State) { s.Process.BrkStart, s.Process.Brk = 0x1001, 0 }, "bad heap break"},
+		{"bad signal", func(s *State) { s.Process.Actions[0].Signal = 99 }, "process.sigactions[0]: bad or repeated signal 99"},
+		{"repeated signal", func(s *State) { s.Process.Actions = append(s.Process.Actions, s.Process.Actions[0]) }, "repeated signal 10"},
+		{"no tasks", func(s *State) { s.Tasks = nil }, "tasks: none"},
+		{"repeated tid", func(s *State) { s.Tasks = append(s.Tasks, s.Tasks[0]) }, "tasks[1]: bad or repeated tid 2"},
+		{"kernel FS base", func(s *State) { s.Tasks[0].FSBase = 0xffffff8000001000 }, "FS/GS base outside user space"},
+		{"pending code of signal 0", func(s *State) { s.Tasks[0].PendingCodes = map[int]int{0: 1} }, "pending code for bad signal 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := validState()
+			tt.mutate(s)
+			err := s.Validate()
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tt.msg)
+			require.Less(t, len(err.Error()), 600, "message too long")
+		})
+	}
+}
+
+// TestValidateBoundsMessages: strings from the image are quoted and cut
+// short in messages, so a hostile image cannot flood the terminal or send
+// it escape sequences.
+func TestValidateBoundsMessages(t *testing.T) {
+	s := validState()
+	s.Process.VMAs[5].Type = "\x1b[2J" + strings.Repeat("A", 10000)
+	err := s.Validate()
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "\x1b")
+	require.Less(t, len(err.Error()), 400)
+}
+
+// BenchmarkValidate shows that Validate is linear in the number of VMAs:
+// ns/VMA stays flat from 1,000 to 1,000,000.
+func BenchmarkValidate(b *testing.B) {
+	for _, n := range []int{1000, 1000000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			s := validState()
+			s.Process.VMAs = s.Process.VMAs[:0]
+			for i := range n {
+				start := uint64(0x10000000 + i*0x2000)
+				s.Process.VMAs = append(s.Process.VMAs, VMAState{Type: VMAAnon, Start: start, End: start + 0x1000, Prot: 3, MaxProt: 7, Anonymous: true, Kind: "anon"})
+			}
+			for b.Loop() {
+				if err := s.Validate(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/VMA")
+		})
+	}
+}
