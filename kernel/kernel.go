@@ -44,10 +44,6 @@ type Config struct {
 	// PreserveDevices makes Restore give device models their saved
 	// registers (--device-state=preserve); by default they start fresh.
 	PreserveDevices bool
-	// Verify, if set, is called once before Run acts on the first exit,
-	// and an error ends the run. Restore from an image no longer uses it:
-	// page data is checked as it is copied, before the guest runs at all.
-	Verify func() error
 }
 
 // Kernel is one guest kernel on one machine.

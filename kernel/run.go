@@ -57,12 +57,6 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 		if err != nil {
 			return ExitStatus{}, fmt.Errorf("internal error: %w", err)
 		}
-		if v := k.cfg.Verify; v != nil {
-			k.cfg.Verify = nil
-			if err := v(); err != nil {
-				return ExitStatus{}, err
-			}
-		}
 		switch ex.Kind {
 		case vmm.ExitSyscall:
 			err = k.syscall(t)
