@@ -55,7 +55,8 @@ type PageTables struct {
 	all       bool
 	recursive int // PML4 slot that maps the PML4 itself, or -1
 	// emptied counts the tables that range operations found empty since
-	// the last Reclaim; reclaimAt is the count that triggers one.
+	// the last Reclaim (one found again counts again: that only brings the
+	// next Reclaim forward); reclaimAt is the count that triggers one.
 	emptied, reclaimAt int
 }
 
@@ -308,12 +309,11 @@ func (pt *PageTables) visit(lo, hi uint64, prune bool, fn visitFunc) {
 }
 
 // visitTable walks one table at level whose first entry maps linear
-// address base, applying fn to the present leaves in [lo, hi); a nil fn
-// skips the leaf tables. With countEmpty, every child table that is empty
-// after its part of the walk adds to emptied. It returns whether fn
-// stopped the walk.
+// address base, applying fn to the present leaves in [lo, hi). With
+// countEmpty, every child table that is empty after its part of the walk
+// adds to emptied. It returns whether fn stopped the walk.
 func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, fn visitFunc, countEmpty bool) (stop bool) {
-	if !pt.validTable(table) || level == 0 && fn == nil {
+	if !pt.validTable(table) {
 		return false
 	}
 	shift := shiftOf(level)
