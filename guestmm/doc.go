@@ -11,7 +11,8 @@
 //     remembers which frames are known to be zero, so pages the guest never
 //     touched are never written by the host either.
 //   - PageTables builds x86-64 4-level page tables inside guest RAM, from
-//     frames of the same allocator. Its Root is the guest's CR3.
+//     frames of the same allocator. Its Root is the guest's CR3. munmap
+//     and mremap free the tables they leave empty, as Linux does.
 //   - AddressSpace keeps a Linux-style set of VMAs (virtual memory areas)
 //     and implements mmap, munmap, mprotect, mremap, brk, madvise, demand
 //     paging, stack growth and copying between host and guest memory.
@@ -41,7 +42,8 @@
 // VMA is executable. Intermediate entries are Present|Writable|User so the
 // leaf alone decides. Whenever a present leaf entry changes or goes away,
 // PageTables.NeedFlush turns true and the VMM must reload CR3 before it
-// resumes the guest.
+// resumes the guest; PageTables.TakeChanged tells which pages changed, or
+// that every translation is stale (after a table page was freed).
 //
 // # Linux semantics
 //

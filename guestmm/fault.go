@@ -128,8 +128,18 @@ func (as *AddressSpace) growStack(i int, va uint64) *VMA {
 
 // faultPage makes the page at pva (page aligned, inside v) present, and
 // with write also privately writable: a shared frame is copied and a file
-// page is marked Copied. It does not check v.Prot; callers do.
+// page is marked Copied. It does not check v.Prot; callers do. When guest
+// RAM runs out it frees the empty page tables (PageTables.Reclaim) and
+// tries once more.
 func (as *AddressSpace) faultPage(v *VMA, pva uint64, write bool) error {
+	err := as.faultPageOnce(v, pva, write)
+	if errors.Is(err, unix.ENOMEM) && as.pt.Reclaim() > 0 {
+		err = as.faultPageOnce(v, pva, write)
+	}
+	return err
+}
+
+func (as *AddressSpace) faultPageOnce(v *VMA, pva uint64, write bool) error {
 	ea, err := as.pt.leafEntry(pva, true)
 	if err != nil {
 		return errno(err)

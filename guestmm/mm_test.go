@@ -304,6 +304,8 @@ func TestMunmap(t *testing.T) {
 	assert.Empty(t, as.VMAs())
 	require.NoError(t, as.Munmap(base, 16*PageSize))
 	checkInvariants(t, 0, as)
+	assert.Equal(t, 1+3, as.frames.Used(), "the emptied tables wait for a Reclaim")
+	assert.Equal(t, 3, as.pt.Reclaim())
 	assert.Equal(t, 1, as.frames.Used(), "only the PML4 is left")
 }
 
@@ -466,6 +468,7 @@ func TestMremap(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, uint64(0x800000), got)
 		require.Len(t, as.VMAs(), 1)
+		as.pt.Reclaim() // the source's emptied PT
 		assert.Equal(t, 1+3+1, as.frames.Used())
 		checkInvariants(t, 0, as)
 	})

@@ -37,6 +37,9 @@ var errCorrupt = errors.New("guestmm: page table entry points outside guest RAM"
 // present leaf entry is changed or removed, NeedFlush becomes true: the VMM
 // must then reload CR3 (flushing the guest TLB and any shadow paging state)
 // before it resumes the guest.
+//
+// Table pages that munmap and mremap leave empty are freed in batches (see
+// Reclaim in pagetables_free.go); the root is never freed.
 type PageTables struct {
 	mem       []byte
 	frames    *Frames
@@ -45,14 +48,16 @@ type PageTables struct {
 	flush     bool
 	destroyed bool
 	// changed lists the runs of pages whose present leaf entries changed
-	// since TakeChanged, up to maxChanged runs; overflow means more did.
-	changed  []PageRange
-	overflow bool
-	// keepTables stops range operations from freeing emptied tables,
-	// so that every table stays reachable until Destroy (see
-	// SetRecursiveSlot).
-	keepTables bool
-	recursive  int // PML4 slot that maps the PML4 itself, or -1
+	// since TakeChanged, up to maxChanged runs.
+	changed []PageRange
+	// all means every translation must be treated as stale: changed
+	// overflowed, or a table page was freed.
+	all       bool
+	recursive int // PML4 slot that maps the PML4 itself, or -1
+	// emptied counts the tables that range operations found empty since
+	// the last Reclaim (one found again counts again: that only brings the
+	// next Reclaim forward); reclaimAt is the count that triggers one.
+	emptied, reclaimAt int
 }
 
 // maxChanged bounds the change log; past it TakeChanged reports "all".
@@ -69,7 +74,9 @@ func NewPageTables(mem []byte, frames *Frames) (*PageTables, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PageTables{mem: mem, frames: frames, root: root, tables: 1, recursive: -1}, nil
+	pt := &PageTables{mem: mem, frames: frames, root: root, tables: 1, recursive: -1}
+	pt.reclaimAt = max(minReclaimBatch, frames.Capacity()/reclaimFraction)
+	return pt, nil
 }
 
 // Root returns the physical address of the PML4, i.e. the CR3 value.
@@ -87,18 +94,20 @@ func (pt *PageTables) ClearFlush() { pt.flush = false }
 
 // TakeChanged returns the runs of pages whose present leaf entries
 // changed since the last call, and resets the log (and NeedFlush). all
-// means the log overflowed: treat every translation as stale.
+// means: treat every translation as stale, because the log overflowed or
+// because Reclaim freed table pages (see there).
 func (pt *PageTables) TakeChanged() (runs []PageRange, all bool) {
-	runs, all = pt.changed, pt.overflow
-	pt.changed, pt.overflow, pt.flush = nil, false, false
+	runs, all = pt.changed, pt.all
+	pt.changed, pt.all, pt.flush = nil, false, false
 	return runs, all
 }
 
 // SetRecursiveSlot makes PML4 entry slot point at the PML4 itself
 // (supervisor only, no execute), so that ring-0 code reaches every table
 // entry at a fixed virtual address: the leaf entry of user address va is
-// at sign-extended slot<<39 | (va>>9 & 0x7ffffffff8). It also stops range
-// operations from freeing emptied tables, which would break that path.
+// at sign-extended slot<<39 | (va>>9 & 0x7ffffffff8). Range operations
+// and Reclaim never visit that slot, and a freed table makes TakeChanged
+// report "all", so that the VMM never follows a path through it.
 func (pt *PageTables) SetRecursiveSlot(slot int) error {
 	if slot < 256 || slot >= entriesPerTable || pt.destroyed {
 		return unix.EINVAL
@@ -109,7 +118,6 @@ func (pt *PageTables) SetRecursiveSlot(slot int) error {
 	}
 	pt.store(ea, MakePTE(pt.root, Present|Writable|NX))
 	pt.recursive = slot
-	pt.keepTables = true
 	return nil
 }
 
@@ -184,7 +192,7 @@ func (pt *PageTables) set(ea, va uint64, e PTE) {
 		} else if n < maxChanged {
 			pt.changed = append(pt.changed, PageRange{Start: va, Pages: 1})
 		} else {
-			pt.overflow = true
+			pt.all = true
 		}
 	}
 	pt.store(ea, e)
@@ -286,21 +294,27 @@ func signExtend(lin uint64) uint64 {
 // (0 removes it) and whether the walk should stop.
 type visitFunc func(va uint64, e PTE) (PTE, bool)
 
-// visit applies fn to the present leaves in the linear range [lo, hi). With
-// prune, tables that become empty are freed.
+// visit applies fn to the present leaves in the linear range [lo, hi).
+// With prune (munmap, mremap) the tables the walk leaves empty are
+// counted, and once reclaimAt have been, every empty table is freed (see
+// Reclaim).
 func (pt *PageTables) visit(lo, hi uint64, prune bool, fn visitFunc) {
 	if pt.destroyed {
 		return
 	}
-	pt.visitTable(pt.root, levels-1, 0, lo, hi, prune, fn)
+	pt.visitTable(pt.root, levels-1, 0, lo, hi, fn, prune)
+	if prune && pt.emptied >= pt.reclaimAt {
+		pt.Reclaim()
+	}
 }
 
-// visitTable walks one table at level whose first entry maps linear address
-// base. It returns whether the walk was stopped and whether an entry of this
-// table was cleared.
-func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, prune bool, fn visitFunc) (stop, cleared bool) {
+// visitTable walks one table at level whose first entry maps linear
+// address base, applying fn to the present leaves in [lo, hi). With
+// countEmpty, every child table that is empty after its part of the walk
+// adds to emptied. It returns whether fn stopped the walk.
+func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, fn visitFunc, countEmpty bool) (stop bool) {
 	if !pt.validTable(table) {
-		return false, false
+		return false
 	}
 	shift := shiftOf(level)
 	first := (lo - base) >> shift
@@ -316,12 +330,9 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, p
 			ne, st := fn(signExtend(start), e)
 			if ne != e {
 				pt.set(ea, signExtend(start), ne)
-				if ne == 0 {
-					cleared = true
-				}
 			}
 			if st {
-				return true, cleared
+				return true
 			}
 			continue
 		}
@@ -330,18 +341,15 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, p
 		}
 		end := start + 1<<shift
 		child := e.Addr()
-		st, childCleared := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), prune, fn)
-		if prune && !pt.keepTables && childCleared && pt.tableEmpty(child) {
-			pt.store(ea, 0)
-			pt.frames.DecRef(child)
-			pt.tables--
-			cleared = true
+		st := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), fn, countEmpty)
+		if countEmpty && pt.tableEmpty(child) {
+			pt.emptied++
 		}
 		if st {
-			return true, cleared
+			return true
 		}
 	}
-	return false, cleared
+	return false
 }
 
 // tableEmpty reports whether no entry of the table is in use.

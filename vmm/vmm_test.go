@@ -186,10 +186,25 @@ func TestKickStopsSpinningGuest(t *testing.T) {
 	require.Equal(t, uint64(codeVA), r.c.Regs().RIP)
 }
 
+// TestUserPortIOIsReported: a CPL3 `out` to a port the TSS I/O bitmap
+// allows, outside the trampoline, is reported (the kernel makes it
+// SIGSEGV).
+//
+// Except under QEMU TCG (the nested-SVM harness, internal/hwkvm): its
+// bitmap check wants an available (type 9) TSS, and KVM_SET_SREGS gives TR
+// the busy type 11 that a real CPU holds after ltr, so the `out` raises
+// #GP(0) there, which the kernel makes SIGSEGV just the same. Type 9 is
+// no way out: Intel's VM entry refuses a 64-bit guest whose TR is not type
+// 11 (KVM's VMX code does not fix it up), so the setup would then fail on
+// Intel hardware to please an emulator.
 func TestUserPortIOIsReported(t *testing.T) {
 	r := newRig(t, codeOutLoop)
 	ex, err := r.c.Run()
 	require.NoError(t, err)
+	if hv := kvmtest.HostHypervisor(); hv == kvmtest.QEMUTCG && ex.Kind == ExitException && ex.Vector == VecGP {
+		t.Logf("QEMU TCG (hypervisor %q): #GP for a port the bitmap allows, as expected there", hv)
+		return
+	}
 	require.Equal(t, ExitPortIO, ex.Kind)
 }
 

@@ -3,13 +3,11 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
 	"github.com/stretchr/testify/assert"
@@ -135,7 +133,9 @@ func TestCheckpointTriggers(t *testing.T) {
 		assert.Equal(t, 0, second.status, second.stderr)
 		assert.Equal(t, want.stdout, first.stdout+second.stdout, "device:%s", n)
 	}
-	// time:DUR interrupts a program that makes no system calls.
+	// time:DUR interrupts a program that makes no system calls. A request
+	// that comes before the guest runs waits for its first exit, so this
+	// holds on a machine of any speed.
 	image := filepath.Join(dir, "time.img")
 	first := emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "time:100ms", img("spin"))
 	require.Equal(t, 0, first.status, first.stderr)
@@ -144,14 +144,26 @@ func TestCheckpointTriggers(t *testing.T) {
 	assert.Equal(t, 124, second.status, "the restored program spins on")
 
 	// A checkpoint while the guest waits in nanosleep: the call is
-	// interrupted, the image written, and the call made again.
+	// interrupted, the image written, and the call made again. SIGUSR1
+	// goes out when the guest has printed "start"; should the sleep end
+	// before the signal arrives (a slow machine), a longer one is tried.
 	image = filepath.Join(dir, "sleep.img")
-	first = emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "time:100ms", img("sleeper"), "500")
-	require.Equal(t, 0, first.status, first.stderr)
-	assert.Equal(t, "start\n", first.stdout)
-	second = emuckpt(t, "restore", image)
-	assert.Equal(t, 0, second.status, second.stderr)
-	assert.Equal(t, "end\n", second.stdout)
+	for _, ms := range []string{"500", "5000", "50000"} {
+		r := startEmuckpt(t, "run", "--timeout", "5m", "--checkpoint-to", image, img("sleeper"), ms)
+		r.waitFor(t, &r.stdout, "start\n")
+		r.signal(t, syscall.SIGUSR1)
+		first = r.finish(t)
+		require.Equal(t, 0, first.status, first.stderr)
+		if first.stdout == "start\nend\n" {
+			t.Logf("the %s ms sleep ended before SIGUSR1 arrived: trying a longer one", ms)
+			continue
+		}
+		assert.Equal(t, "start\n", first.stdout)
+		second = emuckpt(t, "restore", image)
+		assert.Equal(t, 0, second.status, second.stderr)
+		assert.Equal(t, "end\n", second.stdout)
+		break
+	}
 
 	for _, bad := range []string{"syscall", "syscall:0", "device:x", "time:-1s", "when:3"} {
 		r := emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", bad, img("hello"))
@@ -302,15 +314,14 @@ func TestHPETDescriptorAcrossRestore(t *testing.T) {
 func TestSIGUSR1Checkpoint(t *testing.T) {
 	kvmtest.Require(t)
 	image := filepath.Join(t.TempDir(), "usr1.img")
-	cmd := exec.Command(os.Args[0], "run", "--timeout", "20s", "--checkpoint-to", image, img("spin"))
-	cmd.Env = append(os.Environ(), "EMUCKPT_E2E_MAIN=1")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	time.Sleep(300 * time.Millisecond)
-	require.NoError(t, cmd.Process.Signal(syscall.SIGUSR1))
-	require.NoError(t, cmd.Wait(), stderr.String())
-	assert.Contains(t, stderr.String(), "checkpoint written to "+image)
-	r := emuckpt(t, "restore", "--timeout", "200ms", image)
-	assert.Equal(t, 124, r.status, "the restored guest spins on: %s", r.stderr)
+	// "spinning" comes when emuckpt has long been listening for SIGUSR1.
+	// (--timeout only ends a run that the signal failed to stop.)
+	r := startEmuckpt(t, "run", "--timeout", "5m", "--checkpoint-to", image, img("spin"))
+	r.waitFor(t, &r.stdout, "spinning\n")
+	r.signal(t, syscall.SIGUSR1)
+	first := r.finish(t)
+	require.Equal(t, 0, first.status, first.stderr)
+	assert.Contains(t, first.stderr, "checkpoint written to "+image)
+	second := emuckpt(t, "restore", "--timeout", "200ms", image)
+	assert.Equal(t, 124, second.status, "the restored guest spins on: %s", second.stderr)
 }

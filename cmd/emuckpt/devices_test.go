@@ -199,7 +199,7 @@ func TestDevicePrograms(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"hpet_mmap", nil, hpetMmapOut},
+		{"hpet_mmap raw", nil, hpetMmapOut},
 		{"hpet_errno", nil, hpetErrnoOut},
 		{"hpet_errno deterministic", []string{"--deterministic"}, hpetErrnoOut},
 		{"hpet_irq deterministic", []string{"--deterministic"}, hpetIrqOut},
@@ -207,20 +207,41 @@ func TestDevicePrograms(t *testing.T) {
 		{"bsr_errno", nil, bsrErrnoOut},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			prog := strings.Fields(tt.name)[0]
-			requireOK(t, emuckpt(t, append(append([]string{"run"}, tt.args...), img(prog))...), tt.want)
+			// The name is the program and, if "raw", its argument.
+			words := strings.Fields(tt.name)
+			args := append(append([]string{"run"}, tt.args...), img(words[0]))
+			if len(words) > 1 && words[1] == "raw" {
+				args = append(args, "raw")
+			}
+			requireOK(t, withoutRaw(t, emuckpt(t, args...)), tt.want)
 		})
 	}
+}
+
+// rawLine matches the measurement lines that hpet_mmap and hpet_irq print
+// with their argument "raw".
+var rawLine = regexp.MustCompile(`(?m)^\w+_raw: .*\n`)
+
+// withoutRaw logs the measurement lines of r's output, so that the margins
+// a slow machine left show in the test log, and drops them from it.
+func withoutRaw(t *testing.T, r result) result {
+	t.Helper()
+	for _, l := range rawLine.FindAllString(r.stdout, -1) {
+		t.Logf("measured: %s", strings.TrimSpace(l))
+	}
+	r.stdout = rawLine.ReplaceAllString(r.stdout, "")
+	return r
 }
 
 // TestHPETInterruptsHostClock runs hpet_irq on the host clock, where the
 // interrupts come from real time: a reader that falls behind on a loaded
 // host sees every interrupt it missed at its next read (count=2, or more
 // after a long stall; 62 has been seen when the host stalled the guest for
-// a second), never 0.
+// a second), never 0. hpet_irq's own checks hold on a machine of any speed
+// (see testimages/src/hpet_irq.c); the measurements are logged.
 func TestHPETInterruptsHostClock(t *testing.T) {
 	kvmtest.Require(t)
-	r := emuckpt(t, "run", img("hpet_irq"))
+	r := withoutRaw(t, emuckpt(t, "run", img("hpet_irq"), "raw"))
 	require.Equal(t, 0, r.status, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
 	assert.Empty(t, r.stderr)
 	got := regexp.MustCompile(`(?m)^(read \d|oneshot read \d): ret=8 count=[1-9]\d*$`).ReplaceAllString(r.stdout, "$1: ret=8 count=1")
@@ -241,7 +262,7 @@ func TestHPETDeterministic(t *testing.T) {
 	assert.Equal(t, a.stderr, b.stderr)
 	assert.Empty(t, withoutTSCWarning(a.stderr))
 
-	raw := regexp.MustCompile(`(?m)^(busy_loop_10ms|nanosleep_20ms)_raw: c0=(\d+) c1=(\d+) mono0=(\d+) mono1=(\d+)\n`)
+	raw := regexp.MustCompile(`(?m)^(busy_loop_10ms|nanosleep_20ms)_raw: c0=(\d+) c1=(\d+) mono0=(\d+) mono1=(\d+) w0=\d+ w1=\d+ ratio=[\d.]+\n`)
 	m := raw.FindAllStringSubmatch(a.stdout, -1)
 	require.Len(t, m, 2, "want two _raw lines in:\n%s", a.stdout)
 	assert.Equal(t, hpetMmapOut, raw.ReplaceAllString(a.stdout, ""), "the output but for the _raw lines is the host-clock one")
@@ -266,7 +287,7 @@ func TestHPETDeterministic(t *testing.T) {
 // register and through the driver.
 func TestHPETConfig(t *testing.T) {
 	kvmtest.Require(t)
-	r := emuckpt(t, "run", "--hpet", "timers=5,period=100000000", img("hpet_mmap"))
+	r := withoutRaw(t, emuckpt(t, "run", "--hpet", "timers=5,period=100000000", img("hpet_mmap"), "raw"))
 	requireOK(t, r, replaceLines(t, hpetMmapOut,
 		"hpet_gcap: 0x0429b17f8086a201", "hpet_gcap: 0x05f5e1008086a401",
 		"hpet_timers: 3", "hpet_timers: 5",
