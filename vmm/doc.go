@@ -23,6 +23,13 @@
 // mode by writing the user registers back, and, when the vCPU stopped in
 // ring 0, the user code and stack segments too.
 //
+// Run returns only at a clean stop: the CPU at a user instruction boundary
+// with no device access half done and no exception being delivered, so
+// that the user state the kernel layer sees is exact and can be edited or
+// saved at any return. A Kick from another goroutine (a checkpoint
+// request, a timeout) waits for the next such point; runloop.go has the
+// rules and the reasons.
+//
 // Page tables are edited by the VMM, which a shadow MMU does not see: after
 // present entries change, the return to user mode goes through a ring-0
 // stub that rewrites them from inside the guest (see VCPU.RefreshPages).
