@@ -89,7 +89,7 @@ func TestHostileFiles(t *testing.T) {
 	}{
 		{"run /dev/zero", []string{"run", "/dev/zero"}, 126, "/dev/zero: cannot execute: a character device, not a regular file"},
 		{"run a FIFO", []string{"run", "--timeout", "1s", fifo}, 126, "cannot execute: a FIFO, not a regular file"},
-		{"run a directory", []string{"run", "/etc"}, 126, "/etc: cannot execute: Is a directory"},
+		{"run a directory", []string{"run", dir}, 126, dir + ": cannot execute: Is a directory"},
 		{"run without execute permission", []string{"run", noExec}, 126, "cannot execute: Permission denied"},
 		{"restore an image whose program is /dev/zero", []string{"restore", zeroProgram}, 125,
 			"the image's program /dev/zero cannot be read: a character device, not a regular file"},
