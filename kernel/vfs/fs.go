@@ -23,8 +23,8 @@ type Options struct {
 	// crypto/rand. It is read under a lock, so it need not be safe for
 	// concurrent use.
 	Random io.Reader
-	// Maps generates the content of /proc/self/maps at each open; nil
-	// means an empty file.
+	// Maps generates the content of /proc/self/maps (see AddFile for
+	// when); nil means an empty file.
 	Maps func() []byte
 	// Interrupted, if set, is asked periodically while a read of a
 	// standard stream blocks; when it returns true the read fails with
@@ -213,7 +213,7 @@ func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errn
 			fs.mu.RLock()
 			st := n.stat()
 			fs.mu.RUnlock()
-			return newGeneratedFile(r.path(), st, n.content(), flags), 0
+			return newGeneratedFile(r.path(), st, n.content, flags), 0
 		default: // a symbolic link not followed
 			return nil, unix.ELOOP
 		}
