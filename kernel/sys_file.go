@@ -59,21 +59,51 @@ func (k *Kernel) sysRead(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return k.readTo(t, a[1], a[2], f.Read)
+	return k.readTo(t, a[1], a[2], fullReader(f), f.Read)
 }
 
-// readTo reads up to length bytes (at most maxIO) with read and copies
-// them to the guest at va.
-func (k *Kernel) readTo(t *Task, va, length uint64, read func([]byte) (int, unix.Errno)) (uint64, unix.Errno) {
+// maxRWCount is Linux's MAX_RW_COUNT: no read or write moves more bytes
+// in one call.
+const maxRWCount = 0x7ffff000
+
+// fullReader tells whether a long read of f is served in full (see
+// vfs.FullReader).
+func fullReader(f vfs.File) bool {
+	r, ok := f.(vfs.FullReader)
+	return ok && r.ReadsFull()
+}
+
+// readTo reads up to length bytes with read and copies them to the guest
+// at va, in chunks of at most maxIO through one buffer. A file that does
+// not read full gets one chunk; one that does is read until length bytes
+// (at most maxRWCount) are done or a chunk comes back short. When the guest
+// buffer turns out bad part way, the bytes copied before the bad page are
+// the result, as Linux's copy_to_user leaves it (EFAULT if there are none).
+func (k *Kernel) readTo(t *Task, va, length uint64, full bool, read func([]byte) (int, unix.Errno)) (uint64, unix.Errno) {
+	length = min(length, maxRWCount)
 	buf := make([]byte, min(length, maxIO))
-	n, e := read(buf)
-	if e != 0 {
-		return 0, e
+	var done uint64
+	for {
+		chunk := buf[:min(length-done, maxIO)]
+		n, e := read(chunk)
+		if e != 0 {
+			if done > 0 {
+				return done, 0
+			}
+			return 0, e
+		}
+		copied, err := t.proc.as.CopyOutPartial(va+done, chunk[:n])
+		done += uint64(copied)
+		if err != nil {
+			if done > 0 {
+				return done, 0
+			}
+			return 0, errnoOf(err)
+		}
+		if !full || n < len(chunk) || done == length {
+			return done, 0
+		}
 	}
-	if e := k.copyOut(t, va, buf[:n]); e != 0 {
-		return 0, e
-	}
-	return uint64(n), 0
 }
 
 func (k *Kernel) sysWrite(t *Task, a *args) (uint64, unix.Errno) {
@@ -119,7 +149,12 @@ func (k *Kernel) sysPread64(t *Task, a *args) (uint64, unix.Errno) {
 	if int64(a[3]) < 0 {
 		return 0, unix.EINVAL
 	}
-	return k.readTo(t, a[1], a[2], func(p []byte) (int, unix.Errno) { return f.Pread(p, int64(a[3])) })
+	off := int64(a[3])
+	return k.readTo(t, a[1], a[2], fullReader(f), func(p []byte) (int, unix.Errno) {
+		n, e := f.Pread(p, off)
+		off += int64(n)
+		return n, e
+	})
 }
 
 func (k *Kernel) sysPwrite64(t *Task, a *args) (uint64, unix.Errno) {
@@ -179,7 +214,7 @@ func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
 	var done uint64
 	for _, v := range iov {
 		for off := uint64(0); off < v[1]; {
-			n, e := k.readTo(t, v[0]+off, v[1]-off, f.Read)
+			n, e := k.readTo(t, v[0]+off, v[1]-off, false, f.Read)
 			if e != 0 {
 				if done > 0 {
 					return done, 0

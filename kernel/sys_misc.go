@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"io"
 	"math"
 	"time"
 
@@ -187,11 +188,14 @@ func (k *Kernel) sysGetrandom(t *Task, a *args) (uint64, unix.Errno) {
 	if a[2]&^(unix.GRND_NONBLOCK|unix.GRND_RANDOM|0x4 /* GRND_INSECURE */) != 0 {
 		return 0, unix.EINVAL
 	}
-	buf := make([]byte, min(a[1], 32<<20-1, maxIO))
-	if _, err := k.rand.Read(buf); err != nil {
-		return 0, unix.EIO
-	}
-	return uint64(len(buf)), k.copyOut(t, a[0], buf)
+	// Since Linux 5.18 getrandom fills the whole buffer (up to
+	// MAX_RW_COUNT) unless a signal is pending.
+	return k.readTo(t, a[0], a[1], true, func(p []byte) (int, unix.Errno) {
+		if _, err := io.ReadFull(k.rand, p); err != nil {
+			return 0, unix.EIO
+		}
+		return len(p), 0
+	})
 }
 
 // Time.

@@ -37,6 +37,10 @@ func newRegularFile(path string, fd int, flags int) *regularFile {
 	return f
 }
 
+// ReadsFull: a regular file's read returns all that is asked for up to
+// the end of the file.
+func (*regularFile) ReadsFull() bool { return true }
+
 func (f *regularFile) Read(p []byte) (int, unix.Errno) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -450,6 +454,8 @@ func copyAt(p, data []byte, off int64) int {
 	}
 	return copy(p, data[off:])
 }
+
+func (*generatedFile) ReadsFull() bool { return true }
 
 func (f *generatedFile) Write([]byte) (int, unix.Errno)         { return 0, unix.EBADF }
 func (f *generatedFile) Pwrite([]byte, int64) (int, unix.Errno) { return 0, unix.EBADF }
