@@ -80,7 +80,7 @@ func TestMatchesNative(t *testing.T) {
 	for _, args := range [][]string{
 		{"mmap"}, {"fdops"}, {"efault"}, {"sigs"}, {"malloc"},
 		{"args", "one", "two words", ""}, {"cpubound", "3"}, {"exitcode", "42"},
-		{"sighandler"}, {"bigio"}, {"bigread"},
+		{"sighandler"}, {"bigio"}, {"bigread"}, {"procself"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			argv := append([]string{img(args[0])}, args[1:]...)
@@ -345,4 +345,48 @@ func hostIsAMD(t *testing.T) bool {
 	b, err := os.ReadFile("/proc/cpuinfo")
 	require.NoError(t, err)
 	return strings.Contains(string(b), "AuthenticAMD")
+}
+
+// TestProcSelfExe checks readlink("/proc/self/exe") however the program is
+// named: always the absolute guest path of its file (symbolic links
+// resolved), while argv[0] and AT_EXECFN stay as typed.
+func TestProcSelfExe(t *testing.T) {
+	kvmtest.Require(t)
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	require.NoError(t, err)
+	prog, err := os.ReadFile(img("procself"))
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "usr/bin/procself"), prog, 0o755))
+	require.NoError(t, os.Symlink("usr/bin", filepath.Join(root, "bin")))
+
+	tests := []struct {
+		name  string
+		dir   string // the host working directory
+		path  string // $PATH for emuckpt's own lookup
+		args  []string
+		exe   string
+		typed string
+	}{
+		{"relative, through a link", root, "", []string{"--root", ".", "bin/procself"}, "/usr/bin/procself", "bin/procself"},
+		{"dot slash", filepath.Join(root, "usr/bin"), "", []string{"--root", root, "./procself"}, "/usr/bin/procself", "./procself"},
+		{"found in $PATH", "", filepath.Join(root, "bin"), []string{"--root", root, "procself"}, "/usr/bin/procself", "procself"},
+		{"outside the root", "", "", []string{"--root", root, img("procself")}, "/procself", img("procself")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], append([]string{"run"}, tt.args...)...)
+			cmd.Dir = tt.dir
+			cmd.Env = append(os.Environ(), "EMUCKPT_E2E_MAIN=1")
+			if tt.path != "" {
+				cmd.Env = append(cmd.Env, "PATH="+tt.path)
+			}
+			r := runCmd(t, cmd)
+			require.Equal(t, 0, r.status, r.stdout+r.stderr)
+			assert.Contains(t, r.stdout, "exe: "+tt.exe+"\n")
+			assert.Contains(t, r.stdout, "argv[0]: "+tt.typed+"\n")
+			assert.Contains(t, r.stdout, "AT_EXECFN: "+tt.typed+"\n")
+			assert.Contains(t, r.stdout, "maps after mmap, same fd: 1\nmaps after munmap, same fd: 0\n")
+		})
+	}
 }

@@ -175,9 +175,9 @@ func (r *randomDevice) Pread(p []byte, _ int64) (int, unix.Errno) { return r.Rea
 // ReadsFull: Linux's urandom (and, since 5.18, random once initialised)
 // fills the whole buffer; only a pending signal cuts it short, which a
 // read here cannot meet.
-func (*randomDevice) ReadsFull() bool { return true }
-func (*randomDevice) Write(p []byte) (int, unix.Errno)            { return len(p), 0 }
-func (*randomDevice) Pwrite(p []byte, _ int64) (int, unix.Errno)  { return len(p), 0 }
+func (*randomDevice) ReadsFull() bool                            { return true }
+func (*randomDevice) Write(p []byte) (int, unix.Errno)           { return len(p), 0 }
+func (*randomDevice) Pwrite(p []byte, _ int64) (int, unix.Errno) { return len(p), 0 }
 
 // Lseek succeeds without moving, as Linux's noop_llseek.
 func (*randomDevice) Lseek(int64, int) (int64, unix.Errno) { return 0, 0 }
