@@ -58,6 +58,7 @@ type Kernel struct {
 	proc    *Process
 	vcpu    *vmm.VCPU
 	unknown map[uint64]bool
+	notes   map[string]bool // see noteOnce
 	hwcap   uint64
 	// pendingExit ends the run after the current system call returns.
 	pendingExit error

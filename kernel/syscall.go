@@ -49,7 +49,21 @@ var syscalls = map[uint64]handler{
 	72:  (*Kernel).sysFcntl,
 	79:  (*Kernel).sysGetcwd,
 	80:  (*Kernel).sysChdir,
+	76:  (*Kernel).sysTruncate,
+	77:  (*Kernel).sysFtruncate,
+	82:  (*Kernel).sysRename,
+	83:  (*Kernel).sysMkdir,
+	84:  (*Kernel).sysRmdir,
+	85:  (*Kernel).sysCreat,
+	86:  (*Kernel).sysLink,
+	87:  (*Kernel).sysUnlink,
+	88:  (*Kernel).sysSymlink,
 	89:  (*Kernel).sysReadlink,
+	90:  (*Kernel).sysChmod,
+	91:  (*Kernel).sysFchmod,
+	92:  (*Kernel).sysChown,
+	93:  (*Kernel).sysFchown,
+	94:  (*Kernel).sysLchown,
 	96:  (*Kernel).sysGettimeofday,
 	97:  (*Kernel).sysGetrlimit,
 	102: (*Kernel).sysGetuid,
@@ -59,8 +73,16 @@ var syscalls = map[uint64]handler{
 	110: (*Kernel).sysGetppid,
 	127: (*Kernel).sysRtSigpending,
 	131: (*Kernel).sysSigaltstack,
+	132: (*Kernel).sysUtime,
+	133: (*Kernel).sysMknod,
 	158: (*Kernel).sysArchPrctl,
 	186: (*Kernel).sysGettid,
+	188: (*Kernel).sysSetxattr,
+	189: (*Kernel).sysLsetxattr,
+	190: (*Kernel).sysFsetxattr,
+	197: (*Kernel).sysRemovexattr,
+	198: (*Kernel).sysLremovexattr,
+	199: (*Kernel).sysFremovexattr,
 	200: (*Kernel).sysTkill,
 	201: (*Kernel).sysTime,
 	217: (*Kernel).sysGetdents64,
@@ -70,16 +92,29 @@ var syscalls = map[uint64]handler{
 	230: (*Kernel).sysClockNanosleep,
 	231: (*Kernel).sysExitGroup,
 	234: (*Kernel).sysTgkill,
+	235: (*Kernel).sysUtimes,
 	257: (*Kernel).sysOpenat,
+	258: (*Kernel).sysMkdirat,
+	259: (*Kernel).sysMknodat,
+	260: (*Kernel).sysFchownat,
+	261: (*Kernel).sysFutimesat,
 	262: (*Kernel).sysNewfstatat,
+	263: (*Kernel).sysUnlinkat,
+	264: (*Kernel).sysRenameat,
+	265: (*Kernel).sysLinkat,
+	266: (*Kernel).sysSymlinkat,
 	267: (*Kernel).sysReadlinkat,
+	268: (*Kernel).sysFchmodat,
 	269: (*Kernel).sysFaccessat,
 	273: (*Kernel).sysSetRobustList,
+	280: (*Kernel).sysUtimensat,
 	292: (*Kernel).sysDup3,
 	293: (*Kernel).sysPipe2,
 	302: (*Kernel).sysPrlimit64,
+	316: (*Kernel).sysRenameat2,
 	318: (*Kernel).sysGetrandom,
 	439: (*Kernel).sysFaccessat2,
+	452: (*Kernel).sysFchmodat2,
 
 	CheckpointSyscall: (*Kernel).sysCheckpoint,
 }
@@ -138,6 +173,20 @@ func (k *Kernel) syscall(t *Task) error {
 		return err
 	}
 	return nil
+}
+
+// noteOnce reports, once per key and only with -v or --trace, a call the
+// guest made that emuckpt does not carry out and answers with an error
+// (ENOSYS, EINVAL, ...) rather than a success that did nothing.
+func (k *Kernel) noteOnce(key, msg string) {
+	if !(k.cfg.Verbose || k.cfg.Trace) || k.notes[key] {
+		return
+	}
+	if k.notes == nil {
+		k.notes = map[string]bool{}
+	}
+	k.notes[key] = true
+	fmt.Fprintf(k.log, "emuckpt: %s\n", msg)
 }
 
 // copyIn and copyOut move bytes between guest memory and the VMM; a bad

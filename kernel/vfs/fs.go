@@ -137,9 +137,12 @@ func (fs *FS) open(cwd, path string, flags int, state []byte) (File, unix.Errno)
 	r, lerr := fs.resolve(cwd, path, follow)
 	if lerr != nil {
 		if creat && lerr.missingLast {
-			// The parent exists: creating would write a read-only file
-			// system.
-			return nil, unix.EROFS
+			// The parent exists: creating writes its file system.
+			pp, e := fs.resolveParent(cwd, path)
+			if e != 0 {
+				return nil, e
+			}
+			return nil, fs.mountOf(&pp.dir).change()
 		}
 		return nil, lerr.errno
 	}
@@ -190,7 +193,7 @@ func (fs *FS) openTmpfile(cwd, path string, flags int) (File, unix.Errno) {
 	if !r.isDir {
 		return nil, unix.ENOTDIR
 	}
-	return nil, unix.EROFS
+	return nil, fs.mountOf(&r).change()
 }
 
 // openResolved opens what a path resolved to, for reading or writing.
@@ -221,7 +224,7 @@ func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errn
 	switch r.st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		if wantsWrite {
-			return nil, unix.EROFS
+			return nil, fs.mountOf(&r).change()
 		}
 		fd, errno := fs.root.openRead(r.comps, &r.st)
 		if errno != 0 {
@@ -298,7 +301,9 @@ func (fs *FS) Access(cwd, path string, mode uint32) unix.Errno {
 		case r.synth != nil && r.synth.kind == nodeGenerated:
 			return unix.EACCES
 		case r.isDir, st.Mode&unix.S_IFMT == unix.S_IFREG:
-			return unix.EROFS
+			if e := fs.mountOf(&r).wantWrite(); e != 0 {
+				return e
+			}
 		}
 	}
 	return permits(&st, mode)
