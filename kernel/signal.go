@@ -348,7 +348,8 @@ func (k *Kernel) sysKill(t *Task, pid int, sig int, code int) (uint64, unix.Errn
 	if sig < 0 || sig > numSignals {
 		return 0, unix.EINVAL
 	}
-	if pid != t.proc.pid && pid != 0 && pid != -1 {
+	// kill(-1) signals every process but init and the caller: here none.
+	if pid != t.proc.pid && pid != 0 {
 		return 0, unix.ESRCH
 	}
 	if sig == 0 {

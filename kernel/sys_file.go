@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"golang.org/x/sys/unix"
@@ -21,6 +22,9 @@ const (
 	fioNCLEX = 0x5450
 	fioCLEX  = 0x5451
 	fioNBIO  = 0x5421
+
+	ioctlTCGETS     = 0x5401
+	ioctlTIOCGWINSZ = 0x5413
 )
 
 // taskMemory lets vfs files read and write the task's memory (ioctl).
@@ -528,7 +532,25 @@ func (k *Kernel) sysFcntl(t *Task, a *args) (uint64, unix.Errno) {
 	if _, e := fds.Get(fd); e != 0 {
 		return 0, e
 	}
+	if name, ok := fcntlUnimplemented[a[1]]; ok {
+		k.noteOnce("fcntl-"+name, "fcntl "+name+" is not implemented: returning EINVAL")
+	}
 	return 0, unix.EINVAL
+}
+
+// fcntlUnimplemented are the fcntl commands Linux has and emuckpt does
+// not: they fail with EINVAL, as unknown commands do on Linux, and -v
+// names them.
+var fcntlUnimplemented = map[uint64]string{
+	unix.F_GETLK: "F_GETLK", unix.F_SETLK: "F_SETLK", unix.F_SETLKW: "F_SETLKW",
+	unix.F_SETOWN: "F_SETOWN", unix.F_GETOWN: "F_GETOWN", unix.F_SETSIG: "F_SETSIG", unix.F_GETSIG: "F_GETSIG",
+	unix.F_SETOWN_EX: "F_SETOWN_EX", unix.F_GETOWN_EX: "F_GETOWN_EX", 17: "F_GETOWNER_UIDS",
+	unix.F_OFD_GETLK: "F_OFD_GETLK", unix.F_OFD_SETLK: "F_OFD_SETLK", unix.F_OFD_SETLKW: "F_OFD_SETLKW",
+	unix.F_SETLEASE: "F_SETLEASE", unix.F_GETLEASE: "F_GETLEASE", unix.F_NOTIFY: "F_NOTIFY",
+	1027: "F_DUPFD_QUERY", 1029: "F_CANCELLK",
+	unix.F_SETPIPE_SZ: "F_SETPIPE_SZ", unix.F_GETPIPE_SZ: "F_GETPIPE_SZ",
+	unix.F_ADD_SEALS: "F_ADD_SEALS", unix.F_GET_SEALS: "F_GET_SEALS",
+	1035: "F_GET_RW_HINT", 1036: "F_SET_RW_HINT", 1037: "F_GET_FILE_RW_HINT", 1038: "F_SET_FILE_RW_HINT",
 }
 
 func (k *Kernel) sysIoctl(t *Task, a *args) (uint64, unix.Errno) {
@@ -554,7 +576,15 @@ func (k *Kernel) sysIoctl(t *Task, a *args) (uint64, unix.Errno) {
 		f.SetFlags(fl)
 		return 0, 0
 	}
-	return f.Ioctl(uint64(uint32(a[1])), a[2], taskMemory{t})
+	ret, e := f.Ioctl(uint64(uint32(a[1])), a[2], taskMemory{t})
+	if e == unix.ENOTTY && uint32(a[1]) != ioctlTCGETS && uint32(a[1]) != ioctlTIOCGWINSZ {
+		// Requests a file does not know are ENOTTY, as on Linux; -v
+		// names them, since Linux may know them (the terminal requests
+		// every isatty makes are left out).
+		k.noteOnce(fmt.Sprintf("ioctl-%#x-%s", uint32(a[1]), f.Describe().Kind),
+			fmt.Sprintf("ioctl %#x on a %s is not implemented: returning ENOTTY", uint32(a[1]), f.Describe().Kind))
+	}
+	return ret, e
 }
 
 func (k *Kernel) sysPipe(t *Task, a *args) (uint64, unix.Errno) {

@@ -96,8 +96,27 @@ func (k *Kernel) sysArchPrctl(t *Task, a *args) (uint64, unix.Errno) {
 		return 0, k.copyOut(t, a[1], b[:])
 	case archGetCPUID:
 		return 1, 0
+	case archSetCPUID:
+		// Linux without CPUID faulting, which emuckpt does not offer.
+		k.noteOnce("arch_prctl-cpuid", "arch_prctl ARCH_SET_CPUID: no CPUID faulting, returning ENODEV")
+		return 0, unix.ENODEV
+	}
+	if name, ok := archPrctlUnimplemented[a[0]]; ok {
+		k.noteOnce("arch_prctl-"+name, "arch_prctl "+name+" is not implemented: returning EINVAL")
 	}
 	return 0, unix.EINVAL
+}
+
+// archPrctlUnimplemented are the arch_prctl codes of Linux that emuckpt
+// lacks: EINVAL, as a kernel without the feature says, and a -v note.
+var archPrctlUnimplemented = map[uint64]string{
+	0x1021: "ARCH_GET_XCOMP_SUPP", 0x1022: "ARCH_GET_XCOMP_PERM", 0x1023: "ARCH_REQ_XCOMP_PERM",
+	0x1024: "ARCH_GET_XCOMP_GUEST_PERM", 0x1025: "ARCH_REQ_XCOMP_GUEST_PERM", 0x1026: "ARCH_XCOMP_TILECFG",
+	0x2001: "ARCH_MAP_VDSO_X32", 0x2002: "ARCH_MAP_VDSO_32", 0x2003: "ARCH_MAP_VDSO_64",
+	0x4001: "ARCH_GET_UNTAG_MASK", 0x4002: "ARCH_ENABLE_TAGGED_ADDR", 0x4003: "ARCH_GET_MAX_TAG_BITS",
+	0x4004: "ARCH_FORCE_TAGGED_SVA",
+	0x5001: "ARCH_SHSTK_ENABLE", 0x5002: "ARCH_SHSTK_DISABLE", 0x5003: "ARCH_SHSTK_LOCK",
+	0x5004: "ARCH_SHSTK_UNLOCK", 0x5005: "ARCH_SHSTK_STATUS",
 }
 
 func (k *Kernel) sysSetTidAddress(t *Task, a *args) (uint64, unix.Errno) {
@@ -169,10 +188,16 @@ func (k *Kernel) sysPrlimit64(t *Task, a *args) (uint64, unix.Errno) {
 		if max > old[1] {
 			return 0, unix.EPERM
 		}
-		if a[1] == unix.RLIMIT_NOFILE {
+		switch {
+		case a[1] == unix.RLIMIT_NOFILE:
 			if e := t.proc.fds.SetLimit(int(min(cur, 1<<20))); e != 0 {
 				return 0, e
 			}
+		case cur != old[0] || max != old[1]:
+			// Only the descriptor limit can be changed; accepting
+			// another would be a success that changed nothing.
+			k.noteOnce("prlimit", "prlimit64/setrlimit of a limit other than RLIMIT_NOFILE is not implemented: returning ENOSYS")
+			return 0, unix.ENOSYS
 		}
 	}
 	if a[3] != 0 {

@@ -390,3 +390,42 @@ func TestProcSelfExe(t *testing.T) {
 		})
 	}
 }
+
+// TestLackingCalls checks the rule that a call emuckpt does not carry out
+// fails (with Linux's errno for an unknown sub-command, or ENOSYS) and is
+// named once by -v, never a success that did nothing.
+func TestLackingCalls(t *testing.T) {
+	kvmtest.Require(t)
+	r := emuckpt(t, "run", "-v", img("lacking"))
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Equal(t, `prlimit_stack_change: ret=-1 errno=ENOSYS
+prlimit_stack_change_again: ret=-1 errno=ENOSYS
+prlimit_nofile: ret=0 errno=0
+fcntl_setlk: ret=-1 errno=EINVAL
+fcntl_getown: ret=-1 errno=EINVAL
+fcntl_unknown: ret=-1 errno=EINVAL
+arch_prctl_set_cpuid: ret=-1 errno=ENODEV
+arch_prctl_shstk_status: ret=-1 errno=EINVAL
+arch_prctl_unknown: ret=-1 errno=EINVAL
+ioctl_unknown: ret=-1 errno=ENOTTY
+kill_minus_one: ret=-1 errno=ESRCH
+fchmod_pipe: ret=-1 errno=ENOSYS
+`, r.stdout)
+	notes := []string{
+		"prlimit64/setrlimit of a limit other than RLIMIT_NOFILE is not implemented: returning ENOSYS",
+		"fcntl F_SETLK is not implemented: returning EINVAL",
+		"fcntl F_GETOWN is not implemented: returning EINVAL",
+		"arch_prctl ARCH_SET_CPUID: no CPUID faulting, returning ENODEV",
+		"arch_prctl ARCH_SHSTK_STATUS is not implemented: returning EINVAL",
+		"ioctl 0x1234 on a pipe is not implemented: returning ENOTTY",
+		"changing the mode, owner, times or extended attributes of a pipe: returning ENOSYS",
+	}
+	for _, n := range notes {
+		assert.Equal(t, 1, strings.Count(r.stderr, "emuckpt: "+n+"\n"), n)
+	}
+	assert.Equal(t, len(notes), strings.Count(r.stderr, "\n"), "no other notes:\n%s", r.stderr)
+
+	quiet := emuckpt(t, "run", img("lacking"))
+	assert.Equal(t, r.stdout, quiet.stdout)
+	assert.Empty(t, quiet.stderr, "notes only with -v")
+}
