@@ -180,6 +180,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	}
 	p.tasks = []*Task{t}
 	k.proc = p
+	k.restoreTimeState(&st.Time, t)
 	if err := k.vcpu.Start(ts.Regs, as.PageTables().Root(), ts.FSBase); err != nil {
 		return err
 	}
