@@ -110,21 +110,30 @@ func (k *Kernel) sysPause(t *Task, _ *args) (uint64, unix.Errno) {
 	return 0, e
 }
 
-// timerClockOK reports whether timer_create accepts clock id.
-func (k *Kernel) timerClockOK(id int32) bool {
+// timerClockErr is timer_create's answer for clock id: 0 for the clocks
+// it accepts, EOPNOTSUPP for clocks that exist but have no timers (as
+// Linux's), EPERM for the alarm clocks (they need CAP_WAKE_ALARM), EINVAL
+// for the rest.
+func (k *Kernel) timerClockErr(id int32) unix.Errno {
 	switch id {
 	case unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_TAI:
-		return true
+		return 0
+	case unix.CLOCK_MONOTONIC_RAW, unix.CLOCK_REALTIME_COARSE, unix.CLOCK_MONOTONIC_COARSE:
+		return unix.EOPNOTSUPP
+	case unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM:
+		return unix.EPERM
 	}
-	_, isCPU, ok := k.cpuClock(id)
-	return isCPU && ok
+	if _, isCPU, ok := k.cpuClock(id); isCPU && ok {
+		return 0
+	}
+	return unix.EINVAL
 }
 
 // sysTimerCreate is timer_create(clockid, sevp, timerid).
 func (k *Kernel) sysTimerCreate(t *Task, a *args) (uint64, unix.Errno) {
 	clock := int32(a[0])
-	if !k.timerClockOK(clock) {
-		return 0, unix.EINVAL
+	if e := k.timerClockErr(clock); e != 0 {
+		return 0, e
 	}
 	tt := &k.timers
 	tm := &Timer{Kind: TimerPOSIX, ID: tt.nextID, Clock: clock, Notify: sigevSignal, Signo: int(unix.SIGALRM), Value: uint64(tt.nextID)}

@@ -225,11 +225,20 @@ func (k *Kernel) posixTimer(id int) *Timer {
 
 // remaining is how long until tm fires (0: disarmed). A timer that is due
 // but not yet processed reports 1 ns, as Linux does, so it reads as armed.
+// A SIGEV_NONE timer is never processed (it has nothing to send): it is
+// brought forward here, as Linux's common_timer_get does.
 func (k *Kernel) remaining(tm *Timer) int64 {
 	if tm.Expiry == 0 {
 		return 0
 	}
 	now, _ := k.clockNow(tm.Clock)
+	if tm.Kind == TimerPOSIX && tm.Notify == sigevNone && now >= tm.Expiry {
+		if tm.Interval == 0 {
+			tm.Expiry = 0
+			return 0
+		}
+		tm.Expiry += ((now-tm.Expiry)/tm.Interval + 1) * tm.Interval
+	}
 	return max(tm.Expiry-now, 1)
 }
 
