@@ -68,6 +68,11 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 		switch ex.Kind {
 		case vmm.ExitSyscall:
 			err = k.syscall(t)
+			// Timers first, so that an image taken here holds what a
+			// run going on would have seen next.
+			if err == nil && k.timersDue(ex.Kind) {
+				k.checkTimers(t)
+			}
 			if err == nil && cc.AtSyscall != 0 && k.syscalls == cc.AtSyscall {
 				err = k.checkpoint(nil)
 			}
@@ -91,7 +96,7 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 				return ExitStatus{TimedOut: true}, nil
 			}
 		}
-		if err == nil && k.timersDue(ex.Kind) {
+		if err == nil && ex.Kind != vmm.ExitSyscall && k.timersDue(ex.Kind) {
 			k.checkTimers(t)
 		}
 		if err == nil && t.pending != 0 {
