@@ -276,7 +276,11 @@ func (k *Kernel) readTimespec(t *Task, va uint64) (int64, unix.Errno) {
 //
 // The virtual clock jumps instead of waiting: to the end of the sleep, or
 // to the next timer expiry before it, where the timer fires.
-func (k *Kernel) sleep(d int64) (int64, unix.Errno) {
+func (k *Kernel) sleep(d int64) (int64, unix.Errno) { return k.waitUntil(d, nil) }
+
+// waitUntil is sleep that also ends, with no error, when done (if not
+// nil) becomes true after a timer fires (a timerfd's read).
+func (k *Kernel) waitUntil(d int64, done func() bool) (int64, unix.Errno) {
 	if d <= 0 {
 		return 0, 0
 	}
@@ -302,6 +306,9 @@ func (k *Kernel) sleep(d int64) (int64, unix.Errno) {
 			if interruptingSignal(t) {
 				return d, unix.EINTR
 			}
+			if done != nil && done() {
+				return d, 0
+			}
 		}
 	}
 	start, _ := k.clock.Now(unix.CLOCK_MONOTONIC)
@@ -315,15 +322,15 @@ func (k *Kernel) sleep(d int64) (int64, unix.Errno) {
 		defer tm.Stop()
 		expired = tm.C
 	}
-	var done <-chan struct{}
+	var cancelled <-chan struct{}
 	if k.ctx != nil {
-		done = k.ctx.Done()
+		cancelled = k.ctx.Done()
 	}
 	for {
 		select {
 		case <-expired:
 			return 0, 0
-		case <-done:
+		case <-cancelled:
 			return left(), unix.EINTR
 		case <-k.wake:
 			if k.ckpt.requested.Load() {
@@ -333,6 +340,9 @@ func (k *Kernel) sleep(d int64) (int64, unix.Errno) {
 				k.checkTimers(t)
 				if interruptingSignal(t) {
 					return left(), unix.EINTR
+				}
+				if done != nil && done() {
+					return left(), 0
 				}
 			}
 		}

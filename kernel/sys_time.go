@@ -255,14 +255,7 @@ func (k *Kernel) sysTimerDelete(t *Task, a *args) (uint64, unix.Errno) {
 		t.pendingTimer[tm.Signo] = nil
 		t.pending &^= sigBit(tm.Signo)
 	}
-	list := k.timers.list[:0]
-	for _, x := range k.timers.list {
-		if x != tm {
-			list = append(list, x)
-		}
-	}
-	k.timers.list = list
-	k.setHostTimer()
+	k.removeTimer(tm)
 	return 0, 0
 }
 

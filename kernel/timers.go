@@ -2,7 +2,6 @@ package kernel
 
 import (
 	"math"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -86,12 +85,16 @@ type Timer struct {
 	Queued      bool  `json:"queued,omitempty"`
 	Overrun     int64 `json:"overrun,omitempty"`
 	LastOverrun int64 `json:"last_overrun,omitempty"`
+	// Ticks counts the expiries a timerfd's read has not returned yet.
+	Ticks uint64 `json:"ticks,omitempty"`
 }
 
 // TimeState is the guest's timers and CPU-time accounting in an image.
 type TimeState struct {
 	Timers      []Timer `json:"timers,omitempty"`
 	NextTimerID int     `json:"next_timer_id,omitempty"`
+	// NextTimerFD numbers timerfd timers (their descriptors name them).
+	NextTimerFD int `json:"next_timerfd_id,omitempty"`
 	// UserNS and SysNS are the CPU time used up to the checkpoint.
 	UserNS int64 `json:"user_ns,omitempty"`
 	SysNS  int64 `json:"sys_ns,omitempty"`
@@ -105,8 +108,11 @@ type TimeState struct {
 // except hostDue, which the host timer sets.
 type timerTable struct {
 	list   []*Timer // armed or not; itimers have one entry each at most
-	nextID int
+	nextID int      // the next timer_create id
+	nextFD int      // the next timerfd timer's id
 	host   *time.Timer
+	// stopped is set when Run returns: no host timer after that.
+	stopped bool
 	// hostDue is set by the host timer; it only says "look".
 	hostDue atomic.Bool
 	// cpuBase is the CPU time before this run (from an image); cpuStart
@@ -286,6 +292,10 @@ func (k *Kernel) checkTimers(t *Task) {
 // still pending counts the expiries as overruns instead, as Linux does;
 // interval timers send one signal however late.
 func (k *Kernel) fire(t *Task, tm *Timer, n int64) {
+	if tm.Kind == TimerFD {
+		tm.Ticks += uint64(n)
+		return
+	}
 	if tm.Kind != TimerPOSIX {
 		k.sendSignal(t, tm.Signo, siKernel)
 		return
@@ -336,7 +346,7 @@ func (k *Kernel) nextExpiry() (d int64, ok bool) {
 // setHostTimer points the host timer at the earliest expiry (host mode).
 func (k *Kernel) setHostTimer() {
 	tt := &k.timers
-	if _, virtual := k.clock.(*VirtualClock); virtual {
+	if _, virtual := k.clock.(*VirtualClock); virtual || tt.stopped {
 		return
 	}
 	if tt.host != nil {
@@ -358,6 +368,7 @@ func (k *Kernel) setHostTimer() {
 
 // stopHostTimer ends the host timer when Run returns.
 func (k *Kernel) stopHostTimer() {
+	k.timers.stopped = true
 	if k.timers.host != nil {
 		k.timers.host.Stop()
 	}
@@ -385,7 +396,7 @@ func interruptingSignal(t *Task) bool {
 func (k *Kernel) timeState() TimeState {
 	tt := &k.timers
 	c := k.cpu()
-	ts := TimeState{NextTimerID: tt.nextID, UserNS: c.user, SysNS: c.sys, MinFaults: tt.minFaults, MaxRSSKB: tt.maxRSSKB}
+	ts := TimeState{NextTimerID: tt.nextID, NextTimerFD: tt.nextFD, UserNS: c.user, SysNS: c.sys, MinFaults: tt.minFaults, MaxRSSKB: tt.maxRSSKB}
 	for _, tm := range tt.list {
 		s := *tm
 		if tm.Expiry != 0 && tm.Clock != unix.CLOCK_REALTIME {
@@ -393,7 +404,6 @@ func (k *Kernel) timeState() TimeState {
 		}
 		ts.Timers = append(ts.Timers, s)
 	}
-	sort.SliceStable(ts.Timers, func(i, j int) bool { return ts.Timers[i].ID < ts.Timers[j].ID })
 	return ts
 }
 
@@ -401,7 +411,7 @@ func (k *Kernel) timeState() TimeState {
 // (after the task exists): remaining times count from the restored clock.
 func (k *Kernel) restoreTimeState(ts *TimeState, t *Task) {
 	tt := &k.timers
-	tt.nextID, tt.minFaults, tt.maxRSSKB = ts.NextTimerID, ts.MinFaults, ts.MaxRSSKB
+	tt.nextID, tt.nextFD, tt.minFaults, tt.maxRSSKB = ts.NextTimerID, ts.NextTimerFD, ts.MinFaults, ts.MaxRSSKB
 	tt.cpuBase = cpuTimes{user: ts.UserNS, sys: ts.SysNS}
 	if _, virtual := k.clock.(*VirtualClock); virtual {
 		tt.cpuBase = cpuTimes{}
@@ -413,7 +423,7 @@ func (k *Kernel) restoreTimeState(ts *TimeState, t *Task) {
 			tm.Expiry, tm.Remaining = now+tm.Remaining, 0
 		}
 		k.timers.list = append(k.timers.list, &tm)
-		if tm.Queued && tm.Signo >= 1 && tm.Signo <= numSignals && t.pending&sigBit(tm.Signo) != 0 {
+		if tm.Kind == TimerPOSIX && tm.Queued && tm.Signo >= 1 && tm.Signo <= numSignals && t.pending&sigBit(tm.Signo) != 0 {
 			t.pendingTimer[tm.Signo] = &tm
 		}
 	}

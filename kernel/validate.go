@@ -63,11 +63,11 @@ func (st *State) Validate() error {
 // interval timer, distinct POSIX timer ids below next_timer_id, clocks a
 // timer can use, signals in range and no negative times.
 func (ts *TimeState) validate() error {
-	if ts.UserNS < 0 || ts.SysNS < 0 || ts.NextTimerID < 0 {
+	if ts.UserNS < 0 || ts.SysNS < 0 || ts.NextTimerID < 0 || ts.NextTimerFD < 0 {
 		return fmt.Errorf("time: negative CPU time or timer id")
 	}
 	seen := map[string]bool{}
-	ids := map[int]bool{}
+	ids, fdIDs := map[int]bool{}, map[int]bool{}
 	for i, tm := range ts.Timers {
 		bad := func(why string) error { return fmt.Errorf("time.timers[%d] (%s %d): %s", i, tm.Kind, tm.ID, why) }
 		switch tm.Kind {
@@ -93,10 +93,18 @@ func (ts *TimeState) validate() error {
 				tm.Clock != unix.CLOCK_BOOTTIME && tm.Clock != unix.CLOCK_TAI || tm.Clock < 0 && tm.Clock&3 == 3 {
 				return bad("bad clock")
 			}
+		case TimerFD:
+			if tm.ID < 0 || tm.ID >= ts.NextTimerFD || fdIDs[tm.ID] {
+				return bad("bad or repeated id")
+			}
+			fdIDs[tm.ID] = true
+			if timerfdClockErr(tm.Clock) != 0 || tm.Signo != 0 || tm.Queued {
+				return bad("not as timerfd_create makes it")
+			}
 		default:
 			return bad("unknown kind")
 		}
-		if tm.Signo < 1 || tm.Signo > numSignals {
+		if tm.Kind != TimerFD && (tm.Signo < 1 || tm.Signo > numSignals) {
 			return bad("bad signal")
 		}
 		if tm.Expiry < 0 || tm.Remaining < 0 || tm.Interval < 0 || tm.Overrun < 0 || tm.LastOverrun < 0 {

@@ -258,7 +258,11 @@ func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
 		if tm.Expiry != 0 {
 			when = fmt.Sprintf("at %d ns (CLOCK_REALTIME)", tm.Expiry)
 		}
-		fmt.Fprintf(w, "timer %s %d: %s fires %s, interval %d ns\n", printable(tm.Kind), tm.ID, kernel.SignalName(tm.Signo), when, tm.Interval)
+		what := kernel.SignalName(tm.Signo)
+		if tm.Kind == kernel.TimerFD {
+			what = fmt.Sprintf("%d expiries unread,", tm.Ticks)
+		}
+		fmt.Fprintf(w, "timer %s %d: %s fires %s, interval %d ns\n", printable(tm.Kind), tm.ID, what, when, tm.Interval)
 	}
 	// Column widths as text/tabwriter computed them (minimum 2, padding
 	// 2), from a first pass; the last column is not padded.
