@@ -38,7 +38,7 @@ type inspection struct {
 	Objects  []kernel.Object   `json:"objects,omitempty"`
 	// Timers are the guest's armed timers (alarm, setitimer, timer_create).
 	Timers []kernel.Timer `json:"timers,omitempty"`
-	Totals   inspectTotals     `json:"totals"`
+	Totals inspectTotals  `json:"totals"`
 }
 
 type inspectTask struct {
