@@ -32,6 +32,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		Program:  k.progRef,
 		MemSize:  k.m.MemSize(),
 		Syscalls: k.syscalls,
+		Time:     k.timeState(),
 	}
 	if vc, ok := k.clock.(*VirtualClock); ok {
 		st.Clock.Virtual = true
@@ -191,7 +192,7 @@ func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
 func pendingCodes(t *Task) map[int]int {
 	var m map[int]int
 	for sig := 1; sig <= numSignals; sig++ {
-		if t.pending&sigBit(sig) != 0 {
+		if t.pending&sigBit(sig) != 0 { // a POSIX timer's: Timer.Queued
 			if m == nil {
 				m = map[int]int{}
 			}

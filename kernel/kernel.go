@@ -76,6 +76,8 @@ type Kernel struct {
 	// device read) when a checkpoint is requested; the call is then
 	// restarted after the checkpoint, unseen by the guest.
 	wake chan struct{}
+	// timers are the guest's interval and POSIX timers (timers.go).
+	timers timerTable
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"

@@ -28,7 +28,10 @@ type Task struct {
 	pending  uint64
 	// pendingCode is the si_code of each pending signal.
 	pendingCode [numSignals + 1]int
-	altstack    stackT
+	// pendingTimer is the POSIX timer that queued each pending signal
+	// (nil for other senders); see dequeueTimer.
+	pendingTimer [numSignals + 1]*Timer
+	altstack     stackT
 }
 
 // stackT is struct stack_t (sigaltstack).

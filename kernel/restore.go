@@ -160,10 +160,19 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	} else {
 		fdEntries = append([]vfs.FDEntry(nil), ps.FDs...)
 		for i := range fdEntries {
-			fdEntries[i].File.Device = nil
+			if fdEntries[i].File.Kind != KindTimerFD { // its Device names its timer
+				fdEntries[i].File.Device = nil
+			}
 		}
 	}
-	fds, err := k.fs.RestoreFDTable(fdEntries, ps.FDLimit)
+	// timerfds are the kernel's, not vfs's: restored after the timers.
+	var plain []vfs.FDEntry
+	for _, e := range fdEntries {
+		if e.File.Kind != KindTimerFD {
+			plain = append(plain, e)
+		}
+	}
+	fds, err := k.fs.RestoreFDTable(plain, ps.FDLimit)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
@@ -180,6 +189,10 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	}
 	p.tasks = []*Task{t}
 	k.proc = p
+	k.restoreTimeState(&st.Time, t)
+	if err := k.restoreTimerFDs(fds, fdEntries); err != nil {
+		return err
+	}
 	if err := k.vcpu.Start(ts.Regs, as.PageTables().Root(), ts.FSBase); err != nil {
 		return err
 	}

@@ -15,13 +15,15 @@ import (
 // State is everything a checkpoint needs to continue a run in a new
 // machine, apart from page contents: plain data, encodable as JSON.
 type State struct {
-	Program  ProgramRef     `json:"program"`
-	MemSize  uint64         `json:"mem_size"`
-	Clock    ClockState     `json:"clock"`
-	Syscalls uint64         `json:"syscalls"`
-	Process  ProcessState   `json:"process"`
-	Tasks    []TaskState    `json:"tasks"`
-	Devices  []DeviceRecord `json:"devices,omitempty"`
+	Program  ProgramRef `json:"program"`
+	MemSize  uint64     `json:"mem_size"`
+	Clock    ClockState `json:"clock"`
+	Syscalls uint64     `json:"syscalls"`
+	// Time is the guest's timers and CPU-time accounting.
+	Time    TimeState      `json:"time"`
+	Process ProcessState   `json:"process"`
+	Tasks   []TaskState    `json:"tasks"`
+	Devices []DeviceRecord `json:"devices,omitempty"`
 	// Objects are the shared objects the VMAs refer to by objref: each
 	// file is recorded once, however many VMAs map it.
 	Objects   []Object `json:"objects,omitempty"`

@@ -231,7 +231,7 @@ func putTimespec(b []byte, ns int64) {
 }
 
 func (k *Kernel) sysClockGettime(t *Task, a *args) (uint64, unix.Errno) {
-	ns, ok := k.clock.Now(int32(a[0]))
+	ns, ok := k.clockNow(int32(a[0]))
 	if !ok {
 		return 0, unix.EINVAL
 	}
@@ -241,7 +241,7 @@ func (k *Kernel) sysClockGettime(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) sysClockGetres(t *Task, a *args) (uint64, unix.Errno) {
-	if _, ok := k.clock.Now(int32(a[0])); !ok {
+	if _, ok := k.clockNow(int32(a[0])); !ok {
 		return 0, unix.EINVAL
 	}
 	if a[1] == 0 {
@@ -298,36 +298,81 @@ func (k *Kernel) readTimespec(t *Task, va uint64) (int64, unix.Errno) {
 }
 
 // sleep waits d nanoseconds of guest time; d == math.MaxInt64 waits until
-// interrupted. The virtual clock jumps instead of waiting. The wait ends
-// early with EINTR when the run is cancelled or a checkpoint is requested
-// (the call is then restarted after the checkpoint, see syscall).
-func (k *Kernel) sleep(d int64) unix.Errno {
+// interrupted. It returns the time left when the wait ends early: EINTR
+// when the run is cancelled or a checkpoint is requested (the call is
+// then restarted after the checkpoint, see syscall), or when a timer
+// expired and its signal is one a waiting call is interrupted for.
+//
+// The virtual clock jumps instead of waiting: to the end of the sleep, or
+// to the next timer expiry before it, where the timer fires.
+func (k *Kernel) sleep(d int64) (int64, unix.Errno) { return k.waitUntil(d, nil) }
+
+// waitUntil is sleep that also ends, with no error, when done (if not
+// nil) becomes true after a timer fires (a timerfd's read).
+func (k *Kernel) waitUntil(d int64, done func() bool) (int64, unix.Errno) {
 	if d <= 0 {
-		return 0
+		return 0, 0
+	}
+	t := k.proc.tasks[0]
+	if _, virtual := k.clock.(*VirtualClock); virtual {
+		for {
+			next, ok := k.nextExpiry()
+			if !ok || next >= d {
+				if d == math.MaxInt64 {
+					break // no timer to wait for: wait for the host
+				}
+				k.clock.Sleep(d)
+				return 0, 0
+			}
+			if k.ckpt.requested.Load() || k.ctx != nil && k.ctx.Err() != nil {
+				return d, unix.EINTR
+			}
+			k.clock.Sleep(next)
+			if d != math.MaxInt64 {
+				d -= next
+			}
+			k.checkTimers(t)
+			if interruptingSignal(t) {
+				return d, unix.EINTR
+			}
+			if done != nil && done() {
+				return d, 0
+			}
+		}
+	}
+	start, _ := k.clock.Now(unix.CLOCK_MONOTONIC)
+	left := func() int64 {
+		now, _ := k.clock.Now(unix.CLOCK_MONOTONIC)
+		return max(d-(now-start), 0)
 	}
 	var expired <-chan time.Time
 	if d != math.MaxInt64 {
-		if _, virtual := k.clock.(*VirtualClock); virtual {
-			k.clock.Sleep(d)
-			return 0
-		}
 		tm := time.NewTimer(time.Duration(d))
 		defer tm.Stop()
 		expired = tm.C
 	}
-	var done <-chan struct{}
+	var cancelled <-chan struct{}
 	if k.ctx != nil {
-		done = k.ctx.Done()
+		cancelled = k.ctx.Done()
 	}
 	for {
 		select {
 		case <-expired:
-			return 0
-		case <-done:
-			return unix.EINTR
+			return 0, 0
+		case <-cancelled:
+			return left(), unix.EINTR
 		case <-k.wake:
 			if k.ckpt.requested.Load() {
-				return unix.EINTR
+				return left(), unix.EINTR
+			}
+			if k.timers.hostDue.Load() {
+				k.checkTimers(t)
+				if interruptingSignal(t) {
+					return left(), unix.EINTR
+				}
+				if done != nil && done() {
+					return left(), 0
+				}
 			}
 		}
 	}
@@ -338,13 +383,30 @@ func (k *Kernel) sysNanosleep(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return 0, k.sleep(d)
+	return 0, k.sleepRem(t, d, a[1])
+}
+
+// sleepRem sleeps d ns and, when a signal interrupts the sleep, writes
+// the time left to rem (if not NULL), as nanosleep does.
+func (k *Kernel) sleepRem(t *Task, d int64, rem uint64) unix.Errno {
+	left, e := k.sleep(d)
+	if e == unix.EINTR && rem != 0 && !k.ckpt.requested.Load() {
+		var b [16]byte
+		putTimespec(b[:], left)
+		if e := k.copyOut(t, rem, b[:]); e != 0 {
+			return e
+		}
+	}
+	return e
 }
 
 func (k *Kernel) sysClockNanosleep(t *Task, a *args) (uint64, unix.Errno) {
 	id := int32(a[0])
-	now, ok := k.clock.Now(id)
-	if !ok || id == unix.CLOCK_THREAD_CPUTIME_ID {
+	now, ok := k.clockNow(id)
+	if which, isCPU, _ := k.cpuClock(id); isCPU && (id == unix.CLOCK_THREAD_CPUTIME_ID || which != cpuclockSched || id&cpuclockPerThread != 0) {
+		return 0, unix.EINVAL
+	}
+	if !ok {
 		return 0, unix.EINVAL
 	}
 	if a[1]&^1 != 0 {
@@ -354,8 +416,9 @@ func (k *Kernel) sysClockNanosleep(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	if a[1]&1 != 0 { // TIMER_ABSTIME
-		d -= now
+	if a[1]&1 != 0 { // TIMER_ABSTIME: no time left is reported
+		_, e := k.sleep(d - now)
+		return 0, e
 	}
-	return 0, k.sleep(d)
+	return 0, k.sleepRem(t, d, a[3])
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/emuckpt/emuckpt/guestmm"
+	"golang.org/x/sys/unix"
 )
 
 // Validate checks that a State means something restore can do, before
@@ -52,7 +53,68 @@ func (st *State) Validate() error {
 		}
 		prevEnd = v.End
 	}
-	return st.validateTasks()
+	if err := st.validateTasks(); err != nil {
+		return err
+	}
+	return st.Time.validate()
+}
+
+// validate checks the timers of an image: known kinds, one of each
+// interval timer, distinct POSIX timer ids below next_timer_id, clocks a
+// timer can use, signals in range and no negative times.
+func (ts *TimeState) validate() error {
+	if ts.UserNS < 0 || ts.SysNS < 0 || ts.NextTimerID < 0 || ts.NextTimerFD < 0 {
+		return fmt.Errorf("time: negative CPU time or timer id")
+	}
+	seen := map[string]bool{}
+	ids, fdIDs := map[int]bool{}, map[int]bool{}
+	for i, tm := range ts.Timers {
+		bad := func(why string) error { return fmt.Errorf("time.timers[%d] (%s %d): %s", i, tm.Kind, tm.ID, why) }
+		switch tm.Kind {
+		case TimerReal, TimerVirtual, TimerProf:
+			if seen[tm.Kind] {
+				return bad("repeated interval timer")
+			}
+			seen[tm.Kind] = true
+			if tm.Clock != itimerClock(tm.Kind) || tm.Signo != itimerSignals[tm.Kind] || tm.Queued || tm.ID != 0 {
+				return bad("not as setitimer makes it")
+			}
+		case TimerPOSIX:
+			if tm.ID < 0 || tm.ID >= ts.NextTimerID || ids[tm.ID] {
+				return bad("bad or repeated id")
+			}
+			ids[tm.ID] = true
+			switch tm.Notify {
+			case sigevNone, sigevSignal, sigevThread, sigevSignal | sigevThreadID:
+			default:
+				return bad("bad sigev_notify")
+			}
+			if tm.Clock >= 0 && tm.Clock != unix.CLOCK_REALTIME && tm.Clock != unix.CLOCK_MONOTONIC &&
+				tm.Clock != unix.CLOCK_BOOTTIME && tm.Clock != unix.CLOCK_TAI || tm.Clock < 0 && tm.Clock&3 == 3 {
+				return bad("bad clock")
+			}
+		case TimerFD:
+			if tm.ID < 0 || tm.ID >= ts.NextTimerFD || fdIDs[tm.ID] {
+				return bad("bad or repeated id")
+			}
+			fdIDs[tm.ID] = true
+			if timerfdClockErr(tm.Clock) != 0 || tm.Signo != 0 || tm.Queued {
+				return bad("not as timerfd_create makes it")
+			}
+		default:
+			return bad("unknown kind")
+		}
+		if tm.Kind != TimerFD && (tm.Signo < 1 || tm.Signo > numSignals) {
+			return bad("bad signal")
+		}
+		if tm.Expiry < 0 || tm.Remaining < 0 || tm.Interval < 0 || tm.Overrun < 0 || tm.LastOverrun < 0 {
+			return bad("negative time or count")
+		}
+		if tm.Expiry != 0 && (tm.Clock != unix.CLOCK_REALTIME || tm.Remaining != 0) {
+			return bad("an absolute expiry is kept only for CLOCK_REALTIME")
+		}
+	}
+	return nil
 }
 
 func (st *State) validateProgram() error {

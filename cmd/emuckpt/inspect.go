@@ -36,7 +36,9 @@ type inspection struct {
 	Tasks    []inspectTask     `json:"tasks"`
 	Devices  []string          `json:"device_state,omitempty"`
 	Objects  []kernel.Object   `json:"objects,omitempty"`
-	Totals   inspectTotals     `json:"totals"`
+	// Timers are the guest's armed timers (alarm, setitimer, timer_create).
+	Timers []kernel.Timer `json:"timers,omitempty"`
+	Totals inspectTotals  `json:"totals"`
 }
 
 type inspectTask struct {
@@ -97,6 +99,11 @@ func inspect(path string, img *ckpt.Image) inspection {
 	info := img.Info()
 	out := inspection{Image: path, Version: info.Version, Size: info.Size, Program: st.Program,
 		Clock: "host", Syscalls: st.Syscalls, Objects: st.Objects}
+	for _, tm := range st.Time.Timers {
+		if tm.Expiry != 0 || tm.Remaining != 0 {
+			out.Timers = append(out.Timers, tm)
+		}
+	}
 	if st.Clock.Virtual {
 		out.Clock = fmt.Sprintf("virtual, %d ns", st.Clock.NS)
 	}
@@ -245,6 +252,17 @@ func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
 	}
 	for _, o := range in.Objects {
 		fmt.Fprintf(w, "object %d: %s %s\n", o.Ref, printable(o.Kind), printable(o.Path))
+	}
+	for _, tm := range in.Timers {
+		when := fmt.Sprintf("in %d ns", tm.Remaining)
+		if tm.Expiry != 0 {
+			when = fmt.Sprintf("at %d ns (CLOCK_REALTIME)", tm.Expiry)
+		}
+		what := kernel.SignalName(tm.Signo)
+		if tm.Kind == kernel.TimerFD {
+			what = fmt.Sprintf("%d expiries unread,", tm.Ticks)
+		}
+		fmt.Fprintf(w, "timer %s %d: %s fires %s, interval %d ns\n", printable(tm.Kind), tm.ID, what, when, tm.Interval)
 	}
 	// Column widths as text/tabwriter computed them (minimum 2, padding
 	// 2), from a first pass; the last column is not padded.
