@@ -75,6 +75,9 @@ type Kernel struct {
 	// device read) when a checkpoint is requested; the call is then
 	// restarted after the checkpoint, unseen by the guest.
 	wake chan struct{}
+	// privilege overrides privileged() (tests); nil means "the host's
+	// euid is 0".
+	privilege *bool
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"
