@@ -40,9 +40,10 @@ const (
 	mlockOnfault = 1
 )
 
-// utsVersion is uname's version field, in the form Linux's build gives
-// it: build number, configuration and build date.
-const utsVersion = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.0-emuckpt (2026-01-01)"
+// utsVersion is uname's version field as Linux's build writes it
+// (UTS_VERSION): the build number, the preemption configuration and the
+// build date.
+const utsVersion = "#1 SMP PREEMPT_DYNAMIC Thu Jan  1 00:00:00 UTC 2026"
 
 // privileged reports whether the guest holds every capability: when the
 // host user it runs as is root (see the note at the top of this file).
