@@ -88,29 +88,32 @@ func (k *Kernel) sysBrk(t *Task, a *args) (uint64, unix.Errno) {
 // VMAs locked, faults their pages in and counts them against
 // RLIMIT_MEMLOCK (see the privilege note in sys_proc.go).
 
-// lockRange turns mlock's (addr, len) into a page range as Linux does:
-// the start rounded down, the length grown by the offset and rounded up.
-func lockRange(addr, length uint64) (start, end uint64, e unix.Errno) {
-	start = addr &^ (guestmm.PageSize - 1)
-	length += addr - start
-	if length < addr-start || length > ^uint64(0)-guestmm.PageSize {
-		return 0, 0, unix.ENOMEM
-	}
-	length = (length + guestmm.PageSize - 1) &^ (guestmm.PageSize - 1)
-	if start+length < start {
-		return 0, 0, unix.ENOMEM
-	}
-	return start, start + length, 0
+// pageRange turns mlock's (addr, len) into a page range as Linux does:
+// the start rounded down, the length grown by the offset and rounded up
+// (PAGE_ALIGN, which wraps to 0 for lengths near 2^64).
+func pageRange(addr, length uint64) (start, alignedLen uint64) {
+	const mask = guestmm.PageSize - 1
+	start = addr &^ mask
+	return start, (length + (addr - start) + mask) &^ mask
 }
 
-// memlockAllows reports whether locked bytes may be locked in all.
+// lockEnd is the end of [start, start+length), EINVAL if it wraps.
+func lockEnd(start, length uint64) (uint64, unix.Errno) {
+	if start+length < start {
+		return 0, unix.EINVAL
+	}
+	return start + length, 0
+}
+
+// memlockAllows reports whether locked bytes may be locked in all:
+// EPERM when RLIMIT_MEMLOCK is 0 (can_do_mlock), ENOMEM above it.
 func (k *Kernel) memlockAllows(t *Task, locked uint64) unix.Errno {
 	if k.privileged() {
 		return 0
 	}
 	limit, _ := k.rlimit(t, unix.RLIMIT_MEMLOCK)
 	if limit[0] == 0 {
-		return unix.EPERM // can_do_mlock
+		return unix.EPERM
 	}
 	if locked > limit[0] {
 		return unix.ENOMEM
@@ -118,13 +121,22 @@ func (k *Kernel) memlockAllows(t *Task, locked uint64) unix.Errno {
 	return 0
 }
 
+// mlock is Linux's do_mlock: the limit first (counting pages of the range
+// that are locked already once), then the range.
 func (k *Kernel) mlock(t *Task, addr, length uint64, onFault bool) (uint64, unix.Errno) {
-	start, end, e := lockRange(addr, length)
-	if e != 0 {
+	start, length := pageRange(addr, length)
+	end, wraps := lockEnd(start, length)
+	locked := t.proc.as.LockedBytes(0, 0)
+	if wraps == 0 {
+		locked = t.proc.as.LockedBytes(start, end)
+	} else {
+		locked = max(locked+length, locked) // saturating: over any limit
+	}
+	if e := k.memlockAllows(t, locked); e != 0 {
 		return 0, e
 	}
-	if e := k.memlockAllows(t, t.proc.as.LockedBytes(start, end)); e != 0 {
-		return 0, e
+	if wraps != 0 {
+		return 0, wraps
 	}
 	return 0, errnoOf(t.proc.as.LockRange(start, end, true, !onFault))
 }
@@ -141,7 +153,8 @@ func (k *Kernel) sysMlock2(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) sysMunlock(t *Task, a *args) (uint64, unix.Errno) {
-	start, end, e := lockRange(a[0], a[1])
+	start, length := pageRange(a[0], a[1])
+	end, e := lockEnd(start, length)
 	if e != 0 {
 		return 0, e
 	}
@@ -161,10 +174,13 @@ func (k *Kernel) sysMlockall(t *Task, a *args) (uint64, unix.Errno) {
 			return 0, e
 		}
 	}
+	// Like Linux's apply_mlockall_flags, each call sets the future flags
+	// afresh. Running out of memory while populating is not an error of
+	// mlockall (mm_populate ignores it).
 	t.proc.lockFuture = flags&mclFuture != 0
 	t.proc.lockOnFault = t.proc.lockFuture && flags&mclOnfault != 0
 	if flags&mclCurrent != 0 {
-		return 0, errnoOf(t.proc.as.LockAll(true, flags&mclOnfault == 0))
+		_ = t.proc.as.LockAll(true, flags&mclOnfault == 0)
 	}
 	return 0, 0
 }

@@ -167,6 +167,9 @@ static void locks(void)
 	res("mlock(hole)", mlock(p, 3 * page));
 	res("munlock(hole)", munlock(p, 3 * page));
 	res("mlock(0 bytes)", mlock(p, 0));
+	res("mlock(length wraps when aligned)", mlock(p, (size_t)-11));
+	res("mlock(end wraps)", mlock(p, (size_t)-16384));
+	res("munlock(end wraps)", munlock(p, (size_t)-16384));
 	res("mlockall(0)", mlockall(0));
 	res("mlockall(ONFAULT alone)", mlockall(MCL_ONFAULT));
 	res("munlockall", munlockall());
