@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"testing"
 
 	"github.com/emuckpt/emuckpt/guestmm"
@@ -162,6 +163,19 @@ func TestGroups(t *testing.T) {
 				require.Equal(t, b, getBytes(t, task, scratch+64, 8))
 			}
 		})
+	}
+}
+
+// TestGroupsInState: a privileged setgroups(0, NULL) empties the list,
+// which a checkpoint must keep apart from "the host's list".
+func TestGroupsInState(t *testing.T) {
+	for _, g := range [][]uint32{nil, {}, {7, 9}} {
+		b, err := json.Marshal(ProcessState{Groups: g})
+		require.NoError(t, err)
+		var ps ProcessState
+		require.NoError(t, json.Unmarshal(b, &ps))
+		require.Equal(t, g == nil, ps.Groups == nil, "%s", b)
+		require.Equal(t, len(g), len(ps.Groups))
 	}
 }
 

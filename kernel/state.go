@@ -71,9 +71,9 @@ type ProcessState struct {
 	// (restored as 0022 and 1).
 	Umask    *uint32 `json:"umask,omitempty"`
 	Dumpable *int    `json:"dumpable,omitempty"`
-	// Groups is the group list a privileged setgroups set; absent, the
-	// host's.
-	Groups []uint32 `json:"groups,omitempty"`
+	// Groups is the group list a privileged setgroups set; null, the
+	// host's. An empty list ([]) is a list, so no omitempty.
+	Groups []uint32 `json:"groups"`
 	// LockFuture and LockOnFault are mlockall's MCL_FUTURE and
 	// MCL_ONFAULT.
 	LockFuture  bool `json:"lock_future,omitempty"`
