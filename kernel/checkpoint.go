@@ -46,6 +46,8 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		PID: p.pid, PPID: p.ppid, Cwd: p.cwd, Exe: p.exe,
 		BrkStart: brkStart, Brk: brk,
 		FDLimit: p.fds.Limit(), FDs: p.fds.Snapshot(),
+		Umask: &p.umask, Dumpable: &p.dumpable, Groups: p.groups,
+		LockFuture: p.lockFuture, LockOnFault: p.lockOnFault,
 	}
 	for _, fd := range ps.FDs {
 		if fd.File.Kind == vfs.KindPipe {
@@ -82,6 +84,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		ClearTID: t.clearTID, Robust: t.robust, RobustSz: t.robustSz,
 		Sigmask: t.sigmask, Pending: t.pending, PendingCodes: pendingCodes(t),
 		AltSP: t.altstack.SP, AltFlags: t.altstack.Flags, AltSize: t.altstack.Size,
+		Comm: &t.comm, Pdeathsig: t.pdeathsig, Nice: t.nice,
 	}}
 	for _, d := range k.deviceStates {
 		data, err := d.Save()
@@ -130,7 +133,7 @@ func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAStat
 		Type: vmaType(v), Start: v.Start, End: v.End,
 		Prot: uint32(v.Prot), MaxProt: uint32(v.MaxProt),
 		Shared: v.Shared, Anonymous: v.Anonymous, GrowsDown: v.GrowsDown,
-		DontDump: v.DontDump, NoReserve: v.NoReserve,
+		DontDump: v.DontDump, NoReserve: v.NoReserve, Locked: v.Locked,
 		Kind: vmaKindName(v.Kind), Name: v.Name, Offset: v.Offset,
 	}
 	var err error

@@ -78,6 +78,9 @@ type Kernel struct {
 	wake chan struct{}
 	// timers are the guest's interval and POSIX timers (timers.go).
 	timers timerTable
+	// privilege overrides privileged() (tests); nil means "the host's
+	// euid is 0".
+	privilege *bool
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"

@@ -13,6 +13,7 @@ const (
 	atSymlinkNofollow = 0x100
 	atEAccess         = 0x200
 	atEmptyPath       = 0x1000
+	atNoAutomount     = 0x800
 	pathMax           = 4096
 	uioMaxIOV         = 1024
 	// maxIO bounds one host-side transfer buffer; longer requests are
@@ -335,39 +336,42 @@ func (k *Kernel) sysNewfstatat(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) fstatat(t *Task, dirfd, pathVA, statVA, flags uint64) (uint64, unix.Errno) {
-	if flags&^(atSymlinkNofollow|atEmptyPath|0x800 /* AT_NO_AUTOMOUNT */) != 0 {
+	if flags&^(atSymlinkNofollow|atEmptyPath|atNoAutomount) != 0 {
 		return 0, unix.EINVAL
 	}
+	st, e := k.statAt(t, dirfd, pathVA, flags)
+	return k.putStat(t, statVA, st, e)
+}
+
+// statAt is the lookup of fstatat and statx: path relative to dirfd, the
+// descriptor itself with AT_EMPTY_PATH and an empty path, the final
+// symbolic link not followed with AT_SYMLINK_NOFOLLOW.
+func (k *Kernel) statAt(t *Task, dirfd, pathVA, flags uint64) (vfs.Stat, unix.Errno) {
 	p, e := k.path(t, pathVA)
 	if e != 0 {
-		return 0, e
+		return vfs.Stat{}, e
 	}
 	if p == "" {
 		if flags&atEmptyPath == 0 {
-			return 0, unix.ENOENT
+			return vfs.Stat{}, unix.ENOENT
 		}
 		if int32(dirfd) == atFDCWD {
-			st, e := k.fs.Stat(t.proc.cwd, ".")
-			return k.putStat(t, statVA, st, e)
+			return k.fs.Stat(t.proc.cwd, ".")
 		}
 		f, e := k.file(t, dirfd)
 		if e != 0 {
-			return 0, e
+			return vfs.Stat{}, e
 		}
-		st, e := f.Stat()
-		return k.putStat(t, statVA, st, e)
+		return f.Stat()
 	}
 	dir, e := k.dirOf(t, dirfd, p)
 	if e != 0 {
-		return 0, e
+		return vfs.Stat{}, e
 	}
-	var st vfs.Stat
 	if flags&atSymlinkNofollow != 0 {
-		st, e = k.fs.Lstat(dir, p)
-	} else {
-		st, e = k.fs.Stat(dir, p)
+		return k.fs.Lstat(dir, p)
 	}
-	return k.putStat(t, statVA, st, e)
+	return k.fs.Stat(dir, p)
 }
 
 func (k *Kernel) sysLseek(t *Task, a *args) (uint64, unix.Errno) {

@@ -64,14 +64,6 @@ func (k *Kernel) sysTgkill(t *Task, a *args) (uint64, unix.Errno) {
 	return k.sysKill(t, t.proc.pid, int(int32(a[2])), siTkill)
 }
 
-func (k *Kernel) sysUname(t *Task, a *args) (uint64, unix.Errno) {
-	var u [6 * 65]byte
-	for i, s := range []string{"Linux", "emuckpt", "6.1.0-emuckpt", "#1 SMP emuckpt", "x86_64", "(none)"} {
-		copy(u[i*65:], s)
-	}
-	return 0, k.copyOut(t, a[0], u[:])
-}
-
 func (k *Kernel) sysArchPrctl(t *Task, a *args) (uint64, unix.Errno) {
 	switch a[0] {
 	case archSetFS:
@@ -142,6 +134,7 @@ var rlimits = map[uint64][2]uint64{
 	unix.RLIMIT_AS:      {^uint64(0), ^uint64(0)},
 	unix.RLIMIT_NPROC:   {4096, 4096},
 	unix.RLIMIT_MEMLOCK: {8 << 20, 8 << 20},
+	unix.RLIMIT_NICE:    {0, 0},
 }
 
 func (k *Kernel) rlimit(t *Task, res uint64) ([2]uint64, bool) {

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
@@ -44,6 +45,9 @@ func (st *State) Validate() error {
 			return fmt.Errorf("process.sigactions[%d]: bad or repeated signal %d", i, a.Signal)
 		}
 		seen[a.Signal] = true
+	}
+	if err := ps.validateAttributes(); err != nil {
+		return err
 	}
 	var prevEnd uint64
 	for i := range ps.VMAs {
@@ -186,6 +190,9 @@ func (st *State) validateVMA(v *VMAState, prevEnd uint64, objects map[int]*Objec
 	if want := vmaTypeFor(kind, v.DontDump, v.Shared); v.Type != want {
 		return fmt.Errorf("type %.20q does not match kind %s (shared %v, dont_dump %v), which make it %s", v.Type, v.Kind, v.Shared, v.DontDump, want)
 	}
+	if v.Locked && kind == guestmm.KindDevice {
+		return fmt.Errorf("a device mapping cannot be locked")
+	}
 	anonymous := kind == guestmm.KindAnon || kind == guestmm.KindHeap || kind == guestmm.KindStack
 	if v.Anonymous != anonymous {
 		return fmt.Errorf("anonymous is %v for kind %s", v.Anonymous, v.Kind)
@@ -287,11 +294,34 @@ func (st *State) validateTasks() error {
 		if t.FSBase >= guestmm.TaskSize || t.GSBase >= guestmm.TaskSize {
 			return fmt.Errorf("tasks[%d] (tid %d): FS/GS base outside user space", i, t.TID)
 		}
+		if t.Comm != nil && (len(*t.Comm) >= taskCommLen || strings.IndexByte(*t.Comm, 0) >= 0) {
+			return fmt.Errorf("tasks[%d] (tid %d): comm %.40q is longer than %d bytes or holds a NUL", i, t.TID, *t.Comm, taskCommLen-1)
+		}
+		if t.Pdeathsig < 0 || t.Pdeathsig > numSignals || t.Nice < -20 || t.Nice > 19 {
+			return fmt.Errorf("tasks[%d] (tid %d): bad pdeathsig %d or nice %d", i, t.TID, t.Pdeathsig, t.Nice)
+		}
 		for sig := range t.PendingCodes {
 			if sig < 1 || sig > numSignals {
 				return fmt.Errorf("tasks[%d] (tid %d): pending code for bad signal %d", i, t.TID, sig)
 			}
 		}
+	}
+	return nil
+}
+
+// validateAttributes checks the process attributes saved as numbers.
+func (ps *ProcessState) validateAttributes() error {
+	if ps.Umask != nil && *ps.Umask&^0o777 != 0 {
+		return fmt.Errorf("process: umask %#o is not a permission mask", *ps.Umask)
+	}
+	if ps.Dumpable != nil && *ps.Dumpable != 0 && *ps.Dumpable != 1 {
+		return fmt.Errorf("process: dumpable %d is neither 0 nor 1", *ps.Dumpable)
+	}
+	if len(ps.Groups) > ngroupsMax {
+		return fmt.Errorf("process: %d groups, more than NGROUPS_MAX", len(ps.Groups))
+	}
+	if ps.LockOnFault && !ps.LockFuture {
+		return fmt.Errorf("process: lock_on_fault without lock_future")
 	}
 	return nil
 }
