@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/loader"
@@ -81,6 +82,14 @@ type Kernel struct {
 	// privilege overrides privileged() (tests); nil means "the host's
 	// euid is 0".
 	privilege *bool
+	// asyncTimer kicks the vCPU at the next event of an O_ASYNC file
+	// (host clock only), asyncAt is when it fires (0: not armed); see
+	// checkAsync.
+	asyncTimer *time.Timer
+	asyncAt    int64
+	// asyncUsed is set once a descriptor had O_ASYNC: until then no exit
+	// looks for O_ASYNC files.
+	asyncUsed bool
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"

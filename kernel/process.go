@@ -47,6 +47,15 @@ type Task struct {
 	comm      string // prctl(PR_SET_NAME): at most 15 bytes
 	pdeathsig int    // prctl(PR_SET_PDEATHSIG)
 	nice      int    // setpriority(2): -20..19
+	// pendingFD is the si_fd of each pending signal that an O_ASYNC file
+	// sent with F_SETSIG (si_code POLL_IN); not kept in checkpoints.
+	pendingFD [numSignals + 1]int
+	// savedMask is the mask to go back to after a ppoll or pselect6 that
+	// replaced it for its wait (Linux's saved_sigmask): on the way to user
+	// mode, or in the frame of the handler of the signal that ended the
+	// wait, when restoreMask is set.
+	savedMask   uint64
+	restoreMask bool
 }
 
 // stackT is struct stack_t (sigaltstack).

@@ -204,6 +204,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	if err := k.restoreTimerFDs(fds, fdEntries); err != nil {
 		return err
 	}
+	k.asyncUsed = len(fds.AsyncFiles()) > 0
 	if err := k.vcpu.Start(ts.Regs, as.PageTables().Root(), ts.FSBase); err != nil {
 		return err
 	}

@@ -60,6 +60,8 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 		k.vcpu.StopAfterMMIO(cc.AtDevice - k.m.Bus.TotalAccesses())
 	}
 	t := k.proc.tasks[0]
+	k.checkAsync(t)
+	defer k.stopAsyncTimer()
 	for {
 		ex, err := k.vcpu.Run()
 		if err != nil {
@@ -99,7 +101,10 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 		if err == nil && ex.Kind != vmm.ExitSyscall && k.timersDue(ex.Kind) {
 			k.checkTimers(t)
 		}
-		if err == nil && t.pending != 0 {
+		if err == nil {
+			k.checkAsync(t)
+		}
+		if err == nil && (t.pending != 0 || t.restoreMask) {
 			err = k.deliverPending(t)
 		}
 		if err == nil && k.ckpt.requested.Swap(false) {

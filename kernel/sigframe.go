@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"github.com/emuckpt/emuckpt/vmm"
 	"golang.org/x/sys/unix"
 )
@@ -117,10 +118,15 @@ func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode,
 	le.PutUint16(mc[150:], vmm.UserSS)
 	le.PutUint64(mc[152:], errCode)
 	le.PutUint64(mc[160:], trapno)
-	le.PutUint64(mc[168:], t.sigmask)
+	saveMask := t.sigmask
+	if t.restoreMask {
+		// The handler returns to the mask ppoll or pselect6 replaced.
+		saveMask, t.restoreMask = t.savedMask, false
+	}
+	le.PutUint64(mc[168:], saveMask)
 	le.PutUint64(mc[176:], cr2)
 	le.PutUint64(mc[184:], fp)
-	le.PutUint64(uc[sigmaskOff:], t.sigmask)
+	le.PutUint64(uc[sigmaskOff:], saveMask)
 	info := b[8+ucSize:]
 	le.PutUint32(info[0:], uint32(si.signo))
 	le.PutUint32(info[8:], uint32(int32(si.code)))
@@ -132,6 +138,10 @@ func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode,
 		le.PutUint32(info[16:], uint32(si.timerID))
 		le.PutUint32(info[20:], uint32(si.overrun))
 		le.PutUint64(info[24:], si.value)
+	case si.poll:
+		// _sigpoll: si_band (POLLIN | POLLRDNORM for POLL_IN), si_fd.
+		le.PutUint64(info[16:], vfs.PollIn|vfs.PollRdnorm)
+		le.PutUint32(info[24:], uint32(int32(si.fd)))
 	default:
 		le.PutUint64(info[16:], si.addr)
 	}

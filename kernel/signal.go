@@ -20,6 +20,7 @@ const (
 	// si_code values.
 	siUser    = 0
 	siKernel  = 0x80
+	pollIn    = 1 // POLL_IN: an O_ASYNC file has input (F_SETSIG signals)
 	siTkill   = -6
 	illIllopn = 2
 	fpeIntdiv = 1
@@ -52,9 +53,13 @@ const unblockable = 1<<(9-1) | 1<<(19-1) // SIGKILL, SIGSTOP
 
 // sigInfo describes a signal being delivered.
 type sigInfo struct {
-	signo  int
-	code   int
-	addr   uint64 // si_addr, and cr2 in the frame of a page fault
+	signo int
+	code  int
+	addr  uint64 // si_addr, and cr2 in the frame of a page fault
+	// poll marks a signal an O_ASYNC file sent with F_SETSIG (si_code
+	// POLL_IN): si_band and si_fd (fd) replace si_addr in the frame.
+	poll   bool
+	fd     int
 	reason string
 	// trapno and errCode are the exception's vector and error code, for
 	// the handler's sigcontext.
@@ -170,6 +175,9 @@ func (k *Kernel) deliverPending(t *Task) error {
 		code := t.pendingCode[sig]
 		si := sigInfo{signo: sig, code: code}
 		k.dequeueTimer(t, sig, &si)
+		if code == pollIn {
+			si.poll, si.fd = true, t.pendingFD[sig]
+		}
 		switch {
 		case sig == int(unix.SIGKILL):
 		case act.Handler == sigIgn:
@@ -187,6 +195,10 @@ func (k *Kernel) deliverPending(t *Task) error {
 			fmt.Fprintf(k.log, "emuckpt: %s: killed by %s (%s)\n", k.cfg.Name, SignalName(sig), codeName(sig, code))
 		}
 		return &errExit{ExitStatus{Signal: sig}}
+	}
+	if t.restoreMask {
+		// No handler ran: ppoll or pselect6's own mask ends here.
+		t.sigmask, t.restoreMask = t.savedMask, false
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ const (
 
 	ioctlTCGETS     = 0x5401
 	ioctlTIOCGWINSZ = 0x5413
+	fioASYNC        = 0x5452
 )
 
 // taskMemory lets vfs files read and write the task's memory (ioctl).
@@ -530,8 +531,12 @@ func (k *Kernel) sysFcntl(t *Task, a *args) (uint64, unix.Errno) {
 		if f.Flags()&unix.O_PATH != 0 {
 			return 0, unix.EBADF
 		}
+		k.setAsync(t, fd, f, int(a[2]))
 		f.SetFlags(int(a[2]))
 		return 0, 0
+	}
+	if ret, e, ok := k.fcntlOwner(t, fd, a[1], a[2]); ok {
+		return ret, e
 	}
 	if _, e := fds.Get(fd); e != 0 {
 		return 0, e
@@ -577,6 +582,19 @@ func (k *Kernel) sysIoctl(t *Task, a *args) (uint64, unix.Errno) {
 		if binary.LittleEndian.Uint32(b[:]) != 0 {
 			fl |= unix.O_NONBLOCK
 		}
+		f.SetFlags(fl)
+		return 0, 0
+	case fioASYNC:
+		// As F_SETFL with O_ASYNC on or off (Linux's ioctl_fioasync).
+		var b [4]byte
+		if e := k.copyIn(t, a[2], b[:]); e != 0 {
+			return 0, e
+		}
+		fl := f.Flags() &^ unix.O_ASYNC
+		if binary.LittleEndian.Uint32(b[:]) != 0 {
+			fl |= unix.O_ASYNC
+		}
+		k.setAsync(t, fd, f, fl)
 		f.SetFlags(fl)
 		return 0, 0
 	}

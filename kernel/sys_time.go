@@ -104,12 +104,6 @@ func (k *Kernel) sysAlarm(t *Task, a *args) (uint64, unix.Errno) {
 	return uint64(old), 0
 }
 
-// sysPause waits for a signal that runs a handler or ends the process.
-func (k *Kernel) sysPause(t *Task, _ *args) (uint64, unix.Errno) {
-	_, e := k.sleep(math.MaxInt64)
-	return 0, e
-}
-
 // timerClockErr is timer_create's answer for clock id: 0 for the clocks
 // it accepts, EOPNOTSUPP for clocks that exist but have no timers (as
 // Linux's), EPERM for the alarm clocks (they need CAP_WAKE_ALARM), EINVAL

@@ -81,11 +81,17 @@ type File struct {
 	n       int
 	sleeper Sleeper
 	closed  bool // guarded by h.mu
+	// asyncBase is the timer's irqs when AsyncEvents last counted them
+	// (guarded by h.mu).
+	asyncBase uint64
 }
 
 var (
 	_ vfs.File              = (*File)(nil)
 	_ vfs.Mappable          = (*File)(nil)
+	_ vfs.Poller            = (*File)(nil)
+	_ vfs.ReadyTimer        = (*File)(nil)
+	_ vfs.AsyncSource       = (*File)(nil)
 	_ guestmm.DeviceBacking = (*Backing)(nil)
 	_ guestmm.BackingAccess = (*Backing)(nil)
 )
@@ -112,7 +118,7 @@ func (h *HPET) Open(flags int, sleeper Sleeper) (vfs.File, unix.Errno) {
 		t.drv.readBase = t.irqs
 		t.drv.bound = true
 		h.setIRQ(n)
-		f := &File{h: h, n: n, sleeper: sleeper}
+		f := &File{h: h, n: n, sleeper: sleeper, asyncBase: t.irqs}
 		f.SetFlags(flags)
 		return f, 0
 	}
@@ -132,8 +138,9 @@ func (h *HPET) ReopenFile(n int, flags int, sleeper Sleeper) (vfs.File, unix.Err
 	if h.timers[n].drv.bound {
 		return nil, unix.EBUSY
 	}
+	h.settle(h.now())
 	h.timers[n].drv.bound = true
-	f := &File{h: h, n: n, sleeper: sleeper}
+	f := &File{h: h, n: n, sleeper: sleeper, asyncBase: h.timers[n].irqs}
 	f.SetFlags(flags)
 	return f, 0
 }
@@ -231,6 +238,50 @@ func (f *File) Read(p []byte) (int, unix.Errno) {
 			return 0, unix.EINTR
 		}
 	}
+}
+
+// Poll is hpet_poll: readable (POLLIN | POLLRDNORM) when the timer has
+// interrupted since the open or the last read, which is when a read would
+// not wait; nothing before HPET_IRQFREQ. A closed file is POLLNVAL.
+func (f *File) Poll() uint32 {
+	if _, errno := f.lock(); errno != 0 {
+		return vfs.PollNval
+	}
+	defer f.h.mu.Unlock()
+	t := &f.h.timers[f.n]
+	if t.drv.freq != 0 && t.irqs != t.drv.readBase {
+		return vfs.PollIn | vfs.PollRdnorm
+	}
+	return 0
+}
+
+// NextReady is when the timer next interrupts (NextFire), which is when a
+// poll that waits for it must look again; false when it never will.
+func (f *File) NextReady() (int64, bool) {
+	now, errno := f.lock()
+	if errno != 0 {
+		return 0, false
+	}
+	defer f.h.mu.Unlock()
+	if f.h.timers[f.n].drv.freq == 0 {
+		return 0, false
+	}
+	return f.h.nextFire(f.n, now)
+}
+
+// AsyncEvents is the number of interrupts the timer raised since the
+// previous call (or the open): each is one kill_fasync(SIGIO, POLL_IN) of
+// Linux's hpet_interrupt, which the kernel turns into a signal to the
+// file's owner while O_ASYNC is set.
+func (f *File) AsyncEvents() uint64 {
+	if _, errno := f.lock(); errno != 0 {
+		return 0
+	}
+	defer f.h.mu.Unlock()
+	t := &f.h.timers[f.n]
+	n := t.irqs - f.asyncBase
+	f.asyncBase = t.irqs
+	return n
 }
 
 // Pread is Read: Linux's driver ignores the offset, and the file is

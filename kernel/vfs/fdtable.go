@@ -25,6 +25,22 @@ const FDCloexec = unix.FD_CLOEXEC
 type description struct {
 	file File
 	refs atomic.Int64
+	// own is the description's fown_struct (F_SETOWN, F_SETSIG), guarded
+	// by the table's mu.
+	own Owner
+}
+
+// Owner is what Linux keeps in a description's fown_struct for O_ASYNC:
+// who gets its signals and which signal.
+type Owner struct {
+	// PID is the F_SETOWN argument: a process, or minus a process group;
+	// 0 means none (no signal is sent).
+	PID int `json:",omitempty"`
+	// Signal is the F_SETSIG signal; 0 means SIGIO with SI_KERNEL.
+	Signal int `json:",omitempty"`
+	// FD is the descriptor on which O_ASYNC was last turned on: the si_fd
+	// of an F_SETSIG signal (the fd of Linux's fasync entry).
+	FD int `json:",omitempty"`
 }
 
 func (d *description) hold() *description {
@@ -162,6 +178,56 @@ func (t *FDTable) Get(fd int) (File, unix.Errno) {
 		return nil, unix.EBADF
 	}
 	return s.desc.file, 0
+}
+
+// Owner returns the owner state of fd's description (F_GETOWN, F_GETSIG).
+func (t *FDTable) Owner(fd int) (Owner, unix.Errno) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.lookupLocked(fd)
+	if s == nil {
+		return Owner{}, unix.EBADF
+	}
+	return s.desc.own, 0
+}
+
+// SetOwner changes the owner state of fd's description with set (F_SETOWN,
+// F_SETSIG, and the fasync fd of F_SETFL).
+func (t *FDTable) SetOwner(fd int, set func(*Owner)) unix.Errno {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.lookupLocked(fd)
+	if s == nil {
+		return unix.EBADF
+	}
+	set(&s.desc.own)
+	return 0
+}
+
+// AsyncFile is a description with O_ASYNC set.
+type AsyncFile struct {
+	File  File
+	Owner Owner
+}
+
+// AsyncFiles lists the descriptions that have O_ASYNC set, each once: the
+// files whose events signal their owner (none while Owner.PID is 0).
+func (t *FDTable) AsyncFiles() []AsyncFile {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []AsyncFile
+	seen := make(map[*description]bool, len(t.slots))
+	for _, s := range t.slots {
+		d := s.desc
+		if d == nil || seen[d] {
+			continue
+		}
+		seen[d] = true
+		if d.file.Flags()&unix.O_ASYNC != 0 {
+			out = append(out, AsyncFile{File: d.file, Owner: d.own})
+		}
+	}
+	return out
 }
 
 // FDFlags is fcntl(F_GETFD): FDCloexec or 0.
@@ -349,6 +415,8 @@ type FDEntry struct {
 	// with the same Desc share one (dup'ed descriptors share the offset).
 	Desc int
 	File FileState
+	// Owner is the description's O_ASYNC owner (F_SETOWN, F_SETSIG).
+	Owner Owner `json:",omitzero"`
 }
 
 // Snapshot describes the open descriptors in increasing order.
@@ -377,7 +445,10 @@ func (t *FDTable) Snapshot() []FDEntry {
 			ids[o.desc] = id
 			states[o.desc] = o.desc.file.Describe()
 		}
-		out = append(out, FDEntry{FD: o.fd, CloseOnExec: o.cloexec, Desc: id, File: states[o.desc]})
+		t.mu.Lock()
+		own := o.desc.own
+		t.mu.Unlock()
+		out = append(out, FDEntry{FD: o.fd, CloseOnExec: o.cloexec, Desc: id, File: states[o.desc], Owner: own})
 	}
 	for _, o := range fds {
 		o.desc.release()
@@ -407,7 +478,7 @@ func (fs *FS) RestoreFDTable(entries []FDEntry, limit int) (*FDTable, error) {
 				t.CloseAll()
 				return nil, fmt.Errorf("vfs: restore fd %d (%s %q): %w", e.FD, e.File.Kind, e.File.Path, errno)
 			}
-			d = &description{file: f}
+			d = &description{file: f, own: e.Owner}
 			descs[e.Desc] = d
 		} else if d.file.Describe().Kind != e.File.Kind {
 			t.CloseAll()

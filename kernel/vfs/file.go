@@ -137,7 +137,10 @@ const (
 )
 
 // StatusFlagsMask is the set of file status flags fcntl(F_SETFL) changes.
-const StatusFlagsMask = unix.O_APPEND | unix.O_NONBLOCK
+// O_ASYNC asks for a signal to the file's owner at each event of a file
+// that sends them (an AsyncSource); on other files it is only a flag, as
+// on Linux for files without a fasync operation.
+const StatusFlagsMask = unix.O_APPEND | unix.O_NONBLOCK | unix.O_ASYNC
 
 // descriptionFlags returns the flags kept in an open file description for
 // the flags given to open(2), as Linux's f_flags: the open-time-only flags
