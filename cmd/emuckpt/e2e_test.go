@@ -402,7 +402,7 @@ func TestLackingCalls(t *testing.T) {
 prlimit_stack_change_again: ret=-1 errno=ENOSYS
 prlimit_nofile: ret=0 errno=0
 fcntl_setlk: ret=-1 errno=EINVAL
-fcntl_getown: ret=-1 errno=EINVAL
+fcntl_getpipe_sz: ret=-1 errno=EINVAL
 fcntl_unknown: ret=-1 errno=EINVAL
 arch_prctl_set_cpuid: ret=-1 errno=ENODEV
 arch_prctl_shstk_status: ret=-1 errno=EINVAL
@@ -414,7 +414,7 @@ fchmod_pipe: ret=-1 errno=ENOSYS
 	notes := []string{
 		"prlimit64/setrlimit of a limit other than RLIMIT_NOFILE is not implemented: returning ENOSYS",
 		"fcntl F_SETLK is not implemented: returning EINVAL",
-		"fcntl F_GETOWN is not implemented: returning EINVAL",
+		"fcntl F_GETPIPE_SZ is not implemented: returning EINVAL",
 		"arch_prctl ARCH_SET_CPUID: no CPUID faulting, returning ENODEV",
 		"arch_prctl ARCH_SHSTK_STATUS is not implemented: returning EINVAL",
 		"ioctl 0x1234 on a pipe is not implemented: returning ENOTTY",

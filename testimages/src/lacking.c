@@ -37,7 +37,7 @@ int main(void)
 	T("prlimit_stack_change_again", SYS_prlimit64, 0, RLIMIT_STACK, &rl, NULL);
 	T("prlimit_nofile", SYS_prlimit64, 0, RLIMIT_NOFILE, &nofile, NULL);
 	T("fcntl_setlk", SYS_fcntl, 0, F_SETLK, &lk);
-	T("fcntl_getown", SYS_fcntl, 0, F_GETOWN);
+	T("fcntl_getpipe_sz", SYS_fcntl, 0, F_GETPIPE_SZ);
 	T("fcntl_unknown", SYS_fcntl, 0, 12345);
 	T("arch_prctl_set_cpuid", SYS_arch_prctl, 0x1012, 0);
 	T("arch_prctl_shstk_status", SYS_arch_prctl, 0x5005, 0);
