@@ -30,6 +30,9 @@ type Options struct {
 	// standard stream blocks; when it returns true the read fails with
 	// EINTR (the kernel ends the run or restarts the call).
 	Interrupted func() bool
+	// Now gives the time for tmpfs timestamps (CLOCK_REALTIME); nil means
+	// the host's clock.
+	Now func() Timespec
 }
 
 // FS is the guest's view of files: a read-only root overlaid with
@@ -41,6 +44,7 @@ type FS struct {
 	mu      sync.RWMutex // guards the synthetic tree
 	tree    *node
 	nextIno uint64
+	mounts  []*tmpMount // tmpfs mounts, in mount order
 
 	randomMu sync.Mutex
 	random   io.Reader
@@ -178,19 +182,9 @@ func (fs *FS) createWithSlash(cwd, path string) unix.Errno {
 	return unix.EISDIR
 }
 
-// openTmpfile is O_TMPFILE, which needs a writable file system.
+// openTmpfile is O_TMPFILE without a mode (OpenMode has one).
 func (fs *FS) openTmpfile(cwd, path string, flags int) (File, unix.Errno) {
-	if flags&(unix.O_TMPFILE|unix.O_CREAT) != unix.O_TMPFILE || !writable(flags) {
-		return nil, unix.EINVAL
-	}
-	r, lerr := fs.resolve(cwd, path, true)
-	if lerr != nil {
-		return nil, lerr.errno
-	}
-	if !r.isDir {
-		return nil, unix.ENOTDIR
-	}
-	return nil, unix.EROFS
+	return fs.openTmpfileMode(cwd, path, flags, 0)
 }
 
 // openResolved opens what a path resolved to, for reading or writing.
@@ -206,6 +200,8 @@ func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errn
 		switch n.kind {
 		case nodeDevice:
 			return fs.openDevice(n, r.path(), flags, state)
+		case nodeRegular:
+			return fs.openTmpRegular(n, r.path(), flags)
 		case nodeGenerated:
 			if wantsWrite {
 				return nil, unix.EACCES
@@ -292,6 +288,9 @@ func (fs *FS) Access(cwd, path string, mode uint32) unix.Errno {
 	st, errno := fs.statResolved(&r)
 	if errno != 0 {
 		return errno
+	}
+	if r.synth != nil && r.synth.ti != nil {
+		return permits(&st, mode) // a tmpfs is writable
 	}
 	if mode&unix.W_OK != 0 {
 		switch {
@@ -425,6 +424,8 @@ func (fs *FS) Reopen(s FileState) (File, unix.Errno) {
 		}
 		f.SetFlags(s.Flags)
 		return f, 0
+	case KindTmpfs:
+		return fs.reopenTmpfs(s)
 	case KindPath:
 		f, errno = fs.Open("/", s.Path, unix.O_PATH|s.Flags&(unix.O_NOFOLLOW|unix.O_DIRECTORY))
 	case KindRegular, KindDirectory, KindDevice, KindGenerated:

@@ -1,0 +1,614 @@
+package vfs
+
+import (
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The namespace operations of tmpfs: create, mkdir, unlink, rmdir,
+// symlink, link, rename and truncate, with Linux's checks in Linux's
+// order where it matters for the errno. Outside a tmpfs everything is the
+// read-only root or synthetic: EROFS once the name is known to exist (or,
+// for creation, not to exist).
+
+// Rename flags of renameat2(2).
+const (
+	RenameNoreplace = 1 << 0
+	RenameExchange  = 1 << 1
+	RenameWhiteout  = 1 << 2
+)
+
+// maxFileSize is the largest tmpfs file size (MAX_LFS_FILESIZE).
+const maxFileSize = 1<<63 - 1
+
+// parent is the directory a path's last component is (or would be) an
+// entry of.
+type parent struct {
+	r        resolved
+	name     string // "" for "/", or "." and ".." as given
+	trailing bool   // the path ends in "/"
+}
+
+// tmpDir is the tmpfs directory node of the parent, nil if the parent is
+// not on a tmpfs.
+func (p *parent) tmpDir() *node {
+	if p.r.synth.isTmpfsDir() {
+		return p.r.synth
+	}
+	return nil
+}
+
+// lookupParent resolves all but the last component of path.
+func (fs *FS) lookupParent(cwd, path string) (parent, unix.Errno) {
+	p := cString(path)
+	if p == "" {
+		return parent{}, unix.ENOENT
+	}
+	if len(p) >= PathMax {
+		return parent{}, unix.ENAMETOOLONG
+	}
+	trimmed := strings.TrimRight(p, "/")
+	if trimmed == "" {
+		r, lerr := fs.resolve(cwd, "/", true)
+		if lerr != nil {
+			return parent{}, lerr.errno
+		}
+		return parent{r: r, trailing: true}, 0
+	}
+	dir, name := ".", trimmed
+	if i := strings.LastIndexByte(trimmed, '/'); i >= 0 {
+		dir, name = trimmed[:i+1], trimmed[i+1:]
+	}
+	if len(name) > NameMax {
+		return parent{}, unix.ENAMETOOLONG
+	}
+	r, lerr := fs.resolve(cwd, dir, true)
+	if lerr != nil {
+		return parent{}, lerr.errno
+	}
+	if !r.isDir {
+		return parent{}, unix.ENOTDIR
+	}
+	return parent{r: r, name: name, trailing: len(trimmed) < len(p)}, 0
+}
+
+// special reports whether the last component is "", "." or "..".
+func (p *parent) special() bool { return p.name == "" || p.name == "." || p.name == ".." }
+
+// childPath is the guest path of an entry of the parent.
+func (p *parent) childPath() string {
+	return joinPath(append(p.r.comps[:len(p.r.comps):len(p.r.comps)], p.name))
+}
+
+// existsOutside tells, for a parent that is not a tmpfs directory,
+// whether its entry exists: the error an operation that needs it to
+// exist gets (ENOENT), or EROFS.
+func (fs *FS) existsOutside(p *parent) (bool, unix.Errno) {
+	_, errno := fs.Lstat("/", p.childPath())
+	if errno == unix.ENOENT {
+		return false, unix.ENOENT
+	}
+	if errno != 0 {
+		return false, errno
+	}
+	return true, unix.EROFS
+}
+
+// mayCreate checks write and search permission on a tmpfs directory. The
+// caller holds fs.mu.
+func mayCreate(dir *node) unix.Errno {
+	st := dir.tmpStat()
+	return permits(&st, unix.W_OK|unix.X_OK)
+}
+
+// mayDelete is mayCreate plus the sticky bit: in a sticky directory such
+// as /tmp only the owner of the entry or of the directory (or root) may
+// remove or rename it (EPERM).
+func mayDelete(dir, victim *node) unix.Errno {
+	if errno := mayCreate(dir); errno != 0 {
+		return errno
+	}
+	uid := uint32(hostUID())
+	if dir.ti.mode&unix.S_ISVTX != 0 && uid != 0 && victim.ti.uid != uid && dir.ti.uid != uid {
+		return unix.EPERM
+	}
+	return 0
+}
+
+// touchDir sets a directory's mtime and ctime after a change of entries.
+func (fs *FS) touchDir(dir *node) {
+	now := fs.now()
+	dir.ti.mtime, dir.ti.ctime = now, now
+}
+
+// link puts n in dir under name and counts the link.
+func (fs *FS) link(dir *node, name string, n *node) {
+	n.name, n.parent = name, dir
+	n.ino = n.ti.ino
+	if n.kind == nodeDir && n.children == nil {
+		n.children = map[string]*node{}
+	}
+	dir.children[name] = n
+	n.ti.nlink++
+	fs.touchDir(dir)
+}
+
+// unlinkNode takes n out of its directory and releases its inode if that
+// was its last name and nothing holds it open.
+func (fs *FS) unlinkNode(n *node) {
+	dir := n.parent
+	delete(dir.children, n.name)
+	n.ti.nlink--
+	n.ti.ctime = fs.now()
+	fs.touchDir(dir)
+	if n.kind == nodeDir {
+		n.ti.nlink = 0
+		delete(n.ti.mnt.inodes, n.ti.ino)
+		return
+	}
+	n.ti.release()
+}
+
+// OpenMode is open(2) with the mode for a file O_CREAT or O_TMPFILE
+// makes; the caller has applied the umask.
+func (fs *FS) OpenMode(cwd, path string, flags int, mode uint32) (File, unix.Errno) {
+	if flags&unix.O_PATH == 0 && flags&oTmpfileBit != 0 {
+		return fs.openTmpfileMode(cwd, path, flags, mode)
+	}
+	if flags&unix.O_CREAT != 0 && flags&unix.O_PATH == 0 && flags&unix.O_DIRECTORY == 0 {
+		f, errno, done := fs.createTmp(cwd, path, flags, mode)
+		if done {
+			return f, errno
+		}
+	}
+	return fs.open(cwd, path, flags, nil)
+}
+
+// createTmp is O_CREAT when the parent is a tmpfs directory and the name
+// does not exist yet (done is then true); otherwise open goes on as usual.
+func (fs *FS) createTmp(cwd, path string, flags int, mode uint32) (File, unix.Errno, bool) {
+	p, errno := fs.lookupParent(cwd, path)
+	if errno != 0 || p.special() || p.trailing {
+		return nil, 0, false
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	dir := p.tmpDir()
+	if dir == nil || dir.children[p.name] != nil {
+		return nil, 0, false
+	}
+	if errno := mayCreate(dir); errno != 0 {
+		return nil, errno, true
+	}
+	ti := dir.ti.mnt.newInode(unix.S_IFREG|mode&0o7777, fs.now())
+	n := &node{kind: nodeRegular, ti: ti}
+	fs.link(dir, p.name, n)
+	return fs.openTmpInode(ti, n.path(), flags), 0, true
+}
+
+// openTmpfileMode is O_TMPFILE: an unnamed regular file in a tmpfs
+// directory, which linkat(AT_EMPTY_PATH) can give a name unless it was
+// opened with O_EXCL.
+func (fs *FS) openTmpfileMode(cwd, path string, flags int, mode uint32) (File, unix.Errno) {
+	if flags&(unix.O_TMPFILE|unix.O_CREAT) != unix.O_TMPFILE || !writable(flags) {
+		return nil, unix.EINVAL
+	}
+	r, lerr := fs.resolve(cwd, path, true)
+	if lerr != nil {
+		return nil, lerr.errno
+	}
+	if !r.isDir {
+		return nil, unix.ENOTDIR
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	dir := r.synth
+	if !dir.isTmpfsDir() {
+		return nil, unix.EROFS
+	}
+	if errno := mayCreate(dir); errno != 0 {
+		return nil, errno
+	}
+	ti := dir.ti.mnt.newInode(unix.S_IFREG|mode&0o7777, fs.now())
+	ti.unnamed = true
+	ti.noLink = flags&unix.O_EXCL != 0
+	f := fs.openTmpInode(ti, dir.path()+"/#"+strconv.FormatUint(ti.ino, 10)+" (deleted)", flags&^unix.O_DIRECTORY&^oTmpfileBit)
+	return f, 0
+}
+
+// openTmpRegular opens an existing tmpfs regular file, checking its
+// permissions and applying O_TRUNC.
+func (fs *FS) openTmpRegular(n *node, path string, flags int) (File, unix.Errno) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	st := n.tmpStat()
+	var want uint32
+	if readable(flags) {
+		want |= unix.R_OK
+	}
+	if writable(flags) || flags&unix.O_TRUNC != 0 {
+		want |= unix.W_OK
+	}
+	if errno := permits(&st, want); errno != 0 {
+		return nil, errno
+	}
+	if flags&unix.O_TRUNC != 0 && n.ti.size != 0 {
+		fs.truncateInode(n.ti, 0)
+	}
+	return fs.openTmpInode(n.ti, path, flags), 0
+}
+
+// truncateInode sets a file's size. The caller holds fs.mu.
+func (fs *FS) truncateInode(ti *tmpInode, size int64) unix.Errno {
+	if size < 0 {
+		return unix.EINVAL
+	}
+	if size > maxFileSize-pageSize {
+		return unix.EFBIG
+	}
+	ti.truncate(size)
+	ti.mtime = fs.now()
+	ti.ctime = ti.mtime
+	return 0
+}
+
+// Truncate is truncate(2).
+func (fs *FS) Truncate(cwd, path string, size int64) unix.Errno {
+	r, lerr := fs.resolve(cwd, path, true)
+	if lerr != nil {
+		return lerr.errno
+	}
+	if r.isDir {
+		return unix.EISDIR
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := r.synth
+	if n == nil {
+		if r.st.Mode&unix.S_IFMT == unix.S_IFREG {
+			return unix.EROFS
+		}
+		return unix.EINVAL
+	}
+	if n.kind != nodeRegular {
+		if n.kind == nodeGenerated {
+			return unix.EACCES
+		}
+		return unix.EINVAL
+	}
+	st := n.tmpStat()
+	if errno := permits(&st, unix.W_OK); errno != 0 {
+		return errno
+	}
+	return fs.truncateInode(n.ti, size)
+}
+
+// Mkdir is mkdir(2); mode has had the umask applied.
+func (fs *FS) Mkdir(cwd, path string, mode uint32) unix.Errno {
+	p, errno := fs.lookupParent(cwd, path)
+	if errno != 0 {
+		return errno
+	}
+	if p.special() {
+		return unix.EEXIST
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	dir := p.tmpDir()
+	if dir == nil {
+		fs.mu.Unlock()
+		exists, _ := fs.existsOutside(&p)
+		fs.mu.Lock()
+		if exists {
+			return unix.EEXIST
+		}
+		return unix.EROFS
+	}
+	if dir.children[p.name] != nil {
+		return unix.EEXIST
+	}
+	if errno := mayCreate(dir); errno != 0 {
+		return errno
+	}
+	ti := dir.ti.mnt.newInode(unix.S_IFDIR|mode&0o1777, fs.now())
+	fs.link(dir, p.name, &node{kind: nodeDir, ti: ti})
+	return 0
+}
+
+// Symlink is symlink(2): a link at path to target.
+func (fs *FS) Symlink(target, cwd, path string) unix.Errno {
+	target = cString(target)
+	if target == "" {
+		return unix.ENOENT
+	}
+	if len(target) >= PathMax {
+		return unix.ENAMETOOLONG
+	}
+	p, errno := fs.lookupParent(cwd, path)
+	if errno != 0 {
+		return errno
+	}
+	if p.special() {
+		return unix.EEXIST
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	dir := p.tmpDir()
+	if dir == nil {
+		fs.mu.Unlock()
+		exists, _ := fs.existsOutside(&p)
+		fs.mu.Lock()
+		if exists {
+			return unix.EEXIST
+		}
+		return unix.EROFS
+	}
+	if dir.children[p.name] != nil {
+		return unix.EEXIST
+	}
+	if p.trailing {
+		return unix.ENOENT
+	}
+	if errno := mayCreate(dir); errno != 0 {
+		return errno
+	}
+	ti := dir.ti.mnt.newInode(unix.S_IFLNK|0o777, fs.now())
+	ti.size = int64(len(target))
+	fs.link(dir, p.name, &node{kind: nodeSymlink, ti: ti, target: target})
+	return 0
+}
+
+// Unlink is unlink(2) (rmdir false) and rmdir(2) (rmdir true).
+func (fs *FS) Unlink(cwd, path string, rmdir bool) unix.Errno {
+	p, errno := fs.lookupParent(cwd, path)
+	if errno != 0 {
+		return errno
+	}
+	if p.special() {
+		switch {
+		case !rmdir:
+			return unix.EISDIR
+		case p.name == ".":
+			return unix.EINVAL
+		case p.name == "..":
+			return unix.ENOTEMPTY
+		}
+		return unix.EBUSY
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	dir := p.tmpDir()
+	if dir == nil {
+		if c := p.r.synth; c != nil && c.children[p.name] != nil && c.children[p.name].ti != nil {
+			return unix.EBUSY // a mount point
+		}
+		fs.mu.Unlock()
+		_, errno := fs.existsOutside(&p)
+		fs.mu.Lock()
+		return errno
+	}
+	n := dir.children[p.name]
+	if n == nil {
+		return unix.ENOENT
+	}
+	if rmdir {
+		if n.kind != nodeDir {
+			return unix.ENOTDIR
+		}
+	} else if n.kind == nodeDir {
+		return unix.EISDIR
+	} else if p.trailing {
+		return unix.ENOTDIR
+	}
+	if errno := mayDelete(dir, n); errno != 0 {
+		return errno
+	}
+	if rmdir && len(n.children) > 0 {
+		return unix.ENOTEMPTY
+	}
+	fs.unlinkNode(n)
+	return 0
+}
+
+// Link is link(2)/linkat(2): a new name newpath for oldpath (a final
+// symbolic link of oldpath followed if follow is set).
+func (fs *FS) Link(oldcwd, oldpath string, follow bool, newcwd, newpath string) unix.Errno {
+	r, lerr := fs.resolve(oldcwd, oldpath, follow)
+	if lerr != nil {
+		return lerr.errno
+	}
+	if r.isDir {
+		return unix.EPERM
+	}
+	fs.mu.RLock()
+	var ti *tmpInode
+	if r.synth != nil {
+		ti = r.synth.ti
+	}
+	fs.mu.RUnlock()
+	return fs.linkInode(ti, r.synth, newcwd, newpath)
+}
+
+// LinkFile is linkat(fd, "", ..., AT_EMPTY_PATH): a name for an open file,
+// such as an O_TMPFILE file.
+func (fs *FS) LinkFile(f File, newcwd, newpath string) unix.Errno {
+	tf, ok := f.(*tmpFile)
+	if !ok {
+		st, errno := f.Stat()
+		if errno != 0 {
+			return errno
+		}
+		if st.IsDir() {
+			return unix.EPERM
+		}
+		return fs.linkInode(nil, nil, newcwd, newpath)
+	}
+	tf.mu.Lock()
+	ti, errno := tf.inode()
+	tf.mu.Unlock()
+	if errno != 0 {
+		return errno
+	}
+	return fs.linkInode(ti, &node{kind: nodeRegular, ti: ti}, newcwd, newpath)
+}
+
+// linkInode links ti (of the node old, for its kind and target) at
+// newpath; a nil ti is a file outside any tmpfs.
+func (fs *FS) linkInode(ti *tmpInode, old *node, newcwd, newpath string) unix.Errno {
+	p, errno := fs.lookupParent(newcwd, newpath)
+	if errno != 0 {
+		return errno
+	}
+	if p.special() {
+		return unix.EEXIST
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	dir := p.tmpDir()
+	if dir == nil {
+		fs.mu.Unlock()
+		exists, _ := fs.existsOutside(&p)
+		fs.mu.Lock()
+		if exists {
+			return unix.EEXIST
+		}
+		if ti != nil {
+			return unix.EXDEV
+		}
+		return unix.EROFS
+	}
+	if dir.children[p.name] != nil {
+		return unix.EEXIST
+	}
+	if p.trailing {
+		return unix.ENOENT
+	}
+	if ti == nil || ti.mnt != dir.ti.mnt {
+		return unix.EXDEV
+	}
+	if errno := mayCreate(dir); errno != 0 {
+		return errno
+	}
+	if ti.nlink == 0 && (!ti.unnamed || ti.noLink) {
+		return unix.ENOENT // unlinked, or O_TMPFILE|O_EXCL
+	}
+	n := &node{kind: old.kind, ti: ti, target: old.target}
+	fs.link(dir, p.name, n)
+	ti.unnamed = false
+	ti.ctime = fs.now()
+	return 0
+}
+
+// Rename is renameat2(2) with flags 0, RENAME_NOREPLACE or
+// RENAME_EXCHANGE.
+func (fs *FS) Rename(oldcwd, oldpath, newcwd, newpath string, flags uint32) unix.Errno {
+	if flags&^(RenameNoreplace|RenameExchange|RenameWhiteout) != 0 ||
+		flags&RenameExchange != 0 && flags&(RenameNoreplace|RenameWhiteout) != 0 {
+		return unix.EINVAL
+	}
+	op, errno := fs.lookupParent(oldcwd, oldpath)
+	if errno != 0 {
+		return errno
+	}
+	np, errno := fs.lookupParent(newcwd, newpath)
+	if errno != 0 {
+		return errno
+	}
+	if op.special() || np.special() {
+		if flags&RenameNoreplace != 0 && np.special() {
+			return unix.EEXIST
+		}
+		return unix.EBUSY
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	odir, ndir := op.tmpDir(), np.tmpDir()
+	if odir == nil || ndir == nil {
+		fs.mu.Unlock()
+		defer fs.mu.Lock()
+		if odir == nil {
+			if _, errno := fs.existsOutside(&op); errno == unix.ENOENT {
+				return errno
+			}
+		} else if _, errno := fs.existsOutside(&np); errno != unix.ENOENT && errno != unix.EROFS {
+			return errno
+		}
+		if odir != nil || ndir != nil {
+			return unix.EXDEV
+		}
+		return unix.EROFS
+	}
+	if odir.ti.mnt != ndir.ti.mnt {
+		return unix.EXDEV
+	}
+	if flags&RenameWhiteout != 0 {
+		return unix.EPERM // needs CAP_MKNOD on Linux; never granted here
+	}
+	src := odir.children[op.name]
+	if src == nil {
+		return unix.ENOENT
+	}
+	dst := ndir.children[np.name]
+	if (op.trailing || np.trailing) && src.kind != nodeDir {
+		return unix.ENOTDIR
+	}
+	if flags&RenameExchange != 0 && dst == nil {
+		return unix.ENOENT
+	}
+	if flags&RenameNoreplace != 0 && dst != nil {
+		return unix.EEXIST
+	}
+	// A directory cannot move into itself or below itself.
+	for d := ndir; d != nil; d = d.parent {
+		if d == src || flags&RenameExchange != 0 && d == dst {
+			return unix.EINVAL
+		}
+	}
+	if dst != nil && dst.ti == src.ti {
+		return 0 // two names of one inode: Linux does nothing
+	}
+	if flags&RenameExchange == 0 && dst != nil {
+		switch {
+		case src.kind == nodeDir && dst.kind != nodeDir:
+			return unix.ENOTDIR
+		case src.kind != nodeDir && dst.kind == nodeDir:
+			return unix.EISDIR
+		}
+	}
+	if errno := mayDelete(odir, src); errno != 0 {
+		return errno
+	}
+	if dst != nil {
+		if errno := mayDelete(ndir, dst); errno != 0 {
+			return errno
+		}
+	} else if errno := mayCreate(ndir); errno != 0 {
+		return errno
+	}
+	if flags&RenameExchange == 0 && dst != nil && dst.kind == nodeDir && len(dst.children) > 0 {
+		return unix.ENOTEMPTY
+	}
+	now := fs.now()
+	if flags&RenameExchange != 0 {
+		oname, nname := src.name, dst.name
+		odir.children[oname], ndir.children[nname] = dst, src
+		src.name, src.parent = nname, ndir
+		dst.name, dst.parent = oname, odir
+		src.ti.ctime, dst.ti.ctime = now, now
+		fs.touchDir(odir)
+		fs.touchDir(ndir)
+		return 0
+	}
+	if dst != nil {
+		fs.unlinkNode(dst)
+	}
+	delete(odir.children, src.name)
+	src.name, src.parent = np.name, ndir
+	ndir.children[np.name] = src
+	src.ti.ctime = now
+	fs.touchDir(odir)
+	fs.touchDir(ndir)
+	return 0
+}
