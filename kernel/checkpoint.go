@@ -56,6 +56,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 			ps.Actions = append(ps.Actions, SigAction{Signal: sig, Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask})
 		}
 	}
+	st.Tmpfs = k.fs.TmpfsState()
 	snap := &Snapshot{State: st, Mem: k.m.Mem(), Started: started}
 	ms := memorySnapshot{k: k, st: st, snap: snap, objrefs: map[string]int{}, stored: map[uint64]uint64{}}
 	for _, v := range as.VMAs() {
@@ -111,6 +112,8 @@ func (ms *memorySnapshot) object(v *guestmm.VMA) (int, error) {
 	switch b := v.Backing.(type) {
 	case *programBacking:
 		o.Kind = "program"
+	case vfs.TmpfsBacking:
+		return 0, fmt.Errorf("cannot checkpoint: %s is a mapping of a tmpfs file, and those are not saved yet", v.Name)
 	case vfs.Identifiable:
 		id, err := b.Identity()
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/emuckpt/emuckpt/kernel/loader"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"github.com/emuckpt/emuckpt/vmm"
+	"golang.org/x/sys/unix"
 )
 
 // Config describes the program to run and the world it sees.
@@ -44,6 +45,9 @@ type Config struct {
 	// PreserveDevices makes Restore give device models their saved
 	// registers (--device-state=preserve); by default they start fresh.
 	PreserveDevices bool
+	// Tmpfs are the tmpfs mounts (--tmpfs) besides the default /tmp; see
+	// tmpfsMountsForRun and restoreTmpfs.
+	Tmpfs []TmpfsMount
 }
 
 // Kernel is one guest kernel on one machine.
@@ -97,6 +101,10 @@ func New(cfg Config) (*Kernel, error) {
 		return nil, err
 	}
 	k.warnUntrappedTSC()
+	if err := k.mountTmpfs(tmpfsMountsForRun(&cfg)); err != nil {
+		k.Close()
+		return nil, fmt.Errorf("mounting tmpfs: %w", err)
+	}
 	p, regs, err := k.exec(img)
 	if err != nil {
 		k.Close()
@@ -132,6 +140,10 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 				return nil
 			}
 			return []byte(k.proc.as.MapsText())
+		},
+		Now: func() vfs.Timespec {
+			ns, _ := k.clock.Now(unix.CLOCK_REALTIME)
+			return vfs.Timespec{Sec: ns / 1e9, Nsec: ns % 1e9}
 		},
 		Interrupted: func() bool {
 			return k.ckpt.requested.Load() || k.ctx != nil && k.ctx.Err() != nil

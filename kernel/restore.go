@@ -163,10 +163,14 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 			fdEntries[i].File.Device = nil
 		}
 	}
+	if err := k.restoreTmpfs(st.Tmpfs); err != nil {
+		return fmt.Errorf("%w: %v", ErrRestore, err)
+	}
 	fds, err := k.fs.RestoreFDTable(fdEntries, ps.FDLimit)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
+	k.fs.DropUnused()
 	p := &Process{pid: ps.PID, ppid: ps.PPID, as: as, fds: fds, cwd: ps.Cwd, exe: ps.Exe}
 	for _, a := range ps.Actions { // signal numbers checked by Validate
 		p.actions[a.Signal] = sigAction{Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask}

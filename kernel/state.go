@@ -24,8 +24,11 @@ type State struct {
 	Devices  []DeviceRecord `json:"devices,omitempty"`
 	// Objects are the shared objects the VMAs refer to by objref: each
 	// file is recorded once, however many VMAs map it.
-	Objects   []Object `json:"objects,omitempty"`
-	PageCount uint64   `json:"page_count"`
+	Objects []Object `json:"objects,omitempty"`
+	// Tmpfs are the tmpfs mounts with their files (vfs.MountState), each
+	// file once; descriptors name them by mount and inode number.
+	Tmpfs     []vfs.MountState `json:"tmpfs,omitempty"`
+	PageCount uint64           `json:"page_count"`
 }
 
 // Object is a shared object of an image, saved once and named by its

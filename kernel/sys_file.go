@@ -251,7 +251,7 @@ func (k *Kernel) openat(t *Task, dirfd, pathVA, flags, mode uint64) (uint64, uni
 	if e != 0 {
 		return 0, e
 	}
-	f, e := k.fs.Open(dir, p, int(int32(flags)))
+	f, e := k.fs.OpenMode(dir, p, int(int32(flags)), uint32(mode)&0o7777&^defaultUmask)
 	if e != 0 {
 		return 0, e
 	}

@@ -6,6 +6,8 @@ import (
 	"math"
 
 	"github.com/emuckpt/emuckpt/guestmm"
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"golang.org/x/sys/unix"
 )
 
 // Validate checks that a State means something restore can do, before
@@ -52,7 +54,38 @@ func (st *State) Validate() error {
 		}
 		prevEnd = v.End
 	}
+	if err := st.validateTmpfs(); err != nil {
+		return err
+	}
 	return st.validateTasks()
+}
+
+// validateTmpfs checks each tmpfs mount (vfs.MountState.Validate), that
+// mount points are distinct, and that every tmpfs descriptor names a
+// regular file of a saved mount.
+func (st *State) validateTmpfs() error {
+	regular := map[string]map[uint64]bool{}
+	for i := range st.Tmpfs {
+		m := &st.Tmpfs[i]
+		if err := m.Validate(); err != nil {
+			return fmt.Errorf("tmpfs[%d]: %v", i, err)
+		}
+		if regular[m.Path] != nil {
+			return fmt.Errorf("tmpfs[%d]: a second mount at %s", i, m.Path)
+		}
+		regular[m.Path] = map[uint64]bool{}
+		for _, in := range m.Inodes {
+			if in.Mode&unix.S_IFMT == unix.S_IFREG {
+				regular[m.Path][in.Ino] = true
+			}
+		}
+	}
+	for i, fd := range st.Process.FDs {
+		if fd.File.Kind == vfs.KindTmpfs && !regular[fd.File.Mount][fd.File.Ino] {
+			return fmt.Errorf("process.fds[%d] (fd %d): names inode %d of tmpfs %.200q, which is not a saved regular file", i, fd.FD, fd.File.Ino, fd.File.Mount)
+		}
+	}
+	return nil
 }
 
 func (st *State) validateProgram() error {
