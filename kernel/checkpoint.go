@@ -105,7 +105,15 @@ type memorySnapshot struct {
 
 // object returns the objref of the file v maps, recording it once.
 func (ms *memorySnapshot) object(v *guestmm.VMA) (int, error) {
-	if ref, ok := ms.objrefs[v.Name]; ok {
+	key := v.Name
+	tb, isTmpfs := v.Backing.(vfs.TmpfsBacking)
+	if isTmpfs {
+		// A tmpfs file is its inode: it may have been renamed, unlinked
+		// or have several names.
+		mount, ino := tb.Inode()
+		key = fmt.Sprintf("tmpfs\x00%s\x00%d", mount, ino)
+	}
+	if ref, ok := ms.objrefs[key]; ok {
 		return ref, nil
 	}
 	o := Object{Ref: len(ms.st.Objects) + 1, Kind: "file", Path: v.Name}
@@ -113,7 +121,8 @@ func (ms *memorySnapshot) object(v *guestmm.VMA) (int, error) {
 	case *programBacking:
 		o.Kind = "program"
 	case vfs.TmpfsBacking:
-		return 0, fmt.Errorf("cannot checkpoint: %s is a mapping of a tmpfs file, and those are not saved yet", v.Name)
+		o.Kind = "tmpfs"
+		o.Mount, o.Ino = b.Inode()
 	case vfs.Identifiable:
 		id, err := b.Identity()
 		if err != nil {
@@ -122,7 +131,7 @@ func (ms *memorySnapshot) object(v *guestmm.VMA) (int, error) {
 		o.Identity = &id
 	}
 	ms.st.Objects = append(ms.st.Objects, o)
-	ms.objrefs[v.Name] = o.Ref
+	ms.objrefs[key] = o.Ref
 	return o.Ref, nil
 }
 

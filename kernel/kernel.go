@@ -134,7 +134,7 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 	k.frames = guestmm.NewFrames(k.m.Mem(), vmm.RAMBase, k.m.MemSize())
 	k.fs, err = vfs.New(vfs.Options{
 		Root: cfg.Root, Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr,
-		Random: k.rand,
+		Random: k.rand, Frames: k.frames,
 		Maps: func() []byte {
 			if k.proc == nil {
 				return nil

@@ -145,6 +145,10 @@ func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpa
 func (k *Kernel) restore(st *State, pages PageSource) error {
 	k.syscalls = st.Syscalls
 	ps := &st.Process
+	// The tmpfs first: mappings of its files are restored from it.
+	if err := k.restoreTmpfs(st.Tmpfs); err != nil {
+		return fmt.Errorf("%w: %v", ErrRestore, err)
+	}
 	as, err := k.restoreMemory(st, pages)
 	if err != nil {
 		return err
@@ -162,9 +166,6 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 		for i := range fdEntries {
 			fdEntries[i].File.Device = nil
 		}
-	}
-	if err := k.restoreTmpfs(st.Tmpfs); err != nil {
-		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
 	fds, err := k.fs.RestoreFDTable(fdEntries, ps.FDLimit)
 	if err != nil {
@@ -243,6 +244,15 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]
 		o := objects[vs.Objref]
 		if o == nil || o.Kind == "program" {
 			v.Backing = prog // checked against the image's SHA-256
+			return v, nil
+		}
+		if o.Kind == "tmpfs" {
+			// The file is in the restored tmpfs, as it was.
+			b, e := k.fs.TmpfsBackingOf(o.Mount, o.Ino, vs.Name)
+			if e != 0 {
+				return v, fmt.Errorf("tmpfs file %d of %s: %v", o.Ino, o.Mount, e)
+			}
+			v.Backing = b
 			return v, nil
 		}
 		b, err := k.openBacking(vs, unix.O_RDONLY)

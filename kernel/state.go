@@ -35,8 +35,13 @@ type State struct {
 // objref (Ref, from 1) wherever it is used.
 type Object struct {
 	Ref  int    `json:"objref"`
-	Kind string `json:"kind"` // "program" or "file"
+	Kind string `json:"kind"` // "program", "file" or "tmpfs"
 	Path string `json:"path"`
+	// Mount and Ino name a tmpfs file (kind "tmpfs"): the mount point and
+	// the inode in the image's tmpfs record, whose contents the image
+	// holds, so it needs no identity.
+	Mount string `json:"mount,omitempty"`
+	Ino   uint64 `json:"ino,omitempty"`
 	// Identity is the file's size, modification time and inode at the
 	// checkpoint (kind "file"); the program is identified by its SHA-256.
 	Identity *vfs.FileIdentity `json:"identity,omitempty"`

@@ -61,8 +61,8 @@ func (st *State) Validate() error {
 }
 
 // validateTmpfs checks each tmpfs mount (vfs.MountState.Validate), that
-// mount points are distinct, and that every tmpfs descriptor names a
-// regular file of a saved mount.
+// mount points are distinct, and that every tmpfs object and descriptor
+// names a regular file of a saved mount.
 func (st *State) validateTmpfs() error {
 	regular := map[string]map[uint64]bool{}
 	for i := range st.Tmpfs {
@@ -78,6 +78,11 @@ func (st *State) validateTmpfs() error {
 			if in.Mode&unix.S_IFMT == unix.S_IFREG {
 				regular[m.Path][in.Ino] = true
 			}
+		}
+	}
+	for i, o := range st.Objects {
+		if o.Kind == "tmpfs" && !regular[o.Mount][o.Ino] {
+			return fmt.Errorf("objects[%d] (objref %d): names inode %d of tmpfs %.200q, which is not a saved regular file", i, o.Ref, o.Ino, o.Mount)
 		}
 	}
 	for i, fd := range st.Process.FDs {
@@ -125,6 +130,11 @@ func (st *State) validateObjects() (map[int]*Object, error) {
 			}
 			if sum, err := hex.DecodeString(id.SHA256); id.Size < 0 || id.SHA256 != "" && (err != nil || len(sum) != 32) {
 				return nil, bad("bad identity (size %d, sha256 %.80q)", id.Size, id.SHA256)
+			}
+		case "tmpfs":
+			// validateTmpfs checks that mount and ino name a saved file.
+			if o.Path == "" || o.Mount == "" || o.Ino == 0 || o.Identity != nil {
+				return nil, bad("a tmpfs object needs a path, a mount and an inode, and no identity")
 			}
 		default:
 			return nil, bad("unknown kind %.20q", o.Kind)

@@ -33,7 +33,8 @@ func TestTmpfsMatchesLinux(t *testing.T) {
 
 // TestTmpfsCheckpointRoundTrip checkpoints a program with files in /tmp
 // (a hard link, a symbolic link, a sparse file, a file unlinked while
-// open, an O_TMPFILE file), shows them with inspect and restores them.
+// open, an O_TMPFILE file, shared mappings of an open file and of an
+// unlinked and closed one), shows them with inspect and restores them.
 func TestTmpfsCheckpointRoundTrip(t *testing.T) {
 	kvmtest.Require(t)
 	image := filepath.Join(t.TempDir(), "tmpfs.img")
@@ -59,7 +60,15 @@ func TestTmpfsCheckpointRoundTrip(t *testing.T) {
 			byPath[p] = f
 		}
 	}
-	assert.Equal(t, 2, unnamed, "the unlinked file and the O_TMPFILE file")
+	assert.Equal(t, 3, unnamed, "the unlinked open file, the O_TMPFILE file and the unlinked mapped file")
+	tmpfsObjects := 0
+	for _, o := range in.Objects {
+		if o.Kind == "tmpfs" {
+			tmpfsObjects++
+			assert.Equal(t, "/tmp", o.Mount)
+		}
+	}
+	assert.Equal(t, 2, tmpfsObjects, "the two shared mappings name their tmpfs files")
 	assert.Equal(t, []string{"/tmp/dir/a", "/tmp/hard"}, byPath["/tmp/hard"].Paths, "a file with two names is saved once")
 	assert.Equal(t, "symlink", byPath["/tmp/sym"].Type)
 	assert.Equal(t, "dir/a", byPath["/tmp/sym"].Target)

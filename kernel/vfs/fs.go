@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,6 +34,10 @@ type Options struct {
 	// Now gives the time for tmpfs timestamps (CLOCK_REALTIME); nil means
 	// the host's clock.
 	Now func() Timespec
+	// Frames is the guest RAM tmpfs pages are allocated from (they are
+	// guest memory, as Linux's page cache is). Nil means a private 64 MiB
+	// pool, for tests.
+	Frames *guestmm.Frames
 }
 
 // FS is the guest's view of files: a read-only root overlaid with
@@ -45,6 +50,7 @@ type FS struct {
 	tree    *node
 	nextIno uint64
 	mounts  []*tmpMount // tmpfs mounts, in mount order
+	frames  *guestmm.Frames
 
 	randomMu sync.Mutex
 	random   io.Reader
@@ -60,6 +66,11 @@ func New(opts Options) (*FS, error) {
 		tree:    &node{kind: nodeDir, ino: firstSyntheticIno, children: map[string]*node{}},
 		nextIno: firstSyntheticIno,
 		random:  opts.Random,
+		frames:  opts.Frames,
+	}
+	if fs.frames == nil {
+		const pool = 64 << 20
+		fs.frames = guestmm.NewFrames(make([]byte, pool), pageSize, pool)
 	}
 	if fs.random == nil {
 		fs.random = rand.Reader

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,6 +17,11 @@ import (
 // lives on in the mount's inode table until its last description closes,
 // as on Linux. Nothing of a tmpfs is ever written to the host; its
 // contents are guest state, saved in checkpoints (see MountState).
+//
+// The pages of a file are frames of guest RAM (Options.Frames), as
+// Linux's shmem keeps them in the page cache: a MAP_SHARED mapping maps
+// the file's own frames (see tmpBacking.Frame), so what the program
+// writes through it is what read(2) returns, and the other way round.
 //
 // Everything here is guarded by FS.mu.
 
@@ -31,13 +37,15 @@ const pageSize = 4096
 
 // tmpMount is one tmpfs mount.
 type tmpMount struct {
-	path    string // where it is mounted, canonical
+	frames  *guestmm.Frames // where the pages live
+	path    string          // where it is mounted, canonical
 	dev     uint64
 	limit   int64 // size limit in bytes, a multiple of pageSize
 	used    int64 // bytes of allocated pages
 	nextIno uint64
 	inodes  map[uint64]*tmpInode // every live inode, linked or only open
 	root    *node
+	all     []*tmpInode // while a mount is built from a MountState
 }
 
 // tmpInode is a tmpfs inode.
@@ -58,7 +66,7 @@ type tmpInode struct {
 	unnamed, noLink bool
 
 	size  int64
-	pages map[int64]*[pageSize]byte // allocated pages by index; holes read as zeros
+	pages map[int64]uint64 // frames of allocated pages by index; holes read as zeros
 }
 
 // now is the time for timestamps: Options.Now, or the host clock.
@@ -102,6 +110,7 @@ func (fs *FS) MountTmpfs(path string, size int64) error {
 		return fmt.Errorf("vfs: tmpfs mount point %s is already taken", path)
 	}
 	m := &tmpMount{
+		frames: fs.frames,
 		path:   joinPath(comps),
 		dev:    Makedev(0, uint32(tmpfsFirstMinor+len(fs.mounts))),
 		limit:  roundUpPage(size),
@@ -143,6 +152,9 @@ func (ti *tmpInode) release() {
 	if ti.nlink > 0 || ti.opens > 0 || ti.mode&unix.S_IFMT == unix.S_IFDIR {
 		return
 	}
+	for _, pa := range ti.pages {
+		ti.mnt.frames.DecRef(pa)
+	}
 	ti.mnt.used -= int64(len(ti.pages)) * pageSize
 	ti.pages = nil
 	delete(ti.mnt.inodes, ti.ino)
@@ -180,8 +192,8 @@ func (ti *tmpInode) readAt(p []byte, off int64) int {
 	for done := 0; done < n; {
 		idx, in := (off+int64(done))/pageSize, int((off+int64(done))%pageSize)
 		chunk := min(n-done, pageSize-in)
-		if pg := ti.pages[idx]; pg != nil {
-			copy(p[done:done+chunk], pg[in:])
+		if pa, ok := ti.pages[idx]; ok {
+			copy(p[done:done+chunk], ti.mnt.frames.Bytes(pa)[in:])
 		} else {
 			clear(p[done : done+chunk])
 		}
@@ -206,23 +218,15 @@ func (ti *tmpInode) writeAt(p []byte, off int64) (int, unix.Errno) {
 		pos := off + int64(done)
 		idx, in := pos/pageSize, int(pos%pageSize)
 		chunk := min(len(p)-done, pageSize-in)
-		pg := ti.pages[idx]
-		if pg == nil {
-			if ti.mnt.used+pageSize > ti.mnt.limit {
-				break
+		pa, errno := ti.page(idx)
+		if errno != 0 {
+			if done == 0 {
+				return 0, errno
 			}
-			pg = new([pageSize]byte)
-			if ti.pages == nil {
-				ti.pages = map[int64]*[pageSize]byte{}
-			}
-			ti.pages[idx] = pg
-			ti.mnt.used += pageSize
+			break
 		}
-		copy(pg[in:], p[done:done+chunk])
+		copy(ti.mnt.frames.Bytes(pa)[in:], p[done:done+chunk])
 		done += chunk
-	}
-	if done == 0 && len(p) > 0 {
-		return 0, unix.ENOSPC
 	}
 	if end := off + int64(done); end > ti.size {
 		ti.size = end
@@ -230,19 +234,41 @@ func (ti *tmpInode) writeAt(p []byte, off int64) (int, unix.Errno) {
 	return done, 0
 }
 
+// page returns the frame of page idx, allocating a zero one for a hole:
+// ENOSPC past the mount's size limit, ENOMEM when guest RAM is full.
+func (ti *tmpInode) page(idx int64) (uint64, unix.Errno) {
+	if pa, ok := ti.pages[idx]; ok {
+		return pa, 0
+	}
+	if ti.mnt.used+pageSize > ti.mnt.limit {
+		return 0, unix.ENOSPC
+	}
+	pa, err := ti.mnt.frames.Alloc()
+	if err != nil {
+		return 0, unix.ENOMEM
+	}
+	if ti.pages == nil {
+		ti.pages = map[int64]uint64{}
+	}
+	ti.pages[idx] = pa
+	ti.mnt.used += pageSize
+	return pa, 0
+}
+
 // truncate sets the size, freeing pages past it and zeroing the tail of
 // the last one, as truncate(2) does.
 func (ti *tmpInode) truncate(size int64) {
 	if size < ti.size {
 		last := size / pageSize
-		for idx := range ti.pages {
+		for idx, pa := range ti.pages {
 			if idx > last || idx == last && size%pageSize == 0 {
 				delete(ti.pages, idx)
+				ti.mnt.frames.DecRef(pa)
 				ti.mnt.used -= pageSize
 			}
 		}
-		if pg := ti.pages[last]; pg != nil {
-			clear(pg[size%pageSize:])
+		if pa, ok := ti.pages[last]; ok {
+			clear(ti.mnt.frames.Bytes(pa)[size%pageSize:])
 		}
 	}
 	ti.size = size

@@ -2,8 +2,10 @@ package vfs
 
 import (
 	"io"
+	"runtime"
 	"sync"
 
+	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -213,11 +215,10 @@ func (f *tmpFile) Describe() FileState {
 		Mount: f.ti.mnt.path, Ino: f.ti.ino}
 }
 
-// MmapBacking maps the file's contents. Private mappings are copies taken
-// page by page at fault time, as for any file here. Shared mappings of a
-// tmpfs file are not supported yet (they would need the page cache
-// guestmm does not have): ENODEV, never a mapping that silently loses
-// writes.
+// MmapBacking maps the file's contents. A shared mapping maps the file's
+// own pages (tmpBacking.Frame); a private one copies a page when it is
+// first touched, as for any file here. Like Linux, mmap needs a readable
+// descriptor, and a shared writable mapping a writable one (EACCES).
 func (f *tmpFile) MmapBacking(off, length uint64, prot uint32, shared bool) (Backing, unix.Errno) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -227,17 +228,34 @@ func (f *tmpFile) MmapBacking(off, length uint64, prot uint32, shared bool) (Bac
 	if !readable(f.Flags()) {
 		return nil, unix.EACCES
 	}
-	if shared {
-		return nil, unix.ENODEV
-	}
-	return &tmpBacking{fs: f.fs, ti: f.ti, name: f.path}, 0
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	return f.fs.newTmpBacking(f.ti, f.path, writable(f.Flags())), 0
 }
 
-// tmpBacking reads a tmpfs file for a private mapping's page faults.
+// newTmpBacking makes a backing that holds its inode alive, as a mapping
+// holds its file on Linux: a file unlinked and closed while mapped keeps
+// its pages (and is saved in checkpoints) until no VMA uses the backing
+// any more. guestmm does not say when that is, so the hold is dropped
+// when the backing is garbage collected. The caller holds fs.mu.
+func (fs *FS) newTmpBacking(ti *tmpInode, name string, writable bool) *tmpBacking {
+	ti.opens++
+	b := &tmpBacking{fs: fs, ti: ti, name: name, writable: writable}
+	runtime.AddCleanup(b, func(ti *tmpInode) {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		ti.opens--
+		ti.release()
+	}, ti)
+	return b
+}
+
+// tmpBacking is a tmpfs file behind a mapping.
 type tmpBacking struct {
-	fs   *FS
-	ti   *tmpInode
-	name string
+	fs       *FS
+	ti       *tmpInode
+	name     string
+	writable bool // the descriptor it was mapped through was writable
 }
 
 func (b *tmpBacking) ReadAt(p []byte, off int64) (int, error) {
@@ -250,13 +268,56 @@ func (b *tmpBacking) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// Frame is guestmm.PageCache: the file's own frame for a shared mapping.
+func (b *tmpBacking) Frame(off uint64) (uint64, error) {
+	b.fs.mu.Lock()
+	defer b.fs.mu.Unlock()
+	if off >= uint64(roundUpPage(b.ti.size)) {
+		return 0, unix.EFAULT // past the end of the file: SIGBUS
+	}
+	pa, errno := b.ti.page(int64(off / pageSize))
+	if errno != 0 {
+		return 0, errno
+	}
+	b.ti.mnt.frames.IncRef(pa)
+	return pa, nil
+}
+
+// Access is guestmm.BackingAccess: shared mappings are writable only
+// through a writable descriptor.
+func (b *tmpBacking) Access() guestmm.Prot {
+	if b.writable {
+		return guestmm.ProtRead | guestmm.ProtWrite | guestmm.ProtExec
+	}
+	return guestmm.ProtRead | guestmm.ProtExec
+}
+
+// Inode names the mapped file for a checkpoint: its mount and inode.
+func (b *tmpBacking) Inode() (mount string, ino uint64) { return b.ti.mnt.path, b.ti.ino }
+
 func (b *tmpBacking) Name() string { return b.name }
 
 // TmpfsBacking is implemented by the backings of tmpfs files only, so
-// that a checkpoint can tell them from files of the root.
+// that a checkpoint can tell them from files of the root and name the
+// inode they map.
 type TmpfsBacking interface {
 	Backing
-	tmpfs()
+	Inode() (mount string, ino uint64)
 }
 
-func (b *tmpBacking) tmpfs() {}
+// TmpfsBackingOf is a backing for the regular file ino of the tmpfs at
+// mount, named name, for restoring its mappings: ENOENT if there is no
+// such file.
+func (fs *FS) TmpfsBackingOf(mount string, ino uint64, name string) (Backing, unix.Errno) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	m := fs.mountAt(mount)
+	if m == nil {
+		return nil, unix.ENOENT
+	}
+	ti := m.inodes[ino]
+	if ti == nil || ti.mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, unix.ENOENT
+	}
+	return fs.newTmpBacking(ti, name, true), 0
+}

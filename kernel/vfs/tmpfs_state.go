@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,7 +91,7 @@ func (fs *FS) TmpfsState() []MountState {
 				}
 				sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
 				for _, i := range idx {
-					is.Pages = append(is.Pages, TmpPage{Index: i, Data: append([]byte(nil), ti.pages[i][:]...)})
+					is.Pages = append(is.Pages, TmpPage{Index: i, Data: append([]byte(nil), m.frames.Bytes(ti.pages[i])...)})
 				}
 			case unix.S_IFLNK:
 				is.Nlink = ti.nlink
@@ -125,12 +126,13 @@ func symlinkTarget(d *node, ino uint64) string {
 // match the entries, pages inside the file and 4096 bytes each, and no
 // more pages than the size limit allows. Restore relies on it.
 func (ms *MountState) Validate() error {
-	_, err := ms.build(func() Timespec { return Timespec{} })
+	_, err := ms.build(nil)
 	return err
 }
 
-// build makes the mount a MountState describes (see Validate).
-func (ms *MountState) build(now func() Timespec) (*tmpMount, error) {
+// build makes the mount a MountState describes (see Validate), with its
+// pages in frames; with frames nil it only checks.
+func (ms *MountState) build(frames *guestmm.Frames) (m *tmpMount, err error) {
 	comps, ok := cleanAbs(ms.Path)
 	if !ok || joinPath(comps) != ms.Path {
 		return nil, fmt.Errorf("tmpfs mount point %q is not a clean absolute path", ms.Path)
@@ -138,7 +140,12 @@ func (ms *MountState) build(now func() Timespec) (*tmpMount, error) {
 	if ms.Size <= 0 || ms.Size%pageSize != 0 {
 		return nil, fmt.Errorf("tmpfs %s: size %d is not a positive multiple of 4096", ms.Path, ms.Size)
 	}
-	m := &tmpMount{path: ms.Path, limit: ms.Size, nextIno: ms.NextIno, inodes: map[uint64]*tmpInode{}}
+	m = &tmpMount{frames: frames, path: ms.Path, limit: ms.Size, nextIno: ms.NextIno, inodes: map[uint64]*tmpInode{}}
+	defer func() {
+		if err != nil && frames != nil {
+			m.freeAll()
+		}
+	}()
 	states := map[uint64]*InodeState{}
 	for i := range ms.Inodes {
 		is := &ms.Inodes[i]
@@ -178,9 +185,18 @@ func (ms *MountState) build(now func() Timespec) (*tmpMount, error) {
 					return nil, fmt.Errorf("tmpfs %s: the contents exceed the size limit of %d bytes", ms.Path, m.limit)
 				}
 				if ti.pages == nil {
-					ti.pages = map[int64]*[pageSize]byte{}
+					ti.pages = map[int64]uint64{}
 				}
-				ti.pages[pg.Index] = (*[pageSize]byte)(append([]byte(nil), pg.Data...))
+				if frames == nil {
+					ti.pages[pg.Index] = 0
+					continue
+				}
+				pa, err := frames.Alloc()
+				if err != nil {
+					return nil, fmt.Errorf("tmpfs %s: guest RAM is too small for its contents", ms.Path)
+				}
+				copy(frames.Bytes(pa), pg.Data)
+				ti.pages[pg.Index] = pa
 			}
 		case unix.S_IFLNK:
 			if is.Target == "" || len(is.Target) >= PathMax || cString(is.Target) != is.Target {
@@ -189,6 +205,7 @@ func (ms *MountState) build(now func() Timespec) (*tmpMount, error) {
 			ti.size = int64(len(is.Target))
 		}
 		m.inodes[is.Ino] = ti
+		m.all = append(m.all, ti)
 	}
 	rootState := states[ms.Root]
 	if rootState == nil || rootState.Mode&unix.S_IFMT != unix.S_IFDIR {
@@ -253,43 +270,64 @@ func (ms *MountState) build(now func() Timespec) (*tmpMount, error) {
 	return m, nil
 }
 
+// freeAll drops the frames of every inode, for a mount that could not be
+// built.
+func (m *tmpMount) freeAll() {
+	for _, ti := range m.all {
+		for _, pa := range ti.pages {
+			m.frames.DecRef(pa)
+		}
+		ti.pages = nil
+	}
+}
+
 // RestoreTmpfs mounts tmpfs mounts from a checkpoint. Files open in the
 // image are then re-opened by Reopen (FileState.Mount and Ino); inodes
 // that nothing names or holds open are dropped by DropUnused.
 func (fs *FS) RestoreTmpfs(states []MountState) error {
 	for i := range states {
-		m, err := states[i].build(fs.now)
+		m, err := states[i].build(fs.frames)
 		if err != nil {
 			return err
 		}
-		comps, _ := cleanAbs(m.path)
-		fs.mu.Lock()
-		if fs.mountAt(m.path) != nil {
-			fs.mu.Unlock()
-			return fmt.Errorf("vfs: two tmpfs mounts at %s", m.path)
+		if err := fs.attachMount(m); err != nil {
+			m.freeAll()
+			return err
 		}
-		dir := fs.tree
-		for _, c := range comps[:len(comps)-1] {
-			child := dir.children[c]
-			if child == nil {
-				child = fs.newNode(dir, c, &node{kind: nodeDir})
-			} else if child.kind != nodeDir || child.ti != nil {
-				fs.mu.Unlock()
-				return fmt.Errorf("vfs: tmpfs mount point %s: %s is not a synthetic directory", m.path, child.path())
-			}
-			dir = child
-		}
-		name := comps[len(comps)-1]
-		if dir.children[name] != nil {
-			fs.mu.Unlock()
-			return fmt.Errorf("vfs: tmpfs mount point %s is already taken", m.path)
-		}
-		m.dev = Makedev(0, uint32(tmpfsFirstMinor+len(fs.mounts)))
-		m.root.name, m.root.parent = name, dir
-		dir.children[name] = m.root
-		fs.mounts = append(fs.mounts, m)
-		fs.mu.Unlock()
+		m.all = nil
 	}
+	return nil
+}
+
+// attachMount puts a built mount into the tree.
+func (fs *FS) attachMount(m *tmpMount) error {
+	comps, _ := cleanAbs(m.path)
+	fs.mu.Lock()
+	if fs.mountAt(m.path) != nil {
+		fs.mu.Unlock()
+		return fmt.Errorf("vfs: two tmpfs mounts at %s", m.path)
+	}
+	dir := fs.tree
+	for _, c := range comps[:len(comps)-1] {
+		child := dir.children[c]
+		if child == nil {
+			child = fs.newNode(dir, c, &node{kind: nodeDir})
+		} else if child.kind != nodeDir || child.ti != nil {
+			fs.mu.Unlock()
+			return fmt.Errorf("vfs: tmpfs mount point %s: %s is not a synthetic directory", m.path, child.path())
+		}
+		dir = child
+	}
+	name := comps[len(comps)-1]
+	if dir.children[name] != nil {
+		fs.mu.Unlock()
+		return fmt.Errorf("vfs: tmpfs mount point %s is already taken", m.path)
+	}
+	m.dev = Makedev(0, uint32(tmpfsFirstMinor+len(fs.mounts)))
+	m.root.name, m.root.parent = name, dir
+	dir.children[name] = m.root
+	fs.mounts = append(fs.mounts, m)
+	fs.mu.Unlock()
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -405,4 +406,36 @@ func FuzzMountState(f *testing.F) {
 			require.NoError(t, again.Validate())
 		}
 	})
+}
+
+// TestTmpfsSharedFrames: a shared mapping gets the file's own frames, so
+// writes through it are read back by read(2), and a frame outlives a
+// truncation for the mapping that holds it.
+func TestTmpfsSharedFrames(t *testing.T) {
+	fs := newTmpFS(t, 1<<20)
+	f := createFile(t, fs, "/tmp/shm", "abc")
+	defer f.Close()
+	b, errno := f.(Mappable).MmapBacking(0, pageSize, unix.PROT_READ|unix.PROT_WRITE, true)
+	require.Zero(t, errno)
+	pc := b.(guestmm.PageCache)
+	pa, err := pc.Frame(0)
+	require.NoError(t, err)
+	assert.Equal(t, 2, fs.frames.RefCount(pa), "the file's and the mapping's")
+	copy(fs.frames.Bytes(pa)[1:], "XY")
+	buf := make([]byte, 3)
+	_, errno = f.Pread(buf, 0)
+	require.Zero(t, errno)
+	assert.Equal(t, "aXY", string(buf))
+	_, err = pc.Frame(pageSize)
+	assert.Error(t, err, "past the end of the file: SIGBUS")
+	assert.Equal(t, guestmm.ProtRead|guestmm.ProtWrite|guestmm.ProtExec, b.(guestmm.BackingAccess).Access())
+
+	ro := reopen(t, fs, "/tmp/shm")
+	rb, errno := ro.(Mappable).MmapBacking(0, pageSize, unix.PROT_READ, true)
+	require.Zero(t, errno)
+	assert.Equal(t, guestmm.ProtRead|guestmm.ProtExec, rb.(guestmm.BackingAccess).Access(), "not writable through a read-only descriptor")
+
+	require.Zero(t, f.(*tmpFile).Truncate(0))
+	assert.Equal(t, 1, fs.frames.RefCount(pa), "the mapping keeps its frame")
+	fs.frames.DecRef(pa)
 }

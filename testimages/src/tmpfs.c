@@ -247,6 +247,30 @@ int main(int argc, char **argv)
 	}
 	close(fd);
 
+	/* a shared mapping is the file: writes go both ways */
+	fd = open(P(0, "shm"), O_CREAT | O_RDWR, 0600);
+	report("shm_ftruncate", ftruncate(fd, 8192), 0, 0);
+	char *sm = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	report("mmap_shared", sm == MAP_FAILED ? -1 : 0, 0, 0);
+	if (sm != MAP_FAILED) {
+		memcpy(sm + 4096, "via-map", 7);
+		report("pread_sees_map", pread(fd, buf, 7, 4096), 7, 0);
+		expect("pread_sees_map_data", memcmp(buf, "via-map", 7) == 0);
+		report("pwrite_shm", pwrite(fd, "via-write", 9, 10), 9, 0);
+		expect("map_sees_write", memcmp(sm + 10, "via-write", 9) == 0);
+		report("shm_blocks", fstat(fd, &st) ? -1 : st.st_blocks, 16, 0);
+		munmap(sm, 8192);
+	}
+	int rofd = open(P(0, "shm"), O_RDONLY);
+	sm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rofd, 0);
+	report("mmap_shared_rw_rdonly_fd", sm == MAP_FAILED ? -1 : 0, 0, EACCES);
+	sm = mmap(NULL, 4096, PROT_READ, MAP_SHARED, rofd, 0);
+	report("mmap_shared_ro", sm == MAP_FAILED ? -1 : 0, 0, 0);
+	report("mprotect_write_ro_fd", mprotect(sm, 4096, PROT_READ | PROT_WRITE), 0, EACCES);
+	munmap(sm, 4096);
+	close(rofd);
+	close(fd);
+
 	listing(dir);
 
 	/* ENOSPC at the size limit (64 KiB = 16 pages) */

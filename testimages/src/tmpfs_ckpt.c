@@ -3,7 +3,8 @@
  *
  * Makes a directory with a file and a hard link to it, a symbolic link, a
  * sparse file, a file unlinked while open (its descriptor at offset 2)
- * and an O_TMPFILE file, then calls emuckpt_checkpoint(). On both sides
+ * an O_TMPFILE file, a shared mapping of an open file and one of a file
+ * unlinked and closed (only the mapping holds it), then calls emuckpt_checkpoint(). On both sides
  * of the checkpoint it checks that all of them are as they were, prints
  * "side: N" and one line per check, appends to the files (the restored
  * tmpfs must be writable), and prints "ok" (exit status 0) or the
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +63,18 @@ int main(void)
 	unlink("/tmp/ghost");
 	int anon = open("/tmp", O_TMPFILE | O_RDWR, 0600);
 	write(anon, "nameless", 8);
+	/* a shared mapping of a named file, open */
+	int shfd = open("/tmp/shared", O_CREAT | O_RDWR, 0600);
+	ftruncate(shfd, 4096);
+	char *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, shfd, 0);
+	memcpy(sh, "mapped", 6);
+	/* a shared mapping of a file unlinked and closed: only the mapping holds it */
+	int gfd = open("/tmp/gone", O_CREAT | O_RDWR, 0600);
+	ftruncate(gfd, 4096);
+	char *gm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, gfd, 0);
+	memcpy(gm, "held by the mapping", 19);
+	unlink("/tmp/gone");
+	close(gfd);
 
 	long r = emuckpt_checkpoint();
 	printf("side: %ld\n", r);
@@ -76,6 +90,11 @@ int main(void)
 	check("ghost_unlinked", fstat(ghost, &st) == 0 && st.st_nlink == 0 && access("/tmp/ghost", F_OK) < 0);
 	check("tmpfile", pread(anon, buf, 8, 0) == 8 && memcmp(buf, "nameless", 8) == 0);
 	check("write_after", write(ghost, "!", 1) == 1 && pread(ghost, buf, 8, 0) == 8 && memcmp(buf, "ghostly!", 8) == 0);
+	check("shared_map", pread(shfd, buf, 6, 0) == 6 && memcmp(buf, "mapped", 6) == 0);
+	check("shared_write", pwrite(shfd, "!", 1, 6) == 1 && sh[6] == '!');
+	memcpy(sh + 7, "?", 1);
+	check("shared_map_write", pread(shfd, buf, 1, 7) == 1 && buf[0] == '?');
+	check("mapped_only", memcmp(gm, "held by the mapping", 19) == 0);
 	fd = open("/tmp/dir/new", O_CREAT | O_EXCL | O_WRONLY, 0600);
 	check("create_after", fd >= 0 && write(fd, "n", 1) == 1);
 	close(fd);
