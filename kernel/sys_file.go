@@ -489,6 +489,19 @@ func (k *Kernel) sysFcntl(t *Task, a *args) (uint64, unix.Errno) {
 		}
 		f.SetFlags(int(a[2]))
 		return 0, 0
+	case unix.F_ADD_SEALS:
+		f, e := fds.Get(fd)
+		if e != 0 {
+			return 0, e
+		}
+		return 0, vfs.AddSeals(f, int(int32(a[2])))
+	case unix.F_GET_SEALS:
+		f, e := fds.Get(fd)
+		if e != 0 {
+			return 0, e
+		}
+		seals, e := vfs.Seals(f)
+		return uint64(seals), e
 	}
 	if _, e := fds.Get(fd); e != 0 {
 		return 0, e

@@ -240,3 +240,61 @@ func (k *Kernel) restoreTmpfs(states []vfs.MountState) error {
 	}
 	return nil
 }
+
+func (k *Kernel) sysMemfdCreate(t *Task, a *args) (uint64, unix.Errno) {
+	name, err := t.proc.as.ReadString(a[0], 250)
+	if err != nil {
+		if errnoOf(err) == unix.ENAMETOOLONG {
+			return 0, unix.EINVAL // longer than 249 bytes
+		}
+		return 0, errnoOf(err)
+	}
+	f, e := k.fs.MemfdCreate(name, uint32(a[1]))
+	if e != 0 {
+		return 0, e
+	}
+	fd, e := t.proc.fds.Install(f, a[1]&vfs.MfdCloexec != 0)
+	if e != 0 {
+		f.Close()
+		return 0, e
+	}
+	return uint64(fd), 0
+}
+
+func (k *Kernel) sysFallocate(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	return 0, vfs.Fallocate(f, uint32(a[1]), int64(a[2]), int64(a[3]))
+}
+
+func (k *Kernel) sysStatfs(t *Task, a *args) (uint64, unix.Errno) {
+	p, e := k.path(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	buf, ok, e := k.fs.Statfs(t.proc.cwd, p)
+	if e != 0 {
+		return 0, e
+	}
+	if !ok {
+		return 0, unix.ENOSYS // only tmpfs so far; the root is issue 9 part 3
+	}
+	return 0, k.copyOut(t, a[1], buf)
+}
+
+func (k *Kernel) sysFstatfs(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	buf, ok := vfs.StatfsFile(f)
+	if !ok {
+		buf, ok = vfs.StatfsDir(f)
+	}
+	if !ok {
+		return 0, unix.ENOSYS // only tmpfs so far; the root is issue 9 part 3
+	}
+	return 0, k.copyOut(t, a[1], buf)
+}

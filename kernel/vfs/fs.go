@@ -50,7 +50,9 @@ type FS struct {
 	tree    *node
 	nextIno uint64
 	mounts  []*tmpMount // tmpfs mounts, in mount order
-	frames  *guestmm.Frames
+	// memfdMnt holds memfd_create's files; nil until the first one.
+	memfdMnt *tmpMount
+	frames   *guestmm.Frames
 
 	randomMu sync.Mutex
 	random   io.Reader

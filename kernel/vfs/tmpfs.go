@@ -64,6 +64,10 @@ type tmpInode struct {
 	// unnamed is set for an O_TMPFILE file that has never had a name;
 	// noLink when it was opened with O_EXCL and may never get one.
 	unnamed, noLink bool
+	// seals are the F_ADD_SEALS seals (memfd; F_SEAL_SEAL on other
+	// files); writeMaps counts the writable shared mappings' backings.
+	seals     uint32
+	writeMaps int
 
 	size  int64
 	pages map[int64]uint64 // frames of allocated pages by index; holes read as zeros
@@ -124,8 +128,12 @@ func (fs *FS) MountTmpfs(path string, size int64) error {
 	return nil
 }
 
-// mountAt is the mount whose root is at the canonical path p.
+// mountAt is the mount whose root is at the canonical path p, or the
+// hidden memfd mount for memfdMount.
 func (fs *FS) mountAt(p string) *tmpMount {
+	if p == memfdMount {
+		return fs.memfdMnt
+	}
 	for _, m := range fs.mounts {
 		if m.path == p {
 			return m
@@ -142,7 +150,7 @@ func roundUpPage(n int64) int64 { return (n + pageSize - 1) &^ (pageSize - 1) }
 func (m *tmpMount) newInode(mode uint32, now Timespec) *tmpInode {
 	m.nextIno++
 	ti := &tmpInode{mnt: m, ino: m.nextIno, mode: mode, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
-		atime: now, mtime: now, ctime: now}
+		atime: now, mtime: now, ctime: now, seals: SealSeal}
 	m.inodes[ti.ino] = ti
 	return ti
 }

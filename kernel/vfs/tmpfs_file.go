@@ -110,6 +110,9 @@ func (f *tmpFile) pwrite(p []byte, off int64) (int, unix.Errno) {
 	}
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
+	if ti.writeSealed() || ti.seals&SealGrow != 0 && off+int64(len(p)) > ti.size {
+		return 0, unix.EPERM
+	}
 	if len(p) == 0 {
 		return 0, 0
 	}
@@ -230,7 +233,12 @@ func (f *tmpFile) MmapBacking(off, length uint64, prot uint32, shared bool) (Bac
 	}
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	return f.fs.newTmpBacking(f.ti, f.path, writable(f.Flags())), 0
+	if shared && prot&unix.PROT_WRITE != 0 && f.ti.writeSealed() {
+		return nil, unix.EPERM
+	}
+	// A sealed file's shared mappings can never become writable.
+	canWrite := writable(f.Flags()) && !f.ti.writeSealed()
+	return f.fs.newTmpBacking(f.ti, f.path, canWrite, shared && canWrite), 0
 }
 
 // newTmpBacking makes a backing that holds its inode alive, as a mapping
@@ -238,13 +246,19 @@ func (f *tmpFile) MmapBacking(off, length uint64, prot uint32, shared bool) (Bac
 // its pages (and is saved in checkpoints) until no VMA uses the backing
 // any more. guestmm does not say when that is, so the hold is dropped
 // when the backing is garbage collected. The caller holds fs.mu.
-func (fs *FS) newTmpBacking(ti *tmpInode, name string, writable bool) *tmpBacking {
+func (fs *FS) newTmpBacking(ti *tmpInode, name string, writable, writeMap bool) *tmpBacking {
 	ti.opens++
+	if writeMap {
+		ti.writeMaps++
+	}
 	b := &tmpBacking{fs: fs, ti: ti, name: name, writable: writable}
 	runtime.AddCleanup(b, func(ti *tmpInode) {
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
 		ti.opens--
+		if writeMap {
+			ti.writeMaps--
+		}
 		ti.release()
 	}, ti)
 	return b
@@ -319,5 +333,5 @@ func (fs *FS) TmpfsBackingOf(mount string, ino uint64, name string) (Backing, un
 	if ti == nil || ti.mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, unix.ENOENT
 	}
-	return fs.newTmpBacking(ti, name, true), 0
+	return fs.newTmpBacking(ti, name, !ti.writeSealed(), !ti.writeSealed()), 0
 }

@@ -248,6 +248,9 @@ func (fs *FS) truncateInode(ti *tmpInode, size int64) unix.Errno {
 	if size > maxFileSize-pageSize {
 		return unix.EFBIG
 	}
+	if size < ti.size && ti.seals&SealShrink != 0 || size > ti.size && ti.seals&SealGrow != 0 {
+		return unix.EPERM
+	}
 	ti.truncate(size)
 	ti.mtime = fs.now()
 	ti.ctime = ti.mtime

@@ -12,7 +12,9 @@ import (
 // inode once (named ones, and those only open: unlinked while open or
 // O_TMPFILE), the directory tree as entries naming inodes, and the
 // contents of regular files as their allocated pages. Open descriptions
-// refer to an inode by Mount and Ino (FileState).
+// refer to an inode by Mount and Ino (FileState). The files of
+// memfd_create are on a hidden mount with Path "memfd:", whose root
+// directory has no entries.
 type MountState struct {
 	Path    string       `json:"path"`
 	Size    int64        `json:"size"` // the size limit in bytes
@@ -38,7 +40,8 @@ type InodeState struct {
 	Target  string     `json:"target,omitempty"`  // symbolic links
 	Entries []TmpEntry `json:"entries,omitempty"` // directories, by name
 	Unnamed bool       `json:"unnamed,omitempty"` // O_TMPFILE never linked
-	NoLink  bool       `json:"no_link,omitempty"` // O_TMPFILE|O_EXCL
+	NoLink  bool       `json:"no_link,omitempty"` // O_TMPFILE|O_EXCL, memfd
+	Seals   uint32     `json:"seals,omitempty"`   // F_ADD_SEALS seals of a regular file
 }
 
 // TmpPage is an allocated page of a regular file: its index (offset /
@@ -59,7 +62,11 @@ func (fs *FS) TmpfsState() []MountState {
 	fs.mu.RLock()
 	defer fs.mu.RUnlock()
 	var out []MountState
-	for _, m := range fs.mounts {
+	mounts := fs.mounts
+	if fs.memfdMnt != nil && len(fs.memfdMnt.inodes) > 1 {
+		mounts = append(mounts[:len(mounts):len(mounts)], fs.memfdMnt)
+	}
+	for _, m := range mounts {
 		ms := MountState{Path: m.path, Size: m.limit, Root: m.root.ti.ino, NextIno: m.nextIno}
 		// Entries come from the tree: walk it, recording each directory.
 		entries := map[uint64][]TmpEntry{}
@@ -82,6 +89,9 @@ func (fs *FS) TmpfsState() []MountState {
 			ti := m.inodes[ino]
 			is := InodeState{Ino: ino, Mode: ti.mode, Uid: ti.uid, Gid: ti.gid, Atime: ti.atime, Mtime: ti.mtime, Ctime: ti.ctime,
 				Entries: entries[ino], Unnamed: ti.unnamed, NoLink: ti.noLink}
+			if ti.mode&unix.S_IFMT == unix.S_IFREG {
+				is.Seals = ti.seals
+			}
 			switch ti.mode & unix.S_IFMT {
 			case unix.S_IFREG:
 				is.Nlink, is.Size = ti.nlink, ti.size
@@ -133,8 +143,7 @@ func (ms *MountState) Validate() error {
 // build makes the mount a MountState describes (see Validate), with its
 // pages in frames; with frames nil it only checks.
 func (ms *MountState) build(frames *guestmm.Frames) (m *tmpMount, err error) {
-	comps, ok := cleanAbs(ms.Path)
-	if !ok || joinPath(comps) != ms.Path {
+	if comps, ok := cleanAbs(ms.Path); ms.Path != memfdMount && (!ok || joinPath(comps) != ms.Path) {
 		return nil, fmt.Errorf("tmpfs mount point %q is not a clean absolute path", ms.Path)
 	}
 	if ms.Size <= 0 || ms.Size%pageSize != 0 {
@@ -157,7 +166,11 @@ func (ms *MountState) build(frames *guestmm.Frames) (m *tmpMount, err error) {
 		}
 		states[is.Ino] = is
 		ti := &tmpInode{mnt: m, ino: is.Ino, mode: is.Mode, uid: is.Uid, gid: is.Gid,
-			atime: is.Atime, mtime: is.Mtime, ctime: is.Ctime, unnamed: is.Unnamed, noLink: is.NoLink}
+			atime: is.Atime, mtime: is.Mtime, ctime: is.Ctime, unnamed: is.Unnamed, noLink: is.NoLink,
+			seals: is.Seals}
+		if is.Seals&^sealsKnown != 0 {
+			return nil, fmt.Errorf("tmpfs %s: inode %d has unknown seals %#x", ms.Path, is.Ino, is.Seals)
+		}
 		typ := is.Mode & unix.S_IFMT
 		if is.Mode&^(unix.S_IFMT|0o7777) != 0 || typ != unix.S_IFDIR && typ != unix.S_IFREG && typ != unix.S_IFLNK {
 			return nil, fmt.Errorf("tmpfs %s: inode %d has mode %#o", ms.Path, is.Ino, is.Mode)
@@ -165,7 +178,7 @@ func (ms *MountState) build(frames *guestmm.Frames) (m *tmpMount, err error) {
 		if typ != unix.S_IFDIR && len(is.Entries) > 0 {
 			return nil, fmt.Errorf("tmpfs %s: inode %d has entries but is not a directory", ms.Path, is.Ino)
 		}
-		if typ != unix.S_IFREG && (len(is.Pages) > 0 || is.Unnamed || is.NoLink) {
+		if typ != unix.S_IFREG && (len(is.Pages) > 0 || is.Unnamed || is.NoLink || is.Seals != 0) {
 			return nil, fmt.Errorf("tmpfs %s: inode %d has file contents but is not a regular file", ms.Path, is.Ino)
 		}
 		if typ != unix.S_IFLNK && is.Target != "" {
@@ -245,6 +258,9 @@ func (ms *MountState) build(frames *guestmm.Frames) (m *tmpMount, err error) {
 		}
 		return nil
 	}
+	if ms.Path == memfdMount && len(rootState.Entries) > 0 {
+		return nil, fmt.Errorf("tmpfs %s: the memfd mount has no names", ms.Path)
+	}
 	root := &node{kind: nodeDir, ino: ms.Root, ti: m.inodes[ms.Root], children: map[string]*node{}}
 	root.ti.nlink = 1
 	if err := grow(root, rootState); err != nil {
@@ -299,8 +315,19 @@ func (fs *FS) RestoreTmpfs(states []MountState) error {
 	return nil
 }
 
-// attachMount puts a built mount into the tree.
+// attachMount puts a built mount into the tree (the memfd mount beside
+// it).
 func (fs *FS) attachMount(m *tmpMount) error {
+	if m.path == memfdMount {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		if fs.memfdMnt != nil {
+			return fmt.Errorf("vfs: two memfd mounts")
+		}
+		m.dev = Makedev(0, tmpfsFirstMinor-1)
+		fs.memfdMnt = m
+		return nil
+	}
 	comps, _ := cleanAbs(m.path)
 	fs.mu.Lock()
 	if fs.mountAt(m.path) != nil {
@@ -336,7 +363,10 @@ func (fs *FS) attachMount(m *tmpMount) error {
 func (fs *FS) DropUnused() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	for _, m := range fs.mounts {
+	for _, m := range append(fs.mounts[:len(fs.mounts):len(fs.mounts)], fs.memfdMnt) {
+		if m == nil {
+			continue
+		}
 		for _, ti := range m.inodes {
 			ti.release()
 		}

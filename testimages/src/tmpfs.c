@@ -22,10 +22,28 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "errname.h"
+
+/* musl's headers lack some of the kernel's constants. */
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+#ifndef FALLOC_FL_KEEP_SIZE
+#define FALLOC_FL_KEEP_SIZE 0x01
+#endif
+#ifndef FALLOC_FL_PUNCH_HOLE
+#define FALLOC_FL_PUNCH_HOLE 0x02
+#endif
+#ifndef FALLOC_FL_ZERO_RANGE
+#define FALLOC_FL_ZERO_RANGE 0x10
+#endif
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE 1
@@ -269,6 +287,75 @@ int main(int argc, char **argv)
 	report("mprotect_write_ro_fd", mprotect(sm, 4096, PROT_READ | PROT_WRITE), 0, EACCES);
 	munmap(sm, 4096);
 	close(rofd);
+	close(fd);
+
+	/* fallocate: mode 0 and KEEP_SIZE allocate, PUNCH_HOLE frees */
+	fd = open(P(0, "fa"), O_CREAT | O_RDWR, 0600);
+	report("fallocate", fallocate(fd, 0, 0, 8192), 0, 0);
+	report("fallocate_size", fstat(fd, &st) ? -1 : st.st_size, 8192, 0);
+	report("fallocate_blocks", fstat(fd, &st) ? -1 : st.st_blocks, 16, 0);
+	report("fallocate_keep_size", fallocate(fd, FALLOC_FL_KEEP_SIZE, 8192, 4096), 0, 0);
+	report("keep_size_size", fstat(fd, &st) ? -1 : st.st_size, 8192, 0);
+	report("keep_size_blocks", fstat(fd, &st) ? -1 : st.st_blocks, 24, 0);
+	report("pwrite_fa", pwrite(fd, "abcdef", 6, 4094), 6, 0);
+	report("punch_hole", fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, 4096), 0, 0);
+	report("punch_blocks", fstat(fd, &st) ? -1 : st.st_blocks, 16, 0);
+	report("pread_punched", pread(fd, buf, 6, 4094), 6, 0);
+	expect("punched_data", memcmp(buf, "ab\0\0\0\0", 6) == 0);
+	report("punch_no_keep_size", fallocate(fd, FALLOC_FL_PUNCH_HOLE, 0, 4096), 0, EOPNOTSUPP);
+	report("zero_range", fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, 4096), 0, EOPNOTSUPP);
+	report("fallocate_len_0", fallocate(fd, 0, 0, 0), 0, EINVAL);
+	report("fallocate_neg_off", fallocate(fd, 0, -1, 10), 0, EINVAL);
+	close(fd);
+	fd = open(P(0, "fa"), O_RDONLY);
+	report("fallocate_rdonly", fallocate(fd, 0, 0, 10), 0, EBADF);
+	close(fd);
+
+	/* statfs */
+	struct statfs sf;
+	report("statfs", statfs(dir, &sf), 0, 0);
+	report("statfs_type", (long)sf.f_type, TMPFS_MAGIC, 0);
+	report("statfs_bsize", (long)sf.f_bsize, 4096, 0);
+	fd = open(P(0, "fa"), O_RDONLY);
+	report("fstatfs_type", fstatfs(fd, &sf) ? -1 : (long)sf.f_type, TMPFS_MAGIC, 0);
+	close(fd);
+
+	/* memfd_create and seals */
+	fd = report("memfd_create", memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING), -1, 0);
+	report("memfd_cloexec", fcntl(fd, F_GETFD), FD_CLOEXEC, 0);
+	report("memfd_seals", fcntl(fd, F_GET_SEALS), 0, 0);
+	report("memfd_write", write(fd, "memfd", 5), 5, 0);
+	report("memfd_nlink", fstat(fd, &st) ? -1 : (long)st.st_nlink, 0, 0);
+	report("memfd_ftruncate", ftruncate(fd, 4096), 0, 0);
+	char *mm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	report("memfd_mmap", mm == MAP_FAILED ? -1 : 0, 0, 0);
+	report("seal_write_mapped", fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), 0, EBUSY);
+	if (mm != MAP_FAILED)
+		munmap(mm, 4096);
+	report("seal_shrink_grow", fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0, 0);
+	report("sealed_shrink", ftruncate(fd, 100), 0, EPERM);
+	report("sealed_grow", ftruncate(fd, 8192), 0, EPERM);
+	report("sealed_write_past_end", pwrite(fd, "x", 1, 4096), 0, EPERM);
+	report("sealed_write_inside", pwrite(fd, "x", 1, 10), 1, 0);
+	report("seal_future_write", fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), 0, 0);
+	report("future_write_write", write(fd, "x", 1), 0, EPERM);
+	mm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	report("future_write_mmap_rw", mm == MAP_FAILED ? -1 : 0, 0, EPERM);
+	mm = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+	report("future_write_mmap_ro", mm == MAP_FAILED ? -1 : 0, 0, 0);
+	report("future_write_mprotect", mprotect(mm, 4096, PROT_READ | PROT_WRITE), 0, EACCES);
+	munmap(mm, 4096);
+	report("seal_seal", fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL), 0, 0);
+	report("seals_now", fcntl(fd, F_GET_SEALS), F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE, 0);
+	report("seal_after_seal", fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), 0, EPERM);
+	close(fd);
+	fd = memfd_create("nosealing", 0);
+	report("memfd_no_sealing", fcntl(fd, F_GET_SEALS), F_SEAL_SEAL, 0);
+	report("memfd_add_seal_refused", fcntl(fd, F_ADD_SEALS, F_SEAL_GROW), 0, EPERM);
+	close(fd);
+	report("memfd_bad_flags", memfd_create("x", 0x100), 0, EINVAL);
+	fd = open(P(0, "a"), O_RDWR);
+	report("tmpfs_file_seals", fcntl(fd, F_GET_SEALS), F_SEAL_SEAL, 0);
 	close(fd);
 
 	listing(dir);
