@@ -47,7 +47,9 @@ func TestTmpfsCheckpointRoundTrip(t *testing.T) {
 	require.Equal(t, 0, r.status, r.stderr)
 	var in inspection
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &in))
-	require.Len(t, in.Tmpfs, 1)
+	require.Len(t, in.Tmpfs, 2, "/tmp and the memfd mount")
+	assert.Equal(t, "memfd:", in.Tmpfs[1].Path)
+	assert.Len(t, in.Tmpfs[1].Inodes, 2, "its root and the memfd")
 	m := in.Tmpfs[0]
 	assert.Equal(t, "/tmp", m.Path)
 	byPath := map[string]inspectInode{}
@@ -61,14 +63,13 @@ func TestTmpfsCheckpointRoundTrip(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 3, unnamed, "the unlinked open file, the O_TMPFILE file and the unlinked mapped file")
-	tmpfsObjects := 0
+	mounts := map[string]int{}
 	for _, o := range in.Objects {
 		if o.Kind == "tmpfs" {
-			tmpfsObjects++
-			assert.Equal(t, "/tmp", o.Mount)
+			mounts[o.Mount]++
 		}
 	}
-	assert.Equal(t, 2, tmpfsObjects, "the two shared mappings name their tmpfs files")
+	assert.Equal(t, map[string]int{"/tmp": 2, "memfd:": 1}, mounts, "the shared mappings name their tmpfs files")
 	assert.Equal(t, []string{"/tmp/dir/a", "/tmp/hard"}, byPath["/tmp/hard"].Paths, "a file with two names is saved once")
 	assert.Equal(t, "symlink", byPath["/tmp/sym"].Type)
 	assert.Equal(t, "dir/a", byPath["/tmp/sym"].Target)

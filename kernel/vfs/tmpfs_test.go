@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -438,4 +439,95 @@ func TestTmpfsSharedFrames(t *testing.T) {
 	require.Zero(t, f.(*tmpFile).Truncate(0))
 	assert.Equal(t, 1, fs.frames.RefCount(pa), "the mapping keeps its frame")
 	fs.frames.DecRef(pa)
+}
+
+func TestMemfdSeals(t *testing.T) {
+	fs := newTmpFS(t, 1<<20)
+	f, errno := fs.MemfdCreate("m", MfdAllowSealing)
+	require.Zero(t, errno)
+	defer f.Close()
+	_, errno = f.Write([]byte("0123456789"))
+	require.Zero(t, errno)
+	tf := f.(*tmpFile)
+	steps := []struct {
+		name string
+		op   func() unix.Errno
+		want unix.Errno
+	}{
+		{"unknown seal", func() unix.Errno { return AddSeals(f, 0x40) }, unix.EINVAL},
+		{"shrink seal", func() unix.Errno { return AddSeals(f, SealShrink) }, 0},
+		{"shrink", func() unix.Errno { return tf.Truncate(5) }, unix.EPERM},
+		{"grow", func() unix.Errno { return tf.Truncate(20) }, 0},
+		{"grow seal", func() unix.Errno { return AddSeals(f, SealGrow) }, 0},
+		{"grow sealed", func() unix.Errno { return tf.Truncate(30) }, unix.EPERM},
+		{"write past end", func() unix.Errno { _, e := f.Pwrite([]byte("x"), 20); return e }, unix.EPERM},
+		{"fallocate past end", func() unix.Errno { return Fallocate(f, 0, 0, 30) }, unix.EPERM},
+		{"fallocate keep size", func() unix.Errno { return Fallocate(f, FallocKeepSize, 0, 30) }, 0},
+		{"write seal", func() unix.Errno { return AddSeals(f, SealWrite) }, 0},
+		{"write sealed", func() unix.Errno { _, e := f.Pwrite([]byte("x"), 0); return e }, unix.EPERM},
+		{"punch sealed", func() unix.Errno { return Fallocate(f, FallocPunchHole|FallocKeepSize, 0, 4096) }, unix.EPERM},
+		{"map shared writable", func() unix.Errno {
+			_, e := tf.MmapBacking(0, 4096, unix.PROT_WRITE, true)
+			return e
+		}, unix.EPERM},
+		{"seal seal", func() unix.Errno { return AddSeals(f, SealSeal) }, 0},
+		{"after seal seal", func() unix.Errno { return AddSeals(f, SealExec) }, unix.EPERM},
+	}
+	for _, s := range steps {
+		assert.Equal(t, s.want, s.op(), s.name)
+	}
+	seals, errno := Seals(f)
+	require.Zero(t, errno)
+	assert.Equal(t, SealSeal|SealShrink|SealGrow|SealWrite, seals)
+
+	g, errno := fs.MemfdCreate("plain", 0)
+	require.Zero(t, errno)
+	defer g.Close()
+	assert.Equal(t, unix.EPERM, AddSeals(g, SealGrow), "without MFD_ALLOW_SEALING")
+	_, errno = fs.MemfdCreate(string(make([]byte, 250)), 0)
+	assert.Equal(t, unix.EINVAL, errno)
+	_, errno = fs.MemfdCreate("x", 0x100)
+	assert.Equal(t, unix.EINVAL, errno)
+
+	// The memfd and its seals survive a checkpoint of the FS.
+	states := fs.TmpfsState()
+	require.Len(t, states, 2)
+	fs2, err := New(Options{})
+	require.NoError(t, err)
+	defer fs2.Close()
+	require.NoError(t, fs2.RestoreTmpfs(states))
+	h, errno := fs2.Reopen(f.Describe())
+	require.Zero(t, errno)
+	defer h.Close()
+	seals, _ = Seals(h)
+	assert.Equal(t, SealSeal|SealShrink|SealGrow|SealWrite, seals)
+	buf := make([]byte, 10)
+	_, errno = h.Pread(buf, 0)
+	require.Zero(t, errno)
+	assert.Equal(t, "0123456789", string(buf))
+}
+
+func TestFallocate(t *testing.T) {
+	fs := newTmpFS(t, 4*pageSize)
+	f := createFile(t, fs, "/tmp/f", "")
+	defer f.Close()
+	assert.Equal(t, unix.ENOSPC, Fallocate(f, 0, 0, 5*pageSize), "all or nothing")
+	assert.Equal(t, int64(0), fs.mounts[0].used)
+	require.Zero(t, Fallocate(f, 0, 0, 2*pageSize))
+	st, _ := f.Stat()
+	assert.Equal(t, int64(2*pageSize), st.Size)
+	assert.Equal(t, unix.EOPNOTSUPP, Fallocate(f, 0x10, 0, 1), "ZERO_RANGE")
+	assert.Equal(t, unix.EOPNOTSUPP, Fallocate(f, FallocPunchHole, 0, 1))
+	assert.Equal(t, unix.EINVAL, Fallocate(f, 0, 0, 0))
+	require.Zero(t, Fallocate(f, FallocPunchHole|FallocKeepSize, 0, pageSize+1))
+	assert.Equal(t, int64(pageSize), fs.mounts[0].used)
+	st, _ = f.Stat()
+	assert.Equal(t, int64(2*pageSize), st.Size)
+	buf, ok, errno := fs.Statfs("/", "/tmp/f")
+	require.Zero(t, errno)
+	require.True(t, ok)
+	assert.Equal(t, uint64(TmpfsMagic), binary.LittleEndian.Uint64(buf))
+	assert.Equal(t, uint64(3), binary.LittleEndian.Uint64(buf[24:]), "f_bfree")
+	_, ok, _ = fs.Statfs("/", "/dev/null")
+	assert.False(t, ok)
 }

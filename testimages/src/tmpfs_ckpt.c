@@ -4,7 +4,8 @@
  * Makes a directory with a file and a hard link to it, a symbolic link, a
  * sparse file, a file unlinked while open (its descriptor at offset 2)
  * an O_TMPFILE file, a shared mapping of an open file and one of a file
- * unlinked and closed (only the mapping holds it), then calls emuckpt_checkpoint(). On both sides
+ * unlinked and closed (only the mapping holds it) and a sealed, mapped
+ * memfd, then calls emuckpt_checkpoint(). On both sides
  * of the checkpoint it checks that all of them are as they were, prints
  * "side: N" and one line per check, appends to the files (the restored
  * tmpfs must be writable), and prints "ok" (exit status 0) or the
@@ -75,6 +76,11 @@ int main(void)
 	memcpy(gm, "held by the mapping", 19);
 	unlink("/tmp/gone");
 	close(gfd);
+	/* a sealed memfd, mapped */
+	int mfd = memfd_create("ckpt", MFD_ALLOW_SEALING);
+	write(mfd, "memory", 6);
+	char *mm = mmap(NULL, 4096, PROT_READ, MAP_SHARED, mfd, 0);
+	fcntl(mfd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK);
 
 	long r = emuckpt_checkpoint();
 	printf("side: %ld\n", r);
@@ -95,6 +101,8 @@ int main(void)
 	memcpy(sh + 7, "?", 1);
 	check("shared_map_write", pread(shfd, buf, 1, 7) == 1 && buf[0] == '?');
 	check("mapped_only", memcmp(gm, "held by the mapping", 19) == 0);
+	check("memfd", memcmp(mm, "memory", 6) == 0 && fcntl(mfd, F_GET_SEALS) == (F_SEAL_GROW | F_SEAL_SHRINK));
+	check("memfd_sealed", ftruncate(mfd, 0) < 0 && errno == EPERM && pwrite(mfd, "M", 1, 0) == 1 && mm[0] == 'M');
 	fd = open("/tmp/dir/new", O_CREAT | O_EXCL | O_WRONLY, 0600);
 	check("create_after", fd >= 0 && write(fd, "n", 1) == 1);
 	close(fd);
