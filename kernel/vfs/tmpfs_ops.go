@@ -169,6 +169,13 @@ func (fs *FS) OpenMode(cwd, path string, flags int, mode uint32) (File, unix.Err
 // createTmp is O_CREAT when the parent is a tmpfs directory and the name
 // does not exist yet (done is then true); otherwise open goes on as usual.
 func (fs *FS) createTmp(cwd, path string, flags int, mode uint32) (File, unix.Errno, bool) {
+	return fs.createTmpDepth(cwd, path, flags, mode, 0)
+}
+
+// createTmpDepth is createTmp after following depth symbolic links: O_CREAT
+// through a dangling link creates its target, as on Linux (not with
+// O_EXCL or O_NOFOLLOW, which fail on the link itself).
+func (fs *FS) createTmpDepth(cwd, path string, flags int, mode uint32, depth int) (File, unix.Errno, bool) {
 	p, errno := fs.lookupParent(cwd, path)
 	if errno != 0 || p.special() || p.trailing {
 		return nil, 0, false
@@ -176,8 +183,20 @@ func (fs *FS) createTmp(cwd, path string, flags int, mode uint32) (File, unix.Er
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	dir := p.tmpDir()
-	if dir == nil || dir.children[p.name] != nil {
+	if dir == nil {
 		return nil, 0, false
+	}
+	if c := dir.children[p.name]; c != nil {
+		if c.kind != nodeSymlink || flags&(unix.O_EXCL|unix.O_NOFOLLOW) != 0 {
+			return nil, 0, false
+		}
+		if depth >= MaxSymlinks {
+			return nil, unix.ELOOP, true
+		}
+		target, dirPath := c.target, dir.path()
+		fs.mu.Unlock()
+		defer fs.mu.Lock()
+		return fs.createTmpDepth(dirPath, target, flags, mode, depth+1)
 	}
 	if errno := mayCreate(dir); errno != 0 {
 		return nil, errno, true

@@ -531,3 +531,19 @@ func TestFallocate(t *testing.T) {
 	_, ok, _ = fs.Statfs("/", "/dev/null")
 	assert.False(t, ok)
 }
+
+func TestTmpfsCreateThroughDanglingSymlink(t *testing.T) {
+	fs := newTmpFS(t, 1<<20)
+	require.Zero(t, fs.Symlink("target", "/", "/tmp/link"))
+	f, errno := fs.OpenMode("/", "/tmp/link", unix.O_CREAT|unix.O_WRONLY, 0o600)
+	require.Zero(t, errno)
+	f.Close()
+	st, errno := fs.Lstat("/", "/tmp/target")
+	require.Zero(t, errno)
+	assert.Equal(t, uint32(unix.S_IFREG|0o600), st.Mode)
+	_, errno = fs.OpenMode("/", "/tmp/link", unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
+	assert.Equal(t, unix.EEXIST, errno)
+	require.Zero(t, fs.Symlink("loop", "/", "/tmp/loop"))
+	_, errno = fs.OpenMode("/", "/tmp/loop", unix.O_CREAT|unix.O_WRONLY, 0o600)
+	assert.Equal(t, unix.ELOOP, errno)
+}
