@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"encoding/binary"
+
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"golang.org/x/sys/unix"
 )
@@ -297,4 +299,134 @@ func (k *Kernel) sysFstatfs(t *Task, a *args) (uint64, unix.Errno) {
 		return 0, unix.ENOSYS // only tmpfs so far; the root is issue 9 part 3
 	}
 	return 0, k.copyOut(t, a[1], buf)
+}
+
+// attrAt finds the inode of a chmod/chown/utimensat-like call: the file
+// at path, or with AT_EMPTY_PATH and an empty path the descriptor dirfd.
+func (k *Kernel) attrAt(t *Task, dirfd, pathVA uint64, follow, emptyPath bool) (vfs.Attr, unix.Errno) {
+	p, e := k.path(t, pathVA)
+	if e != 0 {
+		return vfs.Attr{}, e
+	}
+	if p == "" {
+		if !emptyPath {
+			return vfs.Attr{}, unix.ENOENT
+		}
+		if int32(dirfd) == atFDCWD {
+			return k.fs.AttrPath(t.proc.cwd, ".", true)
+		}
+		f, e := k.file(t, dirfd)
+		if e != 0 {
+			return vfs.Attr{}, e
+		}
+		return vfs.AttrFile(f)
+	}
+	dir, e := k.dirOf(t, dirfd, p)
+	if e != 0 {
+		return vfs.Attr{}, e
+	}
+	return k.fs.AttrPath(dir, p, follow)
+}
+
+func (k *Kernel) attrFD(t *Task, fd uint64) (vfs.Attr, unix.Errno) {
+	f, e := k.file(t, fd)
+	if e != 0 {
+		return vfs.Attr{}, e
+	}
+	if f.Flags()&unix.O_PATH != 0 {
+		return vfs.Attr{}, unix.EBADF
+	}
+	return vfs.AttrFile(f)
+}
+
+func (k *Kernel) sysChmod(t *Task, a *args) (uint64, unix.Errno) {
+	return k.fchmodat(t, cwdFD(), a[0], a[1], 0)
+}
+
+func (k *Kernel) sysFchmodat(t *Task, a *args) (uint64, unix.Errno) {
+	return k.fchmodat(t, a[0], a[1], a[2], 0) // fchmodat has no flags argument
+}
+
+func (k *Kernel) fchmodat(t *Task, dirfd, pathVA, mode, flags uint64) (uint64, unix.Errno) {
+	at, e := k.attrAt(t, dirfd, pathVA, flags&atSymlinkNofollow == 0, false)
+	if e != 0 {
+		return 0, e
+	}
+	return 0, at.Chmod(uint32(mode))
+}
+
+func (k *Kernel) sysFchmod(t *Task, a *args) (uint64, unix.Errno) {
+	at, e := k.attrFD(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	return 0, at.Chmod(uint32(a[1]))
+}
+
+func (k *Kernel) sysChown(t *Task, a *args) (uint64, unix.Errno) {
+	return k.fchownat(t, cwdFD(), a[0], a[1], a[2], 0)
+}
+
+func (k *Kernel) sysLchown(t *Task, a *args) (uint64, unix.Errno) {
+	return k.fchownat(t, cwdFD(), a[0], a[1], a[2], atSymlinkNofollow)
+}
+
+func (k *Kernel) sysFchownat(t *Task, a *args) (uint64, unix.Errno) {
+	return k.fchownat(t, a[0], a[1], a[2], a[3], a[4])
+}
+
+func (k *Kernel) fchownat(t *Task, dirfd, pathVA, uid, gid, flags uint64) (uint64, unix.Errno) {
+	if flags&^(atSymlinkNofollow|atEmptyPath) != 0 {
+		return 0, unix.EINVAL
+	}
+	at, e := k.attrAt(t, dirfd, pathVA, flags&atSymlinkNofollow == 0, flags&atEmptyPath != 0)
+	if e != 0 {
+		return 0, e
+	}
+	return 0, at.Chown(uint32(uid), uint32(gid))
+}
+
+func (k *Kernel) sysFchown(t *Task, a *args) (uint64, unix.Errno) {
+	at, e := k.attrFD(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	return 0, at.Chown(uint32(a[1]), uint32(a[2]))
+}
+
+func (k *Kernel) sysUtimensat(t *Task, a *args) (uint64, unix.Errno) {
+	dirfd, pathVA, timesVA, flags := a[0], a[1], a[2], a[3]
+	if flags&^(atSymlinkNofollow|atEmptyPath) != 0 {
+		return 0, unix.EINVAL
+	}
+	var times *[2]vfs.Timespec
+	if timesVA != 0 {
+		var b [32]byte
+		if e := k.copyIn(t, timesVA, b[:]); e != 0 {
+			return 0, e
+		}
+		le := binary.LittleEndian
+		times = &[2]vfs.Timespec{
+			{Sec: int64(le.Uint64(b[0:])), Nsec: int64(le.Uint64(b[8:]))},
+			{Sec: int64(le.Uint64(b[16:])), Nsec: int64(le.Uint64(b[24:]))},
+		}
+	}
+	var at vfs.Attr
+	var e unix.Errno
+	if pathVA == 0 {
+		// futimens: utimensat(fd, NULL, times, 0).
+		if flags&atSymlinkNofollow != 0 {
+			return 0, unix.EINVAL
+		}
+		if int32(dirfd) == atFDCWD {
+			return 0, unix.EFAULT
+		}
+		at, e = k.attrFD(t, dirfd)
+	} else {
+		at, e = k.attrAt(t, dirfd, pathVA, flags&atSymlinkNofollow == 0, flags&atEmptyPath != 0)
+	}
+	if e != 0 {
+		return 0, e
+	}
+	return 0, at.Utimens(times)
 }

@@ -547,3 +547,40 @@ func TestTmpfsCreateThroughDanglingSymlink(t *testing.T) {
 	_, errno = fs.OpenMode("/", "/tmp/loop", unix.O_CREAT|unix.O_WRONLY, 0o600)
 	assert.Equal(t, unix.ELOOP, errno)
 }
+
+func TestTmpfsAttributes(t *testing.T) {
+	fs := newTmpFS(t, 1<<20)
+	createFile(t, fs, "/tmp/f", "x").Close()
+	require.Zero(t, fs.Symlink("f", "/", "/tmp/s"))
+	_, errno := fs.AttrPath("/", "/dev/null", true)
+	assert.Equal(t, unix.EROFS, errno, "outside a tmpfs")
+	_, errno = fs.AttrPath("/", "/tmp/missing", true)
+	assert.Equal(t, unix.ENOENT, errno)
+
+	a, errno := fs.AttrPath("/", "/tmp/s", true)
+	require.Zero(t, errno)
+	require.Zero(t, a.Chmod(0o4755|unix.S_IFDIR)) // the type bits are ignored
+	st, _ := fs.Stat("/", "/tmp/f")
+	assert.Equal(t, uint32(unix.S_IFREG|0o4755), st.Mode)
+
+	l, errno := fs.AttrPath("/", "/tmp/s", false)
+	require.Zero(t, errno)
+	assert.True(t, l.IsSymlink())
+
+	times := [2]Timespec{{Sec: 10, Nsec: 1}, {Sec: 20, Nsec: UtimeOmit}}
+	require.Zero(t, a.Utimens(&times))
+	st, _ = fs.Stat("/", "/tmp/f")
+	assert.Equal(t, Timespec{Sec: 10, Nsec: 1}, st.Atime)
+	assert.NotEqual(t, int64(20), st.Mtime.Sec, "omitted")
+	times[1].Nsec = -1
+	assert.Equal(t, unix.EINVAL, a.Utimens(&times))
+
+	if hostUID() == 0 {
+		require.Zero(t, a.Chown(7, 8))
+		st, _ = fs.Stat("/", "/tmp/f")
+		assert.Equal(t, [2]uint32{7, 8}, [2]uint32{st.Uid, st.Gid})
+		assert.Equal(t, uint32(unix.S_IFREG|0o755), st.Mode, "chown clears set-user-ID")
+	} else {
+		assert.Equal(t, unix.EPERM, a.Chown(uint32(hostUID()+1), ^uint32(0)))
+	}
+}

@@ -289,6 +289,36 @@ int main(int argc, char **argv)
 	close(rofd);
 	close(fd);
 
+	/* chmod, chown, utimensat */
+	report("chmod", chmod(P(0, "a"), 0640), 0, 0);
+	report("chmod_mode", stat(P(0, "a"), &st) ? -1 : (long)(st.st_mode & 07777), 0640, 0);
+	fd = open(P(0, "a"), O_RDONLY);
+	report("fchmod", fchmod(fd, 0604), 0, 0);
+	report("fchmod_mode", fstat(fd, &st) ? -1 : (long)(st.st_mode & 07777), 0604, 0);
+	report("fchown_same", fchown(fd, -1, getgid()), 0, 0);
+	if (geteuid() == 0) {
+		report("chown_root", chown(P(0, "a"), 1234, 5678), 0, 0);
+		report("chown_uid", stat(P(0, "a"), &st) ? -1 : (long)st.st_uid, 1234, 0);
+		report("lchown_symlink", lchown(P(0, "s"), 4321, -1), 0, 0);
+		report("lchown_link_uid", lstat(P(0, "s"), &st) ? -1 : (long)st.st_uid, 4321, 0);
+		report("lchown_target_kept", stat(P(0, "s"), &st) ? -1 : (long)st.st_uid, (long)getuid(), 0);
+	}
+	struct timespec ts[2] = {{1000, 5}, {2000, 6}};
+	report("utimensat", utimensat(AT_FDCWD, P(0, "a"), ts, 0), 0, 0);
+	report("utimensat_mtime", stat(P(0, "a"), &st) ? -1 : (long)st.st_mtim.tv_sec, 2000, 0);
+	report("utimensat_atime_ns", (long)st.st_atim.tv_nsec, 5, 0);
+	ts[0].tv_nsec = UTIME_OMIT;
+	ts[1].tv_sec = 3000;
+	report("utimensat_omit", utimensat(AT_FDCWD, P(0, "a"), ts, 0), 0, 0);
+	report("omit_atime_kept", stat(P(0, "a"), &st) ? -1 : (long)st.st_atim.tv_sec, 1000, 0);
+	report("omit_mtime_set", (long)st.st_mtim.tv_sec, 3000, 0);
+	ts[1].tv_nsec = 1000000000;
+	report("utimensat_bad_nsec", utimensat(AT_FDCWD, P(0, "a"), ts, 0), 0, EINVAL);
+	report("futimens_now", futimens(fd, NULL), 0, 0);
+	report("futimens_now_recent", fstat(fd, &st) ? -1 : (long)(st.st_mtim.tv_sec > 3000), 1, 0);
+	report("utimensat_missing", utimensat(AT_FDCWD, P(0, "missing"), NULL, 0), 0, ENOENT);
+	close(fd);
+
 	/* fallocate: mode 0 and KEEP_SIZE allocate, PUNCH_HOLE frees */
 	fd = open(P(0, "fa"), O_CREAT | O_RDWR, 0600);
 	report("fallocate", fallocate(fd, 0, 0, 8192), 0, 0);
