@@ -211,7 +211,9 @@ func (st *State) validateObjref(v *VMAState, kind guestmm.VMAKind, objects map[i
 	if o == nil {
 		return fmt.Errorf("objref %d names no object", v.Objref)
 	}
-	if o.Path != v.Name {
+	// A tmpfs file is named by its inode: VMAs may map it by different
+	// names (hard links, a rename between two mmaps).
+	if o.Path != v.Name && o.Kind != "tmpfs" {
 		return fmt.Errorf("maps %.200q, but its objref %d is %.200q", v.Name, v.Objref, o.Path)
 	}
 	return nil

@@ -4,7 +4,8 @@
  * Makes a directory with a file and a hard link to it, a symbolic link, a
  * sparse file, a file unlinked while open (its descriptor at offset 2)
  * an O_TMPFILE file, a shared mapping of an open file and one of a file
- * unlinked and closed (only the mapping holds it) and a sealed, mapped
+ * unlinked and closed (only the mapping holds it), a private mapping of
+ * the first by another name (a hard link) and a sealed, mapped
  * memfd, then calls emuckpt_checkpoint(). On both sides
  * of the checkpoint it checks that all of them are as they were, prints
  * "side: N" and one line per check, appends to the files (the restored
@@ -69,6 +70,12 @@ int main(void)
 	ftruncate(shfd, 4096);
 	char *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, shfd, 0);
 	memcpy(sh, "mapped", 6);
+	/* the same file mapped privately by another name: one saved file */
+	link("/tmp/shared", "/tmp/shared2");
+	int s2 = open("/tmp/shared2", O_RDONLY);
+	char *pm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, s2, 0);
+	pm[0] = 'P';
+	close(s2);
 	/* a shared mapping of a file unlinked and closed: only the mapping holds it */
 	int gfd = open("/tmp/gone", O_CREAT | O_RDWR, 0600);
 	ftruncate(gfd, 4096);
@@ -100,6 +107,7 @@ int main(void)
 	check("shared_write", pwrite(shfd, "!", 1, 6) == 1 && sh[6] == '!');
 	memcpy(sh + 7, "?", 1);
 	check("shared_map_write", pread(shfd, buf, 1, 7) == 1 && buf[0] == '?');
+	check("private_by_other_name", pm[0] == 'P' && memcmp(pm + 1, "apped", 5) == 0);
 	check("mapped_only", memcmp(gm, "held by the mapping", 19) == 0);
 	check("memfd", memcmp(mm, "memory", 6) == 0 && fcntl(mfd, F_GET_SEALS) == (F_SEAL_GROW | F_SEAL_SHRINK));
 	check("memfd_sealed", ftruncate(mfd, 0) < 0 && errno == EPERM && pwrite(mfd, "M", 1, 0) == 1 && mm[0] == 'M');
