@@ -21,7 +21,7 @@ func validState() *State {
 		MemSize: 64 << 20,
 		Process: ProcessState{
 			PID: 2, PPID: 1, Cwd: "/", Exe: "prog", BrkStart: 0x409000, Brk: 0x40a000, FDLimit: 1024,
-			FDs: []vfs.FDEntry{{FD: 3, File: vfs.FileState{Kind: vfs.KindTmpfs, Path: "/tmp/f", Flags: 2, Mount: "/tmp", Ino: 2}}},
+			FDs:     []vfs.FDEntry{{FD: 3, File: vfs.FileState{Kind: vfs.KindTmpfs, Path: "/tmp/f", Flags: 2, Mount: "/tmp", Ino: 2}}},
 			Actions: []SigAction{{Signal: 10, Handler: 0x401000}},
 			VMAs: []VMAState{
 				{Type: VMAFile, Start: 0x400000, End: 0x401000, Prot: 1, MaxProt: 7, Kind: "file", Name: "prog", Objref: 1},
