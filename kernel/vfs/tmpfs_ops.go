@@ -83,8 +83,8 @@ func (p *parent) childPath() string {
 }
 
 // existsOutside tells, for a parent that is not a tmpfs directory,
-// whether its entry exists: the error an operation that needs it to
-// exist gets (ENOENT), or EROFS.
+// whether its entry exists (creating calls give EEXIST for it before
+// EROFS, as Linux's filename_create).
 func (fs *FS) existsOutside(p *parent) (bool, unix.Errno) {
 	_, errno := fs.Lstat("/", p.childPath())
 	if errno == unix.ENOENT {
@@ -406,10 +406,9 @@ func (fs *FS) Unlink(cwd, path string, rmdir bool) unix.Errno {
 		if c := p.r.synth; c != nil && c.children[p.name] != nil && c.children[p.name].ti != nil {
 			return unix.EBUSY // a mount point
 		}
-		fs.mu.Unlock()
-		_, errno := fs.existsOutside(&p)
-		fs.mu.Lock()
-		return errno
+		// Linux asks for write access to the mount before it looks the
+		// name up: EROFS even for a name that does not exist.
+		return unix.EROFS
 	}
 	n := dir.children[p.name]
 	if n == nil {
@@ -496,10 +495,7 @@ func (fs *FS) linkInode(ti *tmpInode, old *node, newcwd, newpath string) unix.Er
 		if exists {
 			return unix.EEXIST
 		}
-		if ti != nil {
-			return unix.EXDEV
-		}
-		return unix.EROFS
+		return unix.EROFS // before EXDEV, as Linux's filename_create
 	}
 	if dir.children[p.name] != nil {
 		return unix.EEXIST
@@ -547,22 +543,12 @@ func (fs *FS) Rename(oldcwd, oldpath, newcwd, newpath string, flags uint32) unix
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	odir, ndir := op.tmpDir(), np.tmpDir()
-	if odir == nil || ndir == nil {
-		fs.mu.Unlock()
-		defer fs.mu.Lock()
-		if odir == nil {
-			if _, errno := fs.existsOutside(&op); errno == unix.ENOENT {
-				return errno
-			}
-		} else if _, errno := fs.existsOutside(&np); errno != unix.ENOENT && errno != unix.EROFS {
-			return errno
-		}
-		if odir != nil || ndir != nil {
-			return unix.EXDEV
-		}
+	// As Linux, before looking the names up: EXDEV between file systems,
+	// then EROFS on the read-only root.
+	switch {
+	case odir == nil && ndir == nil:
 		return unix.EROFS
-	}
-	if odir.ti.mnt != ndir.ti.mnt {
+	case odir == nil || ndir == nil || odir.ti.mnt != ndir.ti.mnt:
 		return unix.EXDEV
 	}
 	if flags&RenameWhiteout != 0 {
