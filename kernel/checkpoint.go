@@ -56,7 +56,6 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 			ps.Actions = append(ps.Actions, SigAction{Signal: sig, Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask})
 		}
 	}
-	st.Tmpfs = k.fs.TmpfsState()
 	snap := &Snapshot{State: st, Mem: k.m.Mem(), Started: started}
 	ms := memorySnapshot{k: k, st: st, snap: snap, objrefs: map[string]int{}, stored: map[uint64]uint64{}}
 	for _, v := range as.VMAs() {
@@ -67,6 +66,13 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		ps.VMAs = append(ps.VMAs, vs)
 	}
 	st.Process = ps
+	// tmpfs files' pages go to the page data too, each once: no VMA
+	// stores them (a shared mapping of one stores nothing, a private one
+	// only its own copies).
+	st.Tmpfs = k.fs.TmpfsState(func(frame uint64) uint64 {
+		snap.Pages = append(snap.Pages, frame)
+		return uint64(len(snap.Pages) - 1)
+	})
 	st.PageCount = uint64(len(snap.Pages))
 
 	fpu, err := k.vcpu.FPUState()

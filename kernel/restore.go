@@ -101,6 +101,15 @@ func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpa
 			return nil, err
 		}
 	}
+	// The tmpfs next, its files' pages taken from the page data as they
+	// are (Validate made sure no VMA uses them): mappings of its files
+	// are restored from it.
+	err = k.restoreTmpfs(st.Tmpfs, func(page uint64) (uint64, error) {
+		return base + page*guestmm.PageSize, nil // inside the page data (Validate)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRestore, err)
+	}
 	// A frame that several VMAs mapped was stored once: it gets one
 	// reference per mapping, before any is installed (a private frame
 	// with two references is then copied on write, as it was).
@@ -145,10 +154,6 @@ func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpa
 func (k *Kernel) restore(st *State, pages PageSource) error {
 	k.syscalls = st.Syscalls
 	ps := &st.Process
-	// The tmpfs first: mappings of its files are restored from it.
-	if err := k.restoreTmpfs(st.Tmpfs); err != nil {
-		return fmt.Errorf("%w: %v", ErrRestore, err)
-	}
 	as, err := k.restoreMemory(st, pages)
 	if err != nil {
 		return err

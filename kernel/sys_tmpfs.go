@@ -223,8 +223,8 @@ func (k *Kernel) mountTmpfs(mounts []TmpfsMount) error {
 // applies cfg.Tmpfs: a path the image has keeps its contents and takes
 // the flag's size (refused if the contents do not fit); a new path is
 // mounted empty.
-func (k *Kernel) restoreTmpfs(states []vfs.MountState) error {
-	if err := k.fs.RestoreTmpfs(states); err != nil {
+func (k *Kernel) restoreTmpfs(states []vfs.MountState, load vfs.PageLoader) error {
+	if err := k.fs.RestoreTmpfs(states, load); err != nil {
 		return err
 	}
 	for _, m := range k.cfg.Tmpfs {

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
@@ -60,6 +61,45 @@ func (st *State) Validate() error {
 	return st.validateTasks()
 }
 
+// validateTmpfsPages checks that the pages of tmpfs files lie in the
+// page data, each used by one file page only and by no VMA: restore hands
+// each such frame to its file as it is.
+func (st *State) validateTmpfsPages() error {
+	// Linear in the tmpfs pages and VMA runs (times a log), whatever
+	// page_count claims: no per-page table.
+	owner := map[uint64]string{}
+	var pages []uint64
+	for i := range st.Tmpfs {
+		m := &st.Tmpfs[i]
+		for _, in := range m.Inodes {
+			for _, pg := range in.Pages {
+				where := fmt.Sprintf("tmpfs[%d] (%.200q): inode %d: page %d", i, m.Path, in.Ino, pg.Page)
+				if pg.Page >= st.PageCount {
+					return fmt.Errorf("%s is outside the image's %d pages", where, st.PageCount)
+				}
+				if _, dup := owner[pg.Page]; dup {
+					return fmt.Errorf("%s of the page data is used twice", where)
+				}
+				owner[pg.Page] = where
+				pages = append(pages, pg.Page)
+			}
+		}
+	}
+	if len(pages) == 0 {
+		return nil
+	}
+	slices.Sort(pages)
+	for _, v := range st.Process.VMAs {
+		for _, r := range v.Pages { // inside the page data (validateVMA)
+			k, _ := slices.BinarySearch(pages, r.Index)
+			if k < len(pages) && pages[k] < r.Index+r.Count {
+				return fmt.Errorf("%s of the page data is also a VMA's", owner[pages[k]])
+			}
+		}
+	}
+	return nil
+}
+
 // validateTmpfs checks each tmpfs mount (vfs.MountState.Validate), that
 // mount points are distinct, and that every tmpfs object and descriptor
 // names a regular file of a saved mount.
@@ -79,6 +119,9 @@ func (st *State) validateTmpfs() error {
 				regular[m.Path][in.Ino] = true
 			}
 		}
+	}
+	if err := st.validateTmpfsPages(); err != nil {
+		return err
 	}
 	for i, o := range st.Objects {
 		if o.Kind == "tmpfs" && !regular[o.Mount][o.Ino] {

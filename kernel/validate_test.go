@@ -55,9 +55,9 @@ func validState() *State {
 		},
 		Tmpfs: []vfs.MountState{{Path: "/tmp", Size: 1 << 20, Root: 1, NextIno: 3, Inodes: []vfs.InodeState{
 			{Ino: 1, Mode: 0o41777, Entries: []vfs.TmpEntry{{Name: "f", Ino: 2}}},
-			{Ino: 2, Mode: 0o100644, Nlink: 1, Size: 3, Pages: []vfs.TmpPage{{Index: 0, Data: make([]byte, 4096)}}},
+			{Ino: 2, Mode: 0o100644, Nlink: 1, Size: 3, Pages: []vfs.TmpPage{{Index: 0, Page: 8}}},
 		}}},
-		PageCount: 8,
+		PageCount: 9,
 	}
 }
 
@@ -111,8 +111,8 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"run past its VMA", func(s *State) { vma(s, anon).Pages[1].Count = 100 }, "reach past the VMA"},
 		{"run count wraps", func(s *State) { vma(s, anon).Pages[1].Count = 1 << 52 }, "reach past the VMA"},
 		{"run before its VMA", func(s *State) { vma(s, anon).Pages[0].VA = 0x7f0000000000 }, "overlaps or precedes"},
-		{"run outside the page data", func(s *State) { vma(s, anon).Pages[1].Index = 8 }, "outside the image's 8 pages"},
-		{"run index wraps", func(s *State) { vma(s, anon).Pages[1].Index = ^uint64(0) }, "outside the image's 8 pages"},
+		{"run outside the page data", func(s *State) { vma(s, anon).Pages[1].Index = 9 }, "outside the image's 9 pages"},
+		{"run index wraps", func(s *State) { vma(s, anon).Pages[1].Index = ^uint64(0) }, "outside the image's 9 pages"},
 		{"uncopied page of a FILE VMA", func(s *State) { vma(s, progData).Pages[0].Copied = false }, "copied is false in a FILE VMA"},
 		{"copied page of an ANON VMA", func(s *State) { vma(s, anon).Pages[0].Copied = true }, "copied is true in a ANON VMA"},
 		{"too many zero pages", func(s *State) { vma(s, anon).ZeroPages = 17 }, "17 zero pages in a VMA of 16 pages"},
@@ -139,6 +139,13 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"two tmpfs at one path", func(s *State) { s.Tmpfs = append(s.Tmpfs, s.Tmpfs[0]) }, "tmpfs[1]: a second mount at /tmp"},
 		{"tmpfs link count", func(s *State) { s.Tmpfs[0].Inodes[1].Nlink = 2 }, "tmpfs[0]: tmpfs /tmp: inode 2 has nlink 2 but 1 entries"},
 		{"tmpfs page past the end", func(s *State) { s.Tmpfs[0].Inodes[1].Size = 0 }, "is not a page inside the file"},
+		{"tmpfs page outside the page data", func(s *State) { s.Tmpfs[0].Inodes[1].Pages[0].Page = 9 }, "inode 2: page 9 is outside the image's 9 pages"},
+		{"tmpfs page of a VMA", func(s *State) { s.Tmpfs[0].Inodes[1].Pages[0].Page = 4 }, "page 4 of the page data is also a VMA's"},
+		{"tmpfs page used twice", func(s *State) {
+			in := &s.Tmpfs[0].Inodes[1]
+			in.Size = 8192
+			in.Pages = append(in.Pages, vfs.TmpPage{Index: 1, Page: 8})
+		}, "page 8 of the page data is used twice"},
 
 		// Offsets and ranges.
 		{"file offset near 2^64", func(s *State) { vma(s, private).Offset = 1<<64 - 4096 }, "bad offset 0xfffffffffffff000"},

@@ -44,12 +44,21 @@ type InodeState struct {
 	Seals   uint32     `json:"seals,omitempty"`   // F_ADD_SEALS seals of a regular file
 }
 
-// TmpPage is an allocated page of a regular file: its index (offset /
-// 4096) and its 4096 bytes.
+// TmpPage is an allocated page of a regular file: its index in the file
+// (offset / 4096) and where its contents are: page Page of the image's
+// page data.
 type TmpPage struct {
 	Index int64  `json:"index"`
-	Data  []byte `json:"data"`
+	Page  uint64 `json:"page"`
 }
+
+// PageSaver stores the contents of a guest frame in the image being
+// written and returns its index in the image's page data.
+type PageSaver func(frame uint64) (page uint64)
+
+// PageLoader returns the guest frame that holds page page of the image's
+// page data; the restored file takes over its reference.
+type PageLoader func(page uint64) (frame uint64, err error)
 
 // TmpEntry is a directory entry.
 type TmpEntry struct {
@@ -57,8 +66,9 @@ type TmpEntry struct {
 	Ino  uint64 `json:"ino"`
 }
 
-// TmpfsState describes every tmpfs mount, in mount order.
-func (fs *FS) TmpfsState() []MountState {
+// TmpfsState describes every tmpfs mount, in mount order; save stores
+// each allocated page of each file once.
+func (fs *FS) TmpfsState(save PageSaver) []MountState {
 	fs.mu.RLock()
 	defer fs.mu.RUnlock()
 	var out []MountState
@@ -101,7 +111,7 @@ func (fs *FS) TmpfsState() []MountState {
 				}
 				sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
 				for _, i := range idx {
-					is.Pages = append(is.Pages, TmpPage{Index: i, Data: append([]byte(nil), m.frames.Bytes(ti.pages[i])...)})
+					is.Pages = append(is.Pages, TmpPage{Index: i, Page: save(ti.pages[i])})
 				}
 			case unix.S_IFLNK:
 				is.Nlink = ti.nlink
@@ -133,16 +143,18 @@ func symlinkTarget(d *node, ino uint64) string {
 // path, inodes with distinct numbers below NextIno and known types, a
 // directory tree from Root in which each directory appears once and
 // entries name existing inodes by distinct plain names, link counts that
-// match the entries, pages inside the file and 4096 bytes each, and no
-// more pages than the size limit allows. Restore relies on it.
+// match the entries, pages inside the file and in order, and no more
+// pages than the size limit allows. Restore relies on it. That the page
+// indexes lie in the image's page data, each used once, is for the
+// caller to check (kernel.State.Validate).
 func (ms *MountState) Validate() error {
-	_, err := ms.build(nil)
+	_, err := ms.build(nil, nil)
 	return err
 }
 
 // build makes the mount a MountState describes (see Validate), with its
-// pages in frames; with frames nil it only checks.
-func (ms *MountState) build(frames *guestmm.Frames) (m *tmpMount, err error) {
+// pages from load in frames; with load nil it only checks.
+func (ms *MountState) build(frames *guestmm.Frames, load PageLoader) (m *tmpMount, err error) {
 	if comps, ok := cleanAbs(ms.Path); ms.Path != memfdMount && (!ok || joinPath(comps) != ms.Path) {
 		return nil, fmt.Errorf("tmpfs mount point %q is not a clean absolute path", ms.Path)
 	}
@@ -151,7 +163,7 @@ func (ms *MountState) build(frames *guestmm.Frames) (m *tmpMount, err error) {
 	}
 	m = &tmpMount{frames: frames, path: ms.Path, limit: ms.Size, nextIno: ms.NextIno, inodes: map[uint64]*tmpInode{}}
 	defer func() {
-		if err != nil && frames != nil {
+		if err != nil && load != nil {
 			m.freeAll()
 		}
 	}()
@@ -191,8 +203,8 @@ func (ms *MountState) build(frames *guestmm.Frames) (m *tmpMount, err error) {
 			}
 			ti.size = is.Size
 			for j, pg := range is.Pages {
-				if len(pg.Data) != pageSize || pg.Index < 0 || pg.Index*pageSize >= is.Size || j > 0 && pg.Index <= is.Pages[j-1].Index {
-					return nil, fmt.Errorf("tmpfs %s: inode %d: page %d (index %d, %d bytes) is not a page inside the file, in order", ms.Path, is.Ino, j, pg.Index, len(pg.Data))
+				if pg.Index < 0 || pg.Index >= (is.Size+pageSize-1)/pageSize || j > 0 && pg.Index <= is.Pages[j-1].Index {
+					return nil, fmt.Errorf("tmpfs %s: inode %d: page %d (index %d) is not a page inside the file, in order", ms.Path, is.Ino, j, pg.Index)
 				}
 				if m.used += pageSize; m.used > m.limit {
 					return nil, fmt.Errorf("tmpfs %s: the contents exceed the size limit of %d bytes", ms.Path, m.limit)
@@ -200,15 +212,14 @@ func (ms *MountState) build(frames *guestmm.Frames) (m *tmpMount, err error) {
 				if ti.pages == nil {
 					ti.pages = map[int64]uint64{}
 				}
-				if frames == nil {
+				if load == nil {
 					ti.pages[pg.Index] = 0
 					continue
 				}
-				pa, err := frames.Alloc()
+				pa, err := load(pg.Page)
 				if err != nil {
-					return nil, fmt.Errorf("tmpfs %s: guest RAM is too small for its contents", ms.Path)
+					return nil, fmt.Errorf("tmpfs %s: inode %d: %v", ms.Path, is.Ino, err)
 				}
-				copy(frames.Bytes(pa), pg.Data)
 				ti.pages[pg.Index] = pa
 			}
 		case unix.S_IFLNK:
@@ -297,12 +308,13 @@ func (m *tmpMount) freeAll() {
 	}
 }
 
-// RestoreTmpfs mounts tmpfs mounts from a checkpoint. Files open in the
-// image are then re-opened by Reopen (FileState.Mount and Ino); inodes
-// that nothing names or holds open are dropped by DropUnused.
-func (fs *FS) RestoreTmpfs(states []MountState) error {
+// RestoreTmpfs mounts tmpfs mounts from a checkpoint, taking their pages
+// from load. Files open in the image are then re-opened by Reopen
+// (FileState.Mount and Ino); inodes that nothing names, holds open or
+// maps are dropped by DropUnused.
+func (fs *FS) RestoreTmpfs(states []MountState, load PageLoader) error {
 	for i := range states {
-		m, err := states[i].build(fs.frames)
+		m, err := states[i].build(fs.frames, load)
 		if err != nil {
 			return err
 		}

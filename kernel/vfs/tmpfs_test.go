@@ -22,6 +22,27 @@ func newTmpFS(t testing.TB, size int64) *FS {
 	return fs
 }
 
+// pageStore stands in for an image's page data.
+type pageStore struct{ pages [][]byte }
+
+func (s *pageStore) saver(fs *FS) PageSaver {
+	return func(frame uint64) uint64 {
+		s.pages = append(s.pages, append([]byte(nil), fs.frames.Bytes(frame)...))
+		return uint64(len(s.pages) - 1)
+	}
+}
+
+// loader gives pages of the store; pages it does not have read as zeros.
+func (s *pageStore) loader(fs *FS) PageLoader {
+	return func(page uint64) (uint64, error) {
+		pa, err := fs.frames.Alloc()
+		if err == nil && page < uint64(len(s.pages)) {
+			copy(fs.frames.Bytes(pa), s.pages[page])
+		}
+		return pa, err
+	}
+}
+
 func createFile(t testing.TB, fs *FS, path, content string) File {
 	t.Helper()
 	f, errno := fs.OpenMode("/", path, unix.O_CREAT|unix.O_RDWR|unix.O_EXCL, 0o644)
@@ -295,7 +316,8 @@ func TestTmpfsStateRoundTrip(t *testing.T) {
 	require.Zero(t, fs.Unlink("/", "/tmp/open", false))
 	desc := open.Describe()
 
-	states := fs.TmpfsState()
+	var store pageStore
+	states := fs.TmpfsState(store.saver(fs))
 	data, err := json.Marshal(states)
 	require.NoError(t, err)
 	var back []MountState
@@ -305,7 +327,7 @@ func TestTmpfsStateRoundTrip(t *testing.T) {
 	fs2, err := New(Options{})
 	require.NoError(t, err)
 	defer fs2.Close()
-	require.NoError(t, fs2.RestoreTmpfs(back))
+	require.NoError(t, fs2.RestoreTmpfs(back, store.loader(fs2)))
 	f, errno := fs2.Reopen(desc)
 	require.Zero(t, errno)
 	defer f.Close()
@@ -326,7 +348,9 @@ func TestTmpfsStateRoundTrip(t *testing.T) {
 	assert.Equal(t, int64(5*pageSize+4), st.Size)
 	assert.Equal(t, int64(8), st.Blocks)
 	assert.Equal(t, fs.mounts[0].used, fs2.mounts[0].used)
-	again := fs2.TmpfsState()
+	var store2 pageStore
+	again := fs2.TmpfsState(store2.saver(fs2))
+	assert.True(t, reflect.DeepEqual(store.pages, store2.pages), "the same pages")
 	for _, ms := range [][]MountState{states, again} { // reads above moved the atimes
 		for i := range ms[0].Inodes {
 			ms[0].Inodes[i].Atime = Timespec{}
@@ -343,7 +367,7 @@ func TestMountStateValidate(t *testing.T) {
 	good := func() MountState {
 		return MountState{Path: "/tmp", Size: 8192, Root: 1, NextIno: 3, Inodes: []InodeState{
 			{Ino: 1, Mode: unix.S_IFDIR | 0o1777, Entries: []TmpEntry{{Name: "f", Ino: 2}}},
-			{Ino: 2, Mode: unix.S_IFREG | 0o644, Nlink: 1, Size: 10, Pages: []TmpPage{{Index: 0, Data: make([]byte, pageSize)}}},
+			{Ino: 2, Mode: unix.S_IFREG | 0o644, Nlink: 1, Size: 10, Pages: []TmpPage{{Index: 0, Page: 7}}},
 		}}
 	}
 	g := good()
@@ -364,12 +388,13 @@ func TestMountStateValidate(t *testing.T) {
 		{"bad name", func(m *MountState) { m.Inodes[0].Entries[0].Name = "a/b" }},
 		{"dot name", func(m *MountState) { m.Inodes[0].Entries[0].Name = ".." }},
 		{"nlink mismatch", func(m *MountState) { m.Inodes[1].Nlink = 2 }},
-		{"short page", func(m *MountState) { m.Inodes[1].Pages[0].Data = []byte("x") }},
+		{"pages out of order", func(m *MountState) { m.Inodes[1].Pages = append(m.Inodes[1].Pages, m.Inodes[1].Pages[0]) }},
+		{"negative page", func(m *MountState) { m.Inodes[1].Pages[0].Index = -1 }},
 		{"page past end", func(m *MountState) { m.Inodes[1].Pages[0].Index = 1 }},
 		{"over the limit", func(m *MountState) {
 			m.Size = 4096
 			m.Inodes[1].Size = 8192
-			m.Inodes[1].Pages = append(m.Inodes[1].Pages, TmpPage{Index: 1, Data: make([]byte, pageSize)})
+			m.Inodes[1].Pages = append(m.Inodes[1].Pages, TmpPage{Index: 1, Page: 8})
 		}},
 		{"directory cycle", func(m *MountState) { m.Inodes[0].Entries = append(m.Inodes[0].Entries, TmpEntry{Name: "self", Ino: 1}) }},
 		{"entries on a file", func(m *MountState) { m.Inodes[1].Entries = []TmpEntry{{Name: "x", Ino: 1}} }},
@@ -403,11 +428,12 @@ func FuzzMountState(f *testing.F) {
 		fs, err := New(Options{})
 		require.NoError(t, err)
 		defer fs.Close()
-		if err := fs.RestoreTmpfs([]MountState{ms}); err != nil {
-			return // the mount point collides with a built-in entry
+		var store pageStore
+		if err := fs.RestoreTmpfs([]MountState{ms}, store.loader(fs)); err != nil {
+			return // the mount point collides with a built-in entry, or RAM is short
 		}
 		fs.DropUnused()
-		for _, again := range fs.TmpfsState() {
+		for _, again := range fs.TmpfsState(store.saver(fs)) {
 			require.NoError(t, again.Validate())
 		}
 	})
@@ -494,12 +520,13 @@ func TestMemfdSeals(t *testing.T) {
 	assert.Equal(t, unix.EINVAL, errno)
 
 	// The memfd and its seals survive a checkpoint of the FS.
-	states := fs.TmpfsState()
+	var store pageStore
+	states := fs.TmpfsState(store.saver(fs))
 	require.Len(t, states, 2)
 	fs2, err := New(Options{})
 	require.NoError(t, err)
 	defer fs2.Close()
-	require.NoError(t, fs2.RestoreTmpfs(states))
+	require.NoError(t, fs2.RestoreTmpfs(states, store.loader(fs2)))
 	h, errno := fs2.Reopen(f.Describe())
 	require.Zero(t, errno)
 	defer h.Close()
