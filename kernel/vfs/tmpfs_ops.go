@@ -10,8 +10,9 @@ import (
 // The namespace operations of tmpfs: create, mkdir, unlink, rmdir,
 // symlink, link, rename and truncate, with Linux's checks in Linux's
 // order where it matters for the errno. Outside a tmpfs everything is the
-// read-only root or synthetic: EROFS once the name is known to exist (or,
-// for creation, not to exist).
+// read-only root or synthetic: EROFS, after EEXIST for a name that exists
+// (creating calls) and EXDEV between a tmpfs and elsewhere (rename, link
+// into a tmpfs), as Linux orders them.
 
 // Rename flags of renameat2(2).
 const (
@@ -82,18 +83,12 @@ func (p *parent) childPath() string {
 	return joinPath(append(p.r.comps[:len(p.r.comps):len(p.r.comps)], p.name))
 }
 
-// existsOutside tells, for a parent that is not a tmpfs directory,
-// whether its entry exists (creating calls give EEXIST for it before
-// EROFS, as Linux's filename_create).
-func (fs *FS) existsOutside(p *parent) (bool, unix.Errno) {
+// existsOutside reports, for a parent that is not a tmpfs directory,
+// whether its entry exists: creating calls give EEXIST for it before
+// EROFS, as Linux's filename_create. The caller must not hold fs.mu.
+func (fs *FS) existsOutside(p *parent) bool {
 	_, errno := fs.Lstat("/", p.childPath())
-	if errno == unix.ENOENT {
-		return false, unix.ENOENT
-	}
-	if errno != 0 {
-		return false, errno
-	}
-	return true, unix.EROFS
+	return errno == 0
 }
 
 // mayCreate checks write and search permission on a tmpfs directory. The
@@ -321,7 +316,7 @@ func (fs *FS) Mkdir(cwd, path string, mode uint32) unix.Errno {
 	dir := p.tmpDir()
 	if dir == nil {
 		fs.mu.Unlock()
-		exists, _ := fs.existsOutside(&p)
+		exists := fs.existsOutside(&p)
 		fs.mu.Lock()
 		if exists {
 			return unix.EEXIST
@@ -360,7 +355,7 @@ func (fs *FS) Symlink(target, cwd, path string) unix.Errno {
 	dir := p.tmpDir()
 	if dir == nil {
 		fs.mu.Unlock()
-		exists, _ := fs.existsOutside(&p)
+		exists := fs.existsOutside(&p)
 		fs.mu.Lock()
 		if exists {
 			return unix.EEXIST
@@ -490,7 +485,7 @@ func (fs *FS) linkInode(ti *tmpInode, old *node, newcwd, newpath string) unix.Er
 	dir := p.tmpDir()
 	if dir == nil {
 		fs.mu.Unlock()
-		exists, _ := fs.existsOutside(&p)
+		exists := fs.existsOutside(&p)
 		fs.mu.Lock()
 		if exists {
 			return unix.EEXIST
