@@ -32,6 +32,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		Program:  k.progRef,
 		MemSize:  k.m.MemSize(),
 		Syscalls: k.syscalls,
+		Time:     k.timeState(),
 	}
 	if vc, ok := k.clock.(*VirtualClock); ok {
 		st.Clock.Virtual = true
@@ -45,6 +46,8 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		PID: p.pid, PPID: p.ppid, Cwd: p.cwd, Exe: p.exe,
 		BrkStart: brkStart, Brk: brk,
 		FDLimit: p.fds.Limit(), FDs: p.fds.Snapshot(),
+		Umask: &p.umask, Dumpable: &p.dumpable, Groups: p.groups,
+		LockFuture: p.lockFuture, LockOnFault: p.lockOnFault,
 	}
 	for _, fd := range ps.FDs {
 		if fd.File.Kind == vfs.KindPipe {
@@ -88,6 +91,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		ClearTID: t.clearTID, Robust: t.robust, RobustSz: t.robustSz,
 		Sigmask: t.sigmask, Pending: t.pending, PendingCodes: pendingCodes(t),
 		AltSP: t.altstack.SP, AltFlags: t.altstack.Flags, AltSize: t.altstack.Size,
+		Comm: &t.comm, Pdeathsig: t.pdeathsig, Nice: t.nice,
 	}}
 	for _, d := range k.deviceStates {
 		data, err := d.Save()
@@ -147,7 +151,7 @@ func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAStat
 		Type: vmaType(v), Start: v.Start, End: v.End,
 		Prot: uint32(v.Prot), MaxProt: uint32(v.MaxProt),
 		Shared: v.Shared, Anonymous: v.Anonymous, GrowsDown: v.GrowsDown,
-		DontDump: v.DontDump, NoReserve: v.NoReserve,
+		DontDump: v.DontDump, NoReserve: v.NoReserve, Locked: v.Locked,
 		Kind: vmaKindName(v.Kind), Name: v.Name, Offset: v.Offset,
 	}
 	var err error
@@ -209,7 +213,7 @@ func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
 func pendingCodes(t *Task) map[int]int {
 	var m map[int]int
 	for sig := 1; sig <= numSignals; sig++ {
-		if t.pending&sigBit(sig) != 0 {
+		if t.pending&sigBit(sig) != 0 { // a POSIX timer's: Timer.Queued
 			if m == nil {
 				m = map[int]int{}
 			}

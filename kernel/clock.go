@@ -51,7 +51,9 @@ func (c HostClock) TSC() uint64 {
 //   - nanosleep and clock_nanosleep advance it by the requested time
 //     instead of waiting;
 //   - rdtsc returns the monotonic time in nanoseconds (a 1 GHz TSC);
-//   - the CPU-time clocks read the same as CLOCK_MONOTONIC.
+//   - the CPU-time clocks read the same as CLOCK_MONOTONIC;
+//   - timers fire at the first system call or fault at or after their
+//     expiry, and sleeps stop at the next expiry (see timers.go).
 //
 // Nothing the host does changes what the guest reads, so two runs with the
 // same program, input and seed see the same times.

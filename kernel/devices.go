@@ -155,7 +155,9 @@ func (s kernelSleeper) SleepUntil(ns int64) bool {
 	if ns == math.MaxInt64 {
 		// Nothing will ever wake this wait but the end of the run or a
 		// checkpoint; the virtual clock must not jump to the end of time.
-		return s.k.sleep(math.MaxInt64) == 0
+		_, e := s.k.sleep(math.MaxInt64)
+		return e == 0
 	}
-	return s.k.sleep(ns-now) == 0
+	_, e := s.k.sleep(ns - now)
+	return e == 0
 }

@@ -2,6 +2,8 @@ package kernel
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/loader"
@@ -85,8 +87,47 @@ func (k *Kernel) exec(img *loader.Image) (*Process, vmm.Regs, error) {
 	if cwd == "" {
 		cwd = "/"
 	}
-	p := newProcess(as, k.fs.NewFDTable(), cwd, k.cfg.Name)
+	p := newProcess(as, k.fs.NewFDTable(), cwd, exePath(k.cfg.Path, k.cfg.Name, k.cfg.Root))
 	return p, vmm.Regs{RIP: img.Entry + bias, RSP: sp, RFLAGS: 0x202}, nil
+}
+
+// exePath is what readlink("/proc/self/exe") gives the guest: Linux shows
+// the absolute path of the executable's file, symbolic links resolved,
+// however the program was named (argv[0] and AT_EXECFN keep that). glibc's
+// static start-up asserts that it is absolute.
+//
+//   - With a root, a program inside it is shown by its guest path
+//     (ROOT/usr/bin/busybox is /usr/bin/busybox); one outside it by
+//     "/" and its file name, since no guest path leads to it and the
+//     host's path is no business of the guest.
+//   - Without a root the guest has no files of its own; it sees the host
+//     path, which is what the program shows when run natively.
+//
+// hostPath is the program's host file (Config.Path); name stands in for
+// it when it is empty.
+func exePath(hostPath, name, root string) string {
+	if hostPath == "" {
+		hostPath = name
+	}
+	p, err := filepath.Abs(hostPath)
+	if err != nil {
+		return "/" + filepath.Base(hostPath)
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
+	if root == "" {
+		return p
+	}
+	if r, err := filepath.Abs(root); err == nil {
+		if real, err := filepath.EvalSymlinks(r); err == nil {
+			r = real
+		}
+		if rel, err := filepath.Rel(r, p); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return filepath.Join("/", rel)
+		}
+	}
+	return "/" + filepath.Base(p)
 }
 
 // loadSegment maps one PT_LOAD segment like Linux's elf_map/set_brk: the

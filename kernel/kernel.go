@@ -62,6 +62,7 @@ type Kernel struct {
 	proc    *Process
 	vcpu    *vmm.VCPU
 	unknown map[uint64]bool
+	notes   map[string]bool // see noteOnce
 	hwcap   uint64
 	// pendingExit ends the run after the current system call returns.
 	pendingExit error
@@ -79,6 +80,11 @@ type Kernel struct {
 	// device read) when a checkpoint is requested; the call is then
 	// restarted after the checkpoint, unseen by the guest.
 	wake chan struct{}
+	// timers are the guest's interval and POSIX timers (timers.go).
+	timers timerTable
+	// privilege overrides privileged() (tests); nil means "the host's
+	// euid is 0".
+	privilege *bool
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"

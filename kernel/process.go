@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"path"
+
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 )
@@ -15,6 +17,15 @@ type Process struct {
 	exe       string
 	actions   [numSignals + 1]sigAction
 	tasks     []*Task
+
+	umask    uint32 // umask(2), 0022 at start
+	dumpable int    // prctl(PR_SET_DUMPABLE): 0 or 1, 1 at start
+	// groups is the supplementary group list after a privileged
+	// setgroups; nil means the host's list (see sysGetgroups).
+	groups []uint32
+	// lockFuture is mlockall(MCL_FUTURE): new mappings are locked
+	// (populated unless lockOnFault, MCL_ONFAULT).
+	lockFuture, lockOnFault bool
 }
 
 // Task is one thread of a process.
@@ -28,7 +39,14 @@ type Task struct {
 	pending  uint64
 	// pendingCode is the si_code of each pending signal.
 	pendingCode [numSignals + 1]int
-	altstack    stackT
+	// pendingTimer is the POSIX timer that queued each pending signal
+	// (nil for other senders); see dequeueTimer.
+	pendingTimer [numSignals + 1]*Timer
+	altstack     stackT
+
+	comm      string // prctl(PR_SET_NAME): at most 15 bytes
+	pdeathsig int    // prctl(PR_SET_PDEATHSIG)
+	nice      int    // setpriority(2): -20..19
 }
 
 // stackT is struct stack_t (sigaltstack).
@@ -44,7 +62,17 @@ type stackT struct {
 const firstPID = 2
 
 func newProcess(as *guestmm.AddressSpace, fds *vfs.FDTable, cwd, exe string) *Process {
-	p := &Process{pid: firstPID, ppid: 1, as: as, fds: fds, cwd: cwd, exe: exe}
-	p.tasks = []*Task{{tid: p.pid, proc: p, altstack: stackT{Flags: ssDisable}}}
+	p := &Process{pid: firstPID, ppid: 1, as: as, fds: fds, cwd: cwd, exe: exe, umask: 0o022, dumpable: 1}
+	p.tasks = []*Task{{tid: p.pid, proc: p, altstack: stackT{Flags: ssDisable}, comm: commOf(exe)}}
 	return p
+}
+
+// commOf is the task name Linux's exec gives a program: the last path
+// component, cut to TASK_COMM_LEN-1 bytes.
+func commOf(exe string) string {
+	name := path.Base(exe)
+	if len(name) > taskCommLen-1 {
+		name = name[:taskCommLen-1]
+	}
+	return name
 }

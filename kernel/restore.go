@@ -169,27 +169,51 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	} else {
 		fdEntries = append([]vfs.FDEntry(nil), ps.FDs...)
 		for i := range fdEntries {
-			fdEntries[i].File.Device = nil
+			if fdEntries[i].File.Kind != KindTimerFD { // its Device names its timer
+				fdEntries[i].File.Device = nil
+			}
 		}
 	}
-	fds, err := k.fs.RestoreFDTable(fdEntries, ps.FDLimit)
+	// timerfds are the kernel's, not vfs's: restored after the timers.
+	var plain []vfs.FDEntry
+	for _, e := range fdEntries {
+		if e.File.Kind != KindTimerFD {
+			plain = append(plain, e)
+		}
+	}
+	fds, err := k.fs.RestoreFDTable(plain, ps.FDLimit)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
 	k.fs.DropUnused()
-	p := &Process{pid: ps.PID, ppid: ps.PPID, as: as, fds: fds, cwd: ps.Cwd, exe: ps.Exe}
+	p := &Process{pid: ps.PID, ppid: ps.PPID, as: as, fds: fds, cwd: ps.Cwd, exe: ps.Exe,
+		umask: 0o022, dumpable: 1, groups: ps.Groups, lockFuture: ps.LockFuture, lockOnFault: ps.LockOnFault}
+	if ps.Umask != nil { // ranges checked by Validate
+		p.umask = *ps.Umask
+	}
+	if ps.Dumpable != nil {
+		p.dumpable = *ps.Dumpable
+	}
 	for _, a := range ps.Actions { // signal numbers checked by Validate
 		p.actions[a.Signal] = sigAction{Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask}
 	}
 	ts := st.Tasks[0]
 	t := &Task{tid: ts.TID, proc: p, clearTID: ts.ClearTID, robust: ts.Robust, robustSz: ts.RobustSz,
 		sigmask: ts.Sigmask &^ unblockable, pending: ts.Pending,
-		altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize}}
+		altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize},
+		comm:     commOf(ps.Exe), pdeathsig: ts.Pdeathsig, nice: ts.Nice}
+	if ts.Comm != nil {
+		t.comm = *ts.Comm
+	}
 	for sig, code := range ts.PendingCodes {
 		t.pendingCode[sig] = code
 	}
 	p.tasks = []*Task{t}
 	k.proc = p
+	k.restoreTimeState(&st.Time, t)
+	if err := k.restoreTimerFDs(fds, fdEntries); err != nil {
+		return err
+	}
 	if err := k.vcpu.Start(ts.Regs, as.PageTables().Root(), ts.FSBase); err != nil {
 		return err
 	}
@@ -240,7 +264,7 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]
 	v := guestmm.VMA{
 		Start: vs.Start, End: vs.End, Prot: guestmm.Prot(vs.Prot), MaxProt: guestmm.Prot(vs.MaxProt),
 		Shared: vs.Shared, Anonymous: vs.Anonymous, GrowsDown: vs.GrowsDown, DontDump: vs.DontDump,
-		NoReserve: vs.NoReserve, Kind: kind, Offset: vs.Offset, Name: vs.Name,
+		NoReserve: vs.NoReserve, Locked: vs.Locked, Kind: kind, Offset: vs.Offset, Name: vs.Name,
 	}
 	switch kind {
 	case guestmm.KindFile:

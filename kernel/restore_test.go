@@ -3,6 +3,7 @@ package kernel
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"testing"
 
@@ -113,5 +114,81 @@ func TestRestoreRejectsBadState(t *testing.T) {
 		n, _ := r.Read(out)
 		require.Equal(t, ExitStatus{}, st)
 		require.Equal(t, "hello, world\n", string(out[:n]))
+	})
+}
+
+// TestProcessAttributesRoundTrip checkpoints sysmisc after it has set
+// its umask, name, parent-death signal, dumpable flag, nice value and a
+// locked page, restores the image, and checks that the restored process
+// has them all, and that the restored run prints what the first did.
+func TestProcessAttributesRoundTrip(t *testing.T) {
+	kvmtest.Require(t)
+	prog, err := testimages.FS.ReadFile("bin/sysmisc")
+	require.NoError(t, err)
+	runWith := func(run func(w *os.File) (*Kernel, error)) (*Kernel, string) {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		defer r.Close()
+		k, err := run(w)
+		require.NoError(t, err)
+		t.Cleanup(func() { k.Close() })
+		st, err := k.Run(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, ExitStatus{}, st)
+		w.Close()
+		out, err := io.ReadAll(r)
+		require.NoError(t, err)
+		return k, string(out)
+	}
+	var snap *State
+	var pages []byte
+	_, first := runWith(func(w *os.File) (*Kernel, error) {
+		cfg := Config{Program: prog, Name: "sysmisc", Args: []string{"sysmisc", "ckpt"}, Stdout: w, MemSize: 64 << 20}
+		cfg.Checkpoint = CheckpointConfig{LeaveRunning: true, Save: func(s *Snapshot) error {
+			snap = s.State
+			for _, pa := range s.Pages {
+				pages = append(pages, s.Mem[pa:pa+4096]...)
+			}
+			return nil
+		}}
+		return New(cfg)
+	})
+	require.NotNil(t, snap)
+	ps, ts := snap.Process, snap.Tasks[0]
+	require.Equal(t, uint32(0o027), *ps.Umask)
+	require.Equal(t, 0, *ps.Dumpable)
+	require.Equal(t, "renamed", *ts.Comm)
+	require.Equal(t, 15, ts.Pdeathsig)
+	require.Equal(t, 7, ts.Nice)
+	locked := 0
+	for _, v := range ps.VMAs {
+		if v.Locked {
+			locked++
+			require.Equal(t, uint64(4096), v.End-v.Start)
+		}
+	}
+	require.Equal(t, 1, locked)
+
+	k, second := runWith(func(w *os.File) (*Kernel, error) {
+		return Restore(Config{Program: prog, Stdout: w}, snap, PageBytes(pages))
+	})
+	p := k.proc
+	require.Equal(t, uint32(0o027), p.umask)
+	require.Equal(t, 0, p.dumpable)
+	require.Equal(t, "renamed", p.tasks[0].comm)
+	require.Equal(t, "checkpoint: 1\n", first[:14])
+	require.Equal(t, "checkpoint: 2\n", second[:14])
+	require.Equal(t, first[14:], second[14:])
+	require.Contains(t, second, "name=renamed pdeathsig=15 dumpable=0 umask=027 nice=7\n")
+
+	t.Run("old image without the attributes", func(t *testing.T) {
+		old := *snap
+		old.Process.Umask, old.Process.Dumpable, old.Tasks = nil, nil, []TaskState{snap.Tasks[0]}
+		old.Tasks[0].Comm, old.Tasks[0].Nice, old.Tasks[0].Pdeathsig = nil, 0, 0
+		k, out := runWith(func(w *os.File) (*Kernel, error) {
+			return Restore(Config{Program: prog, Stdout: w}, &old, PageBytes(pages))
+		})
+		require.Equal(t, "sysmisc", k.proc.tasks[0].comm)
+		require.Contains(t, out, "name=sysmisc pdeathsig=0 dumpable=1 umask=022 nice=0\n")
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 
@@ -42,6 +43,13 @@ func (e *errExit) Error() string { return fmt.Sprintf("exit %+v", e.status) }
 // Run runs the program until it exits, a signal kills it, or ctx ends.
 func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	k.ctx = ctx
+	// One host thread runs the whole run, so that its CPU time is the
+	// guest's (see cpu).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	k.timers.cpuStart = hostThreadCPU()
+	k.setHostTimer()
+	defer k.stopHostTimer()
 	stop := context.AfterFunc(ctx, k.vcpu.Kick)
 	defer stop()
 	done := make(chan struct{})
@@ -60,6 +68,11 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 		switch ex.Kind {
 		case vmm.ExitSyscall:
 			err = k.syscall(t)
+			// Timers first, so that an image taken here holds what a
+			// run going on would have seen next.
+			if err == nil && k.timersDue(ex.Kind) {
+				k.checkTimers(t)
+			}
 			if err == nil && cc.AtSyscall != 0 && k.syscalls == cc.AtSyscall {
 				err = k.checkpoint(nil)
 			}
@@ -67,6 +80,9 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 			err = k.checkpoint(nil)
 		case vmm.ExitException:
 			err = k.exception(t, ex)
+			if ex.Vector == vmm.VecPF {
+				k.countFault()
+			}
 		case vmm.ExitMMIOFault:
 			reason := ex.Fault.Reason
 			if ex.MMIOWrite {
@@ -79,6 +95,9 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 			if ctx.Err() != nil {
 				return ExitStatus{TimedOut: true}, nil
 			}
+		}
+		if err == nil && ex.Kind != vmm.ExitSyscall && k.timersDue(ex.Kind) {
+			k.checkTimers(t)
 		}
 		if err == nil && t.pending != 0 {
 			err = k.deliverPending(t)
@@ -239,4 +258,25 @@ func (k *Kernel) deviceVA(t *Task, pa uint64) uint64 {
 		}
 	}
 	return pa
+}
+
+// timersDue says whether to check the timers after an exit of this kind.
+// In host mode that is whenever the host timer went off; under
+// --deterministic it is after every system call and fault, never at a
+// kick (whose timing is the host's).
+func (k *Kernel) timersDue(kind vmm.ExitKind) bool {
+	if len(k.timers.list) == 0 {
+		return false
+	}
+	if _, virtual := k.clock.(*VirtualClock); virtual {
+		return kind == vmm.ExitSyscall || kind == vmm.ExitException
+	}
+	return k.timers.hostDue.Load()
+}
+
+// countFault counts a page fault for getrusage and follows the peak of
+// guest RAM in use (ru_maxrss).
+func (k *Kernel) countFault() {
+	k.timers.minFaults++
+	k.timers.maxRSSKB = max(k.timers.maxRSSKB, uint64(k.frames.Used())*4)
 }

@@ -124,10 +124,15 @@ func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode,
 	info := b[8+ucSize:]
 	le.PutUint32(info[0:], uint32(si.signo))
 	le.PutUint32(info[8:], uint32(int32(si.code)))
-	if si.code == siUser || si.code == siTkill {
+	switch {
+	case si.code == siUser || si.code == siTkill:
 		le.PutUint32(info[16:], uint32(t.proc.pid))
 		le.PutUint32(info[20:], uint32(unix.Getuid()))
-	} else {
+	case si.code == siTimer:
+		le.PutUint32(info[16:], uint32(si.timerID))
+		le.PutUint32(info[20:], uint32(si.overrun))
+		le.PutUint64(info[24:], si.value)
+	default:
 		le.PutUint64(info[16:], si.addr)
 	}
 	if e := k.copyOut(t, fp, fpImage); e != 0 {

@@ -59,6 +59,10 @@ type sigInfo struct {
 	// trapno and errCode are the exception's vector and error code, for
 	// the handler's sigcontext.
 	trapno, errCode uint64
+	// timerID, overrun and value are si_timerid, si_overrun and si_value
+	// of a POSIX timer's signal (si_code SI_TIMER).
+	timerID, overrun int32
+	value            uint64
 }
 
 // defaultIgnored reports whether sig's default action is to ignore it.
@@ -106,6 +110,8 @@ func codeName(signo, code int) string {
 		return "SI_KERNEL"
 	case siTkill:
 		return "SI_TKILL"
+	case siTimer:
+		return "SI_TIMER"
 	}
 	names := map[unix.Signal][]string{
 		unix.SIGSEGV: {"", "SEGV_MAPERR", "SEGV_ACCERR"},
@@ -143,6 +149,9 @@ func (k *Kernel) kill(t *Task, si sigInfo) error {
 // sendSignal is kill/tgkill to the task itself: the signal is pending and
 // acted on when the task returns to user mode (deliverPending).
 func (k *Kernel) sendSignal(t *Task, sig int, code int) {
+	if t.pending&sigBit(sig) != 0 && t.pendingTimer[sig] != nil {
+		return // a standard signal is queued once: the timer's stays
+	}
 	t.pending |= sigBit(sig)
 	t.pendingCode[sig] = code
 }
@@ -159,6 +168,8 @@ func (k *Kernel) deliverPending(t *Task) error {
 		t.pending &^= bit
 		act := t.proc.actions[sig]
 		code := t.pendingCode[sig]
+		si := sigInfo{signo: sig, code: code}
+		k.dequeueTimer(t, sig, &si)
 		switch {
 		case sig == int(unix.SIGKILL):
 		case act.Handler == sigIgn:
@@ -167,7 +178,7 @@ func (k *Kernel) deliverPending(t *Task) error {
 			// Job control stops have no one to continue them here.
 			continue
 		case act.Handler != sigDfl:
-			if err := k.setupFrame(t, sigInfo{signo: sig, code: code}, act, 0, 0, 0); err != nil {
+			if err := k.setupFrame(t, si, act, 0, 0, 0); err != nil {
 				return k.kill(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: err.Error()})
 			}
 			continue
@@ -348,7 +359,8 @@ func (k *Kernel) sysKill(t *Task, pid int, sig int, code int) (uint64, unix.Errn
 	if sig < 0 || sig > numSignals {
 		return 0, unix.EINVAL
 	}
-	if pid != t.proc.pid && pid != 0 && pid != -1 {
+	// kill(-1) signals every process but init and the caller: here none.
+	if pid != t.proc.pid && pid != 0 {
 		return 0, unix.ESRCH
 	}
 	if sig == 0 {

@@ -15,13 +15,15 @@ import (
 // State is everything a checkpoint needs to continue a run in a new
 // machine, apart from page contents: plain data, encodable as JSON.
 type State struct {
-	Program  ProgramRef     `json:"program"`
-	MemSize  uint64         `json:"mem_size"`
-	Clock    ClockState     `json:"clock"`
-	Syscalls uint64         `json:"syscalls"`
-	Process  ProcessState   `json:"process"`
-	Tasks    []TaskState    `json:"tasks"`
-	Devices  []DeviceRecord `json:"devices,omitempty"`
+	Program  ProgramRef `json:"program"`
+	MemSize  uint64     `json:"mem_size"`
+	Clock    ClockState `json:"clock"`
+	Syscalls uint64     `json:"syscalls"`
+	// Time is the guest's timers and CPU-time accounting.
+	Time    TimeState      `json:"time"`
+	Process ProcessState   `json:"process"`
+	Tasks   []TaskState    `json:"tasks"`
+	Devices []DeviceRecord `json:"devices,omitempty"`
 	// Objects are the shared objects the VMAs refer to by objref: each
 	// file is recorded once, however many VMAs map it.
 	Objects []Object `json:"objects,omitempty"`
@@ -75,6 +77,17 @@ type ProcessState struct {
 	FDLimit  int           `json:"fd_limit"`
 	FDs      []vfs.FDEntry `json:"fds"`
 	VMAs     []VMAState    `json:"vmas"`
+	// Umask and Dumpable are nil in images from before they were saved
+	// (restored as 0022 and 1).
+	Umask    *uint32 `json:"umask,omitempty"`
+	Dumpable *int    `json:"dumpable,omitempty"`
+	// Groups is the group list a privileged setgroups set; null, the
+	// host's. An empty list ([]) is a list, so no omitempty.
+	Groups []uint32 `json:"groups"`
+	// LockFuture and LockOnFault are mlockall's MCL_FUTURE and
+	// MCL_ONFAULT.
+	LockFuture  bool `json:"lock_future,omitempty"`
+	LockOnFault bool `json:"lock_on_fault,omitempty"`
 }
 
 // SigAction is a non-default signal disposition.
@@ -103,6 +116,11 @@ type TaskState struct {
 	AltSP        uint64      `json:"altstack_sp"`
 	AltFlags     int32       `json:"altstack_flags"`
 	AltSize      uint64      `json:"altstack_size"`
+	// Comm is the task name (prctl PR_SET_NAME); nil in images from
+	// before it was saved, restored as the program's name.
+	Comm      *string `json:"comm,omitempty"`
+	Pdeathsig int     `json:"pdeathsig,omitempty"`
+	Nice      int     `json:"nice,omitempty"`
 }
 
 // VMA types in an image. A type says what the checkpoint stores for the
@@ -130,6 +148,7 @@ type VMAState struct {
 	GrowsDown bool   `json:"grows_down,omitempty"`
 	DontDump  bool   `json:"dont_dump,omitempty"`
 	NoReserve bool   `json:"no_reserve,omitempty"`
+	Locked    bool   `json:"locked,omitempty"` // mlock, MAP_LOCKED
 	Kind      string `json:"kind"`
 	Name      string `json:"name,omitempty"`
 	Offset    uint64 `json:"offset,omitempty"`

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"golang.org/x/sys/unix"
@@ -12,6 +13,7 @@ const (
 	atSymlinkNofollow = 0x100
 	atEAccess         = 0x200
 	atEmptyPath       = 0x1000
+	atNoAutomount     = 0x800
 	pathMax           = 4096
 	uioMaxIOV         = 1024
 	// maxIO bounds one host-side transfer buffer; longer requests are
@@ -21,6 +23,9 @@ const (
 	fioNCLEX = 0x5450
 	fioCLEX  = 0x5451
 	fioNBIO  = 0x5421
+
+	ioctlTCGETS     = 0x5401
+	ioctlTIOCGWINSZ = 0x5413
 )
 
 // taskMemory lets vfs files read and write the task's memory (ioctl).
@@ -59,21 +64,51 @@ func (k *Kernel) sysRead(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return k.readTo(t, a[1], a[2], f.Read)
+	return k.readTo(t, a[1], a[2], fullReader(f), f.Read)
 }
 
-// readTo reads up to length bytes (at most maxIO) with read and copies
-// them to the guest at va.
-func (k *Kernel) readTo(t *Task, va, length uint64, read func([]byte) (int, unix.Errno)) (uint64, unix.Errno) {
+// maxRWCount is Linux's MAX_RW_COUNT: no read or write moves more bytes
+// in one call.
+const maxRWCount = 0x7ffff000
+
+// fullReader tells whether a long read of f is served in full (see
+// vfs.FullReader).
+func fullReader(f vfs.File) bool {
+	r, ok := f.(vfs.FullReader)
+	return ok && r.ReadsFull()
+}
+
+// readTo reads up to length bytes with read and copies them to the guest
+// at va, in chunks of at most maxIO through one buffer. A file that does
+// not read full gets one chunk; one that does is read until length bytes
+// (at most maxRWCount) are done or a chunk comes back short. When the guest
+// buffer turns out bad part way, the bytes copied before the bad page are
+// the result, as Linux's copy_to_user leaves it (EFAULT if there are none).
+func (k *Kernel) readTo(t *Task, va, length uint64, full bool, read func([]byte) (int, unix.Errno)) (uint64, unix.Errno) {
+	length = min(length, maxRWCount)
 	buf := make([]byte, min(length, maxIO))
-	n, e := read(buf)
-	if e != 0 {
-		return 0, e
+	var done uint64
+	for {
+		chunk := buf[:min(length-done, maxIO)]
+		n, e := read(chunk)
+		if e != 0 {
+			if done > 0 {
+				return done, 0
+			}
+			return 0, e
+		}
+		copied, err := t.proc.as.CopyOutPartial(va+done, chunk[:n])
+		done += uint64(copied)
+		if err != nil {
+			if done > 0 {
+				return done, 0
+			}
+			return 0, errnoOf(err)
+		}
+		if !full || n < len(chunk) || done == length {
+			return done, 0
+		}
 	}
-	if e := k.copyOut(t, va, buf[:n]); e != 0 {
-		return 0, e
-	}
-	return uint64(n), 0
 }
 
 func (k *Kernel) sysWrite(t *Task, a *args) (uint64, unix.Errno) {
@@ -119,7 +154,12 @@ func (k *Kernel) sysPread64(t *Task, a *args) (uint64, unix.Errno) {
 	if int64(a[3]) < 0 {
 		return 0, unix.EINVAL
 	}
-	return k.readTo(t, a[1], a[2], func(p []byte) (int, unix.Errno) { return f.Pread(p, int64(a[3])) })
+	off := int64(a[3])
+	return k.readTo(t, a[1], a[2], fullReader(f), func(p []byte) (int, unix.Errno) {
+		n, e := f.Pread(p, off)
+		off += int64(n)
+		return n, e
+	})
 }
 
 func (k *Kernel) sysPwrite64(t *Task, a *args) (uint64, unix.Errno) {
@@ -179,7 +219,7 @@ func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
 	var done uint64
 	for _, v := range iov {
 		for off := uint64(0); off < v[1]; {
-			n, e := k.readTo(t, v[0]+off, v[1]-off, f.Read)
+			n, e := k.readTo(t, v[0]+off, v[1]-off, false, f.Read)
 			if e != 0 {
 				if done > 0 {
 					return done, 0
@@ -251,7 +291,7 @@ func (k *Kernel) openat(t *Task, dirfd, pathVA, flags, mode uint64) (uint64, uni
 	if e != 0 {
 		return 0, e
 	}
-	f, e := k.fs.OpenMode(dir, p, int(int32(flags)), uint32(mode)&0o7777&^defaultUmask)
+	f, e := k.fs.OpenMode(dir, p, int(int32(flags)), uint32(mode)&0o7777&^t.proc.umask)
 	if e != 0 {
 		return 0, e
 	}
@@ -296,39 +336,42 @@ func (k *Kernel) sysNewfstatat(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) fstatat(t *Task, dirfd, pathVA, statVA, flags uint64) (uint64, unix.Errno) {
-	if flags&^(atSymlinkNofollow|atEmptyPath|0x800 /* AT_NO_AUTOMOUNT */) != 0 {
+	if flags&^(atSymlinkNofollow|atEmptyPath|atNoAutomount) != 0 {
 		return 0, unix.EINVAL
 	}
+	st, e := k.statAt(t, dirfd, pathVA, flags)
+	return k.putStat(t, statVA, st, e)
+}
+
+// statAt is the lookup of fstatat and statx: path relative to dirfd, the
+// descriptor itself with AT_EMPTY_PATH and an empty path, the final
+// symbolic link not followed with AT_SYMLINK_NOFOLLOW.
+func (k *Kernel) statAt(t *Task, dirfd, pathVA, flags uint64) (vfs.Stat, unix.Errno) {
 	p, e := k.path(t, pathVA)
 	if e != 0 {
-		return 0, e
+		return vfs.Stat{}, e
 	}
 	if p == "" {
 		if flags&atEmptyPath == 0 {
-			return 0, unix.ENOENT
+			return vfs.Stat{}, unix.ENOENT
 		}
 		if int32(dirfd) == atFDCWD {
-			st, e := k.fs.Stat(t.proc.cwd, ".")
-			return k.putStat(t, statVA, st, e)
+			return k.fs.Stat(t.proc.cwd, ".")
 		}
 		f, e := k.file(t, dirfd)
 		if e != 0 {
-			return 0, e
+			return vfs.Stat{}, e
 		}
-		st, e := f.Stat()
-		return k.putStat(t, statVA, st, e)
+		return f.Stat()
 	}
 	dir, e := k.dirOf(t, dirfd, p)
 	if e != 0 {
-		return 0, e
+		return vfs.Stat{}, e
 	}
-	var st vfs.Stat
 	if flags&atSymlinkNofollow != 0 {
-		st, e = k.fs.Lstat(dir, p)
-	} else {
-		st, e = k.fs.Stat(dir, p)
+		return k.fs.Lstat(dir, p)
 	}
-	return k.putStat(t, statVA, st, e)
+	return k.fs.Stat(dir, p)
 }
 
 func (k *Kernel) sysLseek(t *Task, a *args) (uint64, unix.Errno) {
@@ -506,7 +549,25 @@ func (k *Kernel) sysFcntl(t *Task, a *args) (uint64, unix.Errno) {
 	if _, e := fds.Get(fd); e != 0 {
 		return 0, e
 	}
+	if name, ok := fcntlUnimplemented[a[1]]; ok {
+		k.noteOnce("fcntl-"+name, "fcntl "+name+" is not implemented: returning EINVAL")
+	}
 	return 0, unix.EINVAL
+}
+
+// fcntlUnimplemented are the fcntl commands Linux has and emuckpt does
+// not: they fail with EINVAL, as unknown commands do on Linux, and -v
+// names them.
+var fcntlUnimplemented = map[uint64]string{
+	unix.F_GETLK: "F_GETLK", unix.F_SETLK: "F_SETLK", unix.F_SETLKW: "F_SETLKW",
+	unix.F_SETOWN: "F_SETOWN", unix.F_GETOWN: "F_GETOWN", unix.F_SETSIG: "F_SETSIG", unix.F_GETSIG: "F_GETSIG",
+	unix.F_SETOWN_EX: "F_SETOWN_EX", unix.F_GETOWN_EX: "F_GETOWN_EX", 17: "F_GETOWNER_UIDS",
+	unix.F_OFD_GETLK: "F_OFD_GETLK", unix.F_OFD_SETLK: "F_OFD_SETLK", unix.F_OFD_SETLKW: "F_OFD_SETLKW",
+	unix.F_SETLEASE: "F_SETLEASE", unix.F_GETLEASE: "F_GETLEASE", unix.F_NOTIFY: "F_NOTIFY",
+	1027: "F_DUPFD_QUERY", 1029: "F_CANCELLK",
+	unix.F_SETPIPE_SZ: "F_SETPIPE_SZ", unix.F_GETPIPE_SZ: "F_GETPIPE_SZ",
+	unix.F_ADD_SEALS: "F_ADD_SEALS", unix.F_GET_SEALS: "F_GET_SEALS",
+	1035: "F_GET_RW_HINT", 1036: "F_SET_RW_HINT", 1037: "F_GET_FILE_RW_HINT", 1038: "F_SET_FILE_RW_HINT",
 }
 
 func (k *Kernel) sysIoctl(t *Task, a *args) (uint64, unix.Errno) {
@@ -532,7 +593,15 @@ func (k *Kernel) sysIoctl(t *Task, a *args) (uint64, unix.Errno) {
 		f.SetFlags(fl)
 		return 0, 0
 	}
-	return f.Ioctl(uint64(uint32(a[1])), a[2], taskMemory{t})
+	ret, e := f.Ioctl(uint64(uint32(a[1])), a[2], taskMemory{t})
+	if e == unix.ENOTTY && uint32(a[1]) != ioctlTCGETS && uint32(a[1]) != ioctlTIOCGWINSZ {
+		// Requests a file does not know are ENOTTY, as on Linux; -v
+		// names them, since Linux may know them (the terminal requests
+		// every isatty makes are left out).
+		k.noteOnce(fmt.Sprintf("ioctl-%#x-%s", uint32(a[1]), f.Describe().Kind),
+			fmt.Sprintf("ioctl %#x on a %s is not implemented: returning ENOTTY", uint32(a[1]), f.Describe().Kind))
+	}
+	return ret, e
 }
 
 func (k *Kernel) sysPipe(t *Task, a *args) (uint64, unix.Errno) {

@@ -36,9 +36,29 @@ func (k *Kernel) sysMmap(t *Task, a *args) (uint64, unix.Errno) {
 			backing = b
 		}
 	}
+	lockOnFault := false
+	if t.proc.lockFuture { // mlockall(MCL_FUTURE)
+		if t.proc.lockOnFault {
+			lockOnFault = flags&guestmm.MapLocked == 0
+		} else {
+			flags |= guestmm.MapLocked
+		}
+	}
+	if flags&guestmm.MapLocked != 0 || lockOnFault {
+		// mlock_future_ok: the new mapping must fit the limit.
+		if e := k.memlockAllows(t, t.proc.as.LockedBytes(0, 0)+length); e != 0 {
+			return 0, unix.EAGAIN
+		}
+	}
 	va, err := t.proc.as.Mmap(addr, length, guestmm.Prot(prot), flags, backing, off)
 	if err != nil {
 		return 0, errnoOf(err)
+	}
+	if lockOnFault {
+		end := va + (length+guestmm.PageSize-1)&^(guestmm.PageSize-1)
+		if err := t.proc.as.LockRange(va, end, true, false); err != nil {
+			return 0, errnoOf(err)
+		}
 	}
 	return va, 0
 }
@@ -62,4 +82,110 @@ func (k *Kernel) sysMadvise(t *Task, a *args) (uint64, unix.Errno) {
 
 func (k *Kernel) sysBrk(t *Task, a *args) (uint64, unix.Errno) {
 	return t.proc.as.Brk(a[0]), 0
+}
+
+// Memory locks. Guest memory is never paged out, so mlock only marks the
+// VMAs locked, faults their pages in and counts them against
+// RLIMIT_MEMLOCK (see the privilege note in sys_proc.go).
+
+// pageRange turns mlock's (addr, len) into a page range as Linux does:
+// the start rounded down, the length grown by the offset and rounded up
+// (PAGE_ALIGN, which wraps to 0 for lengths near 2^64).
+func pageRange(addr, length uint64) (start, alignedLen uint64) {
+	const mask = guestmm.PageSize - 1
+	start = addr &^ mask
+	return start, (length + (addr - start) + mask) &^ mask
+}
+
+// lockEnd is the end of [start, start+length), EINVAL if it wraps.
+func lockEnd(start, length uint64) (uint64, unix.Errno) {
+	if start+length < start {
+		return 0, unix.EINVAL
+	}
+	return start + length, 0
+}
+
+// memlockAllows reports whether locked bytes may be locked in all:
+// EPERM when RLIMIT_MEMLOCK is 0 (can_do_mlock), ENOMEM above it.
+func (k *Kernel) memlockAllows(t *Task, locked uint64) unix.Errno {
+	if k.privileged() {
+		return 0
+	}
+	limit, _ := k.rlimit(t, unix.RLIMIT_MEMLOCK)
+	if limit[0] == 0 {
+		return unix.EPERM
+	}
+	if locked > limit[0] {
+		return unix.ENOMEM
+	}
+	return 0
+}
+
+// mlock is Linux's do_mlock: the limit first (counting pages of the range
+// that are locked already once), then the range.
+func (k *Kernel) mlock(t *Task, addr, length uint64, onFault bool) (uint64, unix.Errno) {
+	start, length := pageRange(addr, length)
+	end, wraps := lockEnd(start, length)
+	locked := t.proc.as.LockedBytes(0, 0)
+	if wraps == 0 {
+		locked = t.proc.as.LockedBytes(start, end)
+	} else {
+		locked = max(locked+length, locked) // saturating: over any limit
+	}
+	if e := k.memlockAllows(t, locked); e != 0 {
+		return 0, e
+	}
+	if wraps != 0 {
+		return 0, wraps
+	}
+	return 0, errnoOf(t.proc.as.LockRange(start, end, true, !onFault))
+}
+
+func (k *Kernel) sysMlock(t *Task, a *args) (uint64, unix.Errno) {
+	return k.mlock(t, a[0], a[1], false)
+}
+
+func (k *Kernel) sysMlock2(t *Task, a *args) (uint64, unix.Errno) {
+	if a[2]&^mlockOnfault != 0 {
+		return 0, unix.EINVAL
+	}
+	return k.mlock(t, a[0], a[1], a[2]&mlockOnfault != 0)
+}
+
+func (k *Kernel) sysMunlock(t *Task, a *args) (uint64, unix.Errno) {
+	start, length := pageRange(a[0], a[1])
+	end, e := lockEnd(start, length)
+	if e != 0 {
+		return 0, e
+	}
+	return 0, errnoOf(t.proc.as.LockRange(start, end, false, false))
+}
+
+func (k *Kernel) sysMlockall(t *Task, a *args) (uint64, unix.Errno) {
+	flags := a[0]
+	if flags == 0 || flags&^(mclCurrent|mclFuture|mclOnfault) != 0 || flags == mclOnfault {
+		return 0, unix.EINVAL
+	}
+	if e := k.memlockAllows(t, 0); e != 0 {
+		return 0, e
+	}
+	if flags&mclCurrent != 0 {
+		if e := k.memlockAllows(t, t.proc.as.MappedBytes()); e != 0 {
+			return 0, e
+		}
+	}
+	// Like Linux's apply_mlockall_flags, each call sets the future flags
+	// afresh. Running out of memory while populating is not an error of
+	// mlockall (mm_populate ignores it).
+	t.proc.lockFuture = flags&mclFuture != 0
+	t.proc.lockOnFault = t.proc.lockFuture && flags&mclOnfault != 0
+	if flags&mclCurrent != 0 {
+		_ = t.proc.as.LockAll(true, flags&mclOnfault == 0)
+	}
+	return 0, 0
+}
+
+func (k *Kernel) sysMunlockall(t *Task, _ *args) (uint64, unix.Errno) {
+	t.proc.lockFuture, t.proc.lockOnFault = false, false
+	return 0, errnoOf(t.proc.as.LockAll(false, false))
 }

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"io"
 	"math"
 	"time"
 
@@ -63,14 +64,6 @@ func (k *Kernel) sysTgkill(t *Task, a *args) (uint64, unix.Errno) {
 	return k.sysKill(t, t.proc.pid, int(int32(a[2])), siTkill)
 }
 
-func (k *Kernel) sysUname(t *Task, a *args) (uint64, unix.Errno) {
-	var u [6 * 65]byte
-	for i, s := range []string{"Linux", "emuckpt", "6.1.0-emuckpt", "#1 SMP emuckpt", "x86_64", "(none)"} {
-		copy(u[i*65:], s)
-	}
-	return 0, k.copyOut(t, a[0], u[:])
-}
-
 func (k *Kernel) sysArchPrctl(t *Task, a *args) (uint64, unix.Errno) {
 	switch a[0] {
 	case archSetFS:
@@ -95,8 +88,27 @@ func (k *Kernel) sysArchPrctl(t *Task, a *args) (uint64, unix.Errno) {
 		return 0, k.copyOut(t, a[1], b[:])
 	case archGetCPUID:
 		return 1, 0
+	case archSetCPUID:
+		// Linux without CPUID faulting, which emuckpt does not offer.
+		k.noteOnce("arch_prctl-cpuid", "arch_prctl ARCH_SET_CPUID: no CPUID faulting, returning ENODEV")
+		return 0, unix.ENODEV
+	}
+	if name, ok := archPrctlUnimplemented[a[0]]; ok {
+		k.noteOnce("arch_prctl-"+name, "arch_prctl "+name+" is not implemented: returning EINVAL")
 	}
 	return 0, unix.EINVAL
+}
+
+// archPrctlUnimplemented are the arch_prctl codes of Linux that emuckpt
+// lacks: EINVAL, as a kernel without the feature says, and a -v note.
+var archPrctlUnimplemented = map[uint64]string{
+	0x1021: "ARCH_GET_XCOMP_SUPP", 0x1022: "ARCH_GET_XCOMP_PERM", 0x1023: "ARCH_REQ_XCOMP_PERM",
+	0x1024: "ARCH_GET_XCOMP_GUEST_PERM", 0x1025: "ARCH_REQ_XCOMP_GUEST_PERM", 0x1026: "ARCH_XCOMP_TILECFG",
+	0x2001: "ARCH_MAP_VDSO_X32", 0x2002: "ARCH_MAP_VDSO_32", 0x2003: "ARCH_MAP_VDSO_64",
+	0x4001: "ARCH_GET_UNTAG_MASK", 0x4002: "ARCH_ENABLE_TAGGED_ADDR", 0x4003: "ARCH_GET_MAX_TAG_BITS",
+	0x4004: "ARCH_FORCE_TAGGED_SVA",
+	0x5001: "ARCH_SHSTK_ENABLE", 0x5002: "ARCH_SHSTK_DISABLE", 0x5003: "ARCH_SHSTK_LOCK",
+	0x5004: "ARCH_SHSTK_UNLOCK", 0x5005: "ARCH_SHSTK_STATUS",
 }
 
 func (k *Kernel) sysSetTidAddress(t *Task, a *args) (uint64, unix.Errno) {
@@ -122,6 +134,7 @@ var rlimits = map[uint64][2]uint64{
 	unix.RLIMIT_AS:      {^uint64(0), ^uint64(0)},
 	unix.RLIMIT_NPROC:   {4096, 4096},
 	unix.RLIMIT_MEMLOCK: {8 << 20, 8 << 20},
+	unix.RLIMIT_NICE:    {0, 0},
 }
 
 func (k *Kernel) rlimit(t *Task, res uint64) ([2]uint64, bool) {
@@ -168,10 +181,16 @@ func (k *Kernel) sysPrlimit64(t *Task, a *args) (uint64, unix.Errno) {
 		if max > old[1] {
 			return 0, unix.EPERM
 		}
-		if a[1] == unix.RLIMIT_NOFILE {
+		switch {
+		case a[1] == unix.RLIMIT_NOFILE:
 			if e := t.proc.fds.SetLimit(int(min(cur, 1<<20))); e != 0 {
 				return 0, e
 			}
+		case cur != old[0] || max != old[1]:
+			// Only the descriptor limit can be changed; accepting
+			// another would be a success that changed nothing.
+			k.noteOnce("prlimit", "prlimit64/setrlimit of a limit other than RLIMIT_NOFILE is not implemented: returning ENOSYS")
+			return 0, unix.ENOSYS
 		}
 	}
 	if a[3] != 0 {
@@ -187,11 +206,14 @@ func (k *Kernel) sysGetrandom(t *Task, a *args) (uint64, unix.Errno) {
 	if a[2]&^(unix.GRND_NONBLOCK|unix.GRND_RANDOM|0x4 /* GRND_INSECURE */) != 0 {
 		return 0, unix.EINVAL
 	}
-	buf := make([]byte, min(a[1], 32<<20-1, maxIO))
-	if _, err := k.rand.Read(buf); err != nil {
-		return 0, unix.EIO
-	}
-	return uint64(len(buf)), k.copyOut(t, a[0], buf)
+	// Since Linux 5.18 getrandom fills the whole buffer (up to
+	// MAX_RW_COUNT) unless a signal is pending.
+	return k.readTo(t, a[0], a[1], true, func(p []byte) (int, unix.Errno) {
+		if _, err := io.ReadFull(k.rand, p); err != nil {
+			return 0, unix.EIO
+		}
+		return len(p), 0
+	})
 }
 
 // Time.
@@ -202,7 +224,7 @@ func putTimespec(b []byte, ns int64) {
 }
 
 func (k *Kernel) sysClockGettime(t *Task, a *args) (uint64, unix.Errno) {
-	ns, ok := k.clock.Now(int32(a[0]))
+	ns, ok := k.clockNow(int32(a[0]))
 	if !ok {
 		return 0, unix.EINVAL
 	}
@@ -212,7 +234,7 @@ func (k *Kernel) sysClockGettime(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) sysClockGetres(t *Task, a *args) (uint64, unix.Errno) {
-	if _, ok := k.clock.Now(int32(a[0])); !ok {
+	if _, ok := k.clockNow(int32(a[0])); !ok {
 		return 0, unix.EINVAL
 	}
 	if a[1] == 0 {
@@ -269,36 +291,81 @@ func (k *Kernel) readTimespec(t *Task, va uint64) (int64, unix.Errno) {
 }
 
 // sleep waits d nanoseconds of guest time; d == math.MaxInt64 waits until
-// interrupted. The virtual clock jumps instead of waiting. The wait ends
-// early with EINTR when the run is cancelled or a checkpoint is requested
-// (the call is then restarted after the checkpoint, see syscall).
-func (k *Kernel) sleep(d int64) unix.Errno {
+// interrupted. It returns the time left when the wait ends early: EINTR
+// when the run is cancelled or a checkpoint is requested (the call is
+// then restarted after the checkpoint, see syscall), or when a timer
+// expired and its signal is one a waiting call is interrupted for.
+//
+// The virtual clock jumps instead of waiting: to the end of the sleep, or
+// to the next timer expiry before it, where the timer fires.
+func (k *Kernel) sleep(d int64) (int64, unix.Errno) { return k.waitUntil(d, nil) }
+
+// waitUntil is sleep that also ends, with no error, when done (if not
+// nil) becomes true after a timer fires (a timerfd's read).
+func (k *Kernel) waitUntil(d int64, done func() bool) (int64, unix.Errno) {
 	if d <= 0 {
-		return 0
+		return 0, 0
+	}
+	t := k.proc.tasks[0]
+	if _, virtual := k.clock.(*VirtualClock); virtual {
+		for {
+			next, ok := k.nextExpiry()
+			if !ok || next >= d {
+				if d == math.MaxInt64 {
+					break // no timer to wait for: wait for the host
+				}
+				k.clock.Sleep(d)
+				return 0, 0
+			}
+			if k.ckpt.requested.Load() || k.ctx != nil && k.ctx.Err() != nil {
+				return d, unix.EINTR
+			}
+			k.clock.Sleep(next)
+			if d != math.MaxInt64 {
+				d -= next
+			}
+			k.checkTimers(t)
+			if interruptingSignal(t) {
+				return d, unix.EINTR
+			}
+			if done != nil && done() {
+				return d, 0
+			}
+		}
+	}
+	start, _ := k.clock.Now(unix.CLOCK_MONOTONIC)
+	left := func() int64 {
+		now, _ := k.clock.Now(unix.CLOCK_MONOTONIC)
+		return max(d-(now-start), 0)
 	}
 	var expired <-chan time.Time
 	if d != math.MaxInt64 {
-		if _, virtual := k.clock.(*VirtualClock); virtual {
-			k.clock.Sleep(d)
-			return 0
-		}
 		tm := time.NewTimer(time.Duration(d))
 		defer tm.Stop()
 		expired = tm.C
 	}
-	var done <-chan struct{}
+	var cancelled <-chan struct{}
 	if k.ctx != nil {
-		done = k.ctx.Done()
+		cancelled = k.ctx.Done()
 	}
 	for {
 		select {
 		case <-expired:
-			return 0
-		case <-done:
-			return unix.EINTR
+			return 0, 0
+		case <-cancelled:
+			return left(), unix.EINTR
 		case <-k.wake:
 			if k.ckpt.requested.Load() {
-				return unix.EINTR
+				return left(), unix.EINTR
+			}
+			if k.timers.hostDue.Load() {
+				k.checkTimers(t)
+				if interruptingSignal(t) {
+					return left(), unix.EINTR
+				}
+				if done != nil && done() {
+					return left(), 0
+				}
 			}
 		}
 	}
@@ -309,13 +376,30 @@ func (k *Kernel) sysNanosleep(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return 0, k.sleep(d)
+	return 0, k.sleepRem(t, d, a[1])
+}
+
+// sleepRem sleeps d ns and, when a signal interrupts the sleep, writes
+// the time left to rem (if not NULL), as nanosleep does.
+func (k *Kernel) sleepRem(t *Task, d int64, rem uint64) unix.Errno {
+	left, e := k.sleep(d)
+	if e == unix.EINTR && rem != 0 && !k.ckpt.requested.Load() {
+		var b [16]byte
+		putTimespec(b[:], left)
+		if e := k.copyOut(t, rem, b[:]); e != 0 {
+			return e
+		}
+	}
+	return e
 }
 
 func (k *Kernel) sysClockNanosleep(t *Task, a *args) (uint64, unix.Errno) {
 	id := int32(a[0])
-	now, ok := k.clock.Now(id)
-	if !ok || id == unix.CLOCK_THREAD_CPUTIME_ID {
+	now, ok := k.clockNow(id)
+	if which, isCPU, _ := k.cpuClock(id); isCPU && (id == unix.CLOCK_THREAD_CPUTIME_ID || which != cpuclockSched || id&cpuclockPerThread != 0) {
+		return 0, unix.EINVAL
+	}
+	if !ok {
 		return 0, unix.EINVAL
 	}
 	if a[1]&^1 != 0 {
@@ -325,8 +409,9 @@ func (k *Kernel) sysClockNanosleep(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	if a[1]&1 != 0 { // TIMER_ABSTIME
-		d -= now
+	if a[1]&1 != 0 { // TIMER_ABSTIME: no time left is reported
+		_, e := k.sleep(d - now)
+		return 0, e
 	}
-	return 0, k.sleep(d)
+	return 0, k.sleepRem(t, d, a[3])
 }

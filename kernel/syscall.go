@@ -41,8 +41,13 @@ var syscalls = map[uint64]handler{
 	28:  (*Kernel).sysMadvise,
 	32:  (*Kernel).sysDup,
 	33:  (*Kernel).sysDup2,
+	34:  (*Kernel).sysPause,
 	35:  (*Kernel).sysNanosleep,
+	36:  (*Kernel).sysGetitimer,
+	37:  (*Kernel).sysAlarm,
+	38:  (*Kernel).sysSetitimer,
 	39:  (*Kernel).sysGetpid,
+	40:  (*Kernel).sysSendfile,
 	60:  (*Kernel).sysExit,
 	62:  (*Kernel).sysKillSyscall,
 	63:  (*Kernel).sysUname,
@@ -66,29 +71,59 @@ var syscalls = map[uint64]handler{
 	94:  (*Kernel).sysLchown,
 	96:  (*Kernel).sysGettimeofday,
 	97:  (*Kernel).sysGetrlimit,
+	98:  (*Kernel).sysGetrusage,
+	100: (*Kernel).sysTimes,
+	95:  (*Kernel).sysUmask,
+	99:  (*Kernel).sysSysinfo,
 	102: (*Kernel).sysGetuid,
 	104: (*Kernel).sysGetgid,
 	107: (*Kernel).sysGeteuid,
 	108: (*Kernel).sysGetegid,
 	110: (*Kernel).sysGetppid,
+	115: (*Kernel).sysGetgroups,
+	116: (*Kernel).sysSetgroups,
 	127: (*Kernel).sysRtSigpending,
 	131: (*Kernel).sysSigaltstack,
+	132: (*Kernel).sysUtime,
+	133: (*Kernel).sysMknod,
 	137: (*Kernel).sysStatfs,
 	138: (*Kernel).sysFstatfs,
+	140: (*Kernel).sysGetpriority,
+	141: (*Kernel).sysSetpriority,
+	149: (*Kernel).sysMlock,
+	150: (*Kernel).sysMunlock,
+	151: (*Kernel).sysMlockall,
+	152: (*Kernel).sysMunlockall,
+	157: (*Kernel).sysPrctl,
 	158: (*Kernel).sysArchPrctl,
 	186: (*Kernel).sysGettid,
+	188: (*Kernel).sysSetxattr,
+	189: (*Kernel).sysLsetxattr,
+	190: (*Kernel).sysFsetxattr,
+	197: (*Kernel).sysRemovexattr,
+	198: (*Kernel).sysLremovexattr,
+	199: (*Kernel).sysFremovexattr,
 	200: (*Kernel).sysTkill,
 	201: (*Kernel).sysTime,
 	217: (*Kernel).sysGetdents64,
 	218: (*Kernel).sysSetTidAddress,
+	222: (*Kernel).sysTimerCreate,
+	223: (*Kernel).sysTimerSettime,
+	224: (*Kernel).sysTimerGettime,
+	225: (*Kernel).sysTimerGetoverrun,
+	226: (*Kernel).sysTimerDelete,
+	221: (*Kernel).sysFadvise64,
 	228: (*Kernel).sysClockGettime,
 	229: (*Kernel).sysClockGetres,
 	230: (*Kernel).sysClockNanosleep,
 	231: (*Kernel).sysExitGroup,
 	234: (*Kernel).sysTgkill,
+	235: (*Kernel).sysUtimes,
 	257: (*Kernel).sysOpenat,
 	258: (*Kernel).sysMkdirat,
+	259: (*Kernel).sysMknodat,
 	260: (*Kernel).sysFchownat,
+	261: (*Kernel).sysFutimesat,
 	262: (*Kernel).sysNewfstatat,
 	263: (*Kernel).sysUnlinkat,
 	264: (*Kernel).sysRenameat,
@@ -99,14 +134,21 @@ var syscalls = map[uint64]handler{
 	269: (*Kernel).sysFaccessat,
 	273: (*Kernel).sysSetRobustList,
 	280: (*Kernel).sysUtimensat,
+	283: (*Kernel).sysTimerfdCreate,
 	285: (*Kernel).sysFallocate,
+	286: (*Kernel).sysTimerfdSettime,
+	287: (*Kernel).sysTimerfdGettime,
 	292: (*Kernel).sysDup3,
 	293: (*Kernel).sysPipe2,
 	302: (*Kernel).sysPrlimit64,
 	316: (*Kernel).sysRenameat2,
 	318: (*Kernel).sysGetrandom,
 	319: (*Kernel).sysMemfdCreate,
+	325: (*Kernel).sysMlock2,
+	326: (*Kernel).sysCopyFileRange,
+	332: (*Kernel).sysStatx,
 	439: (*Kernel).sysFaccessat2,
+	452: (*Kernel).sysFchmodat2,
 
 	CheckpointSyscall: (*Kernel).sysCheckpoint,
 }
@@ -165,6 +207,20 @@ func (k *Kernel) syscall(t *Task) error {
 		return err
 	}
 	return nil
+}
+
+// noteOnce reports, once per key and only with -v or --trace, a call the
+// guest made that emuckpt does not carry out and answers with an error
+// (ENOSYS, EINVAL, ...) rather than a success that did nothing.
+func (k *Kernel) noteOnce(key, msg string) {
+	if !(k.cfg.Verbose || k.cfg.Trace) || k.notes[key] {
+		return
+	}
+	if k.notes == nil {
+		k.notes = map[string]bool{}
+	}
+	k.notes[key] = true
+	fmt.Fprintf(k.log, "emuckpt: %s\n", msg)
 }
 
 // copyIn and copyOut move bytes between guest memory and the VMM; a bad

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
@@ -47,6 +48,9 @@ func (st *State) Validate() error {
 		}
 		seen[a.Signal] = true
 	}
+	if err := ps.validateAttributes(); err != nil {
+		return err
+	}
 	var prevEnd uint64
 	for i := range ps.VMAs {
 		v := &ps.VMAs[i]
@@ -58,7 +62,68 @@ func (st *State) Validate() error {
 	if err := st.validateTmpfs(); err != nil {
 		return err
 	}
-	return st.validateTasks()
+	if err := st.validateTasks(); err != nil {
+		return err
+	}
+	return st.Time.validate()
+}
+
+// validate checks the timers of an image: known kinds, one of each
+// interval timer, distinct POSIX timer ids below next_timer_id, clocks a
+// timer can use, signals in range and no negative times.
+func (ts *TimeState) validate() error {
+	if ts.UserNS < 0 || ts.SysNS < 0 || ts.NextTimerID < 0 || ts.NextTimerFD < 0 {
+		return fmt.Errorf("time: negative CPU time or timer id")
+	}
+	seen := map[string]bool{}
+	ids, fdIDs := map[int]bool{}, map[int]bool{}
+	for i, tm := range ts.Timers {
+		bad := func(why string) error { return fmt.Errorf("time.timers[%d] (%s %d): %s", i, tm.Kind, tm.ID, why) }
+		switch tm.Kind {
+		case TimerReal, TimerVirtual, TimerProf:
+			if seen[tm.Kind] {
+				return bad("repeated interval timer")
+			}
+			seen[tm.Kind] = true
+			if tm.Clock != itimerClock(tm.Kind) || tm.Signo != itimerSignals[tm.Kind] || tm.Queued || tm.ID != 0 {
+				return bad("not as setitimer makes it")
+			}
+		case TimerPOSIX:
+			if tm.ID < 0 || tm.ID >= ts.NextTimerID || ids[tm.ID] {
+				return bad("bad or repeated id")
+			}
+			ids[tm.ID] = true
+			switch tm.Notify {
+			case sigevNone, sigevSignal, sigevThread, sigevSignal | sigevThreadID:
+			default:
+				return bad("bad sigev_notify")
+			}
+			if tm.Clock >= 0 && tm.Clock != unix.CLOCK_REALTIME && tm.Clock != unix.CLOCK_MONOTONIC &&
+				tm.Clock != unix.CLOCK_BOOTTIME && tm.Clock != unix.CLOCK_TAI || tm.Clock < 0 && tm.Clock&3 == 3 {
+				return bad("bad clock")
+			}
+		case TimerFD:
+			if tm.ID < 0 || tm.ID >= ts.NextTimerFD || fdIDs[tm.ID] {
+				return bad("bad or repeated id")
+			}
+			fdIDs[tm.ID] = true
+			if timerfdClockErr(tm.Clock) != 0 || tm.Signo != 0 || tm.Queued {
+				return bad("not as timerfd_create makes it")
+			}
+		default:
+			return bad("unknown kind")
+		}
+		if tm.Kind != TimerFD && (tm.Signo < 1 || tm.Signo > numSignals) {
+			return bad("bad signal")
+		}
+		if tm.Expiry < 0 || tm.Remaining < 0 || tm.Interval < 0 || tm.Overrun < 0 || tm.LastOverrun < 0 {
+			return bad("negative time or count")
+		}
+		if tm.Expiry != 0 && (tm.Clock != unix.CLOCK_REALTIME || tm.Remaining != 0) {
+			return bad("an absolute expiry is kept only for CLOCK_REALTIME")
+		}
+	}
+	return nil
 }
 
 // validateTmpfsPages checks that the pages of tmpfs files lie in the
@@ -210,6 +275,9 @@ func (st *State) validateVMA(v *VMAState, prevEnd uint64, objects map[int]*Objec
 	if want := vmaTypeFor(kind, v.DontDump, v.Shared); v.Type != want {
 		return fmt.Errorf("type %.20q does not match kind %s (shared %v, dont_dump %v), which make it %s", v.Type, v.Kind, v.Shared, v.DontDump, want)
 	}
+	if v.Locked && kind == guestmm.KindDevice {
+		return fmt.Errorf("a device mapping cannot be locked")
+	}
 	anonymous := kind == guestmm.KindAnon || kind == guestmm.KindHeap || kind == guestmm.KindStack
 	if v.Anonymous != anonymous {
 		return fmt.Errorf("anonymous is %v for kind %s", v.Anonymous, v.Kind)
@@ -313,11 +381,34 @@ func (st *State) validateTasks() error {
 		if t.FSBase >= guestmm.TaskSize || t.GSBase >= guestmm.TaskSize {
 			return fmt.Errorf("tasks[%d] (tid %d): FS/GS base outside user space", i, t.TID)
 		}
+		if t.Comm != nil && (len(*t.Comm) >= taskCommLen || strings.IndexByte(*t.Comm, 0) >= 0) {
+			return fmt.Errorf("tasks[%d] (tid %d): comm %.40q is longer than %d bytes or holds a NUL", i, t.TID, *t.Comm, taskCommLen-1)
+		}
+		if t.Pdeathsig < 0 || t.Pdeathsig > numSignals || t.Nice < -20 || t.Nice > 19 {
+			return fmt.Errorf("tasks[%d] (tid %d): bad pdeathsig %d or nice %d", i, t.TID, t.Pdeathsig, t.Nice)
+		}
 		for sig := range t.PendingCodes {
 			if sig < 1 || sig > numSignals {
 				return fmt.Errorf("tasks[%d] (tid %d): pending code for bad signal %d", i, t.TID, sig)
 			}
 		}
+	}
+	return nil
+}
+
+// validateAttributes checks the process attributes saved as numbers.
+func (ps *ProcessState) validateAttributes() error {
+	if ps.Umask != nil && *ps.Umask&^0o777 != 0 {
+		return fmt.Errorf("process: umask %#o is not a permission mask", *ps.Umask)
+	}
+	if ps.Dumpable != nil && *ps.Dumpable != 0 && *ps.Dumpable != 1 {
+		return fmt.Errorf("process: dumpable %d is neither 0 nor 1", *ps.Dumpable)
+	}
+	if len(ps.Groups) > ngroupsMax {
+		return fmt.Errorf("process: %d groups, more than NGROUPS_MAX", len(ps.Groups))
+	}
+	if ps.LockOnFault && !ps.LockFuture {
+		return fmt.Errorf("process: lock_on_fault without lock_future")
 	}
 	return nil
 }

@@ -63,6 +63,13 @@ func validState() *State {
 
 func TestValidateAcceptsConsistentStates(t *testing.T) {
 	require.NoError(t, validState().Validate())
+	attrs := validState() // with every process attribute set
+	umask, dumpable, comm := uint32(0o777), 0, "fifteen-bytes-x"
+	attrs.Process.Umask, attrs.Process.Dumpable, attrs.Process.Groups = &umask, &dumpable, []uint32{7, 9}
+	attrs.Process.LockFuture, attrs.Process.LockOnFault = true, true
+	attrs.Process.VMAs[5].Locked = true
+	attrs.Tasks[0].Comm, attrs.Tasks[0].Nice, attrs.Tasks[0].Pdeathsig = &comm, -20, 64
+	require.NoError(t, attrs.Validate())
 	legacy := validState() // images from before objects: program VMAs without objref
 	legacy.Process.VMAs[0].Objref, legacy.Process.VMAs[1].Objref = 0, 0
 	legacy.Objects = legacy.Objects[1:]
@@ -177,6 +184,16 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"repeated tid", func(s *State) { s.Tasks = append(s.Tasks, s.Tasks[0]) }, "tasks[1]: bad or repeated tid 2"},
 		{"kernel FS base", func(s *State) { s.Tasks[0].FSBase = 0xffffff8000001000 }, "FS/GS base outside user space"},
 		{"pending code of signal 0", func(s *State) { s.Tasks[0].PendingCodes = map[int]int{0: 1} }, "pending code for bad signal 0"},
+		// Process attributes (prctl, umask, setpriority, mlock).
+		{"umask with file type bits", func(s *State) { m := uint32(0o10022); s.Process.Umask = &m }, "process: umask 010022 is not a permission mask"},
+		{"dumpable 2", func(s *State) { d := 2; s.Process.Dumpable = &d }, "process: dumpable 2 is neither 0 nor 1"},
+		{"too many groups", func(s *State) { s.Process.Groups = make([]uint32, ngroupsMax+1) }, "more than NGROUPS_MAX"},
+		{"lock on fault alone", func(s *State) { s.Process.LockOnFault = true }, "lock_on_fault without lock_future"},
+		{"long comm", func(s *State) { c := "sixteen-bytes-xx"; s.Tasks[0].Comm = &c }, "longer than 15 bytes or holds a NUL"},
+		{"comm with NUL", func(s *State) { c := "a\x00b"; s.Tasks[0].Comm = &c }, "holds a NUL"},
+		{"nice -21", func(s *State) { s.Tasks[0].Nice = -21 }, "bad pdeathsig 0 or nice -21"},
+		{"pdeathsig 65", func(s *State) { s.Tasks[0].Pdeathsig = 65 }, "bad pdeathsig 65"},
+		{"locked device VMA", func(s *State) { vma(s, device).Locked = true }, "a device mapping cannot be locked"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -80,7 +80,7 @@ func TestMatchesNative(t *testing.T) {
 	for _, args := range [][]string{
 		{"mmap"}, {"fdops"}, {"efault"}, {"sigs"}, {"malloc"},
 		{"args", "one", "two words", ""}, {"cpubound", "3"}, {"exitcode", "42"},
-		{"sighandler"}, {"bigio"},
+		{"sighandler"}, {"bigio"}, {"bigread"}, {"procself"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			argv := append([]string{img(args[0])}, args[1:]...)
@@ -345,4 +345,87 @@ func hostIsAMD(t *testing.T) bool {
 	b, err := os.ReadFile("/proc/cpuinfo")
 	require.NoError(t, err)
 	return strings.Contains(string(b), "AuthenticAMD")
+}
+
+// TestProcSelfExe checks readlink("/proc/self/exe") however the program is
+// named: always the absolute guest path of its file (symbolic links
+// resolved), while argv[0] and AT_EXECFN stay as typed.
+func TestProcSelfExe(t *testing.T) {
+	kvmtest.Require(t)
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	require.NoError(t, err)
+	prog, err := os.ReadFile(img("procself"))
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "usr/bin/procself"), prog, 0o755))
+	require.NoError(t, os.Symlink("usr/bin", filepath.Join(root, "bin")))
+
+	tests := []struct {
+		name  string
+		dir   string // the host working directory
+		path  string // $PATH for emuckpt's own lookup
+		args  []string
+		exe   string
+		typed string
+	}{
+		{"relative, through a link", root, "", []string{"--root", ".", "bin/procself"}, "/usr/bin/procself", "bin/procself"},
+		{"dot slash", filepath.Join(root, "usr/bin"), "", []string{"--root", root, "./procself"}, "/usr/bin/procself", "./procself"},
+		{"found in $PATH", "", filepath.Join(root, "bin"), []string{"--root", root, "procself"}, "/usr/bin/procself", "procself"},
+		{"outside the root", "", "", []string{"--root", root, img("procself")}, "/procself", img("procself")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], append([]string{"run"}, tt.args...)...)
+			cmd.Dir = tt.dir
+			cmd.Env = append(os.Environ(), "EMUCKPT_E2E_MAIN=1")
+			if tt.path != "" {
+				cmd.Env = append(cmd.Env, "PATH="+tt.path)
+			}
+			r := runCmd(t, cmd)
+			require.Equal(t, 0, r.status, r.stdout+r.stderr)
+			assert.Contains(t, r.stdout, "exe: "+tt.exe+"\n")
+			assert.Contains(t, r.stdout, "argv[0]: "+tt.typed+"\n")
+			assert.Contains(t, r.stdout, "AT_EXECFN: "+tt.typed+"\n")
+			assert.Contains(t, r.stdout, "maps after mmap, same fd: 1\nmaps after munmap, same fd: 0\n")
+		})
+	}
+}
+
+// TestLackingCalls checks the rule that a call emuckpt does not carry out
+// fails (with Linux's errno for an unknown sub-command, or ENOSYS) and is
+// named once by -v, never a success that did nothing.
+func TestLackingCalls(t *testing.T) {
+	kvmtest.Require(t)
+	r := emuckpt(t, "run", "-v", img("lacking"))
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Equal(t, `prlimit_stack_change: ret=-1 errno=ENOSYS
+prlimit_stack_change_again: ret=-1 errno=ENOSYS
+prlimit_nofile: ret=0 errno=0
+fcntl_setlk: ret=-1 errno=EINVAL
+fcntl_getown: ret=-1 errno=EINVAL
+fcntl_unknown: ret=-1 errno=EINVAL
+arch_prctl_set_cpuid: ret=-1 errno=ENODEV
+arch_prctl_shstk_status: ret=-1 errno=EINVAL
+arch_prctl_unknown: ret=-1 errno=EINVAL
+ioctl_unknown: ret=-1 errno=ENOTTY
+kill_minus_one: ret=-1 errno=ESRCH
+fchmod_pipe: ret=-1 errno=ENOSYS
+`, r.stdout)
+	notes := []string{
+		"prlimit64/setrlimit of a limit other than RLIMIT_NOFILE is not implemented: returning ENOSYS",
+		"fcntl F_SETLK is not implemented: returning EINVAL",
+		"fcntl F_GETOWN is not implemented: returning EINVAL",
+		"arch_prctl ARCH_SET_CPUID: no CPUID faulting, returning ENODEV",
+		"arch_prctl ARCH_SHSTK_STATUS is not implemented: returning EINVAL",
+		"ioctl 0x1234 on a pipe is not implemented: returning ENOTTY",
+		"changing the mode, owner, times or extended attributes of a pipe: returning ENOSYS",
+	}
+	for _, n := range notes {
+		assert.Equal(t, 1, strings.Count(r.stderr, "emuckpt: "+n+"\n"), n)
+	}
+	assert.Equal(t, len(notes), strings.Count(r.stderr, "\n"), "no other notes:\n%s", r.stderr)
+
+	quiet := emuckpt(t, "run", img("lacking"))
+	assert.Equal(t, r.stdout, quiet.stdout)
+	assert.Empty(t, quiet.stderr, "notes only with -v")
 }

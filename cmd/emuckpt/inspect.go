@@ -39,7 +39,9 @@ type inspection struct {
 	Devices  []string          `json:"device_state,omitempty"`
 	Objects  []kernel.Object   `json:"objects,omitempty"`
 	Tmpfs    []inspectMount    `json:"tmpfs,omitempty"`
-	Totals   inspectTotals     `json:"totals"`
+	// Timers are the guest's armed timers (alarm, setitimer, timer_create).
+	Timers []kernel.Timer `json:"timers,omitempty"`
+	Totals inspectTotals  `json:"totals"`
 }
 
 // inspectMount is a tmpfs mount of the image and its files.
@@ -165,6 +167,11 @@ func inspect(path string, img *ckpt.Image) inspection {
 	info := img.Info()
 	out := inspection{Image: path, Version: info.Version, Size: info.Size, Program: st.Program,
 		Clock: "host", Syscalls: st.Syscalls, Objects: st.Objects, Tmpfs: inspectTmpfs(st.Tmpfs)}
+	for _, tm := range st.Time.Timers {
+		if tm.Expiry != 0 || tm.Remaining != 0 {
+			out.Timers = append(out.Timers, tm)
+		}
+	}
 	if st.Clock.Virtual {
 		out.Clock = fmt.Sprintf("virtual, %d ns", st.Clock.NS)
 	}
@@ -327,6 +334,17 @@ func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
 			}
 			fmt.Fprintf(w, "  %s %d %s %d bytes: %s\n", in.Type, in.Ino, in.Mode, in.Size, where)
 		}
+	}
+	for _, tm := range in.Timers {
+		when := fmt.Sprintf("in %d ns", tm.Remaining)
+		if tm.Expiry != 0 {
+			when = fmt.Sprintf("at %d ns (CLOCK_REALTIME)", tm.Expiry)
+		}
+		what := kernel.SignalName(tm.Signo)
+		if tm.Kind == kernel.TimerFD {
+			what = fmt.Sprintf("%d expiries unread,", tm.Ticks)
+		}
+		fmt.Fprintf(w, "timer %s %d: %s fires %s, interval %d ns\n", printable(tm.Kind), tm.ID, what, when, tm.Interval)
 	}
 	// Column widths as text/tabwriter computed them (minimum 2, padding
 	// 2), from a first pass; the last column is not padded.

@@ -36,6 +36,12 @@ func (fs *FS) openDevice(n *node, path string, flags int, state []byte) (File, u
 	return d, 0
 }
 
+// ReadsFull is the device's (see FullReader).
+func (d *deviceFile) ReadsFull() bool {
+	r, ok := d.File.(FullReader)
+	return ok && r.ReadsFull()
+}
+
 // Unwrap returns the device's own File.
 func (d *deviceFile) Unwrap() File { return d.File }
 
@@ -132,6 +138,7 @@ func (*zeroDevice) Write(p []byte) (int, unix.Errno)           { return len(p), 
 func (*zeroDevice) Pwrite(p []byte, _ int64) (int, unix.Errno) { return len(p), 0 }
 func (*zeroDevice) Lseek(int64, int) (int64, unix.Errno)       { return 0, 0 }
 func (*zeroDevice) MapsAnonymous() bool                        { return true }
+func (*zeroDevice) ReadsFull() bool                            { return true }
 
 // MmapBacking is zeros, for a caller that does not special-case
 // MapsAnonymous.
@@ -164,8 +171,13 @@ func (r *randomDevice) Read(p []byte) (int, unix.Errno) {
 }
 
 func (r *randomDevice) Pread(p []byte, _ int64) (int, unix.Errno) { return r.Read(p) }
-func (*randomDevice) Write(p []byte) (int, unix.Errno)            { return len(p), 0 }
-func (*randomDevice) Pwrite(p []byte, _ int64) (int, unix.Errno)  { return len(p), 0 }
+
+// ReadsFull: Linux's urandom (and, since 5.18, random once initialised)
+// fills the whole buffer; only a pending signal cuts it short, which a
+// read here cannot meet.
+func (*randomDevice) ReadsFull() bool                            { return true }
+func (*randomDevice) Write(p []byte) (int, unix.Errno)           { return len(p), 0 }
+func (*randomDevice) Pwrite(p []byte, _ int64) (int, unix.Errno) { return len(p), 0 }
 
 // Lseek succeeds without moving, as Linux's noop_llseek.
 func (*randomDevice) Lseek(int64, int) (int64, unix.Errno) { return 0, 0 }

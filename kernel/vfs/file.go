@@ -46,6 +46,16 @@ type File interface {
 	Describe() FileState
 }
 
+// FullReader is implemented by files whose reads never wait and return
+// every byte asked for until the data ends: regular files, generated
+// files, /dev/zero and /dev/urandom. The kernel serves a long read(2) of
+// such a file in bounded chunks until it is complete, as Linux returns the
+// full count; other files (pipes, terminals, devices that block) get one
+// chunk per read(2) and may return short.
+type FullReader interface {
+	ReadsFull() bool
+}
+
 // Memory reads and writes guest memory at guest virtual addresses.
 type Memory interface {
 	CopyIn(va uint64, dst []byte) error

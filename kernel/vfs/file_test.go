@@ -490,3 +490,47 @@ func TestConcurrentReads(t *testing.T) {
 	assert.Equal(t, len(passwdContent), total, "every byte read once")
 	f.Close()
 }
+
+// TestGeneratedFileRegenerates checks the seq_file rule: a read from
+// offset 0 (after lseek or by pread) or away from where the last read
+// ended generates the content again; reads that follow on do not.
+func TestGeneratedFileRegenerates(t *testing.T) {
+	fs, err := New(Options{})
+	require.NoError(t, err)
+	defer fs.Close()
+	gen := 0
+	require.NoError(t, fs.AddFile("/proc/gen", func() []byte {
+		gen++
+		return []byte("gen" + strconv.Itoa(gen) + "\n")
+	}))
+	f, errno := fs.Open("/", "/proc/gen", unix.O_RDONLY)
+	require.Zero(t, errno)
+	assert.Zero(t, gen, "nothing is generated at open")
+
+	read := func(n int) string {
+		p := make([]byte, n)
+		got, errno := f.Read(p)
+		require.Zero(t, errno)
+		return string(p[:got])
+	}
+	steps := []struct {
+		name string
+		do   func() string
+		want string
+	}{
+		{"first read", func() string { return read(2) }, "ge"},
+		{"read on: same snapshot", func() string { return read(10) }, "n1\n"},
+		{"at the end", func() string { return read(10) }, ""},
+		{"after lseek 0", func() string {
+			_, errno := f.Lseek(0, unix.SEEK_SET)
+			require.Zero(t, errno)
+			return read(10)
+		}, "gen2\n"},
+		{"pread at 0", func() string { return string(mustPread(t, f, 0, 10)) }, "gen3\n"},
+		{"pread following on", func() string { return string(mustPread(t, f, 5, 10)) }, ""},
+		{"pread elsewhere", func() string { return string(mustPread(t, f, 3, 10)) }, "4\n"},
+	}
+	for _, s := range steps {
+		assert.Equal(t, s.want, s.do(), s.name)
+	}
+}

@@ -24,8 +24,8 @@ type Options struct {
 	// crypto/rand. It is read under a lock, so it need not be safe for
 	// concurrent use.
 	Random io.Reader
-	// Maps generates the content of /proc/self/maps at each open; nil
-	// means an empty file.
+	// Maps generates the content of /proc/self/maps (see AddFile for
+	// when); nil means an empty file.
 	Maps func() []byte
 	// Interrupted, if set, is asked periodically while a read of a
 	// standard stream blocks; when it returns true the read fails with
@@ -154,9 +154,12 @@ func (fs *FS) open(cwd, path string, flags int, state []byte) (File, unix.Errno)
 	r, lerr := fs.resolve(cwd, path, follow)
 	if lerr != nil {
 		if creat && lerr.missingLast {
-			// The parent exists: creating would write a read-only file
-			// system.
-			return nil, unix.EROFS
+			// The parent exists: creating writes its file system.
+			pp, e := fs.resolveParent(cwd, path)
+			if e != 0 {
+				return nil, e
+			}
+			return nil, fs.mountOf(&pp.dir).change()
 		}
 		return nil, lerr.errno
 	}
@@ -222,7 +225,7 @@ func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errn
 			fs.mu.RLock()
 			st := n.stat()
 			fs.mu.RUnlock()
-			return newGeneratedFile(r.path(), st, n.content(), flags), 0
+			return newGeneratedFile(r.path(), st, n.content, flags), 0
 		default: // a symbolic link not followed
 			return nil, unix.ELOOP
 		}
@@ -230,7 +233,7 @@ func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errn
 	switch r.st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		if wantsWrite {
-			return nil, unix.EROFS
+			return nil, fs.mountOf(&r).change()
 		}
 		fd, errno := fs.root.openRead(r.comps, &r.st)
 		if errno != 0 {
@@ -310,7 +313,9 @@ func (fs *FS) Access(cwd, path string, mode uint32) unix.Errno {
 		case r.synth != nil && r.synth.kind == nodeGenerated:
 			return unix.EACCES
 		case r.isDir, st.Mode&unix.S_IFMT == unix.S_IFREG:
-			return unix.EROFS
+			if e := fs.mountOf(&r).wantWrite(); e != 0 {
+				return e
+			}
 		}
 	}
 	return permits(&st, mode)

@@ -37,6 +37,10 @@ func newRegularFile(path string, fd int, flags int) *regularFile {
 	return f
 }
 
+// ReadsFull: a regular file's read returns all that is asked for up to
+// the end of the file.
+func (*regularFile) ReadsFull() bool { return true }
+
 func (f *regularFile) Read(p []byte) (int, unix.Errno) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -385,23 +389,39 @@ func (f *pathFile) Describe() FileState {
 	return FileState{Kind: KindPath, Path: f.path, Flags: f.flags}
 }
 
-// generatedFile is an open synthetic file: a snapshot of its content taken
-// at open time, read like a procfs file.
+// generatedFile is an open synthetic file, read like a procfs seq_file:
+// its content is generated when a read starts at offset 0 (the first read,
+// or one after lseek(fd, 0, SEEK_SET)) and when a read does not continue
+// where the previous one ended; reads that follow on see the same
+// snapshot, so a file read in pieces stays consistent.
 type generatedFile struct {
 	flagSet
-	path string
-	st   Stat
+	path    string
+	st      Stat
+	content func() []byte
 
-	mu     sync.Mutex
-	data   []byte
-	off    int64
-	closed bool
+	mu      sync.Mutex
+	data    []byte // the snapshot; nil until the first read
+	readPos int64  // where the last read ended, -1 before any
+	off     int64
+	closed  bool
 }
 
-func newGeneratedFile(path string, st Stat, content []byte, flags int) *generatedFile {
-	f := &generatedFile{path: path, st: st, data: append([]byte(nil), content...)}
+func newGeneratedFile(path string, st Stat, content func() []byte, flags int) *generatedFile {
+	f := &generatedFile{path: path, st: st, content: content, readPos: -1}
 	f.flags = descriptionFlags(flags)
 	return f
+}
+
+// readAt serves a read at off, regenerating the snapshot as seq_file
+// does. The caller holds f.mu.
+func (f *generatedFile) readAt(p []byte, off int64) int {
+	if off == 0 || off != f.readPos || f.data == nil {
+		f.data = append([]byte{}, f.content()...)
+	}
+	n := copyAt(p, f.data, off)
+	f.readPos = off + int64(n)
+	return n
 }
 
 func (f *generatedFile) Read(p []byte) (int, unix.Errno) {
@@ -410,7 +430,7 @@ func (f *generatedFile) Read(p []byte) (int, unix.Errno) {
 	if f.closed {
 		return 0, unix.EBADF
 	}
-	n := copyAt(p, f.data, f.off)
+	n := f.readAt(p, f.off)
 	f.off += int64(n)
 	return n, 0
 }
@@ -424,7 +444,7 @@ func (f *generatedFile) Pread(p []byte, off int64) (int, unix.Errno) {
 	if off < 0 {
 		return 0, unix.EINVAL
 	}
-	return copyAt(p, f.data, off), 0
+	return f.readAt(p, off), 0
 }
 
 // copyAt copies data[off:] into p.
@@ -434,6 +454,8 @@ func copyAt(p, data []byte, off int64) int {
 	}
 	return copy(p, data[off:])
 }
+
+func (*generatedFile) ReadsFull() bool { return true }
 
 func (f *generatedFile) Write([]byte) (int, unix.Errno)         { return 0, unix.EBADF }
 func (f *generatedFile) Pwrite([]byte, int64) (int, unix.Errno) { return 0, unix.EBADF }

@@ -1,7 +1,6 @@
 package vfs
 
 import (
-	"encoding/binary"
 	"runtime"
 	"time"
 
@@ -54,6 +53,7 @@ func (fs *FS) memfd() *tmpMount {
 		m := &tmpMount{frames: fs.frames, path: memfdMount, inodes: map[uint64]*tmpInode{},
 			limit: int64(fs.frames.Capacity()) * pageSize}
 		m.dev = Makedev(0, tmpfsFirstMinor-1)
+		m.vfsMnt.tmp = m
 		m.root = &node{kind: nodeDir, children: map[string]*node{}}
 		m.root.ti = m.newInode(unix.S_IFDIR|0o1777, fs.now())
 		m.root.ino = m.root.ti.ino
@@ -248,66 +248,24 @@ func (ti *tmpInode) punch(start, end int64) {
 	}
 }
 
-// StatfsSize is the size of the Linux x86-64 struct statfs.
-const StatfsSize = 120
-
-// Statfs is statfs(2) of a path: ok is false when the path is not on a
-// tmpfs (the caller answers for the other file systems).
-func (fs *FS) Statfs(cwd, path string) (buf []byte, ok bool, errno unix.Errno) {
-	r, lerr := fs.resolve(cwd, path, true)
-	if lerr != nil {
-		return nil, false, lerr.errno
-	}
-	fs.mu.RLock()
-	defer fs.mu.RUnlock()
-	if r.synth == nil || r.synth.ti == nil {
-		return nil, false, 0
-	}
-	return r.synth.ti.mnt.statfs(), true, 0
-}
-
-// StatfsFile is fstatfs(2) of an open tmpfs file (ok false for others).
-func StatfsFile(f File) ([]byte, bool) {
-	tf, ok := f.(*tmpFile)
-	if !ok {
-		return nil, false
-	}
-	tf.fs.mu.RLock()
-	defer tf.fs.mu.RUnlock()
-	return tf.ti.mnt.statfs(), true
-}
-
-// StatfsDir is fstatfs(2) of an open tmpfs directory (ok false for
-// others).
-func StatfsDir(f File) ([]byte, bool) {
-	d, ok := f.(*dirFile)
-	if !ok || d.synth == nil || d.synth.ti == nil {
-		return nil, false
-	}
-	d.fs.mu.RLock()
-	defer d.fs.mu.RUnlock()
-	return d.synth.ti.mnt.statfs(), true
-}
-
 // statfs is the struct statfs of the mount, as Linux's shmem_statfs fills
 // it: blocks of 4096 bytes, the size limit and what is left of it, and an
 // inode count (here the live inodes, with room for a million more).
-func (m *tmpMount) statfs() []byte {
-	b := make([]byte, StatfsSize)
-	le := binary.LittleEndian
+func (m *tmpMount) statfs() Statfs {
 	blocks := uint64(m.limit / pageSize)
 	free := blocks - uint64(m.used/pageSize)
 	files := uint64(len(m.inodes))
-	le.PutUint64(b[0:], TmpfsMagic)
-	le.PutUint64(b[8:], pageSize) // f_bsize
-	le.PutUint64(b[16:], blocks)  // f_blocks
-	le.PutUint64(b[24:], free)    // f_bfree
-	le.PutUint64(b[32:], free)    // f_bavail
-	le.PutUint64(b[40:], files+1<<20)
-	le.PutUint64(b[48:], 1<<20)   // f_ffree
-	le.PutUint64(b[56:], m.dev)   // f_fsid (two ints; the device number)
-	le.PutUint64(b[64:], NameMax) // f_namelen
-	le.PutUint64(b[72:], pageSize)
-	le.PutUint64(b[80:], unix.ST_NOSUID|unix.ST_NODEV) // f_flags
-	return b
+	return Statfs{
+		Type:    TmpfsMagic,
+		Bsize:   pageSize,
+		Blocks:  blocks,
+		Bfree:   free,
+		Bavail:  free,
+		Files:   files + 1<<20,
+		Ffree:   1 << 20,
+		Fsid:    [2]int32{int32(uint32(m.dev)), int32(uint32(m.dev >> 32))}, // the device number
+		Namelen: NameMax,
+		Frsize:  pageSize,
+		Flags:   StValid | StNosuid | StNodev,
+	}
 }

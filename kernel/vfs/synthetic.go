@@ -151,8 +151,9 @@ func (fs *FS) AddReopenableDevice(path string, info DeviceInfo, open func(flags 
 }
 
 // AddFile registers a read-only generated file at path. content is called
-// at each open, and the description reads that snapshot, as procfs and
-// sysfs files behave. Like a procfs file it stats as S_IFREG 0444, size 0.
+// when a read starts at offset 0 or away from where the previous read of
+// the description ended, and the reads that follow on see that snapshot,
+// as procfs seq_files behave. Like a procfs file it stats as S_IFREG 0444, size 0.
 func (fs *FS) AddFile(path string, content func() []byte) error {
 	if content == nil {
 		return fmt.Errorf("vfs: AddFile %q: nil content", path)

@@ -25,9 +25,6 @@ import (
 //
 // Everything here is guarded by FS.mu.
 
-// TmpfsMagic is tmpfs's f_type in statfs(2) (TMPFS_MAGIC).
-const TmpfsMagic = 0x01021994
-
 // tmpfsFirstMinor is the minor device number of the first tmpfs mount; the
 // others follow in mount order (major 0, as Linux's anonymous devices).
 const tmpfsFirstMinor = 40
@@ -46,6 +43,12 @@ type tmpMount struct {
 	inodes  map[uint64]*tmpInode // every live inode, linked or only open
 	root    *node
 	all     []*tmpInode // while a mount is built from a MountState
+	vfsMnt  mount       // the mount as modify.go sees it: writable
+}
+
+// mount is the tmpfs as a writable mount of modify.go.
+func (m *tmpMount) mount() *mount {
+	return &m.vfsMnt
 }
 
 // tmpInode is a tmpfs inode.
@@ -120,6 +123,7 @@ func (fs *FS) MountTmpfs(path string, size int64) error {
 		limit:  roundUpPage(size),
 		inodes: map[uint64]*tmpInode{},
 	}
+	m.vfsMnt.tmp = m
 	root := fs.newNode(dir, name, &node{kind: nodeDir})
 	root.ti = m.newInode(unix.S_IFDIR|0o1777, fs.now())
 	root.ino = root.ti.ino

@@ -7,8 +7,8 @@ import (
 // chmod, chown and utimensat of tmpfs files, with Linux's permission
 // rules for the host's uid: only the owner (or root) changes the mode or
 // sets explicit times; "now" needs ownership or write permission; a
-// non-root owner may give the file only to a group they are in. Files
-// outside a tmpfs are on the read-only root or synthetic: EROFS.
+// non-root owner may give the file only to a group they are in. The
+// read-only root's EROFS comes first (AttrPath, AttrFile in modify.go).
 
 // Utimens special nanosecond values.
 const (
@@ -16,46 +16,11 @@ const (
 	UtimeOmit = (1 << 30) - 2
 )
 
-// Attr is the inode a chmod, chown or utimens acts on, found by path or
-// by descriptor.
+// Attr is the tmpfs inode a chmod, chown or utimens acts on, found by
+// path or by descriptor (AttrPath, AttrFile).
 type Attr struct {
 	fs *FS
 	ti *tmpInode
-}
-
-// AttrPath resolves path (following a final symbolic link if follow) to
-// the inode whose attributes may change: EROFS outside a tmpfs.
-func (fs *FS) AttrPath(cwd, path string, follow bool) (Attr, unix.Errno) {
-	r, lerr := fs.resolve(cwd, path, follow)
-	if lerr != nil {
-		return Attr{}, lerr.errno
-	}
-	fs.mu.RLock()
-	defer fs.mu.RUnlock()
-	if r.synth == nil || r.synth.ti == nil {
-		return Attr{}, unix.EROFS
-	}
-	return Attr{fs: fs, ti: r.synth.ti}, 0
-}
-
-// AttrFile is AttrPath for an open file (fchmod, fchown, futimens).
-func AttrFile(f File) (Attr, unix.Errno) {
-	switch f := f.(type) {
-	case *tmpFile:
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		ti, errno := f.inode()
-		return Attr{fs: f.fs, ti: ti}, errno
-	case *dirFile:
-		if f.synth != nil && f.synth.ti != nil {
-			return Attr{fs: f.fs, ti: f.synth.ti}, 0
-		}
-	case *pathFile:
-		if f.synth != nil && f.synth.ti != nil {
-			return Attr{fs: f.fs, ti: f.synth.ti}, 0
-		}
-	}
-	return Attr{}, unix.EROFS
 }
 
 func (a Attr) owner() bool {

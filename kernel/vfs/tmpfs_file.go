@@ -335,3 +335,19 @@ func (fs *FS) TmpfsBackingOf(mount string, ino uint64, name string) (Backing, un
 	}
 	return fs.newTmpBacking(ti, name, !ti.writeSealed(), !ti.writeSealed()), 0
 }
+
+// SameTmpfs reports whether a and b are files of one tmpfs (copy_file_range
+// copies only within a file system), and whether they are one inode.
+func SameTmpfs(a, b File) (same, sameInode bool) {
+	ta, ok := a.(*tmpFile)
+	if !ok {
+		return false, false
+	}
+	tb, ok := b.(*tmpFile)
+	if !ok {
+		return false, false
+	}
+	ta.fs.mu.RLock()
+	defer ta.fs.mu.RUnlock()
+	return ta.ti.mnt == tb.ti.mnt, ta.ti == tb.ti
+}

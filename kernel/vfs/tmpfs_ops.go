@@ -7,19 +7,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The namespace operations of tmpfs: create, mkdir, unlink, rmdir,
-// symlink, link, rename and truncate, with Linux's checks in Linux's
-// order where it matters for the errno. Outside a tmpfs everything is the
-// read-only root or synthetic: EROFS, after EEXIST for a name that exists
-// (creating calls) and EXDEV between a tmpfs and elsewhere (rename, link
-// into a tmpfs), as Linux orders them.
-
-// Rename flags of renameat2(2).
-const (
-	RenameNoreplace = 1 << 0
-	RenameExchange  = 1 << 1
-	RenameWhiteout  = 1 << 2
-)
+// The namespace operations of tmpfs: create, mkdir, mknod, unlink,
+// rmdir, symlink, link, rename and truncate. The checks up to EROFS (the
+// parent's lookup, EEXIST, EXDEV, ...) and the read-only decision are
+// modify.go's, for every mount; the functions here are what a tmpfs does
+// after them, with the rest of Linux's checks in Linux's order.
 
 // maxFileSize is the largest tmpfs file size (MAX_LFS_FILESIZE).
 const maxFileSize = 1<<63 - 1
@@ -77,19 +69,6 @@ func (fs *FS) lookupParent(cwd, path string) (parent, unix.Errno) {
 
 // special reports whether the last component is "", "." or "..".
 func (p *parent) special() bool { return p.name == "" || p.name == "." || p.name == ".." }
-
-// childPath is the guest path of an entry of the parent.
-func (p *parent) childPath() string {
-	return joinPath(append(p.r.comps[:len(p.r.comps):len(p.r.comps)], p.name))
-}
-
-// existsOutside reports, for a parent that is not a tmpfs directory,
-// whether its entry exists: creating calls give EEXIST for it before
-// EROFS, as Linux's filename_create. The caller must not hold fs.mu.
-func (fs *FS) existsOutside(p *parent) bool {
-	_, errno := fs.Lstat("/", p.childPath())
-	return errno == 0
-}
 
 // mayCreate checks write and search permission on a tmpfs directory. The
 // caller holds fs.mu.
@@ -216,12 +195,13 @@ func (fs *FS) openTmpfileMode(cwd, path string, flags int, mode uint32) (File, u
 	if !r.isDir {
 		return nil, unix.ENOTDIR
 	}
+	m := fs.mountOf(&r)
+	if m.tmp == nil {
+		return nil, m.change()
+	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	dir := r.synth
-	if !dir.isTmpfsDir() {
-		return nil, unix.EROFS
-	}
 	if errno := mayCreate(dir); errno != 0 {
 		return nil, errno
 	}
@@ -271,30 +251,12 @@ func (fs *FS) truncateInode(ti *tmpInode, size int64) unix.Errno {
 	return 0
 }
 
-// Truncate is truncate(2).
-func (fs *FS) Truncate(cwd, path string, size int64) unix.Errno {
-	r, lerr := fs.resolve(cwd, path, true)
-	if lerr != nil {
-		return lerr.errno
-	}
-	if r.isDir {
-		return unix.EISDIR
-	}
+// tmpTruncate is truncate(2) of a tmpfs regular file, once modify.go's
+// Truncate has checked the path and the mount: write permission (EACCES),
+// then the size and the seals.
+func (fs *FS) tmpTruncate(n *node, size int64) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	n := r.synth
-	if n == nil {
-		if r.st.Mode&unix.S_IFMT == unix.S_IFREG {
-			return unix.EROFS
-		}
-		return unix.EINVAL
-	}
-	if n.kind != nodeRegular {
-		if n.kind == nodeGenerated {
-			return unix.EACCES
-		}
-		return unix.EINVAL
-	}
 	st := n.tmpStat()
 	if errno := permits(&st, unix.W_OK); errno != 0 {
 		return errno
@@ -302,110 +264,66 @@ func (fs *FS) Truncate(cwd, path string, size int64) unix.Errno {
 	return fs.truncateInode(n.ti, size)
 }
 
-// Mkdir is mkdir(2); mode has had the umask applied.
-func (fs *FS) Mkdir(cwd, path string, mode uint32) unix.Errno {
-	p, errno := fs.lookupParent(cwd, path)
-	if errno != 0 {
-		return errno
-	}
-	if p.special() {
-		return unix.EEXIST
-	}
+// tmpMkdir makes the directory name in the tmpfs directory dir; mode has
+// had the umask applied. modify.go's Mkdir has checked the path.
+func (fs *FS) tmpMkdir(dir *node, name string, mode uint32) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	dir := p.tmpDir()
-	if dir == nil {
-		fs.mu.Unlock()
-		exists := fs.existsOutside(&p)
-		fs.mu.Lock()
-		if exists {
-			return unix.EEXIST
-		}
-		return unix.EROFS
-	}
-	if dir.children[p.name] != nil {
+	if dir.children[name] != nil {
 		return unix.EEXIST
 	}
 	if errno := mayCreate(dir); errno != 0 {
 		return errno
 	}
 	ti := dir.ti.mnt.newInode(unix.S_IFDIR|mode&0o1777, fs.now())
-	fs.link(dir, p.name, &node{kind: nodeDir, ti: ti})
+	fs.link(dir, name, &node{kind: nodeDir, ti: ti})
 	return 0
 }
 
-// Symlink is symlink(2): a link at path to target.
-func (fs *FS) Symlink(target, cwd, path string) unix.Errno {
-	target = cString(target)
-	if target == "" {
-		return unix.ENOENT
-	}
-	if len(target) >= PathMax {
-		return unix.ENAMETOOLONG
-	}
-	p, errno := fs.lookupParent(cwd, path)
-	if errno != 0 {
-		return errno
-	}
-	if p.special() {
-		return unix.EEXIST
-	}
+// tmpMknodRegular is mknod(2) of a regular file: an empty one, as
+// open(O_CREAT) makes.
+func (fs *FS) tmpMknodRegular(dir *node, name string, mode uint32) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	dir := p.tmpDir()
-	if dir == nil {
-		fs.mu.Unlock()
-		exists := fs.existsOutside(&p)
-		fs.mu.Lock()
-		if exists {
-			return unix.EEXIST
-		}
-		return unix.EROFS
-	}
-	if dir.children[p.name] != nil {
+	if dir.children[name] != nil {
 		return unix.EEXIST
 	}
-	if p.trailing {
-		return unix.ENOENT
+	if errno := mayCreate(dir); errno != 0 {
+		return errno
+	}
+	ti := dir.ti.mnt.newInode(unix.S_IFREG|mode&0o7777, fs.now())
+	fs.link(dir, name, &node{kind: nodeRegular, ti: ti})
+	return 0
+}
+
+// tmpSymlink makes a symbolic link name to target in dir.
+func (fs *FS) tmpSymlink(dir *node, name, target string) unix.Errno {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if dir.children[name] != nil {
+		return unix.EEXIST
 	}
 	if errno := mayCreate(dir); errno != 0 {
 		return errno
 	}
 	ti := dir.ti.mnt.newInode(unix.S_IFLNK|0o777, fs.now())
 	ti.size = int64(len(target))
-	fs.link(dir, p.name, &node{kind: nodeSymlink, ti: ti, target: target})
+	fs.link(dir, name, &node{kind: nodeSymlink, ti: ti, target: target})
 	return 0
 }
 
-// Unlink is unlink(2) (rmdir false) and rmdir(2) (rmdir true).
-func (fs *FS) Unlink(cwd, path string, rmdir bool) unix.Errno {
-	p, errno := fs.lookupParent(cwd, path)
-	if errno != 0 {
-		return errno
-	}
-	if p.special() {
-		switch {
-		case !rmdir:
-			return unix.EISDIR
-		case p.name == ".":
-			return unix.EINVAL
-		case p.name == "..":
-			return unix.ENOTEMPTY
-		}
-		return unix.EBUSY
-	}
+// isMountPoint reports whether the entry n of the tmpfs directory dir is
+// another tmpfs mounted there. The caller holds fs.mu.
+func isMountPoint(dir, n *node) bool { return n.ti != nil && n.ti.mnt != dir.ti.mnt }
+
+// tmpUnlink is the end of unlink(2) (rmdir false) and rmdir(2) (rmdir
+// true) in a tmpfs directory, after modify.go's checks of the path and
+// the mount: the name is looked up, then its type, permissions and
+// emptiness checked.
+func (fs *FS) tmpUnlink(dir *node, name string, trailing, rmdir bool) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	dir := p.tmpDir()
-	if dir == nil {
-		if c := p.r.synth; c != nil && c.children[p.name] != nil && c.children[p.name].ti != nil {
-			return unix.EBUSY // a mount point
-		}
-		// Linux asks for write access to the mount before it looks the
-		// name up: EROFS even for a name that does not exist.
-		return unix.EROFS
-	}
-	n := dir.children[p.name]
+	n := dir.children[name]
 	if n == nil {
 		return unix.ENOENT
 	}
@@ -415,11 +333,14 @@ func (fs *FS) Unlink(cwd, path string, rmdir bool) unix.Errno {
 		}
 	} else if n.kind == nodeDir {
 		return unix.EISDIR
-	} else if p.trailing {
+	} else if trailing {
 		return unix.ENOTDIR
 	}
 	if errno := mayDelete(dir, n); errno != 0 {
 		return errno
+	}
+	if isMountPoint(dir, n) {
+		return unix.EBUSY
 	}
 	if rmdir && len(n.children) > 0 {
 		return unix.ENOTEMPTY
@@ -428,78 +349,14 @@ func (fs *FS) Unlink(cwd, path string, rmdir bool) unix.Errno {
 	return 0
 }
 
-// Link is link(2)/linkat(2): a new name newpath for oldpath (a final
-// symbolic link of oldpath followed if follow is set).
-func (fs *FS) Link(oldcwd, oldpath string, follow bool, newcwd, newpath string) unix.Errno {
-	r, lerr := fs.resolve(oldcwd, oldpath, follow)
-	if lerr != nil {
-		return lerr.errno
-	}
-	if r.isDir {
-		return unix.EPERM
-	}
-	fs.mu.RLock()
-	var ti *tmpInode
-	if r.synth != nil {
-		ti = r.synth.ti
-	}
-	fs.mu.RUnlock()
-	return fs.linkInode(ti, r.synth, newcwd, newpath)
-}
-
-// LinkFile is linkat(fd, "", ..., AT_EMPTY_PATH): a name for an open file,
-// such as an O_TMPFILE file.
-func (fs *FS) LinkFile(f File, newcwd, newpath string) unix.Errno {
-	tf, ok := f.(*tmpFile)
-	if !ok {
-		st, errno := f.Stat()
-		if errno != 0 {
-			return errno
-		}
-		if st.IsDir() {
-			return unix.EPERM
-		}
-		return fs.linkInode(nil, nil, newcwd, newpath)
-	}
-	tf.mu.Lock()
-	ti, errno := tf.inode()
-	tf.mu.Unlock()
-	if errno != 0 {
-		return errno
-	}
-	return fs.linkInode(ti, &node{kind: nodeRegular, ti: ti}, newcwd, newpath)
-}
-
-// linkInode links ti (of the node old, for its kind and target) at
-// newpath; a nil ti is a file outside any tmpfs.
-func (fs *FS) linkInode(ti *tmpInode, old *node, newcwd, newpath string) unix.Errno {
-	p, errno := fs.lookupParent(newcwd, newpath)
-	if errno != 0 {
-		return errno
-	}
-	if p.special() {
-		return unix.EEXIST
-	}
+// tmpLink links ti (of the node old, for its kind and target) as name in
+// dir, on ti's tmpfs: modify.go's Link and LinkFile have checked the new
+// name (EEXIST, EROFS) and the mounts (EXDEV).
+func (fs *FS) tmpLink(ti *tmpInode, old *node, dir *node, name string) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	dir := p.tmpDir()
-	if dir == nil {
-		fs.mu.Unlock()
-		exists := fs.existsOutside(&p)
-		fs.mu.Lock()
-		if exists {
-			return unix.EEXIST
-		}
-		return unix.EROFS // before EXDEV, as Linux's filename_create
-	}
-	if dir.children[p.name] != nil {
+	if dir.children[name] != nil {
 		return unix.EEXIST
-	}
-	if p.trailing {
-		return unix.ENOENT
-	}
-	if ti == nil || ti.mnt != dir.ti.mnt {
-		return unix.EXDEV
 	}
 	if errno := mayCreate(dir); errno != 0 {
 		return errno
@@ -508,53 +365,28 @@ func (fs *FS) linkInode(ti *tmpInode, old *node, newcwd, newpath string) unix.Er
 		return unix.ENOENT // unlinked, or O_TMPFILE|O_EXCL
 	}
 	n := &node{kind: old.kind, ti: ti, target: old.target}
-	fs.link(dir, p.name, n)
+	fs.link(dir, name, n)
 	ti.unnamed = false
 	ti.ctime = fs.now()
 	return 0
 }
 
-// Rename is renameat2(2) with flags 0, RENAME_NOREPLACE or
-// RENAME_EXCHANGE.
-func (fs *FS) Rename(oldcwd, oldpath, newcwd, newpath string, flags uint32) unix.Errno {
-	if flags&^(RenameNoreplace|RenameExchange|RenameWhiteout) != 0 ||
-		flags&RenameExchange != 0 && flags&(RenameNoreplace|RenameWhiteout) != 0 {
-		return unix.EINVAL
-	}
-	op, errno := fs.lookupParent(oldcwd, oldpath)
-	if errno != 0 {
-		return errno
-	}
-	np, errno := fs.lookupParent(newcwd, newpath)
-	if errno != 0 {
-		return errno
-	}
-	if op.special() || np.special() {
-		if flags&RenameNoreplace != 0 && np.special() {
-			return unix.EEXIST
-		}
-		return unix.EBUSY
-	}
+// tmpRename is renameat2(2) with flags 0, RENAME_NOREPLACE or
+// RENAME_EXCHANGE within one tmpfs, once modify.go's Rename has checked
+// the flags, both parents, the mount (EXDEV, EROFS) and "." and "..".
+func (fs *FS) tmpRename(from, to *parentPath, flags uint32) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	odir, ndir := op.tmpDir(), np.tmpDir()
-	// As Linux, before looking the names up: EXDEV between file systems,
-	// then EROFS on the read-only root.
-	switch {
-	case odir == nil && ndir == nil:
-		return unix.EROFS
-	case odir == nil || ndir == nil || odir.ti.mnt != ndir.ti.mnt:
-		return unix.EXDEV
-	}
+	odir, ndir := from.dir.synth, to.dir.synth
 	if flags&RenameWhiteout != 0 {
 		return unix.EPERM // needs CAP_MKNOD on Linux; never granted here
 	}
-	src := odir.children[op.name]
+	src := odir.children[from.last]
 	if src == nil {
 		return unix.ENOENT
 	}
-	dst := ndir.children[np.name]
-	if (op.trailing || np.trailing) && src.kind != nodeDir {
+	dst := ndir.children[to.last]
+	if (from.trailing || to.trailing) && src.kind != nodeDir {
 		return unix.ENOTDIR
 	}
 	if flags&RenameExchange != 0 && dst == nil {
@@ -590,6 +422,9 @@ func (fs *FS) Rename(oldcwd, oldpath, newcwd, newpath string, flags uint32) unix
 	} else if errno := mayCreate(ndir); errno != 0 {
 		return errno
 	}
+	if isMountPoint(odir, src) || dst != nil && isMountPoint(ndir, dst) {
+		return unix.EBUSY
+	}
 	if flags&RenameExchange == 0 && dst != nil && dst.kind == nodeDir && len(dst.children) > 0 {
 		return unix.ENOTEMPTY
 	}
@@ -608,8 +443,8 @@ func (fs *FS) Rename(oldcwd, oldpath, newcwd, newpath string, flags uint32) unix
 		fs.unlinkNode(dst)
 	}
 	delete(odir.children, src.name)
-	src.name, src.parent = np.name, ndir
-	ndir.children[np.name] = src
+	src.name, src.parent = to.last, ndir
+	ndir.children[to.last] = src
 	src.ti.ctime = now
 	fs.touchDir(odir)
 	fs.touchDir(ndir)

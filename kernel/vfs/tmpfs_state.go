@@ -162,6 +162,7 @@ func (ms *MountState) build(frames *guestmm.Frames, load PageLoader) (m *tmpMoun
 		return nil, fmt.Errorf("tmpfs %s: size %d is not a positive multiple of 4096", ms.Path, ms.Size)
 	}
 	m = &tmpMount{frames: frames, path: ms.Path, limit: ms.Size, nextIno: ms.NextIno, inodes: map[uint64]*tmpInode{}}
+	m.vfsMnt.tmp = m
 	defer func() {
 		if err != nil && load != nil {
 			m.freeAll()

@@ -1,7 +1,6 @@
 package vfs
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -119,15 +118,17 @@ func TestTmpfsNamespaceErrors(t *testing.T) {
 		{"mkdir outside tmpfs", func() unix.Errno { return fs.Mkdir("/", "/newdir", 0o755) }, unix.EROFS},
 		{"mkdir existing outside", func() unix.Errno { return fs.Mkdir("/", "/dev", 0o755) }, unix.EEXIST},
 		{"file in dir", func() unix.Errno { createFile(t, fs, "/tmp/d/f", "x").Close(); return 0 }, 0},
-		{"rmdir non-empty", func() unix.Errno { return fs.Unlink("/", "/tmp/d", true) }, unix.ENOTEMPTY},
-		{"unlink a dir", func() unix.Errno { return fs.Unlink("/", "/tmp/d", false) }, unix.EISDIR},
-		{"rmdir a file", func() unix.Errno { return fs.Unlink("/", "/tmp/file", true) }, unix.ENOTDIR},
-		{"unlink file/", func() unix.Errno { return fs.Unlink("/", "/tmp/file/", false) }, unix.ENOTDIR},
-		{"unlink missing", func() unix.Errno { return fs.Unlink("/", "/tmp/missing", false) }, unix.ENOENT},
-		{"rmdir .", func() unix.Errno { return fs.Unlink("/tmp/d", ".", true) }, unix.EINVAL},
-		{"rmdir ..", func() unix.Errno { return fs.Unlink("/tmp/d", "..", true) }, unix.ENOTEMPTY},
-		{"rmdir mount point", func() unix.Errno { return fs.Unlink("/", "/tmp", true) }, unix.EBUSY},
-		{"unlink outside", func() unix.Errno { return fs.Unlink("/", "/dev/null", false) }, unix.EROFS},
+		{"rmdir non-empty", func() unix.Errno { return fs.Rmdir("/", "/tmp/d") }, unix.ENOTEMPTY},
+		{"unlink a dir", func() unix.Errno { return fs.Unlink("/", "/tmp/d") }, unix.EISDIR},
+		{"rmdir a file", func() unix.Errno { return fs.Rmdir("/", "/tmp/file") }, unix.ENOTDIR},
+		{"unlink file/", func() unix.Errno { return fs.Unlink("/", "/tmp/file/") }, unix.ENOTDIR},
+		{"unlink missing", func() unix.Errno { return fs.Unlink("/", "/tmp/missing") }, unix.ENOENT},
+		{"rmdir .", func() unix.Errno { return fs.Rmdir("/tmp/d", ".") }, unix.EINVAL},
+		{"rmdir ..", func() unix.Errno { return fs.Rmdir("/tmp/d", "..") }, unix.ENOTEMPTY},
+		// The mount point is an entry of the read-only root: EROFS before
+		// the lookup, as on Linux with a read-only "/".
+		{"rmdir mount point", func() unix.Errno { return fs.Rmdir("/", "/tmp") }, unix.EROFS},
+		{"unlink outside", func() unix.Errno { return fs.Unlink("/", "/dev/null") }, unix.EROFS},
 		{"rename into itself", func() unix.Errno { return fs.Rename("/", "/tmp/d", "/", "/tmp/d/sub", 0) }, unix.EINVAL},
 		{"rename file over dir", func() unix.Errno { return fs.Rename("/", "/tmp/file", "/", "/tmp/d2", 0) }, unix.EISDIR},
 		{"rename dir over file", func() unix.Errno { return fs.Rename("/", "/tmp/d2", "/", "/tmp/file", 0) }, unix.ENOTDIR},
@@ -142,11 +143,11 @@ func TestTmpfsNamespaceErrors(t *testing.T) {
 		{"rename out of tmpfs", func() unix.Errno { return fs.Rename("/", "/tmp/file", "/", "/dev/x", 0) }, unix.EXDEV},
 		{"rename dir over empty dir", func() unix.Errno { return fs.Mkdir("/", "/tmp/e", 0o755) }, 0},
 		{"... done", func() unix.Errno { return fs.Rename("/", "/tmp/e", "/", "/tmp/d2", 0) }, 0},
-		{"link a dir", func() unix.Errno { return fs.Link("/", "/tmp/d", false, "/", "/tmp/dl") }, unix.EPERM},
-		{"link existing name", func() unix.Errno { return fs.Link("/", "/tmp/file", false, "/", "/tmp/d/f") }, unix.EEXIST},
-		{"link out of tmpfs", func() unix.Errno { return fs.Link("/", "/tmp/file", false, "/", "/dev/f") }, unix.EROFS},
-		{"link into tmpfs", func() unix.Errno { return fs.Link("/", "/dev/null", false, "/", "/tmp/null") }, unix.EXDEV},
-		{"unlink missing outside", func() unix.Errno { return fs.Unlink("/", "/dev/missing", false) }, unix.EROFS},
+		{"link a dir", func() unix.Errno { return fs.Link("/", "/tmp/d", "/", "/tmp/dl", false) }, unix.EPERM},
+		{"link existing name", func() unix.Errno { return fs.Link("/", "/tmp/file", "/", "/tmp/d/f", false) }, unix.EEXIST},
+		{"link out of tmpfs", func() unix.Errno { return fs.Link("/", "/tmp/file", "/", "/dev/f", false) }, unix.EROFS},
+		{"link into tmpfs", func() unix.Errno { return fs.Link("/", "/dev/null", "/", "/tmp/null", false) }, unix.EXDEV},
+		{"unlink missing outside", func() unix.Errno { return fs.Unlink("/", "/dev/missing") }, unix.EROFS},
 		{"rename outside", func() unix.Errno { return fs.Rename("/", "/dev/missing", "/", "/dev/x", 0) }, unix.EROFS},
 		{"rename into tmpfs", func() unix.Errno { return fs.Rename("/", "/dev/null", "/", "/tmp/x", 0) }, unix.EXDEV},
 		{"symlink empty", func() unix.Errno { return fs.Symlink("", "/", "/tmp/s") }, unix.ENOENT},
@@ -203,7 +204,7 @@ func TestTmpfsRename(t *testing.T) {
 func TestTmpfsUnlinkWhileOpen(t *testing.T) {
 	fs := newTmpFS(t, 1<<20)
 	f := createFile(t, fs, "/tmp/gone", "still here")
-	require.Zero(t, fs.Unlink("/", "/tmp/gone", false))
+	require.Zero(t, fs.Unlink("/", "/tmp/gone"))
 	_, errno := fs.Stat("/", "/tmp/gone")
 	assert.Equal(t, unix.ENOENT, errno)
 	st, errno := f.Stat()
@@ -223,12 +224,12 @@ func TestTmpfsUnlinkWhileOpen(t *testing.T) {
 func TestTmpfsHardLinks(t *testing.T) {
 	fs := newTmpFS(t, 1<<20)
 	createFile(t, fs, "/tmp/a", "same").Close()
-	require.Zero(t, fs.Link("/", "/tmp/a", false, "/tmp", "b"))
+	require.Zero(t, fs.Link("/", "/tmp/a", "/tmp", "b", false))
 	sa, _ := fs.Stat("/", "/tmp/a")
 	sb, _ := fs.Stat("/", "/tmp/b")
 	assert.Equal(t, sa.Ino, sb.Ino)
 	assert.Equal(t, uint64(2), sb.Nlink)
-	require.Zero(t, fs.Unlink("/", "/tmp/a", false))
+	require.Zero(t, fs.Unlink("/", "/tmp/a"))
 	sb, _ = fs.Stat("/", "/tmp/b")
 	assert.Equal(t, uint64(1), sb.Nlink)
 	assert.Equal(t, "same", readAll(t, reopen(t, fs, "/tmp/b")))
@@ -304,7 +305,7 @@ func TestTmpfsStateRoundTrip(t *testing.T) {
 	fs := newTmpFS(t, 1<<20)
 	require.Zero(t, fs.Mkdir("/", "/tmp/dir", 0o750))
 	createFile(t, fs, "/tmp/dir/f", "contents").Close()
-	require.Zero(t, fs.Link("/", "/tmp/dir/f", false, "/", "/tmp/hard"))
+	require.Zero(t, fs.Link("/", "/tmp/dir/f", "/", "/tmp/hard", false))
 	require.Zero(t, fs.Symlink("dir/f", "/", "/tmp/sym"))
 	sparse := createFile(t, fs, "/tmp/sparse", "")
 	_, errno := sparse.Pwrite([]byte("tail"), 5*pageSize)
@@ -313,7 +314,7 @@ func TestTmpfsStateRoundTrip(t *testing.T) {
 	open := createFile(t, fs, "/tmp/open", "unlinked but open")
 	_, errno = open.Lseek(3, unix.SEEK_SET)
 	require.Zero(t, errno)
-	require.Zero(t, fs.Unlink("/", "/tmp/open", false))
+	require.Zero(t, fs.Unlink("/", "/tmp/open"))
 	desc := open.Describe()
 
 	var store pageStore
@@ -554,13 +555,16 @@ func TestFallocate(t *testing.T) {
 	assert.Equal(t, int64(pageSize), fs.mounts[0].used)
 	st, _ = f.Stat()
 	assert.Equal(t, int64(2*pageSize), st.Size)
-	buf, ok, errno := fs.Statfs("/", "/tmp/f")
+	sf, errno := fs.Statfs("/", "/tmp/f")
 	require.Zero(t, errno)
-	require.True(t, ok)
-	assert.Equal(t, uint64(TmpfsMagic), binary.LittleEndian.Uint64(buf))
-	assert.Equal(t, uint64(3), binary.LittleEndian.Uint64(buf[24:]), "f_bfree")
-	_, ok, _ = fs.Statfs("/", "/dev/null")
-	assert.False(t, ok)
+	assert.Equal(t, int64(TmpfsMagic), sf.Type)
+	assert.Equal(t, uint64(3), sf.Bfree, "f_bfree")
+	ff, errno := fs.FileStatfs(f)
+	require.Zero(t, errno)
+	assert.Equal(t, sf, ff, "fstatfs of the open file")
+	sf, errno = fs.Statfs("/", "/dev/null")
+	require.Zero(t, errno)
+	assert.Zero(t, sf.Blocks, "/dev is a devtmpfs, not the /tmp tmpfs")
 }
 
 func TestTmpfsCreateThroughDanglingSymlink(t *testing.T) {
