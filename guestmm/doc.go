@@ -59,9 +59,12 @@
 //
 // Known differences from Linux:
 //
-//   - There is no page cache: each mapping of a file has its own copy of
-//     the pages, so writes through a MAP_SHARED file mapping are neither
-//     written back nor seen by other mappings or read(2).
+//   - There is no page cache for files of the root: each mapping of such
+//     a file has its own copy of the pages (the root is read-only, so a
+//     MAP_SHARED mapping of it is never writable). Files whose pages are
+//     already guest frames (PageCache: tmpfs, memfd) are mapped shared
+//     with their own frames, so writes through a MAP_SHARED mapping are
+//     the file's contents.
 //   - mprotect checks the whole range before changing anything instead of
 //     possibly applying the change to a prefix.
 //   - mremap with old_size 0 only works for shared file mappings.

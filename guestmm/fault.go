@@ -213,6 +213,16 @@ func (as *AddressSpace) faultIn(v *VMA, pva, ea uint64, write bool) error {
 		return nil
 
 	case KindFile:
+		if pc, ok := v.Backing.(PageCache); ok && v.Shared {
+			pa, err := pc.Frame(v.offsetOf(pva))
+			if err != nil {
+				return errBus
+			}
+			// The file's own frame: marked Copied so that a writable
+			// VMA maps it writable at once (nothing is copied).
+			as.pt.set(ea, pva, as.leafPTE(v, pa, Copied))
+			return nil
+		}
 		pa, _, err := as.frames.alloc()
 		if err != nil {
 			return unix.ENOMEM

@@ -73,6 +73,20 @@ type BackingAccess interface {
 	Access() Prot
 }
 
+// PageCache is implemented by backings whose pages already live in guest
+// frames (tmpfs files, memfd): a shared mapping maps the file's own frame
+// instead of a copy, so writes through it are the file's contents, seen
+// by read(2) and by every other shared mapping, as with Linux's page
+// cache. Private mappings still copy (Backing.ReadAt).
+type PageCache interface {
+	Backing
+	// Frame returns the frame of the page at file offset off (a multiple
+	// of PageSize), allocating a zero one for a hole, with a reference
+	// taken for the mapping. It fails past the end of the file and when
+	// no page can be allocated; the access is then SIGBUS, as on Linux.
+	Frame(off uint64) (pa uint64, err error)
+}
+
 // DeviceBacking is a Backing for a device's MMIO window. Pages of such a
 // mapping point straight at MMIOBase()+offset with caching disabled; they
 // never use RAM frames and are never copied on write.

@@ -69,6 +69,13 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		ps.VMAs = append(ps.VMAs, vs)
 	}
 	st.Process = ps
+	// tmpfs files' pages go to the page data too, each once: no VMA
+	// stores them (a shared mapping of one stores nothing, a private one
+	// only its own copies).
+	st.Tmpfs = k.fs.TmpfsState(func(frame uint64) uint64 {
+		snap.Pages = append(snap.Pages, frame)
+		return uint64(len(snap.Pages) - 1)
+	})
 	st.PageCount = uint64(len(snap.Pages))
 
 	fpu, err := k.vcpu.FPUState()
@@ -108,13 +115,24 @@ type memorySnapshot struct {
 
 // object returns the objref of the file v maps, recording it once.
 func (ms *memorySnapshot) object(v *guestmm.VMA) (int, error) {
-	if ref, ok := ms.objrefs[v.Name]; ok {
+	key := v.Name
+	tb, isTmpfs := v.Backing.(vfs.TmpfsBacking)
+	if isTmpfs {
+		// A tmpfs file is its inode: it may have been renamed, unlinked
+		// or have several names.
+		mount, ino := tb.Inode()
+		key = fmt.Sprintf("tmpfs\x00%s\x00%d", mount, ino)
+	}
+	if ref, ok := ms.objrefs[key]; ok {
 		return ref, nil
 	}
 	o := Object{Ref: len(ms.st.Objects) + 1, Kind: "file", Path: v.Name}
 	switch b := v.Backing.(type) {
 	case *programBacking:
 		o.Kind = "program"
+	case vfs.TmpfsBacking:
+		o.Kind = "tmpfs"
+		o.Mount, o.Ino = b.Inode()
 	case vfs.Identifiable:
 		id, err := b.Identity()
 		if err != nil {
@@ -123,7 +141,7 @@ func (ms *memorySnapshot) object(v *guestmm.VMA) (int, error) {
 		o.Identity = &id
 	}
 	ms.st.Objects = append(ms.st.Objects, o)
-	ms.objrefs[v.Name] = o.Ref
+	ms.objrefs[key] = o.Ref
 	return o.Ref, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/emuckpt/emuckpt/kernel/loader"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"github.com/emuckpt/emuckpt/vmm"
+	"golang.org/x/sys/unix"
 )
 
 // Config describes the program to run and the world it sees.
@@ -45,6 +46,9 @@ type Config struct {
 	// PreserveDevices makes Restore give device models their saved
 	// registers (--device-state=preserve); by default they start fresh.
 	PreserveDevices bool
+	// Tmpfs are the tmpfs mounts (--tmpfs) besides the default /tmp; see
+	// tmpfsMountsForRun and restoreTmpfs.
+	Tmpfs []TmpfsMount
 }
 
 // Kernel is one guest kernel on one machine.
@@ -112,6 +116,10 @@ func New(cfg Config) (*Kernel, error) {
 		return nil, err
 	}
 	k.warnUntrappedTSC()
+	if err := k.mountTmpfs(tmpfsMountsForRun(&cfg)); err != nil {
+		k.Close()
+		return nil, fmt.Errorf("mounting tmpfs: %w", err)
+	}
 	p, regs, err := k.exec(img)
 	if err != nil {
 		k.Close()
@@ -141,12 +149,16 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 	k.frames = guestmm.NewFrames(k.m.Mem(), vmm.RAMBase, k.m.MemSize())
 	k.fs, err = vfs.New(vfs.Options{
 		Root: cfg.Root, Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr,
-		Random: k.rand,
+		Random: k.rand, Frames: k.frames,
 		Maps: func() []byte {
 			if k.proc == nil {
 				return nil
 			}
 			return []byte(k.proc.as.MapsText())
+		},
+		Now: func() vfs.Timespec {
+			ns, _ := k.clock.Now(unix.CLOCK_REALTIME)
+			return vfs.Timespec{Sec: ns / 1e9, Nsec: ns % 1e9}
 		},
 		Interrupted: func() bool {
 			return k.ckpt.requested.Load() || k.ctx != nil && k.ctx.Err() != nil

@@ -101,6 +101,15 @@ func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpa
 			return nil, err
 		}
 	}
+	// The tmpfs next, its files' pages taken from the page data as they
+	// are (Validate made sure no VMA uses them): mappings of its files
+	// are restored from it.
+	err = k.restoreTmpfs(st.Tmpfs, func(page uint64) (uint64, error) {
+		return base + page*guestmm.PageSize, nil // inside the page data (Validate)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRestore, err)
+	}
 	// A frame that several VMAs mapped was stored once: it gets one
 	// reference per mapping, before any is installed (a private frame
 	// with two references is then copied on write, as it was).
@@ -176,6 +185,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
+	k.fs.DropUnused()
 	p := &Process{pid: ps.PID, ppid: ps.PPID, as: as, fds: fds, cwd: ps.Cwd, exe: ps.Exe,
 		umask: 0o022, dumpable: 1, groups: ps.Groups, lockFuture: ps.LockFuture, lockOnFault: ps.LockOnFault}
 	if ps.Umask != nil { // ranges checked by Validate
@@ -264,6 +274,15 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]
 		o := objects[vs.Objref]
 		if o == nil || o.Kind == "program" {
 			v.Backing = prog // checked against the image's SHA-256
+			return v, nil
+		}
+		if o.Kind == "tmpfs" {
+			// The file is in the restored tmpfs, as it was.
+			b, e := k.fs.TmpfsBackingOf(o.Mount, o.Ino, vs.Name)
+			if e != 0 {
+				return v, fmt.Errorf("tmpfs file %d of %s: %v", o.Ino, o.Mount, e)
+			}
+			v.Backing = b
 			return v, nil
 		}
 		b, err := k.openBacking(vs, unix.O_RDONLY)

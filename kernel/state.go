@@ -26,16 +26,24 @@ type State struct {
 	Devices []DeviceRecord `json:"devices,omitempty"`
 	// Objects are the shared objects the VMAs refer to by objref: each
 	// file is recorded once, however many VMAs map it.
-	Objects   []Object `json:"objects,omitempty"`
-	PageCount uint64   `json:"page_count"`
+	Objects []Object `json:"objects,omitempty"`
+	// Tmpfs are the tmpfs mounts with their files (vfs.MountState), each
+	// file once; descriptors name them by mount and inode number.
+	Tmpfs     []vfs.MountState `json:"tmpfs,omitempty"`
+	PageCount uint64           `json:"page_count"`
 }
 
 // Object is a shared object of an image, saved once and named by its
 // objref (Ref, from 1) wherever it is used.
 type Object struct {
 	Ref  int    `json:"objref"`
-	Kind string `json:"kind"` // "program" or "file"
+	Kind string `json:"kind"` // "program", "file" or "tmpfs"
 	Path string `json:"path"`
+	// Mount and Ino name a tmpfs file (kind "tmpfs"): the mount point and
+	// the inode in the image's tmpfs record, whose contents the image
+	// holds, so it needs no identity.
+	Mount string `json:"mount,omitempty"`
+	Ino   uint64 `json:"ino,omitempty"`
 	// Identity is the file's size, modification time and inode at the
 	// checkpoint (kind "file"); the program is identified by its SHA-256.
 	Identity *vfs.FileIdentity `json:"identity,omitempty"`

@@ -292,7 +292,7 @@ func (k *Kernel) openat(t *Task, dirfd, pathVA, flags, mode uint64) (uint64, uni
 	if e != 0 {
 		return 0, e
 	}
-	f, e := k.fs.Open(dir, p, int(int32(flags)))
+	f, e := k.fs.OpenMode(dir, p, int(int32(flags)), uint32(mode)&0o7777&^t.proc.umask)
 	if e != 0 {
 		return 0, e
 	}
@@ -534,6 +534,19 @@ func (k *Kernel) sysFcntl(t *Task, a *args) (uint64, unix.Errno) {
 		k.setAsync(t, fd, f, int(a[2]))
 		f.SetFlags(int(a[2]))
 		return 0, 0
+	case unix.F_ADD_SEALS:
+		f, e := fds.Get(fd)
+		if e != 0 {
+			return 0, e
+		}
+		return 0, vfs.AddSeals(f, int(int32(a[2])))
+	case unix.F_GET_SEALS:
+		f, e := fds.Get(fd)
+		if e != 0 {
+			return 0, e
+		}
+		seals, e := vfs.Seals(f)
+		return uint64(seals), e
 	}
 	if ret, e, ok := k.fcntlOwner(t, fd, a[1], a[2]); ok {
 		return ret, e

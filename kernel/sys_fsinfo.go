@@ -192,10 +192,11 @@ func (k *Kernel) sysSendfile(t *Task, a *args) (uint64, unix.Errno) {
 	return done, 0
 }
 
-// sysCopyFileRange checks its arguments as Linux does. It can never copy:
-// the only regular files the guest can write are host streams, which are
-// on another file system than its read-only root (EXDEV, as Linux gives
-// between superblocks).
+// sysCopyFileRange checks its arguments as Linux does and copies between
+// files of one tmpfs (or between memfds), as Linux's splice fallback does
+// within a superblock. Other regular files the guest can write are host
+// streams, on another file system than its read-only root or a tmpfs:
+// EXDEV, as Linux gives between superblocks.
 func (k *Kernel) sysCopyFileRange(t *Task, a *args) (uint64, unix.Errno) {
 	inFD, offInVA, outFD, offOutVA, length, flags := a[0], a[1], a[2], a[3], a[4], a[5]
 	in, e := k.file(t, inFD)
@@ -242,7 +243,86 @@ func (k *Kernel) sysCopyFileRange(t *Task, a *args) (uint64, unix.Errno) {
 	if length == 0 {
 		return 0, 0
 	}
-	return 0, unix.EXDEV
+	same, sameInode := vfs.SameTmpfs(in, out)
+	if !same {
+		return 0, unix.EXDEV
+	}
+	return k.copyTmpfs(t, in, out, offInVA, offOutVA, length, sameInode)
+}
+
+// copyTmpfs is copy_file_range within a tmpfs, with Linux's
+// generic_copy_file_checks: the length is cut at the input's end (0 at or
+// past it) and at MAX_RW_COUNT, positions that would overflow are
+// EOVERFLOW, and overlapping ranges of one file EINVAL.
+func (k *Kernel) copyTmpfs(t *Task, in, out vfs.File, offInVA, offOutVA, length uint64, sameInode bool) (uint64, unix.Errno) {
+	pos := func(f vfs.File, va uint64) (int64, unix.Errno) {
+		if va != 0 {
+			return k.readOffset(t, va)
+		}
+		return f.Lseek(0, unix.SEEK_CUR)
+	}
+	pin, e := pos(in, offInVA)
+	if e != 0 {
+		return 0, e
+	}
+	pout, e := pos(out, offOutVA)
+	if e != 0 {
+		return 0, e
+	}
+	if pin < 0 || pout < 0 {
+		return 0, unix.EINVAL
+	}
+	if uint64(pin)+length < uint64(pin) || uint64(pout)+length < uint64(pout) ||
+		uint64(pin)+length > offsetMax || uint64(pout)+length > offsetMax {
+		return 0, unix.EOVERFLOW
+	}
+	st, e := in.Stat()
+	if e != 0 {
+		return 0, e
+	}
+	if pin >= st.Size {
+		return 0, 0
+	}
+	count := min(length, uint64(st.Size-pin), maxRWCount)
+	if sameInode && uint64(pout) < uint64(pin)+count && uint64(pin) < uint64(pout)+count {
+		return 0, unix.EINVAL
+	}
+	var done uint64
+	buf := make([]byte, min(count, copyChunk))
+	for done < count {
+		n, e := in.Pread(buf[:min(count-done, uint64(len(buf)))], pin+int64(done))
+		if e != 0 || n == 0 {
+			if done == 0 && e != 0 {
+				return 0, e
+			}
+			break
+		}
+		w, e := out.Pwrite(buf[:n], pout+int64(done))
+		done += uint64(max(w, 0))
+		if e != 0 {
+			if done == 0 {
+				return 0, e
+			}
+			break
+		}
+		if w < n {
+			break
+		}
+	}
+	for _, x := range []struct {
+		f   vfs.File
+		va  uint64
+		pos int64
+	}{{in, offInVA, pin + int64(done)}, {out, offOutVA, pout + int64(done)}} {
+		if x.va != 0 {
+			if e := k.writeOffset(t, x.va, x.pos); e != 0 {
+				return 0, e
+			}
+		} else if _, e := x.f.Lseek(x.pos, unix.SEEK_SET); e != 0 {
+			return 0, e
+		}
+	}
+	return done, 0
 }
 
 // sysFadvise64 validates the advice and ignores it: the guest's files

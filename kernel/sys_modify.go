@@ -7,9 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// System calls that change the file system. The guest's file system is
-// read-only, so after Linux's checks (in Linux's order, see
-// kernel/vfs/modify.go) they fail with EROFS.
+// System calls that change the file system. After Linux's checks (in
+// Linux's order, see kernel/vfs/modify.go) they fail with EROFS on the
+// read-only root and change a tmpfs (kernel/vfs/tmpfs*.go). New files'
+// modes lose the process umask's bits.
 
 const (
 	atRemovedir     = 0x200
@@ -34,19 +35,19 @@ func (k *Kernel) pathAt(t *Task, dirfd, pathVA uint64) (dir, p string, e unix.Er
 var atCWD = uint64(atFDCWD & 0xffffffff)
 
 func (k *Kernel) sysMkdir(t *Task, a *args) (uint64, unix.Errno) {
-	return k.mkdirat(t, atCWD, a[0])
+	return k.mkdirat(t, atCWD, a[0], a[1])
 }
 
 func (k *Kernel) sysMkdirat(t *Task, a *args) (uint64, unix.Errno) {
-	return k.mkdirat(t, a[0], a[1])
+	return k.mkdirat(t, a[0], a[1], a[2])
 }
 
-func (k *Kernel) mkdirat(t *Task, dirfd, pathVA uint64) (uint64, unix.Errno) {
+func (k *Kernel) mkdirat(t *Task, dirfd, pathVA, mode uint64) (uint64, unix.Errno) {
 	dir, p, e := k.pathAt(t, dirfd, pathVA)
 	if e != 0 {
 		return 0, e
 	}
-	return 0, k.fs.Mkdir(dir, p)
+	return 0, k.fs.Mkdir(dir, p, uint32(mode)&0o1777&^t.proc.umask)
 }
 
 func (k *Kernel) sysMknod(t *Task, a *args) (uint64, unix.Errno) {
@@ -62,7 +63,7 @@ func (k *Kernel) mknodat(t *Task, dirfd, pathVA, mode uint64) (uint64, unix.Errn
 	if e != 0 {
 		return 0, e
 	}
-	return 0, k.fs.Mknod(dir, p, uint32(mode))
+	return 0, k.fs.Mknod(dir, p, uint32(mode)&^t.proc.umask)
 }
 
 func (k *Kernel) sysRmdir(t *Task, a *args) (uint64, unix.Errno) {
@@ -132,7 +133,8 @@ func (k *Kernel) linkat(t *Task, oldfd, oldVA, newfd, newVA, flags uint64) (uint
 		return 0, e
 	}
 	if oldPath == "" && flags&atEmptyPath != 0 {
-		// linkat(fd, "", ..., AT_EMPTY_PATH) links the file fd refers to.
+		// linkat(fd, "", ..., AT_EMPTY_PATH) links the file fd refers to,
+		// which may have no name (O_TMPFILE).
 		if int32(oldfd) == atFDCWD {
 			oldDir, oldPath = t.proc.cwd, "."
 		} else {
@@ -140,7 +142,11 @@ func (k *Kernel) linkat(t *Task, oldfd, oldVA, newfd, newVA, flags uint64) (uint
 			if e != 0 {
 				return 0, e
 			}
-			oldDir, oldPath = "/", f.Describe().Path
+			newDir, newPath, e := k.pathAt(t, newfd, newVA)
+			if e != 0 {
+				return 0, e
+			}
+			return 0, k.fs.LinkFile(f, newDir, newPath)
 		}
 	}
 	newDir, newPath, e := k.pathAt(t, newfd, newVA)
@@ -177,105 +183,159 @@ func (k *Kernel) renameat2(t *Task, oldfd, oldVA, newfd, newVA, flags uint64) (u
 	return 0, k.fs.Rename(oldDir, oldPath, newDir, newPath, uint32(flags))
 }
 
-// setattrAt is the path form of chmod, chown, utimes and the xattr calls.
-// With AT_EMPTY_PATH an empty path names dirfd itself.
-func (k *Kernel) setattrAt(t *Task, dirfd, pathVA uint64, follow, emptyPath bool) unix.Errno {
+// attrAt finds the file of chmod, chown, utimes and the xattr calls by
+// path: EROFS on the read-only root, the inode on a tmpfs. With
+// AT_EMPTY_PATH an empty path names dirfd itself.
+func (k *Kernel) attrAt(t *Task, dirfd, pathVA uint64, follow, emptyPath bool) (vfs.Attr, unix.Errno) {
 	p, e := k.path(t, pathVA)
 	if e != 0 {
-		return e
+		return vfs.Attr{}, e
 	}
 	if p == "" && emptyPath {
 		if int32(dirfd) == atFDCWD {
-			return k.fs.Setattr(t.proc.cwd, ".", true)
+			return k.fs.AttrPath(t.proc.cwd, ".", true)
 		}
 		f, e := k.file(t, dirfd)
 		if e != 0 {
-			return e
+			return vfs.Attr{}, e
 		}
-		return k.setattrFile(f, true)
+		return k.attrFile(f, true)
 	}
 	dir, e := k.dirOf(t, dirfd, p)
 	if e != 0 {
-		return e
+		return vfs.Attr{}, e
 	}
-	return k.fs.Setattr(dir, p, follow)
+	return k.fs.AttrPath(dir, p, follow)
 }
 
-// setattrFile is the descriptor form of setattrAt.
-func (k *Kernel) setattrFile(f vfs.File, byPath bool) unix.Errno {
-	e := k.fs.SetattrFile(f, byPath)
+// attrFile is the descriptor form of attrAt.
+func (k *Kernel) attrFile(f vfs.File, byPath bool) (vfs.Attr, unix.Errno) {
+	at, e := k.fs.AttrFile(f, byPath)
 	if e == unix.ENOSYS {
 		k.noteOnce("setattr-"+string(f.Describe().Kind),
 			"changing the mode, owner, times or extended attributes of a "+string(f.Describe().Kind)+": returning ENOSYS")
 	}
-	return e
+	return at, e
 }
 
-// setattrFd is fchmod, fchown, fsetxattr and fremovexattr.
-func (k *Kernel) setattrFd(t *Task, fd uint64) (uint64, unix.Errno) {
+// attrFd is fchmod, fchown, futimens, fsetxattr and fremovexattr.
+func (k *Kernel) attrFd(t *Task, fd uint64) (vfs.Attr, unix.Errno) {
 	f, e := k.file(t, fd)
+	if e != 0 {
+		return vfs.Attr{}, e
+	}
+	return k.attrFile(f, false)
+}
+
+// xattrChange ends the xattr calls once the file is found: emuckpt's
+// tmpfs keeps no extended attributes (ENOSYS).
+func (k *Kernel) xattrChange(_ vfs.Attr, e unix.Errno) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return 0, k.setattrFile(f, false)
+	k.noteOnce("xattr-tmpfs", "extended attributes on a tmpfs: returning ENOSYS")
+	return 0, unix.ENOSYS
+}
+
+func (k *Kernel) chmod(at vfs.Attr, e unix.Errno, mode uint64) (uint64, unix.Errno) {
+	if e != 0 {
+		return 0, e
+	}
+	return 0, at.Chmod(uint32(mode))
+}
+
+func (k *Kernel) chown(at vfs.Attr, e unix.Errno, uid, gid uint64) (uint64, unix.Errno) {
+	if e != 0 {
+		return 0, e
+	}
+	return 0, at.Chown(uint32(uid), uint32(gid))
 }
 
 func (k *Kernel) sysChmod(t *Task, a *args) (uint64, unix.Errno) {
-	return 0, k.setattrAt(t, atCWD, a[0], true, false)
+	at, e := k.attrAt(t, atCWD, a[0], true, false)
+	return k.chmod(at, e, a[1])
 }
 
-func (k *Kernel) sysFchmod(t *Task, a *args) (uint64, unix.Errno) { return k.setattrFd(t, a[0]) }
+func (k *Kernel) sysFchmod(t *Task, a *args) (uint64, unix.Errno) {
+	at, e := k.attrFd(t, a[0])
+	return k.chmod(at, e, a[1])
+}
 
 func (k *Kernel) sysFchmodat(t *Task, a *args) (uint64, unix.Errno) {
-	return 0, k.setattrAt(t, a[0], a[1], true, false)
+	at, e := k.attrAt(t, a[0], a[1], true, false)
+	return k.chmod(at, e, a[2])
 }
 
 func (k *Kernel) sysFchmodat2(t *Task, a *args) (uint64, unix.Errno) {
 	if a[3]&^(atSymlinkNofollow|atEmptyPath) != 0 {
 		return 0, unix.EINVAL
 	}
-	return 0, k.setattrAt(t, a[0], a[1], a[3]&atSymlinkNofollow == 0, a[3]&atEmptyPath != 0)
+	at, e := k.attrAt(t, a[0], a[1], a[3]&atSymlinkNofollow == 0, a[3]&atEmptyPath != 0)
+	if e == 0 && a[3]&atSymlinkNofollow != 0 && at.IsSymlink() {
+		return 0, unix.EOPNOTSUPP // a symbolic link's mode does not change
+	}
+	return k.chmod(at, e, a[2])
 }
 
 func (k *Kernel) sysChown(t *Task, a *args) (uint64, unix.Errno) {
-	return 0, k.setattrAt(t, atCWD, a[0], true, false)
+	at, e := k.attrAt(t, atCWD, a[0], true, false)
+	return k.chown(at, e, a[1], a[2])
 }
 
 func (k *Kernel) sysLchown(t *Task, a *args) (uint64, unix.Errno) {
-	return 0, k.setattrAt(t, atCWD, a[0], false, false)
+	at, e := k.attrAt(t, atCWD, a[0], false, false)
+	return k.chown(at, e, a[1], a[2])
 }
 
-func (k *Kernel) sysFchown(t *Task, a *args) (uint64, unix.Errno) { return k.setattrFd(t, a[0]) }
+func (k *Kernel) sysFchown(t *Task, a *args) (uint64, unix.Errno) {
+	at, e := k.attrFd(t, a[0])
+	return k.chown(at, e, a[1], a[2])
+}
 
 func (k *Kernel) sysFchownat(t *Task, a *args) (uint64, unix.Errno) {
 	if a[4]&^(atSymlinkNofollow|atEmptyPath) != 0 {
 		return 0, unix.EINVAL
 	}
-	return 0, k.setattrAt(t, a[0], a[1], a[4]&atSymlinkNofollow == 0, a[4]&atEmptyPath != 0)
+	at, e := k.attrAt(t, a[0], a[1], a[4]&atSymlinkNofollow == 0, a[4]&atEmptyPath != 0)
+	return k.chown(at, e, a[2], a[3])
 }
 
-// utimes is Linux's do_utimes once the times are read and checked: a NULL
-// path with a descriptor is that file (flags must then be 0).
-func (k *Kernel) utimes(t *Task, dirfd, pathVA, flags uint64) (uint64, unix.Errno) {
+// utimes is Linux's do_utimes once the times are read and checked (nil
+// for both now): a NULL path with a descriptor is that file (flags must
+// then be 0).
+func (k *Kernel) utimes(t *Task, dirfd, pathVA, flags uint64, times *[2]vfs.Timespec) (uint64, unix.Errno) {
+	var at vfs.Attr
+	var e unix.Errno
 	if pathVA == 0 && int32(dirfd) != atFDCWD {
 		if flags != 0 {
 			return 0, unix.EINVAL
 		}
-		return k.setattrFd(t, dirfd)
+		at, e = k.attrFd(t, dirfd)
+	} else {
+		if flags&^(atSymlinkNofollow|atEmptyPath) != 0 {
+			return 0, unix.EINVAL
+		}
+		at, e = k.attrAt(t, dirfd, pathVA, flags&atSymlinkNofollow == 0, flags&atEmptyPath != 0)
 	}
-	if flags&^(atSymlinkNofollow|atEmptyPath) != 0 {
-		return 0, unix.EINVAL
+	if e != 0 {
+		return 0, e
 	}
-	return 0, k.setattrAt(t, dirfd, pathVA, flags&atSymlinkNofollow == 0, flags&atEmptyPath != 0)
+	return 0, at.Utimens(times)
 }
 
 func (k *Kernel) sysUtimensat(t *Task, a *args) (uint64, unix.Errno) {
+	var times *[2]vfs.Timespec
 	if a[2] != 0 {
 		var b [32]byte
 		if e := k.copyIn(t, a[2], b[:]); e != 0 {
 			return 0, e
 		}
-		n0, n1 := int64(binary.LittleEndian.Uint64(b[8:])), int64(binary.LittleEndian.Uint64(b[24:]))
+		le := binary.LittleEndian
+		times = &[2]vfs.Timespec{
+			{Sec: int64(le.Uint64(b[0:])), Nsec: int64(le.Uint64(b[8:]))},
+			{Sec: int64(le.Uint64(b[16:])), Nsec: int64(le.Uint64(b[24:]))},
+		}
+		n0, n1 := times[0].Nsec, times[1].Nsec
 		if n0 == utimeOmit && n1 == utimeOmit {
 			return 0, 0 // nothing to do: Linux does not even look the path up
 		}
@@ -284,49 +344,63 @@ func (k *Kernel) sysUtimensat(t *Task, a *args) (uint64, unix.Errno) {
 				return 0, unix.EINVAL
 			}
 		}
+		if n0 == utimeNow && n1 == utimeNow {
+			times = nil // as Linux: both now is the NULL times of the permission rules
+		}
 	}
-	return k.utimes(t, a[0], a[1], a[3])
+	return k.utimes(t, a[0], a[1], a[3], times)
 }
 
-// checkTimevals reads the two struct timeval of utimes and futimesat.
-func (k *Kernel) checkTimevals(t *Task, va uint64) unix.Errno {
+// timevals reads the two struct timeval of utimes and futimesat (nil
+// for a NULL pointer: both now).
+func (k *Kernel) timevals(t *Task, va uint64) (*[2]vfs.Timespec, unix.Errno) {
 	if va == 0 {
-		return 0
+		return nil, 0
 	}
 	var b [32]byte
 	if e := k.copyIn(t, va, b[:]); e != 0 {
-		return e
+		return nil, e
 	}
-	for _, off := range []int{8, 24} {
-		if us := int64(binary.LittleEndian.Uint64(b[off:])); us < 0 || us >= 1e6 {
-			return unix.EINVAL
+	var times [2]vfs.Timespec
+	for i := range times {
+		sec, us := int64(binary.LittleEndian.Uint64(b[16*i:])), int64(binary.LittleEndian.Uint64(b[16*i+8:]))
+		if us < 0 || us >= 1e6 {
+			return nil, unix.EINVAL
 		}
+		times[i] = vfs.Timespec{Sec: sec, Nsec: us * 1000}
 	}
-	return 0
+	return &times, 0
 }
 
 func (k *Kernel) sysUtimes(t *Task, a *args) (uint64, unix.Errno) {
-	if e := k.checkTimevals(t, a[1]); e != 0 {
+	times, e := k.timevals(t, a[1])
+	if e != 0 {
 		return 0, e
 	}
-	return k.utimes(t, atCWD, a[0], 0)
+	return k.utimes(t, atCWD, a[0], 0, times)
 }
 
 func (k *Kernel) sysFutimesat(t *Task, a *args) (uint64, unix.Errno) {
-	if e := k.checkTimevals(t, a[2]); e != 0 {
+	times, e := k.timevals(t, a[2])
+	if e != 0 {
 		return 0, e
 	}
-	return k.utimes(t, a[0], a[1], 0)
+	return k.utimes(t, a[0], a[1], 0, times)
 }
 
 func (k *Kernel) sysUtime(t *Task, a *args) (uint64, unix.Errno) {
+	var times *[2]vfs.Timespec
 	if a[1] != 0 {
-		var b [16]byte
+		var b [16]byte // struct utimbuf: actime, modtime in seconds
 		if e := k.copyIn(t, a[1], b[:]); e != 0 {
 			return 0, e
 		}
+		times = &[2]vfs.Timespec{
+			{Sec: int64(binary.LittleEndian.Uint64(b[0:]))},
+			{Sec: int64(binary.LittleEndian.Uint64(b[8:]))},
+		}
 	}
-	return k.utimes(t, atCWD, a[0], 0)
+	return k.utimes(t, atCWD, a[0], 0, times)
 }
 
 func (k *Kernel) sysTruncate(t *Task, a *args) (uint64, unix.Errno) {
@@ -339,9 +413,9 @@ func (k *Kernel) sysTruncate(t *Task, a *args) (uint64, unix.Errno) {
 
 // sysFtruncate follows Linux's do_ftruncate: a negative length is EINVAL,
 // a bad or O_PATH descriptor EBADF, and anything but a regular file open
-// for writing EINVAL. Nothing on the read-only root can be open for
-// writing; a standard stream that is a writable host file is left alone
-// (ENOSYS).
+// for writing EINVAL; then a tmpfs file (or memfd) changes size. Nothing
+// on the read-only root can be open for writing; a standard stream that
+// is a writable host file is left alone (ENOSYS).
 func (k *Kernel) sysFtruncate(t *Task, a *args) (uint64, unix.Errno) {
 	if int64(a[1]) < 0 {
 		return 0, unix.EINVAL
@@ -359,6 +433,9 @@ func (k *Kernel) sysFtruncate(t *Task, a *args) (uint64, unix.Errno) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || f.Flags()&unix.O_ACCMODE == unix.O_RDONLY {
 		return 0, unix.EINVAL
+	}
+	if tr, ok := f.(truncater); ok {
+		return 0, tr.Truncate(int64(a[1]))
 	}
 	k.noteOnce("ftruncate", "ftruncate of a host file behind a standard stream: returning ENOSYS")
 	return 0, unix.ENOSYS
@@ -395,42 +472,42 @@ func (k *Kernel) sysSetxattr(t *Task, a *args) (uint64, unix.Errno) {
 	if e := k.xattrArgs(t, a[1], a[3], a[4]); e != 0 {
 		return 0, e
 	}
-	return 0, k.setattrAt(t, atCWD, a[0], true, false)
+	return k.xattrChange(k.attrAt(t, atCWD, a[0], true, false))
 }
 
 func (k *Kernel) sysLsetxattr(t *Task, a *args) (uint64, unix.Errno) {
 	if e := k.xattrArgs(t, a[1], a[3], a[4]); e != 0 {
 		return 0, e
 	}
-	return 0, k.setattrAt(t, atCWD, a[0], false, false)
+	return k.xattrChange(k.attrAt(t, atCWD, a[0], false, false))
 }
 
 func (k *Kernel) sysFsetxattr(t *Task, a *args) (uint64, unix.Errno) {
 	if e := k.xattrArgs(t, a[1], a[3], a[4]); e != 0 {
 		return 0, e
 	}
-	return k.setattrFd(t, a[0])
+	return k.xattrChange(k.attrFd(t, a[0]))
 }
 
 func (k *Kernel) sysRemovexattr(t *Task, a *args) (uint64, unix.Errno) {
 	if e := k.xattrName(t, a[1], 0); e != 0 {
 		return 0, e
 	}
-	return 0, k.setattrAt(t, atCWD, a[0], true, false)
+	return k.xattrChange(k.attrAt(t, atCWD, a[0], true, false))
 }
 
 func (k *Kernel) sysLremovexattr(t *Task, a *args) (uint64, unix.Errno) {
 	if e := k.xattrName(t, a[1], 0); e != 0 {
 		return 0, e
 	}
-	return 0, k.setattrAt(t, atCWD, a[0], false, false)
+	return k.xattrChange(k.attrAt(t, atCWD, a[0], false, false))
 }
 
 func (k *Kernel) sysFremovexattr(t *Task, a *args) (uint64, unix.Errno) {
 	if e := k.xattrName(t, a[1], 0); e != 0 {
 		return 0, e
 	}
-	return k.setattrFd(t, a[0])
+	return k.xattrChange(k.attrFd(t, a[0]))
 }
 
 func (k *Kernel) sysCreat(t *Task, a *args) (uint64, unix.Errno) {

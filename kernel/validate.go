@@ -4,9 +4,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/emuckpt/emuckpt/guestmm"
+	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,6 +58,9 @@ func (st *State) Validate() error {
 			return fmt.Errorf("process.vmas[%d] %#x-%#x (%.20q): %v", i, v.Start, v.End, v.Type, err)
 		}
 		prevEnd = v.End
+	}
+	if err := st.validateTmpfs(); err != nil {
+		return err
 	}
 	if err := st.validateTasks(); err != nil {
 		return err
@@ -121,6 +126,81 @@ func (ts *TimeState) validate() error {
 	return nil
 }
 
+// validateTmpfsPages checks that the pages of tmpfs files lie in the
+// page data, each used by one file page only and by no VMA: restore hands
+// each such frame to its file as it is.
+func (st *State) validateTmpfsPages() error {
+	// Linear in the tmpfs pages and VMA runs (times a log), whatever
+	// page_count claims: no per-page table.
+	owner := map[uint64]string{}
+	var pages []uint64
+	for i := range st.Tmpfs {
+		m := &st.Tmpfs[i]
+		for _, in := range m.Inodes {
+			for _, pg := range in.Pages {
+				where := fmt.Sprintf("tmpfs[%d] (%.200q): inode %d: page %d", i, m.Path, in.Ino, pg.Page)
+				if pg.Page >= st.PageCount {
+					return fmt.Errorf("%s is outside the image's %d pages", where, st.PageCount)
+				}
+				if _, dup := owner[pg.Page]; dup {
+					return fmt.Errorf("%s of the page data is used twice", where)
+				}
+				owner[pg.Page] = where
+				pages = append(pages, pg.Page)
+			}
+		}
+	}
+	if len(pages) == 0 {
+		return nil
+	}
+	slices.Sort(pages)
+	for _, v := range st.Process.VMAs {
+		for _, r := range v.Pages { // inside the page data (validateVMA)
+			k, _ := slices.BinarySearch(pages, r.Index)
+			if k < len(pages) && pages[k] < r.Index+r.Count {
+				return fmt.Errorf("%s of the page data is also a VMA's", owner[pages[k]])
+			}
+		}
+	}
+	return nil
+}
+
+// validateTmpfs checks each tmpfs mount (vfs.MountState.Validate), that
+// mount points are distinct, and that every tmpfs object and descriptor
+// names a regular file of a saved mount.
+func (st *State) validateTmpfs() error {
+	regular := map[string]map[uint64]bool{}
+	for i := range st.Tmpfs {
+		m := &st.Tmpfs[i]
+		if err := m.Validate(); err != nil {
+			return fmt.Errorf("tmpfs[%d]: %v", i, err)
+		}
+		if regular[m.Path] != nil {
+			return fmt.Errorf("tmpfs[%d]: a second mount at %s", i, m.Path)
+		}
+		regular[m.Path] = map[uint64]bool{}
+		for _, in := range m.Inodes {
+			if in.Mode&unix.S_IFMT == unix.S_IFREG {
+				regular[m.Path][in.Ino] = true
+			}
+		}
+	}
+	if err := st.validateTmpfsPages(); err != nil {
+		return err
+	}
+	for i, o := range st.Objects {
+		if o.Kind == "tmpfs" && !regular[o.Mount][o.Ino] {
+			return fmt.Errorf("objects[%d] (objref %d): names inode %d of tmpfs %.200q, which is not a saved regular file", i, o.Ref, o.Ino, o.Mount)
+		}
+	}
+	for i, fd := range st.Process.FDs {
+		if fd.File.Kind == vfs.KindTmpfs && !regular[fd.File.Mount][fd.File.Ino] {
+			return fmt.Errorf("process.fds[%d] (fd %d): names inode %d of tmpfs %.200q, which is not a saved regular file", i, fd.FD, fd.File.Ino, fd.File.Mount)
+		}
+	}
+	return nil
+}
+
 func (st *State) validateProgram() error {
 	p := st.Program
 	if sum, err := hex.DecodeString(p.SHA256); err != nil || len(sum) != 32 {
@@ -158,6 +238,11 @@ func (st *State) validateObjects() (map[int]*Object, error) {
 			}
 			if sum, err := hex.DecodeString(id.SHA256); id.Size < 0 || id.SHA256 != "" && (err != nil || len(sum) != 32) {
 				return nil, bad("bad identity (size %d, sha256 %.80q)", id.Size, id.SHA256)
+			}
+		case "tmpfs":
+			// validateTmpfs checks that mount and ino name a saved file.
+			if o.Path == "" || o.Mount == "" || o.Ino == 0 || o.Identity != nil {
+				return nil, bad("a tmpfs object needs a path, a mount and an inode, and no identity")
 			}
 		default:
 			return nil, bad("unknown kind %.20q", o.Kind)
@@ -237,7 +322,9 @@ func (st *State) validateObjref(v *VMAState, kind guestmm.VMAKind, objects map[i
 	if o == nil {
 		return fmt.Errorf("objref %d names no object", v.Objref)
 	}
-	if o.Path != v.Name {
+	// A tmpfs file is named by its inode: VMAs may map it by different
+	// names (hard links, a rename between two mmaps).
+	if o.Path != v.Name && o.Kind != "tmpfs" {
 		return fmt.Errorf("maps %.200q, but its objref %d is %.200q", v.Name, v.Objref, o.Path)
 	}
 	return nil

@@ -21,6 +21,7 @@ func validState() *State {
 		MemSize: 64 << 20,
 		Process: ProcessState{
 			PID: 2, PPID: 1, Cwd: "/", Exe: "prog", BrkStart: 0x409000, Brk: 0x40a000, FDLimit: 1024,
+			FDs:     []vfs.FDEntry{{FD: 3, File: vfs.FileState{Kind: vfs.KindTmpfs, Path: "/tmp/f", Flags: 2, Mount: "/tmp", Ino: 2}}},
 			Actions: []SigAction{{Signal: 10, Handler: 0x401000}},
 			VMAs: []VMAState{
 				{Type: VMAFile, Start: 0x400000, End: 0x401000, Prot: 1, MaxProt: 7, Kind: "file", Name: "prog", Objref: 1},
@@ -50,8 +51,13 @@ func validState() *State {
 		Objects: []Object{
 			{Ref: 1, Kind: "program", Path: "prog"},
 			{Ref: 2, Kind: "file", Path: "/data.txt", Identity: &vfs.FileIdentity{Size: 9000, MtimeNS: 1, Ino: 2, SHA256: testSHA}},
+			{Ref: 3, Kind: "tmpfs", Path: "/tmp/f", Mount: "/tmp", Ino: 2},
 		},
-		PageCount: 8,
+		Tmpfs: []vfs.MountState{{Path: "/tmp", Size: 1 << 20, Root: 1, NextIno: 3, Inodes: []vfs.InodeState{
+			{Ino: 1, Mode: 0o41777, Entries: []vfs.TmpEntry{{Name: "f", Ino: 2}}},
+			{Ino: 2, Mode: 0o100644, Nlink: 1, Size: 3, Pages: []vfs.TmpPage{{Index: 0, Page: 8}}},
+		}}},
+		PageCount: 9,
 	}
 }
 
@@ -112,8 +118,8 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"run past its VMA", func(s *State) { vma(s, anon).Pages[1].Count = 100 }, "reach past the VMA"},
 		{"run count wraps", func(s *State) { vma(s, anon).Pages[1].Count = 1 << 52 }, "reach past the VMA"},
 		{"run before its VMA", func(s *State) { vma(s, anon).Pages[0].VA = 0x7f0000000000 }, "overlaps or precedes"},
-		{"run outside the page data", func(s *State) { vma(s, anon).Pages[1].Index = 8 }, "outside the image's 8 pages"},
-		{"run index wraps", func(s *State) { vma(s, anon).Pages[1].Index = ^uint64(0) }, "outside the image's 8 pages"},
+		{"run outside the page data", func(s *State) { vma(s, anon).Pages[1].Index = 9 }, "outside the image's 9 pages"},
+		{"run index wraps", func(s *State) { vma(s, anon).Pages[1].Index = ^uint64(0) }, "outside the image's 9 pages"},
 		{"uncopied page of a FILE VMA", func(s *State) { vma(s, progData).Pages[0].Copied = false }, "copied is false in a FILE VMA"},
 		{"copied page of an ANON VMA", func(s *State) { vma(s, anon).Pages[0].Copied = true }, "copied is true in a ANON VMA"},
 		{"too many zero pages", func(s *State) { vma(s, anon).ZeroPages = 17 }, "17 zero pages in a VMA of 16 pages"},
@@ -129,6 +135,24 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"program object naming another file", func(s *State) { s.Objects[0].Path = "/etc/passwd" }, "must name the program"},
 		{"repeated objref", func(s *State) { s.Objects[1].Ref = 1 }, "objref must be positive and unique"},
 		{"unknown object kind", func(s *State) { s.Objects[1].Kind = "socket" }, `unknown kind "socket"`},
+
+		// tmpfs files and what names them.
+		{"tmpfs descriptor naming no file", func(s *State) { s.Process.FDs[0].File.Ino = 7 }, "process.fds[0] (fd 3): names inode 7 of tmpfs \"/tmp\""},
+		{"tmpfs descriptor naming a directory", func(s *State) { s.Process.FDs[0].File.Ino = 1 }, "which is not a saved regular file"},
+		{"tmpfs descriptor of no mount", func(s *State) { s.Process.FDs[0].File.Mount = "/var" }, "names inode 2 of tmpfs \"/var\""},
+		{"tmpfs object naming no file", func(s *State) { s.Objects[2].Ino = 9 }, "objects[2] (objref 3): names inode 9"},
+		{"tmpfs object with an identity", func(s *State) { s.Objects[2].Identity = s.Objects[1].Identity }, "a tmpfs object needs a path, a mount and an inode"},
+		{"tmpfs object without a mount", func(s *State) { s.Objects[2].Mount = "" }, "a tmpfs object needs"},
+		{"two tmpfs at one path", func(s *State) { s.Tmpfs = append(s.Tmpfs, s.Tmpfs[0]) }, "tmpfs[1]: a second mount at /tmp"},
+		{"tmpfs link count", func(s *State) { s.Tmpfs[0].Inodes[1].Nlink = 2 }, "tmpfs[0]: tmpfs /tmp: inode 2 has nlink 2 but 1 entries"},
+		{"tmpfs page past the end", func(s *State) { s.Tmpfs[0].Inodes[1].Size = 0 }, "is not a page inside the file"},
+		{"tmpfs page outside the page data", func(s *State) { s.Tmpfs[0].Inodes[1].Pages[0].Page = 9 }, "inode 2: page 9 is outside the image's 9 pages"},
+		{"tmpfs page of a VMA", func(s *State) { s.Tmpfs[0].Inodes[1].Pages[0].Page = 4 }, "page 4 of the page data is also a VMA's"},
+		{"tmpfs page used twice", func(s *State) {
+			in := &s.Tmpfs[0].Inodes[1]
+			in.Size = 8192
+			in.Pages = append(in.Pages, vfs.TmpPage{Index: 1, Page: 8})
+		}, "page 8 of the page data is used twice"},
 
 		// Offsets and ranges.
 		{"file offset near 2^64", func(s *State) { vma(s, private).Offset = 1<<64 - 4096 }, "bad offset 0xfffffffffffff000"},

@@ -121,6 +121,7 @@ type machineFlags struct {
 	trace   *bool
 	bsrs    bsrFlag
 	hpet    hpetFlag
+	tmpfs   tmpfsFlag
 }
 
 func addMachineFlags(fs *flag.FlagSet) *machineFlags {
@@ -133,6 +134,7 @@ func addMachineFlags(fs *flag.FlagSet) *machineFlags {
 	m.hpet.cfg = hpet.DefaultConfig()
 	fs.Var(&m.bsrs, "bsr", "a BSR register BYTES[:STRIDE[:LENGTH]] (repeatable; replaces the default bsr8, bsr16, bsr64, bsr128)")
 	fs.Var(&m.hpet, "hpet", "HPET configuration timers=N,period=FS (default timers=3,period=69841279)")
+	fs.Var(&m.tmpfs, "tmpfs", "mount an in-memory tmpfs at PATH[:SIZE] (repeatable; /tmp is always one, of half the guest RAM by default; on restore see the README)")
 	return m
 }
 
@@ -141,7 +143,41 @@ func (m *machineFlags) config(stdin, stdout, stderr *os.File) kernel.Config {
 		Root: *m.root, Stdin: stdin, Stdout: stdout, Stderr: stderr,
 		Log: stderr, Trace: *m.trace, Verbose: *m.verbose,
 		Devices: deviceFactories(m.hpet.cfg, m.bsrs.specs()),
+		Tmpfs:   m.tmpfs,
 	}
+}
+
+// tmpfsFlag is the repeatable --tmpfs PATH[:SIZE].
+type tmpfsFlag []kernel.TmpfsMount
+
+func (t *tmpfsFlag) String() string {
+	var s []string
+	for _, m := range *t {
+		s = append(s, fmt.Sprintf("%s:%d", m.Path, m.Size))
+	}
+	return strings.Join(s, ",")
+}
+
+func (t *tmpfsFlag) Set(v string) error {
+	path, size, hasSize := strings.Cut(v, ":")
+	m := kernel.TmpfsMount{Path: path}
+	if !strings.HasPrefix(path, "/") || path == "/" || filepath.Clean(path) != path {
+		return fmt.Errorf("want an absolute, clean guest path other than / (PATH[:SIZE]), got %q", path)
+	}
+	if hasSize {
+		var sz sizeFlag
+		if err := sz.Set(size); err != nil {
+			return err
+		}
+		m.Size = int64(sz)
+	}
+	for _, o := range *t {
+		if o.Path == path {
+			return fmt.Errorf("%s is given twice", path)
+		}
+	}
+	*t = append(*t, m)
+	return nil
 }
 
 func parseFlags(fs *flag.FlagSet, args []string, usage string, stderr io.Writer) (ok bool, status int) {

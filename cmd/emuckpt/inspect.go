@@ -14,6 +14,8 @@ import (
 
 	"github.com/emuckpt/emuckpt/ckpt"
 	"github.com/emuckpt/emuckpt/kernel"
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"golang.org/x/sys/unix"
 )
 
 // inspect prints what an image holds. An image may hold a great many
@@ -36,9 +38,75 @@ type inspection struct {
 	Tasks    []inspectTask     `json:"tasks"`
 	Devices  []string          `json:"device_state,omitempty"`
 	Objects  []kernel.Object   `json:"objects,omitempty"`
+	Tmpfs    []inspectMount    `json:"tmpfs,omitempty"`
 	// Timers are the guest's armed timers (alarm, setitimer, timer_create).
 	Timers []kernel.Timer `json:"timers,omitempty"`
 	Totals inspectTotals  `json:"totals"`
+}
+
+// inspectMount is a tmpfs mount of the image and its files.
+type inspectMount struct {
+	Path        string         `json:"path"`
+	Size        int64          `json:"size"`
+	StoredBytes int64          `json:"stored_bytes"`
+	Inodes      []inspectInode `json:"inodes"`
+}
+
+// inspectInode is one tmpfs inode: its names (none for a file unlinked
+// while open, or O_TMPFILE), type and size, and the bytes the image
+// stores for it.
+type inspectInode struct {
+	Ino         uint64   `json:"ino"`
+	Type        string   `json:"type"` // "dir", "file" or "symlink"
+	Mode        string   `json:"mode"` // permission bits, octal
+	Nlink       uint64   `json:"nlink"`
+	Size        int64    `json:"size"`
+	StoredBytes int64    `json:"stored_bytes"`
+	Paths       []string `json:"paths"`
+	Target      string   `json:"target,omitempty"`
+}
+
+// inspectTmpfs describes the tmpfs mounts of a (validated) state.
+func inspectTmpfs(mounts []vfs.MountState) []inspectMount {
+	var out []inspectMount
+	for _, m := range mounts {
+		byIno := map[uint64]*vfs.InodeState{}
+		for i := range m.Inodes {
+			byIno[m.Inodes[i].Ino] = &m.Inodes[i]
+		}
+		paths := map[uint64][]string{m.Root: {m.Path}}
+		var walk func(ino uint64, dir string)
+		walk = func(ino uint64, dir string) {
+			for _, e := range byIno[ino].Entries {
+				p := dir + "/" + e.Name
+				paths[e.Ino] = append(paths[e.Ino], p)
+				if c := byIno[e.Ino]; c != nil && c.Mode&unix.S_IFMT == unix.S_IFDIR {
+					walk(e.Ino, p)
+				}
+			}
+		}
+		if byIno[m.Root] != nil {
+			walk(m.Root, m.Path)
+		}
+		im := inspectMount{Path: m.Path, Size: m.Size}
+		for _, in := range m.Inodes {
+			ii := inspectInode{Ino: in.Ino, Type: "file", Mode: fmt.Sprintf("%04o", in.Mode&0o7777), Nlink: in.Nlink,
+				Size: in.Size, StoredBytes: int64(len(in.Pages)) * 4096, Paths: paths[in.Ino], Target: in.Target}
+			switch in.Mode & unix.S_IFMT {
+			case unix.S_IFDIR:
+				ii.Type, ii.Nlink = "dir", 0
+			case unix.S_IFLNK:
+				ii.Type, ii.Size = "symlink", int64(len(in.Target))
+			}
+			if ii.Paths == nil {
+				ii.Paths = []string{}
+			}
+			im.StoredBytes += ii.StoredBytes
+			im.Inodes = append(im.Inodes, ii)
+		}
+		out = append(out, im)
+	}
+	return out
 }
 
 type inspectTask struct {
@@ -98,7 +166,7 @@ func inspect(path string, img *ckpt.Image) inspection {
 	st := img.State
 	info := img.Info()
 	out := inspection{Image: path, Version: info.Version, Size: info.Size, Program: st.Program,
-		Clock: "host", Syscalls: st.Syscalls, Objects: st.Objects}
+		Clock: "host", Syscalls: st.Syscalls, Objects: st.Objects, Tmpfs: inspectTmpfs(st.Tmpfs)}
 	for _, tm := range st.Time.Timers {
 		if tm.Expiry != 0 || tm.Remaining != 0 {
 			out.Timers = append(out.Timers, tm)
@@ -252,6 +320,20 @@ func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
 	}
 	for _, o := range in.Objects {
 		fmt.Fprintf(w, "object %d: %s %s\n", o.Ref, printable(o.Kind), printable(o.Path))
+	}
+	for _, m := range in.Tmpfs {
+		fmt.Fprintf(w, "tmpfs %s: size %d, %d inodes, %d bytes stored\n", printable(m.Path), m.Size, len(m.Inodes), m.StoredBytes)
+		for _, in := range m.Inodes {
+			where := "(no name: unlinked while open, or O_TMPFILE)"
+			if len(in.Paths) > 0 {
+				names := make([]string, len(in.Paths))
+				for i, p := range in.Paths {
+					names[i] = printable(p)
+				}
+				where = strings.Join(names, ", ")
+			}
+			fmt.Fprintf(w, "  %s %d %s %d bytes: %s\n", in.Type, in.Ino, in.Mode, in.Size, where)
+		}
 	}
 	for _, tm := range in.Timers {
 		when := fmt.Sprintf("in %d ns", tm.Remaining)

@@ -10,16 +10,22 @@
 //
 // # The guest's namespace
 //
-// The guest sees one tree made of two layers:
+// The guest sees one tree made of three layers:
 //
 //   - the host directory Options.Root, mounted read-only (and nodev) at the
 //     guest's "/";
 //   - a synthetic tree of directories, character devices, generated files and
 //     symbolic links, registered with [FS.AddDevice], [FS.AddFile] and
-//     [FS.AddSymlink], that overlays the root.
+//     [FS.AddSymlink], that overlays the root;
+//   - tmpfs mounts ([FS.MountTmpfs]; the kernel mounts /tmp): in-memory
+//     file systems in the synthetic tree, writable, whose files are guest
+//     state (tmpfs.go explains them). Their pages are frames of guest RAM,
+//     so a MAP_SHARED mapping of a tmpfs file or memfd maps the file's own
+//     pages. Their contents are saved by [FS.TmpfsState] and restored by
+//     [FS.RestoreTmpfs]; nothing of them is ever written to the host.
 //
-// A synthetic entry shadows a host entry of the same name. A synthetic
-// directory merges its children with those of the host directory at the same
+// A synthetic entry shadows a host entry of the same name; a tmpfs mount
+// hides the host directory it is mounted on. A synthetic directory merges its children with those of the host directory at the same
 // place, if there is one; directories on the way to a synthetic entry are
 // created implicitly. The root is read-only: any open that would write,
 // create or truncate a root file fails with EROFS, as on a read-only mount.

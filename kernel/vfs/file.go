@@ -104,6 +104,7 @@ const (
 	KindStdio     FileKind = "stdio"     // a host standard stream; Path is stdin, stdout or stderr
 	KindPath      FileKind = "path"      // an O_PATH descriptor
 	KindPipe      FileKind = "pipe"      // one end of a pipe
+	KindTmpfs     FileKind = "tmpfs"     // a regular file of a tmpfs mount (Mount, Ino)
 )
 
 // FileState is an open file description as plain data: enough to re-open an
@@ -120,6 +121,11 @@ type FileState struct {
 	// Device is what a device file says about itself (DeviceDescriber),
 	// for its device's re-open hook (FS.SetDeviceReopen).
 	Device []byte `json:",omitempty"`
+	// Mount and Ino name the inode of a KindTmpfs file: the mount point
+	// and the inode number in the mount's saved state (MountState). The
+	// file may have no name left (unlinked while open, O_TMPFILE).
+	Mount string `json:",omitempty"`
+	Ino   uint64 `json:",omitempty"`
 }
 
 // DeviceDescriber is implemented by device files that need more than

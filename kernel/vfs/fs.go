@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +31,13 @@ type Options struct {
 	// standard stream blocks; when it returns true the read fails with
 	// EINTR (the kernel ends the run or restarts the call).
 	Interrupted func() bool
+	// Now gives the time for tmpfs timestamps (CLOCK_REALTIME); nil means
+	// the host's clock.
+	Now func() Timespec
+	// Frames is the guest RAM tmpfs pages are allocated from (they are
+	// guest memory, as Linux's page cache is). Nil means a private 64 MiB
+	// pool, for tests.
+	Frames *guestmm.Frames
 }
 
 // FS is the guest's view of files: a read-only root overlaid with
@@ -41,6 +49,10 @@ type FS struct {
 	mu      sync.RWMutex // guards the synthetic tree
 	tree    *node
 	nextIno uint64
+	mounts  []*tmpMount // tmpfs mounts, in mount order
+	// memfdMnt holds memfd_create's files; nil until the first one.
+	memfdMnt *tmpMount
+	frames   *guestmm.Frames
 
 	randomMu sync.Mutex
 	random   io.Reader
@@ -56,6 +68,11 @@ func New(opts Options) (*FS, error) {
 		tree:    &node{kind: nodeDir, ino: firstSyntheticIno, children: map[string]*node{}},
 		nextIno: firstSyntheticIno,
 		random:  opts.Random,
+		frames:  opts.Frames,
+	}
+	if fs.frames == nil {
+		const pool = 64 << 20
+		fs.frames = guestmm.NewFrames(make([]byte, pool), pageSize, pool)
 	}
 	if fs.random == nil {
 		fs.random = rand.Reader
@@ -181,19 +198,9 @@ func (fs *FS) createWithSlash(cwd, path string) unix.Errno {
 	return unix.EISDIR
 }
 
-// openTmpfile is O_TMPFILE, which needs a writable file system.
+// openTmpfile is O_TMPFILE without a mode (OpenMode has one).
 func (fs *FS) openTmpfile(cwd, path string, flags int) (File, unix.Errno) {
-	if flags&(unix.O_TMPFILE|unix.O_CREAT) != unix.O_TMPFILE || !writable(flags) {
-		return nil, unix.EINVAL
-	}
-	r, lerr := fs.resolve(cwd, path, true)
-	if lerr != nil {
-		return nil, lerr.errno
-	}
-	if !r.isDir {
-		return nil, unix.ENOTDIR
-	}
-	return nil, fs.mountOf(&r).change()
+	return fs.openTmpfileMode(cwd, path, flags, 0)
 }
 
 // openResolved opens what a path resolved to, for reading or writing.
@@ -209,6 +216,8 @@ func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errn
 		switch n.kind {
 		case nodeDevice:
 			return fs.openDevice(n, r.path(), flags, state)
+		case nodeRegular:
+			return fs.openTmpRegular(n, r.path(), flags)
 		case nodeGenerated:
 			if wantsWrite {
 				return nil, unix.EACCES
@@ -295,6 +304,9 @@ func (fs *FS) Access(cwd, path string, mode uint32) unix.Errno {
 	st, errno := fs.statResolved(&r)
 	if errno != 0 {
 		return errno
+	}
+	if r.synth != nil && r.synth.ti != nil {
+		return permits(&st, mode) // a tmpfs is writable
 	}
 	if mode&unix.W_OK != 0 {
 		switch {
@@ -430,6 +442,8 @@ func (fs *FS) Reopen(s FileState) (File, unix.Errno) {
 		}
 		f.SetFlags(s.Flags)
 		return f, 0
+	case KindTmpfs:
+		return fs.reopenTmpfs(s)
 	case KindPath:
 		f, errno = fs.Open("/", s.Path, unix.O_PATH|s.Flags&(unix.O_NOFOLLOW|unix.O_DIRECTORY))
 	case KindRegular, KindDirectory, KindDevice, KindGenerated:

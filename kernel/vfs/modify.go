@@ -15,22 +15,31 @@ import (
 // before others, so the errno a program sees depends on that order; each
 // method below follows it and says where EROFS falls.
 //
-// Whether a file system is read-only is decided in one place, mount.
-// Today the guest has one mount: the root (--root, or nothing) with the
-// synthetic files (/dev, /proc/self/maps, ...) overlaid, read-only as a
-// whole. A writable file system plugs in by giving its files another mount
-// in mountOf and implementing the operations where change is called.
+// Whether a file system is read-only is decided in one place, mount: the
+// root (--root, or nothing) with the synthetic files (/dev,
+// /proc/self/maps, ...) overlaid is read-only as a whole; each tmpfs
+// (tmpfs.go) is a writable mount. Each method below does Linux's checks up
+// to mnt_want_write on whatever mount the path lies on, then, on a tmpfs,
+// hands the change to its implementation in tmpfs_ops.go or
+// tmpfs_attr.go.
 
 // mount is a mounted file system as the system calls see it.
 type mount struct {
 	readOnly bool
+	tmp      *tmpMount // the tmpfs this is, nil for the root
 }
 
 // rootMount is the guest's "/" and every synthetic file.
 var rootMount = &mount{readOnly: true}
 
-// mountOf is the mount a resolved path lies on.
-func (fs *FS) mountOf(*resolved) *mount { return rootMount }
+// mountOf is the mount a resolved path lies on: a tmpfs for a tmpfs inode,
+// else the root.
+func (fs *FS) mountOf(r *resolved) *mount {
+	if r.synth != nil && r.synth.ti != nil {
+		return r.synth.ti.mnt.mount()
+	}
+	return rootMount
+}
 
 // wantWrite is Linux's mnt_want_write: EROFS on a read-only mount.
 func (m *mount) wantWrite() unix.Errno {
@@ -40,10 +49,10 @@ func (m *mount) wantWrite() unix.Errno {
 	return 0
 }
 
-// change ends a modifying call whose checks have passed: EROFS on a
-// read-only mount. No writable file system exists yet; one that does
-// implements the operation before calling this, which otherwise gives
-// ENOSYS rather than a success that changed nothing.
+// change ends a modifying call whose checks have passed and that the
+// mount has no implementation of: EROFS on a read-only mount, else
+// ENOSYS (for instance mknod of a FIFO or a device, or an extended
+// attribute, on a tmpfs) rather than a success that changed nothing.
 func (m *mount) change() unix.Errno {
 	if e := m.wantWrite(); e != 0 {
 		return e
@@ -120,37 +129,42 @@ func (fs *FS) resolveParent(cwd, p string) (parentPath, unix.Errno) {
 // exist, then the name must not (EEXIST, also for "." and ".."), then
 // the mount must be writable (EROFS). A path ending in "/" may only make a
 // directory: ENOENT otherwise.
-func (fs *FS) create(cwd, p string, dir bool) (*mount, unix.Errno) {
+func (fs *FS) create(cwd, p string, dir bool) (*mount, parentPath, unix.Errno) {
 	pp, e := fs.resolveParent(cwd, p)
 	if e != 0 {
-		return nil, e
+		return nil, pp, e
 	}
 	if pp.typ != lastNorm {
-		return nil, unix.EEXIST
+		return nil, pp, unix.EEXIST
 	}
 	if _, lerr := fs.resolve(pp.dir.path(), pp.last, false); lerr == nil {
-		return nil, unix.EEXIST
+		return nil, pp, unix.EEXIST
 	} else if lerr.errno != unix.ENOENT {
-		return nil, lerr.errno
+		return nil, pp, lerr.errno
 	}
 	if pp.trailing && !dir {
-		return nil, unix.ENOENT
+		return nil, pp, unix.ENOENT
 	}
 	m := fs.mountOf(&pp.dir)
-	return m, m.wantWrite()
+	return m, pp, m.wantWrite()
 }
 
-// Mkdir is mkdir(2) and mkdirat(2).
-func (fs *FS) Mkdir(cwd, p string) unix.Errno {
-	m, e := fs.create(cwd, p, true)
+// Mkdir is mkdir(2) and mkdirat(2); mode has had the umask applied.
+func (fs *FS) Mkdir(cwd, p string, mode uint32) unix.Errno {
+	m, pp, e := fs.create(cwd, p, true)
 	if e != 0 {
 		return e
+	}
+	if m.tmp != nil {
+		return fs.tmpMkdir(pp.dir.synth, pp.last, mode)
 	}
 	return m.change()
 }
 
 // Mknod is mknod(2) and mknodat(2): the file type is checked first (EPERM
-// for a directory, EINVAL for no known type), then as create.
+// for a directory, EINVAL for no known type), then as create. mode has had
+// the umask applied. On a tmpfs only regular files are made; FIFOs,
+// sockets and devices are ENOSYS.
 func (fs *FS) Mknod(cwd, p string, mode uint32) unix.Errno {
 	switch mode & unix.S_IFMT {
 	case 0, unix.S_IFREG, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO, unix.S_IFSOCK:
@@ -159,22 +173,32 @@ func (fs *FS) Mknod(cwd, p string, mode uint32) unix.Errno {
 	default:
 		return unix.EINVAL
 	}
-	m, e := fs.create(cwd, p, false)
+	m, pp, e := fs.create(cwd, p, false)
 	if e != 0 {
 		return e
+	}
+	if t := mode & unix.S_IFMT; m.tmp != nil && (t == 0 || t == unix.S_IFREG) {
+		return fs.tmpMknodRegular(pp.dir.synth, pp.last, mode)
 	}
 	return m.change()
 }
 
-// Symlink is symlink(2) and symlinkat(2): an empty target is ENOENT
-// before anything else.
+// Symlink is symlink(2) and symlinkat(2): an empty target is ENOENT and
+// one of PathMax bytes or more ENAMETOOLONG before anything else.
 func (fs *FS) Symlink(target, cwd, p string) unix.Errno {
-	if cString(target) == "" {
+	target = cString(target)
+	if target == "" {
 		return unix.ENOENT
 	}
-	m, e := fs.create(cwd, p, false)
+	if len(target) >= PathMax {
+		return unix.ENAMETOOLONG
+	}
+	m, pp, e := fs.create(cwd, p, false)
 	if e != 0 {
 		return e
+	}
+	if m.tmp != nil {
+		return fs.tmpSymlink(pp.dir.synth, pp.last, target)
 	}
 	return m.change()
 }
@@ -187,7 +211,7 @@ func (fs *FS) Link(oldCwd, oldPath, newCwd, newPath string, follow bool) unix.Er
 	if lerr != nil {
 		return lerr.errno
 	}
-	m, e := fs.create(newCwd, newPath, false)
+	m, pp, e := fs.create(newCwd, newPath, false)
 	if e != 0 {
 		return e
 	}
@@ -197,7 +221,37 @@ func (fs *FS) Link(oldCwd, oldPath, newCwd, newPath string, follow bool) unix.Er
 	if old.isDir {
 		return unix.EPERM
 	}
+	if m.tmp != nil {
+		fs.mu.RLock()
+		ti := old.synth.ti
+		fs.mu.RUnlock()
+		return fs.tmpLink(ti, old.synth, pp.dir.synth, pp.last)
+	}
 	return m.change()
+}
+
+// LinkFile is linkat(fd, "", ..., AT_EMPTY_PATH): a name for an open file,
+// such as an O_TMPFILE file, which may have no name to look up. Other
+// files are linked by their path.
+func (fs *FS) LinkFile(f File, newCwd, newPath string) unix.Errno {
+	tf, ok := f.(*tmpFile)
+	if !ok {
+		return fs.Link("/", f.Describe().Path, newCwd, newPath, false)
+	}
+	tf.mu.Lock()
+	ti, errno := tf.inode()
+	tf.mu.Unlock()
+	if errno != 0 {
+		return errno
+	}
+	m, pp, e := fs.create(newCwd, newPath, false)
+	if e != 0 {
+		return e
+	}
+	if ti.mnt.mount() != m {
+		return unix.EXDEV
+	}
+	return fs.tmpLink(ti, &node{kind: nodeRegular, ti: ti}, pp.dir.synth, pp.last)
 }
 
 // Unlink is unlink(2) and unlinkat(2) without AT_REMOVEDIR: after the
@@ -211,7 +265,17 @@ func (fs *FS) Unlink(cwd, p string) unix.Errno {
 	if pp.typ != lastNorm {
 		return unix.EISDIR
 	}
-	return fs.mountOf(&pp.dir).change()
+	return fs.remove(&pp, false)
+}
+
+// remove is the end of unlink and rmdir: EROFS, then the tmpfs removes
+// the name.
+func (fs *FS) remove(pp *parentPath, rmdir bool) unix.Errno {
+	m := fs.mountOf(&pp.dir)
+	if m.tmp != nil {
+		return fs.tmpUnlink(pp.dir.synth, pp.last, pp.trailing, rmdir)
+	}
+	return m.change()
 }
 
 // Rmdir is rmdir(2) and unlinkat(2) with AT_REMOVEDIR: after the parent,
@@ -230,7 +294,7 @@ func (fs *FS) Rmdir(cwd, p string) unix.Errno {
 	case lastRoot:
 		return unix.EBUSY
 	}
-	return fs.mountOf(&pp.dir).change()
+	return fs.remove(&pp, true)
 }
 
 // Rename flags (renameat2).
@@ -270,43 +334,93 @@ func (fs *FS) Rename(oldCwd, oldPath, newCwd, newPath string, flags uint32) unix
 		}
 		return unix.EBUSY
 	}
+	if m.tmp != nil {
+		return fs.tmpRename(&from, &to, flags)
+	}
 	return m.change()
 }
 
-// Setattr is the path form of chmod, chown, utimes, setxattr and
+// AttrPath is the path form of chmod, chown, utimes, setxattr and
 // removexattr: the path is looked up (its final symbolic link followed if
-// follow), then EROFS.
-func (fs *FS) Setattr(cwd, p string, follow bool) unix.Errno {
+// follow), then EROFS; on a tmpfs the inode whose attributes change.
+func (fs *FS) AttrPath(cwd, p string, follow bool) (Attr, unix.Errno) {
 	r, lerr := fs.resolve(cwd, p, follow)
 	if lerr != nil {
-		return lerr.errno
+		return Attr{}, lerr.errno
 	}
-	return fs.mountOf(&r).change()
+	return fs.attrResolved(&r)
 }
 
-// SetattrFile is the descriptor form (fchmod, fchown, futimens,
-// fsetxattr, fremovexattr). An O_PATH descriptor is EBADF unless byPath
+func (fs *FS) attrResolved(r *resolved) (Attr, unix.Errno) {
+	m := fs.mountOf(r)
+	if m.tmp == nil {
+		return Attr{}, m.change()
+	}
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	return Attr{fs: fs, ti: r.synth.ti}, 0
+}
+
+// AttrFile is the descriptor form (fchmod, fchown, futimens, fsetxattr,
+// fremovexattr). An O_PATH descriptor is EBADF unless byPath
 // (AT_EMPTY_PATH of the *at forms, which act on the path). Pipes and the
 // host's standard streams are not on any guest mount and emuckpt cannot
 // change them: ENOSYS.
-func (fs *FS) SetattrFile(f File, byPath bool) unix.Errno {
+func (fs *FS) AttrFile(f File, byPath bool) (Attr, unix.Errno) {
+	switch f := f.(type) {
+	case *tmpFile:
+		// Open, perhaps without a name (unlinked, O_TMPFILE, memfd).
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		ti, errno := f.inode()
+		return Attr{fs: f.fs, ti: ti}, errno
+	case *dirFile:
+		if f.synth != nil && f.synth.ti != nil {
+			return fs.attrResolved(&resolved{synth: f.synth})
+		}
+	case *pathFile:
+		if !byPath {
+			return Attr{}, unix.EBADF
+		}
+		if f.synth != nil && f.synth.ti != nil {
+			return fs.attrResolved(&resolved{synth: f.synth})
+		}
+	}
 	d := f.Describe()
 	switch d.Kind {
 	case KindPath:
 		if !byPath {
-			return unix.EBADF
+			return Attr{}, unix.EBADF
 		}
-		return fs.Setattr("/", d.Path, false)
+		return fs.AttrPath("/", d.Path, false)
 	case KindRegular, KindDirectory, KindDevice, KindGenerated:
 		r := resolved{comps: splitPath(d.Path)}
-		return fs.mountOf(&r).change()
+		return fs.attrResolved(&r)
+	}
+	return Attr{}, unix.ENOSYS
+}
+
+// Setattr is AttrPath for a change emuckpt has no implementation of on a
+// writable file system (setxattr, removexattr): EROFS on the root, ENOSYS
+// on a tmpfs.
+func (fs *FS) Setattr(cwd, p string, follow bool) unix.Errno {
+	if _, e := fs.AttrPath(cwd, p, follow); e != 0 {
+		return e
+	}
+	return unix.ENOSYS
+}
+
+// SetattrFile is Setattr of a descriptor (fsetxattr, fremovexattr).
+func (fs *FS) SetattrFile(f File, byPath bool) unix.Errno {
+	if _, e := fs.AttrFile(f, byPath); e != 0 {
+		return e
 	}
 	return unix.ENOSYS
 }
 
 // Truncate is truncate(2): after the lookup, a directory is EISDIR and
 // anything but a regular file EINVAL, then EROFS, then a negative length
-// EINVAL.
+// EINVAL; then a tmpfs file changes size.
 func (fs *FS) Truncate(cwd, p string, length int64) unix.Errno {
 	r, lerr := fs.resolve(cwd, p, true)
 	if lerr != nil {
@@ -328,6 +442,9 @@ func (fs *FS) Truncate(cwd, p string, length int64) unix.Errno {
 	}
 	if length < 0 {
 		return unix.EINVAL
+	}
+	if m.tmp != nil {
+		return fs.tmpTruncate(r.synth, length)
 	}
 	return m.change()
 }

@@ -113,7 +113,8 @@ func (fs *FS) resolve(cwd, p string, follow bool) (resolved, *lookupError) {
 				switch child.kind {
 				case nodeDir:
 					comps = next
-					levels = append(levels, dirLevel{synth: child, host: here.host && fs.hostIsDir(next)})
+					// A tmpfs hides the host directory it is mounted on.
+					levels = append(levels, dirLevel{synth: child, host: here.host && child.ti == nil && fs.hostIsDir(next)})
 				case nodeSymlink:
 					if last && !follow && !mustDir {
 						return resolved{comps: next, synth: child}, nil

@@ -114,6 +114,9 @@ func (fs *FS) Statfs(cwd, path string) (Statfs, unix.Errno) {
 }
 
 func (fs *FS) statfsResolved(r *resolved) (Statfs, unix.Errno) {
+	if st, ok := fs.tmpfsStatfs(r.synth); ok {
+		return st, 0
+	}
 	// /proc and /dev are synthetic mounts over the root, whatever the
 	// root has there; other synthetic directories (/ itself) are parts of
 	// the root when there is one.
@@ -142,6 +145,15 @@ func (fs *FS) FileStatfs(f File) (Statfs, unix.Errno) {
 		// The host's own stream (a terminal, a pipe, a file): what Linux
 		// would say of it.
 		return hostFstatfs(f.fd, false)
+	case *tmpFile:
+		// A tmpfs file (or memfd) may have no name left to look up.
+		f.fs.mu.RLock()
+		defer f.fs.mu.RUnlock()
+		return f.ti.mnt.statfs(), 0
+	case *dirFile:
+		if st, ok := fs.tmpfsStatfs(f.synth); ok {
+			return st, 0
+		}
 	case *pipeEnd:
 		return pipeStatfs, 0
 	case *deviceFile:
@@ -149,10 +161,21 @@ func (fs *FS) FileStatfs(f File) (Statfs, unix.Errno) {
 	case *generatedFile:
 		return syntheticStatfs(f.path), 0
 	}
-	// Directories and O_PATH descriptors: by their path.
+	// Other directories and O_PATH descriptors: by their path.
 	d := f.Describe()
 	if d.Kind == KindStdio {
 		return Statfs{}, unix.EBADF
 	}
 	return fs.Statfs("/", d.Path)
+}
+
+// tmpfsStatfs is the statfs of the tmpfs a node lies on (ok false for a
+// node that is not a tmpfs inode).
+func (fs *FS) tmpfsStatfs(n *node) (Statfs, bool) {
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	if n == nil || n.ti == nil {
+		return Statfs{}, false
+	}
+	return n.ti.mnt.statfs(), true
 }

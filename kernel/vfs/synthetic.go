@@ -23,6 +23,7 @@ const (
 	nodeDevice
 	nodeGenerated
 	nodeSymlink
+	nodeRegular // a regular file of a tmpfs mount
 )
 
 // node is an entry of the synthetic tree. Its fields other than children
@@ -42,6 +43,11 @@ type node struct {
 	content func() []byte // nodeGenerated
 
 	target string // nodeSymlink
+
+	// ti is the tmpfs inode of an entry of a tmpfs mount (see tmpfs.go),
+	// nil for the other synthetic entries. The name and parent of a tmpfs
+	// entry change on rename, under FS.mu.
+	ti *tmpInode
 }
 
 // DeviceInfo describes a character device node.
@@ -68,6 +74,9 @@ func (n *node) path() string {
 
 // stat is the node's own stat. The caller holds FS.mu.
 func (n *node) stat() Stat {
+	if n.ti != nil {
+		return n.tmpStat()
+	}
 	st := Stat{Dev: syntheticDev, Ino: n.ino, Nlink: 1, Blksize: 4096}
 	switch n.kind {
 	case nodeDir:
@@ -101,7 +110,7 @@ func (n *node) direntType() uint8 {
 		return DTDir
 	case nodeDevice:
 		return DTChr
-	case nodeGenerated:
+	case nodeGenerated, nodeRegular:
 		return DTReg
 	case nodeSymlink:
 		return DTLnk
