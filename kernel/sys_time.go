@@ -187,6 +187,15 @@ func (k *Kernel) timerArg(a uint64) (*Timer, unix.Errno) {
 	return tm, 0
 }
 
+// readItimerspec reads a struct itimerspec: it_interval, then it_value.
+func (k *Kernel) readItimerspec(t *Task, va uint64) (interval, value int64, e unix.Errno) {
+	if interval, e = k.readTimespec(t, va); e != 0 {
+		return 0, 0, e
+	}
+	value, e = k.readTimespec(t, va+16)
+	return interval, value, e
+}
+
 // itimerspec is the value of POSIX timer tm as struct itimerspec.
 func (k *Kernel) itimerspec(tm *Timer) []byte {
 	b := make([]byte, 32)
@@ -204,11 +213,7 @@ func (k *Kernel) sysTimerSettime(t *Task, a *args) (uint64, unix.Errno) {
 	if a[2] == 0 {
 		return 0, unix.EFAULT
 	}
-	interval, e := k.readTimespec(t, a[2])
-	if e != 0 {
-		return 0, e
-	}
-	value, e := k.readTimespec(t, a[2]+16)
+	interval, value, e := k.readItimerspec(t, a[2])
 	if e != 0 {
 		return 0, e
 	}

@@ -160,11 +160,7 @@ func (k *Kernel) sysTimerfdSettime(t *Task, a *args) (uint64, unix.Errno) {
 	if flags&^(tfdTimerAbstime|tfdTimerCancelOnSet) != 0 {
 		return 0, unix.EINVAL
 	}
-	interval, e := k.readTimespec(t, a[2])
-	if e != 0 {
-		return 0, e
-	}
-	value, e := k.readTimespec(t, a[2]+16)
+	interval, value, e := k.readItimerspec(t, a[2])
 	if e != 0 {
 		return 0, e
 	}

@@ -267,22 +267,18 @@ func (fs *FS) tmpTruncate(n *node, size int64) unix.Errno {
 // tmpMkdir makes the directory name in the tmpfs directory dir; mode has
 // had the umask applied. modify.go's Mkdir has checked the path.
 func (fs *FS) tmpMkdir(dir *node, name string, mode uint32) unix.Errno {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if dir.children[name] != nil {
-		return unix.EEXIST
-	}
-	if errno := mayCreate(dir); errno != 0 {
-		return errno
-	}
-	ti := dir.ti.mnt.newInode(unix.S_IFDIR|mode&0o1777, fs.now())
-	fs.link(dir, name, &node{kind: nodeDir, ti: ti})
-	return 0
+	return fs.tmpCreate(dir, name, nodeDir, unix.S_IFDIR|mode&0o1777)
 }
 
 // tmpMknodRegular is mknod(2) of a regular file: an empty one, as
 // open(O_CREAT) makes.
 func (fs *FS) tmpMknodRegular(dir *node, name string, mode uint32) unix.Errno {
+	return fs.tmpCreate(dir, name, nodeRegular, unix.S_IFREG|mode&0o7777)
+}
+
+// tmpCreate adds a new, empty inode of the given kind and mode to dir as
+// name.
+func (fs *FS) tmpCreate(dir *node, name string, kind nodeKind, mode uint32) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if dir.children[name] != nil {
@@ -291,8 +287,8 @@ func (fs *FS) tmpMknodRegular(dir *node, name string, mode uint32) unix.Errno {
 	if errno := mayCreate(dir); errno != 0 {
 		return errno
 	}
-	ti := dir.ti.mnt.newInode(unix.S_IFREG|mode&0o7777, fs.now())
-	fs.link(dir, name, &node{kind: nodeRegular, ti: ti})
+	ti := dir.ti.mnt.newInode(mode, fs.now())
+	fs.link(dir, name, &node{kind: kind, ti: ti})
 	return 0
 }
 
