@@ -1,6 +1,7 @@
 package main
 
 import (
+	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,6 +166,16 @@ func realRoot(t *testing.T) string {
 		}
 		if src == "" {
 			t.Skipf("%s not found (%s): install Debian's busybox-static and bash-static", name, strings.Join(paths, ", "))
+		}
+		if f, err := elf.Open(src); err == nil {
+			static := true
+			for _, p := range f.Progs {
+				static = static && p.Type != elf.PT_INTERP
+			}
+			f.Close()
+			if !static {
+				t.Skipf("%s is dynamically linked: install Debian's busybox-static and bash-static", src)
+			}
 		}
 		b, err := os.ReadFile(src)
 		require.NoError(t, err)
