@@ -325,17 +325,24 @@ func (k *Kernel) copyTmpfs(t *Task, in, out vfs.File, offInVA, offOutVA, length 
 	return done, 0
 }
 
+// usableFile is the open file behind fd and its stat, for calls that act
+// on the file itself: an O_PATH descriptor is EBADF for them.
+func (k *Kernel) usableFile(t *Task, fd uint64) (vfs.File, vfs.Stat, unix.Errno) {
+	f, e := k.file(t, fd)
+	if e != 0 {
+		return nil, vfs.Stat{}, e
+	}
+	if f.Flags()&unix.O_PATH != 0 {
+		return nil, vfs.Stat{}, unix.EBADF
+	}
+	st, e := f.Stat()
+	return f, st, e
+}
+
 // sysFadvise64 validates the advice and ignores it: the guest's files
 // have no page cache of their own to advise.
 func (k *Kernel) sysFadvise64(t *Task, a *args) (uint64, unix.Errno) {
-	f, e := k.file(t, a[0])
-	if e != 0 {
-		return 0, e
-	}
-	if f.Flags()&unix.O_PATH != 0 {
-		return 0, unix.EBADF
-	}
-	st, e := f.Stat()
+	_, st, e := k.usableFile(t, a[0])
 	if e != 0 {
 		return 0, e
 	}

@@ -420,14 +420,7 @@ func (k *Kernel) sysFtruncate(t *Task, a *args) (uint64, unix.Errno) {
 	if int64(a[1]) < 0 {
 		return 0, unix.EINVAL
 	}
-	f, e := k.file(t, a[0])
-	if e != 0 {
-		return 0, e
-	}
-	if f.Flags()&unix.O_PATH != 0 {
-		return 0, unix.EBADF
-	}
-	st, e := f.Stat()
+	f, st, e := k.usableFile(t, a[0])
 	if e != 0 {
 		return 0, e
 	}

@@ -70,6 +70,16 @@ func (fs *FS) lookupParent(cwd, path string) (parent, unix.Errno) {
 // special reports whether the last component is "", "." or "..".
 func (p *parent) special() bool { return p.name == "" || p.name == "." || p.name == ".." }
 
+// mayAdd checks that name can be added to the tmpfs directory dir: it is
+// not there yet (EEXIST first, as Linux's lookup finds it), and the caller
+// may write and search dir. The caller holds fs.mu.
+func mayAdd(dir *node, name string) unix.Errno {
+	if dir.children[name] != nil {
+		return unix.EEXIST
+	}
+	return mayCreate(dir)
+}
+
 // mayCreate checks write and search permission on a tmpfs directory. The
 // caller holds fs.mu.
 func mayCreate(dir *node) unix.Errno {
@@ -281,10 +291,7 @@ func (fs *FS) tmpMknodRegular(dir *node, name string, mode uint32) unix.Errno {
 func (fs *FS) tmpCreate(dir *node, name string, kind nodeKind, mode uint32) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if dir.children[name] != nil {
-		return unix.EEXIST
-	}
-	if errno := mayCreate(dir); errno != 0 {
+	if errno := mayAdd(dir, name); errno != 0 {
 		return errno
 	}
 	ti := dir.ti.mnt.newInode(mode, fs.now())
@@ -296,10 +303,7 @@ func (fs *FS) tmpCreate(dir *node, name string, kind nodeKind, mode uint32) unix
 func (fs *FS) tmpSymlink(dir *node, name, target string) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if dir.children[name] != nil {
-		return unix.EEXIST
-	}
-	if errno := mayCreate(dir); errno != 0 {
+	if errno := mayAdd(dir, name); errno != 0 {
 		return errno
 	}
 	ti := dir.ti.mnt.newInode(unix.S_IFLNK|0o777, fs.now())
@@ -351,10 +355,7 @@ func (fs *FS) tmpUnlink(dir *node, name string, trailing, rmdir bool) unix.Errno
 func (fs *FS) tmpLink(ti *tmpInode, old *node, dir *node, name string) unix.Errno {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if dir.children[name] != nil {
-		return unix.EEXIST
-	}
-	if errno := mayCreate(dir); errno != 0 {
+	if errno := mayAdd(dir, name); errno != 0 {
 		return errno
 	}
 	if ti.nlink == 0 && (!ti.unnamed || ti.noLink) {
