@@ -92,6 +92,10 @@ func (pt *PageTables) NeedFlush() bool { return pt.flush }
 // ClearFlush resets NeedFlush, typically right after reloading CR3.
 func (pt *PageTables) ClearFlush() { pt.flush = false }
 
+// FlushAll reports whether the pending change needs every translation
+// dropped (tables were freed), not just the changed entries refreshed.
+func (pt *PageTables) FlushAll() bool { return pt.flush && pt.all }
+
 // TakeChanged returns the runs of pages whose present leaf entries
 // changed since the last call, and resets the log (and NeedFlush). all
 // means: treat every translation as stale, because the log overflowed or

@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
@@ -25,7 +26,10 @@ var zeroPage [guestmm.PageSize]byte
 // value the restored guest sees from emuckpt_checkpoint).
 func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	started := time.Now()
-	p := k.proc
+	p := k.first
+	if n := len(k.procs); n != 1 || len(p.tasks) != 1 || p.exited {
+		return nil, fmt.Errorf("cannot checkpoint: the guest has %d processes and %d threads; checkpoints of process trees and threads are not implemented yet", n, len(k.sched.all))
+	}
 	t := p.tasks[0]
 	as := p.as
 	st := &State{
@@ -78,21 +82,22 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	})
 	st.PageCount = uint64(len(snap.Pages))
 
-	fpu, err := k.vcpu.FPUState()
+	fpu, err := k.vcpu.ContextFPU(&t.ctx)
 	if err != nil {
 		return nil, err
 	}
-	regs := *k.vcpu.Regs()
+	regs := t.ctx.Regs
 	if rax != nil {
 		regs.RAX = *rax
 	}
 	st.Tasks = []TaskState{{
-		TID: t.tid, Regs: regs, FSBase: k.vcpu.FSBase(), GSBase: k.vcpu.GSBase(), FPU: fpu,
+		TID: t.tid, Regs: regs, FSBase: t.ctx.FSBase, GSBase: t.ctx.GSBase, FPU: fpu,
 		ClearTID: t.clearTID, Robust: t.robust, RobustSz: t.robustSz,
 		Sigmask: t.sigmask, Pending: t.pending, PendingCodes: pendingCodes(t),
 		AltSP: t.altstack.SP, AltFlags: t.altstack.Flags, AltSize: t.altstack.Size,
 		Comm: &t.comm, Pdeathsig: t.pdeathsig, Nice: t.nice,
 	}}
+	k.saveWait(t, &st.Tasks[0])
 	for _, d := range k.deviceStates {
 		data, err := d.Save()
 		if err != nil {
@@ -221,4 +226,20 @@ func pendingCodes(t *Task) map[int]int {
 		}
 	}
 	return m
+}
+
+// saveWait records a task that waits in a system call (or was woken and
+// has not made the call again yet): the restored task makes the call
+// again, with the time its wait had left.
+func (k *Kernel) saveWait(t *Task, ts *TaskState) {
+	if t.state != taskBlocked && !t.resume {
+		return
+	}
+	ts.Blocked, ts.WaitLeft = true, -1
+	if t.wait != nil && t.wait.deadline != math.MaxInt64 {
+		ts.WaitLeft = k.timeLeft(t.wait.deadline)
+	}
+	if t.waitMask {
+		ts.SavedMask = &t.savedMask
+	}
 }

@@ -2,7 +2,6 @@ package kernel
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"github.com/emuckpt/emuckpt/vmm"
@@ -20,16 +19,6 @@ type DeviceEnv struct {
 	// Now is the guest's CLOCK_MONOTONIC in nanoseconds: the host clock,
 	// or the virtual clock under --deterministic.
 	Now func() int64
-	// Sleeper lets a blocking device operation wait on the guest clock.
-	Sleeper Sleeper
-}
-
-// Sleeper waits on the guest clock.
-type Sleeper interface {
-	// SleepUntil returns when CLOCK_MONOTONIC reaches ns (at once under
-	// the virtual clock, which jumps there), or false if the run was
-	// cancelled first.
-	SleepUntil(ns int64) bool
 }
 
 // Device is what a device contributes to the machine and the file system.
@@ -80,7 +69,7 @@ type TextFile struct {
 
 // attachDevices builds and registers every configured device.
 func (k *Kernel) attachDevices() error {
-	env := DeviceEnv{Now: k.monotonic, Sleeper: kernelSleeper{k}}
+	env := DeviceEnv{Now: k.monotonic}
 	var starts []func()
 	for _, f := range k.cfg.Devices {
 		d, err := f(env)
@@ -143,21 +132,4 @@ func (d tickingDevice) Read(off uint64, data []byte) error {
 func (d tickingDevice) Write(off uint64, data []byte) error {
 	d.clock.Tick()
 	return d.Device.Write(off, data)
-}
-
-type kernelSleeper struct{ k *Kernel }
-
-func (s kernelSleeper) SleepUntil(ns int64) bool {
-	now := s.k.monotonic()
-	if ns <= now {
-		return true
-	}
-	if ns == math.MaxInt64 {
-		// Nothing will ever wake this wait but the end of the run or a
-		// checkpoint; the virtual clock must not jump to the end of time.
-		_, e := s.k.sleep(math.MaxInt64)
-		return e == 0
-	}
-	_, e := s.k.sleep(ns - now)
-	return e == 0
 }

@@ -36,22 +36,48 @@ const initialStackSize = 128 << 10
 // anonymous faults filling 64 KiB at a time (each fault is a VM exit).
 var addressLayout = guestmm.Layout{FaultAround: 16}
 
-// exec builds a fresh process image for img, as Linux's execve does for a
-// static binary: file-backed private mappings for PT_LOAD segments, zeroed
-// bss, a heap after the image, and the initial stack.
+// exec builds the run's first process from the configured program.
 func (k *Kernel) exec(img *loader.Image) (*Process, vmm.Regs, error) {
+	prog := &programBacking{data: k.cfg.Program, name: k.cfg.Name}
+	as, regs, err := k.buildImage(img, prog, k.cfg.Name, k.cfg.Args, k.cfg.Env)
+	if err != nil {
+		return nil, vmm.Regs{}, err
+	}
+	cwd := k.cfg.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	p := newProcess(as, k.fs.NewFDTable(), cwd, exePath(k.cfg.Path, k.cfg.Name, k.cfg.Root))
+	p.prog, p.args = prog, k.cfg.Args
+	return p, regs, nil
+}
+
+// buildImage builds a fresh address space for img, as Linux's execve does
+// for a static binary: file-backed private mappings (of file) for PT_LOAD
+// segments, zeroed bss, a heap after the image, and the initial stack with
+// args, env and the auxiliary vector. name is the program's name in
+// errors and AT_EXECFN.
+func (k *Kernel) buildImage(img *loader.Image, file guestmm.Backing, name string, args, env []string) (*guestmm.AddressSpace, vmm.Regs, error) {
 	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, addressLayout)
 	if err != nil {
 		return nil, vmm.Regs{}, fmt.Errorf("creating address space: %w", err)
 	}
+	as, regs, err := k.fillImage(as, img, file, name, args, env)
+	if err != nil {
+		as.Destroy()
+		return nil, vmm.Regs{}, err
+	}
+	return as, regs, nil
+}
+
+func (k *Kernel) fillImage(as *guestmm.AddressSpace, img *loader.Image, file guestmm.Backing, name string, args, env []string) (*guestmm.AddressSpace, vmm.Regs, error) {
 	if err := vmm.MapKernel(as.PageTables()); err != nil {
 		return nil, vmm.Regs{}, fmt.Errorf("mapping kernel pages: %w", err)
 	}
 	bias := img.Bias()
-	prog := &programBacking{data: k.cfg.Program, name: k.cfg.Name}
 	for _, s := range img.Segments {
-		if err := loadSegment(as, prog, s, bias); err != nil {
-			return nil, vmm.Regs{}, fmt.Errorf("%w: %s: loading segment at %#x: %v", ErrLoad, k.cfg.Name, s.Vaddr, err)
+		if err := loadSegment(as, file, s, bias); err != nil {
+			return nil, vmm.Regs{}, fmt.Errorf("%w: %s: loading segment at %#x: %v", ErrLoad, name, s.Vaddr, err)
 		}
 	}
 	as.SetBrkBase(img.InitialBrk())
@@ -67,7 +93,7 @@ func (k *Kernel) exec(img *loader.Image) (*Process, vmm.Regs, error) {
 			return nil, vmm.Regs{}, fmt.Errorf("making the stack executable: %w", err)
 		}
 	}
-	info := loader.StackInfo{Args: k.cfg.Args, Env: k.cfg.Env, ExecFn: k.cfg.Name, Platform: "x86_64"}
+	info := loader.StackInfo{Args: args, Env: env, ExecFn: name, Platform: "x86_64"}
 	if _, err := k.rand.Read(info.Random[:]); err != nil {
 		return nil, vmm.Regs{}, err
 	}
@@ -83,12 +109,7 @@ func (k *Kernel) exec(img *loader.Image) (*Process, vmm.Regs, error) {
 	if err := as.WriteForce(sp, image); err != nil {
 		return nil, vmm.Regs{}, fmt.Errorf("writing initial stack: %w", err)
 	}
-	cwd := k.cfg.Cwd
-	if cwd == "" {
-		cwd = "/"
-	}
-	p := newProcess(as, k.fs.NewFDTable(), cwd, exePath(k.cfg.Path, k.cfg.Name, k.cfg.Root))
-	return p, vmm.Regs{RIP: img.Entry + bias, RSP: sp, RFLAGS: 0x202}, nil
+	return as, vmm.Regs{RIP: img.Entry + bias, RSP: sp, RFLAGS: 0x202}, nil
 }
 
 // exePath is what readlink("/proc/self/exe") gives the guest: Linux shows
@@ -133,7 +154,7 @@ func exePath(hostPath, name, root string) string {
 // loadSegment maps one PT_LOAD segment like Linux's elf_map/set_brk: the
 // file part as a private file mapping, the tail of its last file page
 // zeroed, and the rest of memsz as anonymous memory.
-func loadSegment(as *guestmm.AddressSpace, prog *programBacking, s loader.Segment, bias uint64) error {
+func loadSegment(as *guestmm.AddressSpace, prog guestmm.Backing, s loader.Segment, bias uint64) error {
 	prot := guestmm.Prot(s.Prot)
 	va := s.Vaddr + bias
 	start := loader.PageDown(va)

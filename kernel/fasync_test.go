@@ -20,7 +20,7 @@ func newBareTask(t *testing.T) *Task {
 func TestFcntlOwner(t *testing.T) {
 	k := &Kernel{}
 	task := newBareTask(t)
-	r, _ := vfs.NewPipe(0, nil)
+	r, _ := vfs.NewPipe(0)
 	fd, errno := task.proc.fds.Install(r, false)
 	require.Zero(t, errno)
 	const bad = 99

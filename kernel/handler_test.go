@@ -37,6 +37,7 @@ func newTestTask(t *testing.T, privileged bool) (*Kernel, *Task) {
 	t.Cleanup(func() { fs.Close() })
 	k := &Kernel{fs: fs, frames: frames, clock: HostClock{}, privilege: &privileged}
 	p := newProcess(as, fs.NewFDTable(), "/", "/usr/bin/a-rather-long-program-name")
+	k.adopt(p)
 	return k, p.tasks[0]
 }
 

@@ -53,20 +53,33 @@ type Config struct {
 
 // Kernel is one guest kernel on one machine.
 type Kernel struct {
-	cfg     Config
-	log     io.Writer
-	m       *vmm.Machine
-	frames  *guestmm.Frames
-	fs      *vfs.FS
-	clock   Clock
-	rand    io.Reader
-	proc    *Process
-	vcpu    *vmm.VCPU
-	unknown map[uint64]bool
-	notes   map[string]bool // see noteOnce
-	hwcap   uint64
-	// pendingExit ends the run after the current system call returns.
+	cfg    Config
+	log    io.Writer
+	m      *vmm.Machine
+	frames *guestmm.Frames
+	fs     *vfs.FS
+	clock  Clock
+	rand   io.Reader
+	vcpu   *vmm.VCPU
+	// sched is the run queue and the tasks; procs every process that
+	// was not reaped yet, by pid; first is the run's first process,
+	// whose end ends the run (with end set to its status).
+	sched scheduler
+	procs map[int]*Process
+	first *Process
+	end   *ExitStatus
+	// zapPending makes the next entry drop every translation KVM holds
+	// (vmm.VCPU.FlushTLB): page tables were freed, and their frames
+	// must not be seen through stale shadow pages.
+	zapPending bool
+	// futexes are the tasks waiting on futex words, oldest first.
+	futexes []*futexWaiter
+	// pendingExit ends the calling process (or, for a checkpoint, the
+	// run) after the current system call returns.
 	pendingExit error
+	unknown     map[uint64]bool
+	notes       map[string]bool // see noteOnce
+	hwcap       uint64
 	// ctx is the context of the current Run.
 	ctx context.Context
 	// progRef identifies the program for checkpoints; syscalls counts
@@ -125,12 +138,26 @@ func New(cfg Config) (*Kernel, error) {
 		k.Close()
 		return nil, err
 	}
-	k.proc = p
-	if err := k.vcpu.Start(regs, p.as.PageTables().Root(), 0); err != nil {
+	t := p.leader()
+	t.ctx.Regs = regs
+	k.adopt(p)
+	if err := k.vcpu.StartContext(&t.ctx); err != nil {
 		k.Close()
 		return nil, err
 	}
 	return k, nil
+}
+
+// adopt makes p the run's first process, with its tasks runnable.
+func (k *Kernel) adopt(p *Process) {
+	k.first = p
+	k.procs = map[int]*Process{p.pid: p}
+	k.sched.nextPID = p.pid
+	for _, t := range p.tasks {
+		k.sched.nextPID = max(k.sched.nextPID, t.tid)
+		k.sched.all = append(k.sched.all, t)
+		k.sched.runq = append(k.sched.runq, t)
+	}
 }
 
 // newKernel creates the machine, the file system and the devices: all a
@@ -151,17 +178,14 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 		Root: cfg.Root, Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr,
 		Random: k.rand, Frames: k.frames,
 		Maps: func() []byte {
-			if k.proc == nil {
+			if k.sched.cur == nil {
 				return nil
 			}
-			return []byte(k.proc.as.MapsText())
+			return []byte(k.sched.cur.proc.as.MapsText())
 		},
 		Now: func() vfs.Timespec {
 			ns, _ := k.clock.Now(unix.CLOCK_REALTIME)
 			return vfs.Timespec{Sec: ns / 1e9, Nsec: ns % 1e9}
-		},
-		Interrupted: func() bool {
-			return k.ckpt.requested.Load() || k.ctx != nil && k.ctx.Err() != nil
 		},
 	})
 	if err != nil {
@@ -185,8 +209,10 @@ func (k *Kernel) Machine() *vmm.Machine { return k.m }
 
 // Close releases the machine and every open file.
 func (k *Kernel) Close() error {
-	if k.proc != nil {
-		k.proc.fds.CloseAll()
+	for _, p := range k.procs {
+		if !p.exited {
+			p.fds.CloseAll()
+		}
 	}
 	if k.fs != nil {
 		k.fs.Close()

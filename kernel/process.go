@@ -5,18 +5,51 @@ import (
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"github.com/emuckpt/emuckpt/vmm"
+	"golang.org/x/sys/unix"
 )
 
 // Process is a thread group: one address space, one descriptor table, one
 // set of signal dispositions, and its tasks.
 type Process struct {
 	pid, ppid int
-	as        *guestmm.AddressSpace
-	fds       *vfs.FDTable
-	cwd       string
-	exe       string
-	actions   [numSignals + 1]sigAction
-	tasks     []*Task
+	// pgid and sid are the process group and session (setpgid, setsid).
+	pgid, sid int
+	// parent is the process that wait4 reports this one to; nil for the
+	// run's first process, whose parent is the (implicit) init.
+	parent   *Process
+	children []*Process
+	as       *guestmm.AddressSpace
+	// mm is the address space's share count: processes made with
+	// CLONE_VM (vfork, posix_spawn) use their parent's.
+	mm  *sharedMM
+	fds *vfs.FDTable
+	// fdUsers counts the processes sharing fds (CLONE_FILES).
+	fdUsers *int
+	cwd     string
+	exe     string
+	actions [numSignals + 1]sigAction
+	// tasks are the live threads, the thread-group leader first while it
+	// lives.
+	tasks []*Task
+	// prog is the program the process runs (its file-backed text).
+	prog *programBacking
+	// args is the command line (/proc/PID/cmdline).
+	args []string
+
+	// exitSignal is sent to the parent at exit (clone's low byte;
+	// SIGCHLD for fork).
+	exitSignal int
+	// exited is set once every thread has exited; status is then the
+	// wait status, and the process is a zombie until reaped.
+	exited bool
+	status ExitStatus
+	// execed is set once the process has called execve (setpgid on
+	// it from the parent is then EACCES).
+	execed bool
+	// vforkParent is the task that vfork'ed this process and waits until
+	// it execs or exits.
+	vforkParent *Task
 
 	umask    uint32 // umask(2), 0022 at start
 	dumpable int    // prctl(PR_SET_DUMPABLE): 0 or 1, 1 at start
@@ -28,10 +61,37 @@ type Process struct {
 	lockFuture, lockOnFault bool
 }
 
+// sharedMM is an address space and the number of processes using it.
+type sharedMM struct {
+	as    *guestmm.AddressSpace
+	users int
+}
+
 // Task is one thread of a process.
 type Task struct {
-	tid      int
-	proc     *Process
+	tid  int
+	proc *Process
+	// ctx is the user context: registers, FS/GS base, CR3 and, while the
+	// task is not on the vCPU, its FPU state.
+	ctx vmm.Context
+	// state says whether the task can run, waits in a system call or
+	// has exited (sched.go).
+	state taskState
+	// wait is what a blocked task waits for; resume makes its next turn
+	// on the vCPU call the blocked system call again instead of entering
+	// user mode.
+	wait   *waitSpec
+	resume bool
+	// resuming is set while a resumed call runs (see deadline).
+	resuming bool
+	// restartNr is the number+1 of a restartable call that a signal
+	// interrupted: a handler with SA_RESTART makes it again.
+	restartNr uint64
+	// futex is the task's futex wait while it blocks in one.
+	futex *futexWaiter
+	// slice counts the exits of the task's current turn on the vCPU.
+	slice int
+
 	clearTID uint64 // set_tid_address
 	robust   uint64 // set_robust_list head
 	robustSz uint64
@@ -56,6 +116,9 @@ type Task struct {
 	// wait, when restoreMask is set.
 	savedMask   uint64
 	restoreMask bool
+	// waitMask is set while a ppoll or pselect6 that replaced the mask
+	// is blocked: savedMask is then the task's own mask.
+	waitMask bool
 }
 
 // stackT is struct stack_t (sigaltstack).
@@ -71,9 +134,25 @@ type stackT struct {
 const firstPID = 2
 
 func newProcess(as *guestmm.AddressSpace, fds *vfs.FDTable, cwd, exe string) *Process {
-	p := &Process{pid: firstPID, ppid: 1, as: as, fds: fds, cwd: cwd, exe: exe, umask: 0o022, dumpable: 1}
-	p.tasks = []*Task{{tid: p.pid, proc: p, altstack: stackT{Flags: ssDisable}, comm: commOf(exe)}}
+	// The first process leads its own group in init's session, as a
+	// shell's job does.
+	p := &Process{pid: firstPID, ppid: 1, pgid: firstPID, sid: 1, as: as, mm: &sharedMM{as: as, users: 1},
+		fds: fds, fdUsers: new(int), cwd: cwd, exe: exe, umask: 0o022, dumpable: 1, exitSignal: int(unix.SIGCHLD)}
+	*p.fdUsers = 1
+	t := &Task{tid: p.pid, proc: p, altstack: stackT{Flags: ssDisable}, comm: commOf(exe)}
+	if as != nil {
+		t.ctx.CR3 = as.PageTables().Root()
+	}
+	p.tasks = []*Task{t}
 	return p
+}
+
+// leader is the process's thread-group leader, or its first live thread.
+func (p *Process) leader() *Task {
+	if len(p.tasks) == 0 {
+		return nil
+	}
+	return p.tasks[0]
 }
 
 // commOf is the task name Linux's exec gives a program: the last path

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
@@ -186,8 +187,10 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
 	k.fs.DropUnused()
-	p := &Process{pid: ps.PID, ppid: ps.PPID, as: as, fds: fds, cwd: ps.Cwd, exe: ps.Exe,
+	p := &Process{pid: ps.PID, ppid: ps.PPID, pgid: ps.PID, sid: 1, as: as, mm: &sharedMM{as: as, users: 1},
+		fds: fds, fdUsers: new(int), cwd: ps.Cwd, exe: ps.Exe, exitSignal: int(unix.SIGCHLD),
 		umask: 0o022, dumpable: 1, groups: ps.Groups, lockFuture: ps.LockFuture, lockOnFault: ps.LockOnFault}
+	*p.fdUsers = 1
 	if ps.Umask != nil { // ranges checked by Validate
 		p.umask = *ps.Umask
 	}
@@ -208,18 +211,16 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	for sig, code := range ts.PendingCodes {
 		t.pendingCode[sig] = code
 	}
+	t.ctx = vmm.Context{Regs: ts.Regs, FSBase: ts.FSBase, GSBase: ts.GSBase, CR3: as.PageTables().Root(), FPU: ts.FPU}
 	p.tasks = []*Task{t}
-	k.proc = p
+	k.restoreWait(t, &ts)
+	k.adopt(p)
 	k.restoreTimeState(&st.Time, t)
 	if err := k.restoreTimerFDs(fds, fdEntries); err != nil {
 		return err
 	}
 	k.asyncUsed = len(fds.AsyncFiles()) > 0
-	if err := k.vcpu.Start(ts.Regs, as.PageTables().Root(), ts.FSBase); err != nil {
-		return err
-	}
-	k.vcpu.SetGSBase(ts.GSBase)
-	if err := k.vcpu.SetFPUState(ts.FPU); err != nil {
+	if err := k.vcpu.StartContext(&t.ctx); err != nil {
 		return fmt.Errorf("%w: FPU state: %v", ErrRestore, err)
 	}
 	return nil
@@ -361,4 +362,21 @@ func (k *Kernel) openBacking(vs *VMAState, flags int) (vfs.Backing, error) {
 		return nil, e
 	}
 	return b, nil
+}
+
+// restoreWait brings back a task that waited in a system call: it makes
+// the call again first (see saveWait).
+func (k *Kernel) restoreWait(t *Task, ts *TaskState) {
+	if !ts.Blocked {
+		return
+	}
+	t.resume = true
+	deadline := int64(math.MaxInt64)
+	if ts.WaitLeft >= 0 {
+		deadline = k.deadlineAfter(ts.WaitLeft)
+	}
+	t.wait = &waitSpec{deadline: deadline}
+	if ts.SavedMask != nil {
+		t.savedMask, t.waitMask = *ts.SavedMask&^unblockable, true
+	}
 }

@@ -172,7 +172,7 @@ func TestProcessAttributesRoundTrip(t *testing.T) {
 	k, second := runWith(func(w *os.File) (*Kernel, error) {
 		return Restore(Config{Program: prog, Stdout: w}, snap, PageBytes(pages))
 	})
-	p := k.proc
+	p := k.first
 	require.Equal(t, uint32(0o027), p.umask)
 	require.Equal(t, 0, p.dumpable)
 	require.Equal(t, "renamed", p.tasks[0].comm)
@@ -188,7 +188,7 @@ func TestProcessAttributesRoundTrip(t *testing.T) {
 		k, out := runWith(func(w *os.File) (*Kernel, error) {
 			return Restore(Config{Program: prog, Stdout: w}, &old, PageBytes(pages))
 		})
-		require.Equal(t, "sysmisc", k.proc.tasks[0].comm)
+		require.Equal(t, "sysmisc", k.first.tasks[0].comm)
 		require.Contains(t, out, "name=sysmisc pdeathsig=0 dumpable=1 umask=022 nice=0\n")
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 
@@ -40,17 +41,23 @@ type errExit struct{ status ExitStatus }
 
 func (e *errExit) Error() string { return fmt.Sprintf("exit %+v", e.status) }
 
-// Run runs the program until it exits, a signal kills it, or ctx ends.
+// Run runs the guest until its first process exits, a signal kills that
+// process, or ctx ends. Processes still running then are dropped with the
+// machine.
 func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	k.ctx = ctx
-	// One host thread runs the whole run, so that its CPU time is the
+	// One host thread runs the whole run: the vCPU must always be run
+	// by the same thread (see sched.go), and its CPU time is the
 	// guest's (see cpu).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	k.timers.cpuStart = hostThreadCPU()
 	k.setHostTimer()
 	defer k.stopHostTimer()
-	stop := context.AfterFunc(ctx, k.vcpu.Kick)
+	stop := context.AfterFunc(ctx, func() {
+		k.vcpu.Kick()
+		k.poke()
+	})
 	defer stop()
 	done := make(chan struct{})
 	defer close(done)
@@ -59,21 +66,90 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	if cc.AtDevice > 0 {
 		k.vcpu.StopAfterMMIO(cc.AtDevice - k.m.Bus.TotalAccesses())
 	}
-	t := k.proc.tasks[0]
-	k.checkAsync(t)
 	defer k.stopAsyncTimer()
+	defer k.stopKick()
 	for {
+		if ctx.Err() != nil {
+			return ExitStatus{TimedOut: true}, nil
+		}
+		if k.ckpt.requested.Swap(false) {
+			if err := k.endOrFail(k.checkpoint(nil)); err != nil {
+				return ExitStatus{}, err
+			}
+		}
+		if k.end != nil {
+			return *k.end, nil
+		}
+		t := k.next()
+		if t == nil {
+			continue
+		}
+		if err := k.runTurn(t); err != nil {
+			return ExitStatus{}, err
+		}
+		if k.end != nil {
+			return *k.end, nil
+		}
+	}
+}
+
+// poke wakes an idle scheduler.
+func (k *Kernel) poke() {
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
+
+// endOrFail sorts out an error from checkpointing or exiting: an errExit
+// that ends the run sets k.end; anything else is returned.
+func (k *Kernel) endOrFail(err error) error {
+	if e, ok := err.(*errExit); ok {
+		k.end = &e.status
+		return nil
+	}
+	return err
+}
+
+// runTurn runs task t on the vCPU until it blocks, exits or its turn is
+// over, or the run ends. A resumed task first makes its blocked call again.
+func (k *Kernel) runTurn(t *Task) error {
+	s := &k.sched
+	s.cur = t
+	defer func() { s.cur = nil }()
+	if err := k.vcpu.Switch(&t.ctx); err != nil {
+		return fmt.Errorf("internal error: %w", err)
+	}
+	t.slice = 0
+	s.turnStart = time.Now()
+	cc := &k.cfg.Checkpoint
+	for t.state == taskRunnable && k.end == nil {
+		if t.resume {
+			// The call it waited in is made again first.
+			t.resume = false
+			if err := k.settle(t, vmm.ExitSyscall, k.syscall(t, true)); err != nil {
+				return err
+			}
+			continue
+		}
+		if k.turnOver(t) {
+			k.enqueue(t)
+			return nil
+		}
+		k.armKick()
+		k.refreshTranslations(t)
 		ex, err := k.vcpu.Run()
 		if err != nil {
-			return ExitStatus{}, fmt.Errorf("internal error: %w", err)
+			return fmt.Errorf("internal error: %w", err)
 		}
+		t.slice++
 		switch ex.Kind {
 		case vmm.ExitSyscall:
-			err = k.syscall(t)
+			err = k.syscall(t, false)
 			// Timers first, so that an image taken here holds what a
 			// run going on would have seen next.
 			if err == nil && k.timersDue(ex.Kind) {
-				k.checkTimers(t)
+				k.checkTimers()
 			}
 			if err == nil && cc.AtSyscall != 0 && k.syscalls == cc.AtSyscall {
 				err = k.checkpoint(nil)
@@ -94,34 +170,71 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 		case vmm.ExitPortIO:
 			err = k.fatalSignal(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: "I/O instruction in user mode"})
 		case vmm.ExitKicked:
-			if ctx.Err() != nil {
-				return ExitStatus{TimedOut: true}, nil
+			if k.ctx.Err() != nil {
+				k.enqueue(t)
+				return nil
 			}
 		}
-		if err == nil && ex.Kind != vmm.ExitSyscall && k.timersDue(ex.Kind) {
-			k.checkTimers(t)
+		if err := k.settle(t, ex.Kind, err); err != nil {
+			return err
 		}
-		if err == nil {
-			k.checkAsync(t)
-		}
-		if err == nil && (t.pending != 0 || t.restoreMask) {
+	}
+	return nil
+}
+
+// settle finishes an exit of task t: timers, O_ASYNC events and pending
+// signals, a requested checkpoint, the end of a process, and the waits
+// that the exit may have ended. err is what handling the exit returned.
+func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
+	if err == nil && kind != vmm.ExitSyscall && k.timersDue(kind) {
+		k.checkTimers()
+	}
+	if err == nil && t.state == taskRunnable {
+		k.checkAsync(t)
+		if t.pending != 0 || t.restoreMask {
 			err = k.deliverPending(t)
 		}
-		if err == nil && k.ckpt.requested.Swap(false) {
-			err = k.checkpoint(nil)
+	}
+	t.restartNr = 0
+	if err == nil && k.ckpt.requested.Swap(false) {
+		err = k.checkpoint(nil)
+	}
+	if e, ok := err.(*errExit); ok {
+		if e.status.Checkpointed {
+			k.end = &e.status
+		} else {
+			k.exitProcess(t.proc, e.status)
 		}
-		if err != nil {
-			if e, ok := err.(*errExit); ok {
-				return e.status, nil
-			}
-			return ExitStatus{}, err
-		}
-		if pt := t.proc.as.PageTables(); pt.NeedFlush() {
-			if runs, all := pt.TakeChanged(); all {
-				k.vcpu.FlushTLB()
-			} else {
-				k.vcpu.RefreshPages(runs)
-			}
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	pt := t.proc.as.PageTables()
+	if pt.NeedFlush() && pt.FlushAll() {
+		// Freed page tables: no task may run before every shadow page
+		// is gone (see guestmm's pagetables_free.go).
+		pt.TakeChanged()
+		k.zapPending = true
+	}
+	if kind == vmm.ExitSyscall {
+		k.wakeBlocked()
+	}
+	return nil
+}
+
+// refreshTranslations brings the vCPU's view of t's page tables up to date
+// before it enters user mode.
+func (k *Kernel) refreshTranslations(t *Task) {
+	if k.zapPending {
+		k.zapPending = false
+		k.vcpu.FlushTLB()
+	}
+	if pt := t.proc.as.PageTables(); pt.NeedFlush() {
+		if runs, all := pt.TakeChanged(); all {
+			k.vcpu.FlushTLB()
+		} else {
+			k.vcpu.RefreshPages(runs)
 		}
 	}
 }

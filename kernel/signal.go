@@ -3,6 +3,7 @@ package kernel
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -34,6 +35,7 @@ const (
 	saSiginfo  = 0x4
 	saRestorer = 0x04000000
 	saOnstack  = 0x08000000
+	saRestart  = 0x10000000
 
 	sigsetSize = 8
 )
@@ -186,6 +188,15 @@ func (k *Kernel) deliverPending(t *Task) error {
 			// Job control stops have no one to continue them here.
 			continue
 		case act.Handler != sigDfl:
+			if t.restartNr != 0 {
+				// A restartable call this signal interrupted: with
+				// SA_RESTART it is made again after the handler.
+				if act.Flags&saRestart != 0 {
+					r := k.vcpu.Regs()
+					r.RAX, r.RIP = t.restartNr-1, r.RIP-2
+				}
+				t.restartNr = 0
+			}
 			if err := k.setupFrame(t, si, act, 0, 0, 0); err != nil {
 				return k.kill(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: err.Error()})
 			}
@@ -371,14 +382,37 @@ func (k *Kernel) sysKill(t *Task, pid int, sig int, code int) (uint64, unix.Errn
 	if sig < 0 || sig > numSignals {
 		return 0, unix.EINVAL
 	}
-	// kill(-1) signals every process but init and the caller: here none.
-	if pid != t.proc.pid && pid != 0 {
+	var targets []*Process
+	switch {
+	case pid > 0:
+		p := k.procs[pid]
+		if p == nil {
+			return 0, unix.ESRCH
+		}
+		targets = []*Process{p} // a zombie takes the signal and ignores it
+	case pid == 0:
+		targets = k.processGroup(t.proc.pgid)
+	case pid == -1:
+		// Every process but init and the caller.
+		for _, p := range k.liveProcesses() {
+			if p != t.proc {
+				targets = append(targets, p)
+			}
+		}
+	case pid == math.MinInt32:
+		return 0, unix.ESRCH
+	default:
+		targets = k.processGroup(-pid)
+	}
+	if len(targets) == 0 {
 		return 0, unix.ESRCH
 	}
 	if sig == 0 {
 		return 0, 0
 	}
-	k.sendSignal(t, sig, code)
+	for _, p := range targets {
+		k.signalProcess(p, sig, code, t)
+	}
 	return 0, 0
 }
 

@@ -121,6 +121,16 @@ type TaskState struct {
 	Comm      *string `json:"comm,omitempty"`
 	Pdeathsig int     `json:"pdeathsig,omitempty"`
 	Nice      int     `json:"nice,omitempty"`
+	// Blocked says the task waits in the system call RAX names, with
+	// RIP after its syscall instruction: the restored task makes the
+	// call again (not counted as a new call), and a wait with a deadline
+	// has WaitLeft ns of it left (-1: none). Images from before this
+	// field rewound RIP to the syscall instruction instead.
+	Blocked  bool  `json:"blocked,omitempty"`
+	WaitLeft int64 `json:"wait_left,omitempty"`
+	// SavedMask is the task's own signal mask while a ppoll or pselect6
+	// that replaced it waits (Sigmask is then the call's).
+	SavedMask *uint64 `json:"saved_mask,omitempty"`
 }
 
 // VMA types in an image. A type says what the checkpoint stores for the

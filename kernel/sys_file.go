@@ -3,6 +3,7 @@ package kernel
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"golang.org/x/sys/unix"
@@ -65,7 +66,21 @@ func (k *Kernel) sysRead(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return k.readTo(t, a[1], a[2], fullReader(f), f.Read)
+	return k.mayBlock(t, f, vfs.PollIn)(k.readTo(t, a[1], a[2], fullReader(f), f.Read))
+}
+
+// mayBlock turns EBLOCK from a call on a blocking descriptor into a wait
+// until f polls ready for events (or hangs up), after which the call is
+// made again; any other result passes through. Use it as
+// k.mayBlock(t, f, events)(ret, errno).
+func (k *Kernel) mayBlock(t *Task, f vfs.File, events uint32) func(uint64, unix.Errno) (uint64, unix.Errno) {
+	return func(ret uint64, e unix.Errno) (uint64, unix.Errno) {
+		if e != vfs.EBLOCK {
+			return ret, e
+		}
+		return k.block(t, waitSpec{deadline: math.MaxInt64, files: []vfs.File{f}, restartable: true,
+			ready: func() bool { return vfs.PollFile(f)&(events|vfs.PollHup|vfs.PollErr|vfs.PollNval) != 0 }})
+	}
 }
 
 // maxRWCount is Linux's MAX_RW_COUNT: no read or write moves more bytes
@@ -117,7 +132,7 @@ func (k *Kernel) sysWrite(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return k.writeFrom(t, a[1], a[2], func(p []byte) (int, unix.Errno) { return f.Write(p) })
+	return k.mayBlock(t, f, vfs.PollOut)(k.writeFrom(t, a[1], a[2], func(p []byte) (int, unix.Errno) { return f.Write(p) }))
 }
 
 // writeFrom copies length bytes at va out of the guest in bounded chunks
@@ -215,6 +230,10 @@ func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
+	return k.mayBlock(t, f, vfs.PollIn)(k.readv(t, f, iov))
+}
+
+func (k *Kernel) readv(t *Task, f vfs.File, iov [][2]uint64) (uint64, unix.Errno) {
 	// Fill each buffer in turn, in steps of at most maxIO, and stop at the
 	// first short read: the bytes land where Linux would put them.
 	var done uint64
@@ -242,6 +261,10 @@ func (k *Kernel) sysWritev(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
+	return k.mayBlock(t, f, vfs.PollOut)(k.writev(t, f, iov))
+}
+
+func (k *Kernel) writev(t *Task, f vfs.File, iov [][2]uint64) (uint64, unix.Errno) {
 	// Gather first, so one writev is one write on the host (stdout lines
 	// stay whole) and a bad buffer fails before anything is written.
 	var data []byte
@@ -634,11 +657,7 @@ func (k *Kernel) pipe2(t *Task, va, flags uint64) (uint64, unix.Errno) {
 	if flags&^uint64(unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_DIRECT) != 0 {
 		return 0, unix.EINVAL
 	}
-	var abort <-chan struct{}
-	if k.ctx != nil {
-		abort = k.ctx.Done()
-	}
-	r, w := vfs.NewPipe(int(flags), abort)
+	r, w := vfs.NewPipe(int(flags))
 	cloexec := flags&unix.O_CLOEXEC != 0
 	rfd, e := t.proc.fds.Install(r, cloexec)
 	if e != 0 {

@@ -3,7 +3,6 @@ package kernel
 import (
 	"encoding/binary"
 	"io"
-	"math"
 	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
@@ -30,38 +29,45 @@ func (k *Kernel) sysGetgid(*Task, *args) (uint64, unix.Errno)      { return uint
 func (k *Kernel) sysGetegid(*Task, *args) (uint64, unix.Errno)     { return uint64(unix.Getegid()), 0 }
 func (k *Kernel) sysSchedYield(*Task, *args) (uint64, unix.Errno)  { return 0, 0 }
 
-func (k *Kernel) sysExit(t *Task, a *args) (uint64, unix.Errno) {
-	// One task per process for now, so exit ends the process too.
-	return k.sysExitGroup(t, a)
-}
-
-func (k *Kernel) sysExitGroup(t *Task, a *args) (uint64, unix.Errno) {
-	k.pendingExit = &errExit{ExitStatus{Code: int(a[0] & 0xff)}}
-	return 0, 0
-}
-
 func (k *Kernel) sysKillSyscall(t *Task, a *args) (uint64, unix.Errno) {
 	return k.sysKill(t, int(int32(a[0])), int(int32(a[1])), siUser)
 }
 
 func (k *Kernel) sysTkill(t *Task, a *args) (uint64, unix.Errno) {
-	if int32(a[0]) != int32(t.tid) {
-		if int32(a[0]) <= 0 {
-			return 0, unix.EINVAL
-		}
-		return 0, unix.ESRCH
+	tid := int(int32(a[0]))
+	if tid <= 0 {
+		return 0, unix.EINVAL
 	}
-	return k.sysKill(t, t.proc.pid, int(int32(a[1])), siTkill)
+	return k.signalThread(k.taskByTID(tid), int(int32(a[1])))
 }
 
 func (k *Kernel) sysTgkill(t *Task, a *args) (uint64, unix.Errno) {
-	if int32(a[0]) <= 0 || int32(a[1]) <= 0 {
+	tgid, tid := int(int32(a[0])), int(int32(a[1]))
+	if tgid <= 0 || tid <= 0 {
 		return 0, unix.EINVAL
 	}
-	if int32(a[0]) != int32(t.proc.pid) || int32(a[1]) != int32(t.tid) {
+	target := k.taskByTID(tid)
+	if target != nil && target.proc.pid != tgid {
+		target = nil
+	}
+	return k.signalThread(target, int(int32(a[2])))
+}
+
+// signalThread is tkill and tgkill: a signal for one thread.
+func (k *Kernel) signalThread(target *Task, sig int) (uint64, unix.Errno) {
+	if sig < 0 || sig > numSignals {
+		return 0, unix.EINVAL
+	}
+	if target == nil {
 		return 0, unix.ESRCH
 	}
-	return k.sysKill(t, t.proc.pid, int(int32(a[2])), siTkill)
+	if sig != 0 {
+		k.sendSignal(target, sig, siTkill)
+		if sig == int(unix.SIGKILL) {
+			k.pendingKill(target.proc)
+		}
+	}
+	return 0, 0
 }
 
 func (k *Kernel) sysArchPrctl(t *Task, a *args) (uint64, unix.Errno) {
@@ -290,102 +296,26 @@ func (k *Kernel) readTimespec(t *Task, va uint64) (int64, unix.Errno) {
 	return sec*1e9 + nsec, 0
 }
 
-// sleep waits d nanoseconds of guest time; d == math.MaxInt64 waits until
-// interrupted. It returns the time left when the wait ends early: EINTR
-// when the run is cancelled or a checkpoint is requested (the call is
-// then restarted after the checkpoint, see syscall), or when a timer
-// expired and its signal is one a waiting call is interrupted for.
-//
-// The virtual clock jumps instead of waiting: to the end of the sleep, or
-// to the next timer expiry before it, where the timer fires.
-func (k *Kernel) sleep(d int64) (int64, unix.Errno) { return k.waitUntil(d, nil) }
-
-// waitUntil is sleep that also ends, with no error, when done (if not
-// nil) becomes true after a timer fires (a timerfd's read).
-func (k *Kernel) waitUntil(d int64, done func() bool) (int64, unix.Errno) {
-	if d <= 0 {
-		return 0, 0
-	}
-	t := k.proc.tasks[0]
-	if _, virtual := k.clock.(*VirtualClock); virtual {
-		for {
-			next, ok := k.nextExpiry()
-			if !ok || next >= d {
-				if d == math.MaxInt64 {
-					break // no timer to wait for: wait for the host
-				}
-				k.clock.Sleep(d)
-				return 0, 0
-			}
-			if k.ckpt.requested.Load() || k.ctx != nil && k.ctx.Err() != nil {
-				return d, unix.EINTR
-			}
-			k.clock.Sleep(next)
-			if d != math.MaxInt64 {
-				d -= next
-			}
-			k.checkTimers(t)
-			if interruptingSignal(t) {
-				return d, unix.EINTR
-			}
-			if done != nil && done() {
-				return d, 0
-			}
-		}
-	}
-	start, _ := k.clock.Now(unix.CLOCK_MONOTONIC)
-	left := func() int64 {
-		now, _ := k.clock.Now(unix.CLOCK_MONOTONIC)
-		return max(d-(now-start), 0)
-	}
-	var expired <-chan time.Time
-	if d != math.MaxInt64 {
-		tm := time.NewTimer(time.Duration(d))
-		defer tm.Stop()
-		expired = tm.C
-	}
-	var cancelled <-chan struct{}
-	if k.ctx != nil {
-		cancelled = k.ctx.Done()
-	}
-	for {
-		select {
-		case <-expired:
-			return 0, 0
-		case <-cancelled:
-			return left(), unix.EINTR
-		case <-k.wake:
-			if k.ckpt.requested.Load() {
-				return left(), unix.EINTR
-			}
-			if k.timers.hostDue.Load() {
-				k.checkTimers(t)
-				if interruptingSignal(t) {
-					return left(), unix.EINTR
-				}
-				if done != nil && done() {
-					return left(), 0
-				}
-			}
-		}
-	}
-}
-
 func (k *Kernel) sysNanosleep(t *Task, a *args) (uint64, unix.Errno) {
 	d, e := k.readTimespec(t, a[0])
 	if e != 0 {
 		return 0, e
 	}
-	return 0, k.sleepRem(t, d, a[1])
+	return 0, k.sleepUntil(t, k.deadline(t, d), a[1])
 }
 
-// sleepRem sleeps d ns and, when a signal interrupts the sleep, writes
-// the time left to rem (if not NULL), as nanosleep does.
-func (k *Kernel) sleepRem(t *Task, d int64, rem uint64) unix.Errno {
-	left, e := k.sleep(d)
-	if e == unix.EINTR && rem != 0 && !k.ckpt.requested.Load() {
+// sleepUntil blocks t until guest CLOCK_MONOTONIC reaches deadline and,
+// when a signal interrupts the sleep, writes the time left to rem (if not
+// 0), as nanosleep does. The wait itself is the scheduler's: under the
+// virtual clock, time jumps to the deadline once every task waits.
+func (k *Kernel) sleepUntil(t *Task, deadline int64, rem uint64) unix.Errno {
+	if k.monotonic() >= deadline {
+		return 0
+	}
+	_, e := k.block(t, waitSpec{deadline: deadline})
+	if e == unix.EINTR && rem != 0 {
 		var b [16]byte
-		putTimespec(b[:], left)
+		putTimespec(b[:], k.timeLeft(deadline))
 		if e := k.copyOut(t, rem, b[:]); e != 0 {
 			return e
 		}
@@ -410,8 +340,7 @@ func (k *Kernel) sysClockNanosleep(t *Task, a *args) (uint64, unix.Errno) {
 		return 0, e
 	}
 	if a[1]&1 != 0 { // TIMER_ABSTIME: no time left is reported
-		_, e := k.sleep(d - now)
-		return 0, e
+		return 0, k.sleepUntil(t, k.deadline(t, max(d-now, 0)), 0)
 	}
-	return 0, k.sleepRem(t, d, a[3])
+	return 0, k.sleepUntil(t, k.deadline(t, d), a[3])
 }

@@ -29,59 +29,48 @@ import (
 // made again after the checkpoint (see syscall).
 
 // pollSlice is how long one host poll of standard streams waits before
-// the loop looks again for a checkpoint request or the end of the run.
+// the idle scheduler looks again for a checkpoint request or the end of
+// the run.
 const pollSlice = 50 * time.Millisecond
 
-// pollWait calls scan until it reports ready descriptors, the guest's
-// CLOCK_MONOTONIC reaches deadline (math.MaxInt64: never), or the wait is
-// interrupted (EINTR). files are the files scan looks at.
+// pollWait returns what scan reports when it finds ready descriptors, 0
+// once the guest's CLOCK_MONOTONIC reaches deadline (math.MaxInt64:
+// never), and otherwise blocks the task until one of those holds or a
+// signal interrupts the wait (EINTR). files are the files scan looks at.
 func (k *Kernel) pollWait(t *Task, files []vfs.File, deadline int64, scan func() int) (int, unix.Errno) {
-	for {
-		k.checkAsync(t)
-		k.checkTimers(t)
-		if n := scan(); n > 0 {
-			return n, 0
-		}
-		now := k.monotonic()
-		if now >= deadline {
-			return 0, 0
-		}
-		if interruptingSignal(t) || k.ctx != nil && k.ctx.Err() != nil || k.ckpt.requested.Load() {
-			return 0, unix.EINTR
-		}
-		wakeAt := min(deadline, k.nextAsync(t))
-		if d, ok := k.nextExpiry(); ok && d < wakeAt-now {
-			wakeAt = now + d
-		}
-		var hostFDs []unix.PollFd
-		for _, f := range files {
-			if rt, ok := vfs.As[vfs.ReadyTimer](f); ok {
-				if at, ok := rt.NextReady(); ok && at < wakeAt {
-					wakeAt = at
-				}
-			}
-			if hp, ok := vfs.As[vfs.HostPoller](f); ok {
-				hostFDs = append(hostFDs, unix.PollFd{Fd: int32(hp.HostFD()), Events: vfs.PollIn | vfs.PollOut | vfs.PollPri})
-			}
-		}
-		if e := k.pollSleep(now, wakeAt, hostFDs); e != 0 {
-			return 0, e
-		}
+	k.checkAsync(t)
+	if n := scan(); n > 0 {
+		return n, 0
 	}
+	if k.monotonic() >= deadline {
+		return 0, 0
+	}
+	_, e := k.block(t, waitSpec{deadline: deadline, files: files, ready: func() bool { return scan() > 0 }})
+	return 0, e
 }
 
-// pollSleep waits from guest time now until wakeAt, a host descriptor is
-// ready, or something interrupts: returns 0 to look again, EINTR when the
-// run ends or a checkpoint is requested.
-func (k *Kernel) pollSleep(now, wakeAt int64, hostFDs []unix.PollFd) unix.Errno {
+// pollSleep waits, with every task blocked, from guest time now until
+// wakeAt, a host descriptor is ready, or something else needs the
+// scheduler (a checkpoint request, an O_ASYNC event, the end of the run).
+// The virtual clock jumps to wakeAt unless host descriptors are involved.
+func (k *Kernel) pollSleep(now, wakeAt int64, hostFDs []unix.PollFd) {
 	_, virtual := k.clock.(*VirtualClock)
+	var done <-chan struct{}
+	if k.ctx != nil {
+		done = k.ctx.Done()
+	}
 	if virtual && len(hostFDs) == 0 {
 		if wakeAt == math.MaxInt64 {
-			_, e := k.sleep(math.MaxInt64) // only the end of the run or a checkpoint
-			return e
+			// Nothing in the guest can end a wait: only the end of
+			// the run or a checkpoint request.
+			select {
+			case <-done:
+			case <-k.wake:
+			}
+			return
 		}
 		k.clock.Sleep(wakeAt - now)
-		return 0
+		return
 	}
 	var realEnd time.Time
 	if wakeAt != math.MaxInt64 {
@@ -96,34 +85,27 @@ func (k *Kernel) pollSleep(now, wakeAt int64, hostFDs []unix.PollFd) unix.Errno 
 			if virtual {
 				k.clock.Sleep(wakeAt - now)
 			}
-			return 0
+			return
 		}
 		if len(hostFDs) > 0 {
 			n, err := unix.Poll(hostFDs, int((slice+time.Millisecond-1)/time.Millisecond))
 			if err == nil && n > 0 {
-				return 0
+				return
 			}
 		} else {
 			tm := time.NewTimer(slice)
-			var done <-chan struct{}
-			if k.ctx != nil {
-				done = k.ctx.Done()
-			}
 			select {
 			case <-tm.C:
 			case <-done:
 			case <-k.wake:
-				// A checkpoint request, or an O_ASYNC event: look again.
-				tm.Stop()
-				return k.interrupted()
 			}
 			tm.Stop()
 		}
-		if e := k.interrupted(); e != 0 {
-			return e
+		if k.interrupted() != 0 || k.timers.hostDue.Load() {
+			return
 		}
 		if !virtual {
-			return 0 // host time moved: look again
+			return // host time moved: look again
 		}
 	}
 }
@@ -168,11 +150,19 @@ func (k *Kernel) withSigmask(t *Task, maskVA uint64, wait func() (uint64, unix.E
 		return 0, e
 	}
 	old := t.sigmask
+	if t.resuming && t.waitMask {
+		old = t.savedMask // the mask replaced when the call first blocked
+	}
 	t.sigmask = binary.LittleEndian.Uint64(b[:]) &^ unblockable
 	ret, e := wait()
-	if e == unix.EINTR && interruptingSignal(t) {
+	t.waitMask = false
+	switch {
+	case e == eBlock:
+		// The call's mask holds while the task waits.
+		t.savedMask, t.waitMask = old, true
+	case e == unix.EINTR && interruptingSignal(t):
 		t.savedMask, t.restoreMask = old, true
-	} else {
+	default:
 		t.sigmask = old
 	}
 	return ret, e
@@ -230,7 +220,7 @@ func (k *Kernel) sysPoll(t *Task, a *args) (uint64, unix.Errno) {
 	if ms >= 0 {
 		d = ms * int64(time.Millisecond)
 	}
-	return k.pollFds(t, a[0], a[1], k.deadlineAfter(d))
+	return k.pollFds(t, a[0], a[1], k.deadline(t, d))
 }
 
 // sysPpoll is ppoll(fds, nfds, tsp, sigmask, sigsetsize): the timeout is
@@ -260,7 +250,7 @@ func (k *Kernel) timespecDeadline(t *Task, va uint64) (int64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return k.deadlineAfter(d), 0
+	return k.deadline(t, d), 0
 }
 
 // writeRemaining writes the time left until deadline back to the timeout
@@ -379,7 +369,7 @@ func (k *Kernel) sysSelect(t *Task, a *args) (uint64, unix.Errno) {
 		if sec < math.MaxInt64/int64(time.Second)-1 {
 			d = sec*1e9 + usec*1e3
 		}
-		deadline = k.deadlineAfter(d)
+		deadline = k.deadline(t, d)
 	}
 	ret, e := k.selectFds(t, int(int32(a[0])), [3]uint64{a[1], a[2], a[3]}, deadline)
 	k.writeRemaining(t, a[4], deadline, e, true)

@@ -61,7 +61,7 @@ func (k *Kernel) sysGetitimer(t *Task, a *args) (uint64, unix.Errno) {
 	if which < 0 || which >= int64(len(itimerKinds)) {
 		return 0, unix.EINVAL
 	}
-	return 0, k.copyOut(t, a[1], k.itimerval(k.itimer(itimerKinds[which])))
+	return 0, k.copyOut(t, a[1], k.itimerval(k.itimer(t, itimerKinds[which])))
 }
 
 // sysSetitimer is setitimer(which, new, old). A NULL new value disarms
@@ -81,7 +81,7 @@ func (k *Kernel) sysSetitimer(t *Task, a *args) (uint64, unix.Errno) {
 			return 0, e
 		}
 	}
-	tm := k.itimer(itimerKinds[which])
+	tm := k.itimer(t, itimerKinds[which])
 	if a[2] != 0 {
 		if e := k.copyOut(t, a[2], k.itimerval(tm)); e != 0 {
 			return 0, e
@@ -94,7 +94,7 @@ func (k *Kernel) sysSetitimer(t *Task, a *args) (uint64, unix.Errno) {
 // sysAlarm is alarm(seconds): ITIMER_REAL one-shot; it returns the
 // seconds that were left, rounded to the nearest (at least 1 while armed).
 func (k *Kernel) sysAlarm(t *Task, a *args) (uint64, unix.Errno) {
-	tm := k.itimer(TimerReal)
+	tm := k.itimer(t, TimerReal)
 	rem := k.remaining(tm)
 	old := rem / 1e9
 	if rem%1e9 >= 5e8 || old == 0 && rem > 0 {
@@ -130,7 +130,7 @@ func (k *Kernel) sysTimerCreate(t *Task, a *args) (uint64, unix.Errno) {
 		return 0, e
 	}
 	tt := &k.timers
-	tm := &Timer{Kind: TimerPOSIX, ID: tt.nextID, Clock: clock, Notify: sigevSignal, Signo: int(unix.SIGALRM), Value: uint64(tt.nextID)}
+	tm := &Timer{Kind: TimerPOSIX, ID: tt.nextID, Clock: clock, Notify: sigevSignal, Signo: int(unix.SIGALRM), Value: uint64(tt.nextID), PID: t.proc.pid}
 	if a[1] != 0 {
 		var b [20]byte // sigev_value, sigev_signo, sigev_notify, sigev_notify_thread_id
 		if e := k.copyIn(t, a[1], b[:]); e != 0 {
@@ -143,9 +143,11 @@ func (k *Kernel) sysTimerCreate(t *Task, a *args) (uint64, unix.Errno) {
 		switch tm.Notify {
 		case sigevNone:
 		case sigevSignal | sigevThreadID:
-			if int(int32(le.Uint32(b[16:]))) != t.tid {
+			tid := int(int32(le.Uint32(b[16:])))
+			if target := k.taskByTID(tid); target == nil || target.proc != t.proc {
 				return 0, unix.EINVAL
 			}
+			tm.TID = tid
 			fallthrough
 		case sigevSignal, sigevThread:
 			if tm.Signo < 1 || tm.Signo > numSignals {
@@ -175,12 +177,12 @@ func (k *Kernel) sysTimerCreate(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 // timerArg finds the POSIX timer a call names (EINVAL if none).
-func (k *Kernel) timerArg(a uint64) (*Timer, unix.Errno) {
+func (k *Kernel) timerArg(t *Task, a uint64) (*Timer, unix.Errno) {
 	id := int64(int32(a))
 	if id < 0 || uint64(id) != a&0xffffffff {
 		return nil, unix.EINVAL
 	}
-	tm := k.posixTimer(int(id))
+	tm := k.posixTimer(t, int(id))
 	if tm == nil {
 		return nil, unix.EINVAL
 	}
@@ -206,7 +208,7 @@ func (k *Kernel) itimerspec(tm *Timer) []byte {
 
 // sysTimerSettime is timer_settime(id, flags, new, old).
 func (k *Kernel) sysTimerSettime(t *Task, a *args) (uint64, unix.Errno) {
-	tm, e := k.timerArg(a[0])
+	tm, e := k.timerArg(t, a[0])
 	if e != 0 {
 		return 0, e
 	}
@@ -228,7 +230,7 @@ func (k *Kernel) sysTimerSettime(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) sysTimerGettime(t *Task, a *args) (uint64, unix.Errno) {
-	tm, e := k.timerArg(a[0])
+	tm, e := k.timerArg(t, a[0])
 	if e != 0 {
 		return 0, e
 	}
@@ -236,7 +238,7 @@ func (k *Kernel) sysTimerGettime(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) sysTimerGetoverrun(t *Task, a *args) (uint64, unix.Errno) {
-	tm, e := k.timerArg(a[0])
+	tm, e := k.timerArg(t, a[0])
 	if e != 0 {
 		return 0, e
 	}
@@ -246,7 +248,7 @@ func (k *Kernel) sysTimerGetoverrun(t *Task, a *args) (uint64, unix.Errno) {
 // sysTimerDelete is timer_delete(id); a signal the timer queued and that
 // is still pending goes with it, as on Linux.
 func (k *Kernel) sysTimerDelete(t *Task, a *args) (uint64, unix.Errno) {
-	tm, e := k.timerArg(a[0])
+	tm, e := k.timerArg(t, a[0])
 	if e != 0 {
 		return 0, e
 	}

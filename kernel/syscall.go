@@ -50,7 +50,12 @@ var syscalls = map[uint64]handler{
 	38:  (*Kernel).sysSetitimer,
 	39:  (*Kernel).sysGetpid,
 	40:  (*Kernel).sysSendfile,
+	56:  (*Kernel).sysClone,
+	57:  (*Kernel).sysFork,
+	58:  (*Kernel).sysVfork,
+	59:  (*Kernel).sysExecve,
 	60:  (*Kernel).sysExit,
+	61:  (*Kernel).sysWait4,
 	62:  (*Kernel).sysKillSyscall,
 	63:  (*Kernel).sysUname,
 	72:  (*Kernel).sysFcntl,
@@ -81,9 +86,14 @@ var syscalls = map[uint64]handler{
 	104: (*Kernel).sysGetgid,
 	107: (*Kernel).sysGeteuid,
 	108: (*Kernel).sysGetegid,
+	109: (*Kernel).sysSetpgid,
 	110: (*Kernel).sysGetppid,
+	111: (*Kernel).sysGetpgrp,
+	112: (*Kernel).sysSetsid,
 	115: (*Kernel).sysGetgroups,
 	116: (*Kernel).sysSetgroups,
+	121: (*Kernel).sysGetpgid,
+	124: (*Kernel).sysGetsid,
 	127: (*Kernel).sysRtSigpending,
 	131: (*Kernel).sysSigaltstack,
 	132: (*Kernel).sysUtime,
@@ -107,6 +117,7 @@ var syscalls = map[uint64]handler{
 	199: (*Kernel).sysFremovexattr,
 	200: (*Kernel).sysTkill,
 	201: (*Kernel).sysTime,
+	202: (*Kernel).sysFutex,
 	217: (*Kernel).sysGetdents64,
 	218: (*Kernel).sysSetTidAddress,
 	221: (*Kernel).sysFadvise64,
@@ -121,6 +132,7 @@ var syscalls = map[uint64]handler{
 	231: (*Kernel).sysExitGroup,
 	234: (*Kernel).sysTgkill,
 	235: (*Kernel).sysUtimes,
+	247: (*Kernel).sysWaitid,
 	257: (*Kernel).sysOpenat,
 	258: (*Kernel).sysMkdirat,
 	259: (*Kernel).sysMknodat,
@@ -148,9 +160,11 @@ var syscalls = map[uint64]handler{
 	316: (*Kernel).sysRenameat2,
 	318: (*Kernel).sysGetrandom,
 	319: (*Kernel).sysMemfdCreate,
+	322: (*Kernel).sysExecveat,
 	325: (*Kernel).sysMlock2,
 	326: (*Kernel).sysCopyFileRange,
 	332: (*Kernel).sysStatx,
+	435: (*Kernel).sysClone3,
 	439: (*Kernel).sysFaccessat2,
 	452: (*Kernel).sysFchmodat2,
 
@@ -168,33 +182,41 @@ func SyscallName(nr uint64) string {
 	return fmt.Sprintf("syscall_%d", nr)
 }
 
-// syscall handles the system call the task just made.
-func (k *Kernel) syscall(t *Task) error {
+// syscall handles the system call the task just made, or, when resumed,
+// makes again the call it blocked in (see sched.go): only a first call is
+// counted and ticks the clock.
+func (k *Kernel) syscall(t *Task, resumed bool) error {
 	r := k.vcpu.Regs()
 	nr := r.RAX
 	a := args{r.RDI, r.RSI, r.RDX, r.R10, r.R8, r.R9}
-	k.clock.Tick()
-	k.syscalls++
+	if !resumed {
+		k.clock.Tick()
+		k.syscalls++
+	}
 	h, ok := syscalls[nr]
 	var ret uint64
 	var e unix.Errno
-	if ok {
+	switch {
+	case resumed && t.wait != nil && t.wait.finish != nil:
+		ret, e = t.wait.finish()
+	case ok:
+		t.resuming = resumed
 		ret, e = h(k, t, &a)
-	} else {
+		t.resuming = false
+	default:
 		e = unix.ENOSYS
 		if (k.cfg.Verbose || k.cfg.Trace) && !k.unknown[nr] {
 			k.unknown[nr] = true
 			fmt.Fprintf(k.log, "emuckpt: unknown system call %s (%d): returning ENOSYS\n", SyscallName(nr), nr)
 		}
 	}
-	if e == unix.EINTR && k.ckpt.requested.Load() && (k.ctx == nil || k.ctx.Err() == nil) {
-		// A checkpoint interrupted a waiting call: run the checkpoint,
-		// then make the call again, as Linux restarts a call a signal
-		// without a handler interrupted (ERESTARTSYS).
-		r.RIP -= 2 // the syscall instruction
-		r.RAX = nr
-		return nil
+	if e == eBlock {
+		// The task waits with RAX still the call number; the call is
+		// made again when the wait is over.
+		t.state = taskBlocked
+		return k.takePendingExit()
 	}
+	t.wait = nil
 	if e != 0 {
 		ret = uint64(-int64(e))
 	}
@@ -205,12 +227,18 @@ func (k *Kernel) syscall(t *Task) error {
 			fmt.Fprintf(k.log, "emuckpt: trace: %s(%#x, %#x, %#x, %#x, %#x, %#x) = %#x\n", SyscallName(nr), a[0], a[1], a[2], a[3], a[4], a[5], ret)
 		}
 	}
-	r.RAX = ret
-	if err := k.pendingExit; err != nil {
-		k.pendingExit = nil
-		return err
+	if t.state == taskRunnable {
+		r.RAX = ret
 	}
-	return nil
+	return k.takePendingExit()
+}
+
+// takePendingExit returns (and clears) an exit that a system call left for
+// after it returns.
+func (k *Kernel) takePendingExit() error {
+	err := k.pendingExit
+	k.pendingExit = nil
+	return err
 }
 
 // noteOnce reports, once per key and only with -v or --trace, a call the

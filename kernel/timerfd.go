@@ -3,7 +3,6 @@ package kernel
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"strconv"
 
 	"github.com/emuckpt/emuckpt/kernel/vfs"
@@ -40,6 +39,14 @@ type timerFile struct {
 // expired since the last read. poll/select readiness is this.
 func (f *timerFile) Readable() bool { return f.tm.Ticks > 0 }
 
+// Poll is timerfd_poll: readable once the timer has expired.
+func (f *timerFile) Poll() uint32 {
+	if f.Readable() {
+		return vfs.PollIn | vfs.PollRdnorm
+	}
+	return 0
+}
+
 // Read returns the number of expiries since the last read as a uint64
 // and resets it; with none it waits (EAGAIN with O_NONBLOCK).
 func (f *timerFile) Read(p []byte) (int, unix.Errno) {
@@ -50,9 +57,7 @@ func (f *timerFile) Read(p []byte) (int, unix.Errno) {
 		if f.flags&unix.O_NONBLOCK != 0 {
 			return 0, unix.EAGAIN
 		}
-		if _, e := f.k.waitUntil(math.MaxInt64, f.Readable); e != 0 {
-			return 0, e
-		}
+		return 0, vfs.EBLOCK
 	}
 	binary.LittleEndian.PutUint64(p, f.tm.Ticks)
 	f.tm.Ticks = 0

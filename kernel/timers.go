@@ -87,6 +87,11 @@ type Timer struct {
 	LastOverrun int64 `json:"last_overrun,omitempty"`
 	// Ticks counts the expiries a timerfd's read has not returned yet.
 	Ticks uint64 `json:"ticks,omitempty"`
+	// PID is the process the timer belongs to (0 in images from before
+	// several processes: the first one); TID the thread that
+	// SIGEV_THREAD_ID names.
+	PID int `json:"pid,omitempty"`
+	TID int `json:"tid,omitempty"`
 }
 
 // TimeState is the guest's timers and CPU-time accounting in an image.
@@ -168,11 +173,13 @@ func (k *Kernel) cpuClock(id int32) (which int, isCPU, ok bool) {
 	if which == 3 {
 		return 0, true, false
 	}
-	self := k.proc.pid
-	if id&cpuclockPerThread != 0 {
-		self = k.proc.tasks[0].tid
+	if pid == 0 {
+		return which, true, true
 	}
-	return which, true, pid == 0 || pid == self
+	if id&cpuclockPerThread != 0 {
+		return which, true, k.taskByTID(pid) != nil
+	}
+	return which, true, k.procs[pid] != nil && !k.procs[pid].exited
 }
 
 // clockNow reads guest clock id, including the CPU-time clocks.
@@ -207,22 +214,23 @@ var itimerKinds = []string{TimerReal, TimerVirtual, TimerProf}
 
 var itimerSignals = map[string]int{TimerReal: int(unix.SIGALRM), TimerVirtual: int(unix.SIGVTALRM), TimerProf: int(unix.SIGPROF)}
 
-// itimer returns the interval timer of a kind, creating it disarmed.
-func (k *Kernel) itimer(kind string) *Timer {
+// itimer returns the interval timer of a kind of t's process, creating it
+// disarmed.
+func (k *Kernel) itimer(t *Task, kind string) *Timer {
 	for _, tm := range k.timers.list {
-		if tm.Kind == kind {
+		if tm.Kind == kind && tm.PID == t.proc.pid {
 			return tm
 		}
 	}
-	tm := &Timer{Kind: kind, Clock: itimerClock(kind), Signo: itimerSignals[kind]}
+	tm := &Timer{Kind: kind, Clock: itimerClock(kind), Signo: itimerSignals[kind], PID: t.proc.pid}
 	k.timers.list = append(k.timers.list, tm)
 	return tm
 }
 
-// posixTimer finds a timer_create timer.
-func (k *Kernel) posixTimer(id int) *Timer {
+// posixTimer finds a timer_create timer of t's process.
+func (k *Kernel) posixTimer(t *Task, id int) *Timer {
 	for _, tm := range k.timers.list {
-		if tm.Kind == TimerPOSIX && tm.ID == id {
+		if tm.Kind == TimerPOSIX && tm.ID == id && tm.PID == t.proc.pid {
 			return tm
 		}
 	}
@@ -265,11 +273,15 @@ func (k *Kernel) arm(tm *Timer, value, interval int64, abs bool) {
 }
 
 // checkTimers fires every timer that is due.
-func (k *Kernel) checkTimers(t *Task) {
+func (k *Kernel) checkTimers() {
 	tt := &k.timers
 	tt.hostDue.Store(false)
 	for _, tm := range tt.list {
 		if tm.Expiry == 0 {
+			continue
+		}
+		t := k.timerTask(tm)
+		if t == nil {
 			continue
 		}
 		now, _ := k.clockNow(tm.Clock)
@@ -285,6 +297,40 @@ func (k *Kernel) checkTimers(t *Task) {
 		}
 		k.fire(t, tm, n)
 	}
+	k.setHostTimer()
+}
+
+// timerTask is the task a timer signals: the thread SIGEV_THREAD_ID
+// names, or the leader of the timer's process; nil when it is gone.
+func (k *Kernel) timerTask(tm *Timer) *Task {
+	pid := tm.PID
+	if pid == 0 && k.first != nil {
+		pid = k.first.pid
+	}
+	if tm.TID != 0 {
+		if t := k.taskByTID(tm.TID); t != nil && t.proc.pid == pid {
+			return t
+		}
+		return nil
+	}
+	p := k.procs[pid]
+	if p == nil {
+		return nil
+	}
+	return p.leader()
+}
+
+// dropTimers deletes the timers of a process that exits (all) or execs
+// (POSIX timers only; interval timers survive execve).
+func (k *Kernel) dropTimers(p *Process, all bool) {
+	list := k.timers.list[:0]
+	for _, tm := range k.timers.list {
+		if (tm.PID == p.pid || tm.PID == 0 && p == k.first) && (all || tm.Kind == TimerPOSIX) {
+			continue
+		}
+		list = append(list, tm)
+	}
+	k.timers.list = list
 	k.setHostTimer()
 }
 
@@ -359,10 +405,7 @@ func (k *Kernel) setHostTimer() {
 	tt.host = time.AfterFunc(time.Duration(d), func() {
 		tt.hostDue.Store(true)
 		k.vcpu.Kick()
-		select {
-		case k.wake <- struct{}{}:
-		default:
-		}
+		k.poke()
 	})
 }
 
@@ -421,6 +464,9 @@ func (k *Kernel) restoreTimeState(ts *TimeState, t *Task) {
 		if tm.Remaining != 0 {
 			now, _ := k.clockNow(tm.Clock)
 			tm.Expiry, tm.Remaining = now+tm.Remaining, 0
+		}
+		if tm.PID == 0 {
+			tm.PID = t.proc.pid // an image from before several processes
 		}
 		k.timers.list = append(k.timers.list, &tm)
 		if tm.Kind == TimerPOSIX && tm.Queued && tm.Signo >= 1 && tm.Signo <= numSignals && t.pending&sigBit(tm.Signo) != 0 {

@@ -77,7 +77,8 @@ func TestItimerClocks(t *testing.T) {
 }
 
 func TestCPUClockIDs(t *testing.T) {
-	k := &Kernel{proc: newProcess(nil, nil, "/", "prog")} // pid and tid 2
+	k := &Kernel{}
+	k.adopt(newProcess(nil, nil, "/", "prog")) // pid and tid 2
 	for _, tc := range []struct {
 		name          string
 		id            int32
@@ -122,17 +123,18 @@ func TestTimerExpiry(t *testing.T) {
 		{"itimer three periods late", TimerReal, []int64{35}, true, 0, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &Kernel{clock: NewVirtualClock(), proc: newProcess(nil, nil, "/", "prog")}
-			task := k.proc.tasks[0]
-			tm := k.itimer(TimerReal)
+			k := &Kernel{clock: NewVirtualClock()}
+			k.adopt(newProcess(nil, nil, "/", "prog"))
+			task := k.first.tasks[0]
+			tm := k.itimer(task, TimerReal)
 			if tc.kind == TimerPOSIX {
-				tm = &Timer{Kind: TimerPOSIX, ID: 0, Clock: unix.CLOCK_MONOTONIC, Signo: 34, Value: 7}
+				tm = &Timer{Kind: TimerPOSIX, ID: 0, Clock: unix.CLOCK_MONOTONIC, Signo: 34, Value: 7, PID: task.proc.pid}
 				k.timers.list = append(k.timers.list, tm)
 			}
 			k.arm(tm, 10, 10, false)
 			for _, d := range tc.advance {
 				k.clock.Sleep(d)
-				k.checkTimers(task)
+				k.checkTimers()
 			}
 			require.Equal(t, tc.wantPending, task.pending&sigBit(tm.Signo) != 0)
 			require.Equal(t, tc.wantRem, k.remaining(tm))

@@ -392,6 +392,9 @@ func (st *State) validateTasks() error {
 				return fmt.Errorf("tasks[%d] (tid %d): pending code for bad signal %d", i, t.TID, sig)
 			}
 		}
+		if t.Blocked && (t.WaitLeft < -1 || syscalls[t.Regs.RAX] == nil) || !t.Blocked && (t.WaitLeft != 0 || t.SavedMask != nil) {
+			return fmt.Errorf("tasks[%d] (tid %d): bad wait (blocked %v in call %d, %d ns left)", i, t.TID, t.Blocked, t.Regs.RAX, t.WaitLeft)
+		}
 	}
 	return nil
 }

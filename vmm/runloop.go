@@ -130,7 +130,7 @@ func (c *VCPU) Run() (Exit, error) {
 			// KVM could not emulate a user instruction on device memory
 			// (an AVX or fxsave access, a jump into a device page): the
 			// task gets SIGBUS, not the VMM an error.
-			c.user, c.place = Regs(*c.sync), stoppedUser
+			c.cur.Regs, c.place = Regs(*c.sync), stoppedUser
 			sub := binary.LittleEndian.Uint32(c.run[runExitData:])
 			return Exit{Kind: ExitMMIOFault, Fault: &AccessFault{Signal: 7, Code: 2,
 				Reason: fmt.Sprintf("KVM cannot emulate this instruction on device memory (internal error, suberror %d)", sub)}}, nil
@@ -166,7 +166,7 @@ const kernelHalf = 0xffff800000000000
 // address or a system call made by jumping to the trampoline can all put
 // such a RIP there; the kernel layer turns the exception into SIGSEGV.
 func (c *VCPU) unreachableRIP() (Exit, bool) {
-	rip := c.user.RIP
+	rip := c.cur.Regs.RIP
 	switch {
 	case rip < TrampolineVA:
 		return Exit{}, false
@@ -207,7 +207,7 @@ func (c *VCPU) stopForKick() (bool, error) {
 	if ev.E.Inject != 0 || ev.E.Pending != 0 || ev.I.Inject != 0 || ev.N.Inject != 0 {
 		return false, nil
 	}
-	c.user, c.place = Regs(*c.sync), stoppedUser
+	c.cur.Regs, c.place = Regs(*c.sync), stoppedUser
 	return true, nil
 }
 
@@ -249,9 +249,9 @@ func (c *VCPU) portExit() (Exit, error) {
 		// still mean to step over the `out` at the next entry; it does
 		// not once RIP has changed, and the user RIP is never the
 		// trampoline's (see unreachableRIP).
-		c.user = Regs(*c.sync)
-		c.user.RIP = c.sync.RCX
-		c.user.RFLAGS = c.sync.R11
+		c.cur.Regs = Regs(*c.sync)
+		c.cur.Regs.RIP = c.sync.RCX
+		c.cur.Regs.RFLAGS = c.sync.R11
 		if c.sregs.CS.DPL == 0 {
 			c.place = stoppedRing0
 		} else {
@@ -268,7 +268,7 @@ func (c *VCPU) portExit() (Exit, error) {
 		if err := c.finishIO(); err != nil {
 			return Exit{}, err
 		}
-		c.user, c.place = Regs(*c.sync), stoppedUser
+		c.cur.Regs, c.place = Regs(*c.sync), stoppedUser
 		return Exit{Kind: ExitPortIO}, nil
 	}
 	return Exit{}, fmt.Errorf("vcpu: unexpected port I/O %#x at %#x in ring 0", port, rip)
@@ -302,10 +302,10 @@ func (c *VCPU) exceptionExit() (Exit, error) {
 		// An exception in ring 0 is a bug in the stubs or the tables.
 		return Exit{}, fmt.Errorf("vcpu: exception %d in ring 0 at %#x (error code %#x, cr2 %#x)", vec, c.m.le64(frame), ex.ErrorCode, c.sregs.CR2)
 	}
-	c.user = Regs(*c.sync)
-	c.user.RIP = c.m.le64(frame)
-	c.user.RFLAGS = c.m.le64(frame + 16)
-	c.user.RSP = c.m.le64(frame + 24)
+	c.cur.Regs = Regs(*c.sync)
+	c.cur.Regs.RIP = c.m.le64(frame)
+	c.cur.Regs.RFLAGS = c.m.le64(frame + 16)
+	c.cur.Regs.RSP = c.m.le64(frame + 24)
 	c.place = stoppedRing0
 	return ex, nil
 }
@@ -333,7 +333,7 @@ func (c *VCPU) mmioExit() (Exit, bool, error) {
 		if err := c.finishIO(); err != nil {
 			return Exit{}, true, err
 		}
-		c.user, c.place = Regs(*c.sync), stoppedUser
+		c.cur.Regs, c.place = Regs(*c.sync), stoppedUser
 		return Exit{Kind: ExitMMIOLimit}, true, nil
 	}
 	f, ok := err.(*AccessFault)
@@ -348,9 +348,9 @@ func (c *VCPU) mmioExit() (Exit, bool, error) {
 	if err := c.finishIO(); err != nil {
 		return Exit{}, true, err
 	}
-	c.user, c.place = Regs(*c.sync), stoppedUser
+	c.cur.Regs, c.place = Regs(*c.sync), stoppedUser
 	if !write {
-		c.user = before
+		c.cur.Regs = before
 	}
 	return Exit{Kind: ExitMMIOFault, MMIOAddr: addr, MMIOWrite: write, Fault: f}, true, nil
 }
@@ -373,7 +373,7 @@ func (c *VCPU) fatal(reason uint32) error {
 // change is marked in kvm_dirty_regs by adding bits, never by
 // overwriting them.
 func (c *VCPU) load() error {
-	u := c.user
+	u := c.cur.Regs
 	u.RFLAGS = u.RFLAGS&userFlagsMask | 0x202
 	if c.place == stoppedNew {
 		// Registers were set by Start; the sync area holds nothing yet.
@@ -403,10 +403,10 @@ func (c *VCPU) load() error {
 		*c.dirty |= syncSregsBit
 		c.place = stoppedUser
 	}
-	if c.setBases || c.sregs.CR3 != c.cr3 {
-		c.sregs.FS.Base = c.fsBase
-		c.sregs.GS.Base = c.gsBase
-		c.sregs.CR3 = c.cr3
+	if c.setBases || c.sregs.CR3 != c.cur.CR3 {
+		c.sregs.FS.Base = c.cur.FSBase
+		c.sregs.GS.Base = c.cur.GSBase
+		c.sregs.CR3 = c.cur.CR3
 		*c.dirty |= syncSregsBit
 		c.setBases = false
 	}

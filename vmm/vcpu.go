@@ -122,14 +122,17 @@ type VCPU struct {
 	// cannot lose one.
 	dirty *uint64
 
-	user     Regs // the user state the kernel layer sees and edits
+	// cur is the user context loaded in the vCPU: the state the kernel
+	// layer sees and edits (see Switch). Its FPU field is stale while it
+	// is loaded; the vCPU holds the live FPU state.
+	cur      *Context
 	place    stopPlace
-	fsBase   uint64
-	gsBase   uint64
-	setBases bool // FS or GS base changed
-	cr3      uint64
+	setBases bool // FS or GS base or CR3 changed
 	flush    bool
-	refresh  []guestmm.PageRange // user pages whose PTEs the guest must rewrite
+	// initFPU is the FPU state of a fresh vCPU: what a new context with
+	// no FPU state of its own starts from (execve's reset state).
+	initFPU []byte
+	refresh []guestmm.PageRange // user pages whose PTEs the guest must rewrite
 	// refreshArmed means the vCPU was sent through refreshStub with the
 	// list at listPA; the stub empties the list as its last act before
 	// returning to user mode, so a non-zero count there means it has not
@@ -167,6 +170,11 @@ func (m *Machine) NewVCPU() (*VCPU, error) {
 	if err := c.setupCPU(); err != nil {
 		return nil, err
 	}
+	xs, err := getXSave(c.fd)
+	if err != nil {
+		return nil, err
+	}
+	c.initFPU = xs
 	return c, nil
 }
 
@@ -241,48 +249,129 @@ func (c *VCPU) setupCPU() error {
 	})
 }
 
+// Context is the user state of one task: what a vCPU needs to run it.
+// The kernel layer owns it; a vCPU borrows it from Switch (or Start) on,
+// until another context is switched in.
+type Context struct {
+	Regs   Regs
+	FSBase uint64
+	GSBase uint64
+	CR3    uint64
+	// FPU is the task's x87/SSE/AVX state (struct kvm_xsave) while the
+	// context is not loaded; nil means a fresh state.
+	FPU []byte
+}
+
 // Start sets the initial user state: registers, address space (CR3) and
-// FS base. The next Run enters user mode there.
+// FS base. The next Run enters user mode there. It is StartContext with a
+// context of the vCPU's own.
 func (c *VCPU) Start(regs Regs, cr3, fsBase uint64) error {
+	return c.StartContext(&Context{Regs: regs, CR3: cr3, FSBase: fsBase})
+}
+
+// StartContext makes ctx the vCPU's first user context; the next Run
+// enters user mode there.
+func (c *VCPU) StartContext(ctx *Context) error {
 	sregs, err := getSregs(c.fd)
 	if err != nil {
 		return err
 	}
-	sregs.CR3 = cr3
-	sregs.FS.Base = fsBase
+	sregs.CR3 = ctx.CR3
+	sregs.FS.Base = ctx.FSBase
+	sregs.GS.Base = ctx.GSBase
 	if err := setSregs(c.fd, sregs); err != nil {
 		return err
 	}
-	c.cr3, c.fsBase = cr3, fsBase
-	c.user = regs
-	c.user.RFLAGS = regs.RFLAGS&userFlagsMask | 0x202
-	kr := kvm.Regs(c.user)
+	ctx.Regs.RFLAGS = ctx.Regs.RFLAGS&userFlagsMask | 0x202
+	kr := kvm.Regs(ctx.Regs)
 	if err := retry(func() error { return kvm.SetRegs(c.fd, &kr) }); err != nil {
 		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}
+	if err := c.loadFPU(ctx); err != nil {
+		return err
+	}
+	c.cur = ctx
 	c.place = stoppedNew
 	c.started = true
 	return nil
 }
 
+// Switch makes ctx the user context of the next Run: the vCPU keeps the
+// FPU state of the context it had in that context's FPU field and loads
+// ctx's. It must be called between two Runs (or before the first, where
+// it is StartContext). Switching to the loaded context does nothing.
+func (c *VCPU) Switch(ctx *Context) error {
+	if !c.started {
+		return c.StartContext(ctx)
+	}
+	if ctx == c.cur {
+		return nil
+	}
+	if len(c.refresh) > 0 {
+		// A refresh lists entries of the old address space, reached
+		// through the recursive mapping of the loaded CR3: it cannot
+		// run in the new one (the old context stopped before it ran,
+		// e.g. killed by a fault). Drop every translation instead.
+		c.dropRefresh()
+		c.flush = true
+	}
+	xs, err := getXSave(c.fd)
+	if err != nil {
+		return err
+	}
+	if err := c.loadFPU(ctx); err != nil {
+		return err
+	}
+	c.cur.FPU = xs
+	c.cur = ctx
+	c.setBases = true
+	return nil
+}
+
+func (c *VCPU) loadFPU(ctx *Context) error {
+	xs := ctx.FPU
+	if xs == nil {
+		xs = c.initFPU
+	}
+	return setXSave(c.fd, xs)
+}
+
+// Current is the context the vCPU holds.
+func (c *VCPU) Current() *Context { return c.cur }
+
+// InitialFPU is the FPU state of a fresh vCPU (execve's reset state).
+func (c *VCPU) InitialFPU() []byte { return c.initFPU }
+
+// ContextFPU is the FPU state of ctx: the vCPU's when ctx is loaded,
+// else ctx's own (a fresh state if it has none).
+func (c *VCPU) ContextFPU(ctx *Context) ([]byte, error) {
+	switch {
+	case ctx == c.cur:
+		return getXSave(c.fd)
+	case ctx.FPU == nil:
+		return c.initFPU, nil
+	}
+	return ctx.FPU, nil
+}
+
 // Regs is the user state at the last exit. The kernel layer edits it in
 // place; the changes take effect at the next Run.
-func (c *VCPU) Regs() *Regs { return &c.user }
+func (c *VCPU) Regs() *Regs { return &c.cur.Regs }
 
 // FSBase is the task's FS segment base (its TLS pointer).
-func (c *VCPU) FSBase() uint64 { return c.fsBase }
+func (c *VCPU) FSBase() uint64 { return c.cur.FSBase }
 
 // SetFSBase changes the FS base from the next Run on.
-func (c *VCPU) SetFSBase(v uint64) { c.fsBase, c.setBases = v, true }
+func (c *VCPU) SetFSBase(v uint64) { c.cur.FSBase, c.setBases = v, true }
 
 // GSBase is the task's GS segment base.
-func (c *VCPU) GSBase() uint64 { return c.gsBase }
+func (c *VCPU) GSBase() uint64 { return c.cur.GSBase }
 
 // SetGSBase changes the GS base from the next Run on.
-func (c *VCPU) SetGSBase(v uint64) { c.gsBase, c.setBases = v, true }
+func (c *VCPU) SetGSBase(v uint64) { c.cur.GSBase, c.setBases = v, true }
 
 // SetCR3 switches address space at the next Run.
-func (c *VCPU) SetCR3(cr3 uint64) { c.cr3 = cr3 }
+func (c *VCPU) SetCR3(cr3 uint64) { c.cur.CR3, c.setBases = cr3, true }
 
 // FlushTLB makes the next Run discard every cached translation, after the
 // kernel layer changed or removed many present PTEs.

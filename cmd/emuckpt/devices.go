@@ -123,13 +123,13 @@ func hpetDevice(cfg hpet.Config) kernel.DeviceFactory {
 		return kernel.Device{
 			MMIO: []kernel.MMIORegion{{Base: hpet.MMIOBase, Size: hpet.MMIOSize, Dev: h}},
 			Files: []kernel.DeviceFile{{Path: hpet.DevicePath, Info: hpet.DeviceInfo(),
-				Open: func(fl int) (vfs.File, unix.Errno) { return h.Open(fl, env.Sleeper) },
+				Open: func(fl int) (vfs.File, unix.Errno) { return h.Open(fl, nil) },
 				Reopen: func(state []byte, fl int) (vfs.File, unix.Errno) {
 					var timer int
 					if err := json.Unmarshal(state, &timer); err != nil {
 						return nil, unix.EINVAL
 					}
-					return h.ReopenFile(timer, fl, env.Sleeper)
+					return h.ReopenFile(timer, fl, nil)
 				}}},
 			Start:    h.Enable,
 			VMATypes: []kernel.VMAType{hpetVMAType},

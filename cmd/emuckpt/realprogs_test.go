@@ -12,6 +12,7 @@ import (
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // The real-program stage runs Debian's busybox-static and bash-static
@@ -123,22 +124,22 @@ var realTable = []realRow{
 	bb("strings", "data/table.csv"),
 	bb("factor", "360", "97"),
 	bb("xargs", "echo"), // echo is a NOFORK applet: no fork
-	bb("timeout", "1", "true").differs(needsFork, 1),
-	bb("find", "data", "-name", "w*", "-exec", "cat", "{}", ";").differs(needsFork, 0),
+	bb("timeout", "1", "true"),
+	bb("find", "data", "-name", "w*", "-exec", "cat", "{}", ";"),
 	shc("echo hello; x=3; echo $((x * 14))"),
 	shc("for w in a b c; do printf '%s.' $w; done; echo"),
 	shc("f() { echo \"args: $#\"; return 3; }; f 1 2; echo $?"),
 	shc("set -- x y z; shift; echo \"$@\"; exit 5"),
-	shc("cat data/words.txt | sort").differs(needsFork, 2),
-	shc("busybox true").differs(needsFork, 126),
+	shc("cat data/words.txt | sort"),
+	shc("busybox true"),
 	bashc("echo $((2**10 + 7 % 3))"),
 	bashc("s=emuckpt; echo ${#s} ${s:2:3} ${s^^} ${s/ck/CK}"),
 	bashc("a=(one two three); a+=(four); echo ${#a[@]} ${a[2]} \"${a[@]:1:2}\""),
-	bashc("declare -A m=([x]=1 [y]=2); for k in $(echo x y); do :; done; echo ${m[x]}${m[y]}").differs(needsFork, 254),
+	bashc("declare -A m=([x]=1 [y]=2); for k in $(echo x y); do :; done; echo ${m[x]}${m[y]}"),
 	bashc("printf '%-6s|%4d|%.2f\\n' ab 42 3.14159"),
 	bashc("while read -r w; do n=$((n+1)); done < data/words.txt; echo $n"),
 	bashc("mapfile -t l < data/words.txt; echo ${l[-1]} ${#l[@]}"),
-	bashc("fact() { (( $1 <= 1 )) && echo 1 && return; echo $(( $1 * $(fact $(( $1 - 1 ))) )); }; fact 5").differs(needsFork, 254),
+	bashc("fact() { (( $1 <= 1 )) && echo 1 && return; echo $(( $1 * $(fact $(( $1 - 1 ))) )); }; fact 5"),
 	bashc("fib() { local a=0 b=1 i; for ((i = 0; i < $1; i++)); do ((b += a, a = b - a)); done; echo $a; }; fib 30"),
 	bashc("[[ abc == a* ]] && echo glob; [[ x =~ ^[a-z]$ ]] && echo re"),
 	bashc("case foo in f*) echo f;; *) echo other;; esac"),
@@ -192,6 +193,14 @@ func realRoot(t *testing.T) string {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "data", name), []byte(text), 0o644))
 	}
 	require.NoError(t, os.Symlink("words.txt", filepath.Join(dir, "data", "link")))
+	if os.Geteuid() == 0 {
+		// The chrooted native run needs /proc/self/exe as the guest has
+		// it: busybox runs its applets by exec'ing it.
+		proc := filepath.Join(dir, "proc")
+		require.NoError(t, os.Mkdir(proc, 0o555))
+		require.NoError(t, unix.Mount("proc", proc, "proc", 0, ""), "mounting proc in the guest root")
+		t.Cleanup(func() { unix.Unmount(proc, unix.MNT_DETACH) })
+	}
 	return dir
 }
 

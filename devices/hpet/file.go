@@ -100,7 +100,8 @@ var (
 // read-only (O_WRONLY or O_RDWR: EINVAL), and it claims the lowest
 // free timer (EBUSY when every timer is held). All timers are available:
 // the guest kernel reserves none for itself. sleeper is how a blocking
-// read waits; a nil sleeper makes such a read fail with EINTR.
+// read waits; with a nil sleeper such a read returns vfs.EBLOCK, and the
+// caller waits for the file to poll readable (the guest kernel does).
 func (h *HPET) Open(flags int, sleeper Sleeper) (vfs.File, unix.Errno) {
 	if acc := flags & unix.O_ACCMODE; acc == unix.O_WRONLY || acc == unix.O_RDWR {
 		return nil, unix.EINVAL
@@ -228,13 +229,19 @@ func (f *File) Read(p []byte) (int, unix.Errno) {
 			// Nothing will ever fire. A Sleeper that returns from
 			// Forever without an interrupt cannot wait forever: give up
 			// rather than spin.
-			if waitedForever || f.sleeper == nil || !f.sleeper.SleepUntil(Forever) {
+			if f.sleeper == nil {
+				return 0, vfs.EBLOCK
+			}
+			if waitedForever || !f.sleeper.SleepUntil(Forever) {
 				return 0, unix.EINTR
 			}
 			waitedForever = true
 			continue
 		}
-		if f.sleeper == nil || !f.sleeper.SleepUntil(next) {
+		if f.sleeper == nil {
+			return 0, vfs.EBLOCK
+		}
+		if !f.sleeper.SleepUntil(next) {
 			return 0, unix.EINTR
 		}
 	}

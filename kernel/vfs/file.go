@@ -262,3 +262,9 @@ func seekOffset(cur, size, off int64, whence int) (int64, unix.Errno) {
 	}
 	return n, 0
 }
+
+// EBLOCK is what an operation on a blocking descriptor returns instead of
+// waiting (a pipe with nothing to read, a full pipe, a device waiting for
+// its interrupt): the kernel blocks the task and makes the call again once
+// the file polls ready. It never reaches the guest.
+const EBLOCK unix.Errno = 0x7ffe

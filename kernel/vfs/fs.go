@@ -27,10 +27,6 @@ type Options struct {
 	// Maps generates the content of /proc/self/maps (see AddFile for
 	// when); nil means an empty file.
 	Maps func() []byte
-	// Interrupted, if set, is asked periodically while a read of a
-	// standard stream blocks; when it returns true the read fails with
-	// EINTR (the kernel ends the run or restarts the call).
-	Interrupted func() bool
 	// Now gives the time for tmpfs timestamps (CLOCK_REALTIME); nil means
 	// the host's clock.
 	Now func() Timespec

@@ -73,7 +73,7 @@ func TestModifyReadOnly(t *testing.T) {
 		assert.Zero(t, errno)
 		assert.Equal(t, unix.EBADF, fs.SetattrFile(p, false), "fchmod of O_PATH")
 		assert.Equal(t, unix.EROFS, fs.SetattrFile(p, true), "AT_EMPTY_PATH of O_PATH")
-		r, _ := NewPipe(0, nil)
+		r, _ := NewPipe(0)
 		assert.Equal(t, unix.ENOSYS, fs.SetattrFile(r, false), "a pipe is not on the root")
 	})
 }

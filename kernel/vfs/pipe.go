@@ -9,27 +9,23 @@ import (
 // PipeCapacity is the buffer size of a pipe (Linux's default, 16 pages).
 const PipeCapacity = 65536
 
+// pipeBuf is PIPE_BUF: writes of at most this many bytes are atomic.
+const pipeBuf = 4096
+
 // pipe is the shared buffer behind a pair of pipe ends.
 type pipe struct {
 	mu      sync.Mutex
 	buf     []byte
 	readers int
 	writers int
-	changed chan struct{} // closed and replaced whenever buf or the ends change
-	abort   <-chan struct{}
-}
-
-func (p *pipe) notifyLocked() {
-	close(p.changed)
-	p.changed = make(chan struct{})
 }
 
 // NewPipe returns the read and write ends of a new pipe (pipe2(2)) with
-// flags O_NONBLOCK and/or O_DIRECT already validated by the caller.
-// A blocking read or write waits until it can proceed or abort is closed,
-// in which case it fails with EINTR.
-func NewPipe(flags int, abort <-chan struct{}) (r, w File) {
-	p := &pipe{readers: 1, writers: 1, changed: make(chan struct{}), abort: abort}
+// flags O_NONBLOCK and/or O_DIRECT already validated by the caller. A read
+// or write on a blocking end that cannot go on returns EBLOCK: the kernel
+// waits for the end to poll ready and makes the call again.
+func NewPipe(flags int) (r, w File) {
+	p := &pipe{readers: 1, writers: 1}
 	fl := flags & unix.O_NONBLOCK
 	re := &pipeEnd{p: p}
 	re.flags = fl | unix.O_RDONLY
@@ -46,89 +42,58 @@ type pipeEnd struct {
 	closed bool
 }
 
-// wait blocks until the pipe changes; false means the wait was aborted.
-func (e *pipeEnd) wait(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	case <-e.p.abort:
-		return false
+// wouldBlock is what a call that cannot go on returns: EAGAIN on a
+// non-blocking end, EBLOCK on a blocking one.
+func (e *pipeEnd) wouldBlock() unix.Errno {
+	if e.Flags()&unix.O_NONBLOCK != 0 {
+		return unix.EAGAIN
 	}
+	return EBLOCK
 }
 
 func (e *pipeEnd) Read(b []byte) (int, unix.Errno) {
 	if e.write {
 		return 0, unix.EBADF
 	}
-	for {
-		p := e.p
-		p.mu.Lock()
-		if len(b) == 0 {
-			p.mu.Unlock()
-			return 0, 0
+	p := e.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case len(b) == 0:
+		return 0, 0
+	case len(p.buf) > 0:
+		n := copy(b, p.buf)
+		p.buf = p.buf[n:]
+		if len(p.buf) == 0 {
+			p.buf = nil
 		}
-		if len(p.buf) > 0 {
-			n := copy(b, p.buf)
-			p.buf = p.buf[n:]
-			p.notifyLocked()
-			p.mu.Unlock()
-			return n, 0
-		}
-		if p.writers == 0 {
-			p.mu.Unlock()
-			return 0, 0
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		if e.Flags()&unix.O_NONBLOCK != 0 {
-			return 0, unix.EAGAIN
-		}
-		if !e.wait(ch) {
-			return 0, unix.EINTR
-		}
+		return n, 0
+	case p.writers == 0:
+		return 0, 0
 	}
+	return 0, e.wouldBlock()
 }
 
+// Write appends what fits. A write of at most PIPE_BUF bytes is all or
+// nothing; a longer one that fills the pipe returns what it wrote (a
+// short count, where Linux would wait for the rest).
 func (e *pipeEnd) Write(b []byte) (int, unix.Errno) {
 	if !e.write {
 		return 0, unix.EBADF
 	}
-	done := 0
-	for {
-		p := e.p
-		p.mu.Lock()
-		if p.readers == 0 {
-			p.mu.Unlock()
-			if done > 0 {
-				return done, 0
-			}
-			return 0, unix.EPIPE
-		}
-		room := PipeCapacity - len(p.buf)
-		if room > 0 {
-			n := min(room, len(b)-done)
-			p.buf = append(p.buf, b[done:done+n]...)
-			done += n
-			p.notifyLocked()
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		if done == len(b) {
-			return done, 0
-		}
-		if e.Flags()&unix.O_NONBLOCK != 0 {
-			if done > 0 {
-				return done, 0
-			}
-			return 0, unix.EAGAIN
-		}
-		if !e.wait(ch) {
-			if done > 0 {
-				return done, 0
-			}
-			return 0, unix.EINTR
-		}
+	p := e.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.readers == 0 {
+		return 0, unix.EPIPE
 	}
+	room := PipeCapacity - len(p.buf)
+	if room == 0 || len(b) <= pipeBuf && room < len(b) {
+		return 0, e.wouldBlock()
+	}
+	n := min(room, len(b))
+	p.buf = append(p.buf, b[:n]...)
+	return n, 0
 }
 
 func (e *pipeEnd) Pread([]byte, int64) (int, unix.Errno)  { return 0, unix.ESPIPE }
@@ -168,7 +133,6 @@ func (e *pipeEnd) Close() unix.Errno {
 	} else {
 		p.readers--
 	}
-	p.notifyLocked()
 	return 0
 }
 

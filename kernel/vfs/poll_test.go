@@ -18,16 +18,16 @@ func TestPollFile(t *testing.T) {
 		return f
 	}
 	// Pipes in each state, as pipe_poll reports them.
-	emptyR, emptyW := NewPipe(0, nil)
-	dataR, dataW := NewPipe(0, nil)
+	emptyR, emptyW := NewPipe(0)
+	dataR, dataW := NewPipe(0)
 	_, errno := dataW.Write([]byte("x"))
 	require.Zero(t, errno)
-	fullR, fullW := NewPipe(0, nil)
+	fullR, fullW := NewPipe(0)
 	_, errno = fullW.Write(make([]byte, PipeCapacity))
 	require.Zero(t, errno)
-	hupR, hupW := NewPipe(0, nil)
+	hupR, hupW := NewPipe(0)
 	require.Zero(t, hupW.Close())
-	errR, errW := NewPipe(0, nil)
+	errR, errW := NewPipe(0)
 	require.Zero(t, errR.Close())
 	_, _, _ = dataR, fullR, errW
 

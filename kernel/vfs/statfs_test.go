@@ -49,7 +49,7 @@ func TestFileStatfs(t *testing.T) {
 	fs := newTestFS(t, tree, false)
 	var host unix.Statfs_t
 	require.NoError(t, unix.Statfs(tree.root, &host))
-	r, w := NewPipe(0, nil)
+	r, w := NewPipe(0)
 	defer r.Close()
 	defer w.Close()
 	cases := []struct {

@@ -29,9 +29,6 @@ type stdioFile struct {
 
 	mu     sync.RWMutex
 	closed bool
-	// interrupted, if set, is asked while a blocking read waits (see
-	// Options.Interrupted).
-	interrupted func() bool
 }
 
 // stdio returns the guest's view of a host standard stream by name, or nil
@@ -56,7 +53,7 @@ func (fs *FS) stdio(name string) File {
 		}
 		return null
 	}
-	s := &stdioFile{name: name, file: f, fd: int(f.Fd()), interrupted: fs.opts.Interrupted}
+	s := &stdioFile{name: name, file: f, fd: int(f.Fd())}
 	if hostFlags, err := unix.FcntlInt(uintptr(s.fd), unix.F_GETFL, 0); err == nil {
 		acc = hostFlags & unix.O_ACCMODE
 		s.flags = hostFlags&unix.O_APPEND | acc | oLargefile
@@ -73,9 +70,6 @@ func (s *stdioFile) Read(p []byte) (int, unix.Errno) {
 		return 0, unix.EBADF
 	}
 	if errno := s.wouldBlock(unix.POLLIN); errno != 0 {
-		return 0, errno
-	}
-	if errno := s.waitReadable(); errno != 0 {
 		return 0, errno
 	}
 	for {
@@ -116,30 +110,11 @@ func (s *stdioFile) Write(p []byte) (int, unix.Errno) {
 // waitReadable waits until a blocking read would not block, asking
 // interrupted every 50 ms: EINTR when it says so (the run ends, or a
 // checkpoint interrupts the call, which is then made again).
-func (s *stdioFile) waitReadable() unix.Errno {
-	if s.interrupted == nil {
-		return 0
-	}
-	fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, 50)
-		switch {
-		case err == unix.EINTR:
-		case err != nil:
-			return errnoOf(err)
-		case n > 0:
-			return 0
-		}
-		if s.interrupted() {
-			return unix.EINTR
-		}
-	}
-}
-
+// wouldBlock says whether a read (events POLLIN) or write (POLLOUT) of
+// the host stream would wait: EAGAIN for a non-blocking descriptor,
+// EBLOCK for a blocking one, so that the kernel waits for the stream with
+// the task blocked rather than with the host thread.
 func (s *stdioFile) wouldBlock(events int16) unix.Errno {
-	if s.Flags()&unix.O_NONBLOCK == 0 {
-		return 0
-	}
 	fds := []unix.PollFd{{Fd: int32(s.fd), Events: events}}
 	for {
 		n, err := unix.Poll(fds, 0)
@@ -150,7 +125,10 @@ func (s *stdioFile) wouldBlock(events int16) unix.Errno {
 			return errnoOf(err)
 		}
 		if n == 0 {
-			return unix.EAGAIN
+			if s.Flags()&unix.O_NONBLOCK != 0 {
+				return unix.EAGAIN
+			}
+			return EBLOCK
 		}
 		return 0
 	}

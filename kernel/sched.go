@@ -1,0 +1,347 @@
+package kernel
+
+import (
+	"math"
+	"time"
+
+	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"golang.org/x/sys/unix"
+)
+
+// The scheduler.
+//
+// The guest's tasks share one vCPU, and the kernel runs on the single
+// host thread that drives it: KVM makes a vCPU pay a full RCU grace period
+// each time a different thread runs it, so the thread never changes. A
+// task runs a *turn* on the vCPU: the loop in runTurn enters user mode,
+// handles each exit, and goes on until the task blocks, exits or is
+// preempted; then the next task in the run queue gets its turn.
+//
+// A system call that has to wait does not wait in Go. It records what it
+// waits for (a waitSpec: a deadline, a readiness test, the files whose
+// host descriptors or device timers can end it) and returns eBlock; the
+// task is then blocked with its registers at the system-call boundary
+// (RAX still the call number). When the wait is over — the test holds,
+// the deadline passed, or a signal that would interrupt it is pending —
+// the task goes back to the run queue and, at its next turn, the call is
+// made again (resume) before user mode is entered. Handlers are written
+// so that calling them again is correct: they look at the world afresh
+// and keep their deadline in the waitSpec. So a blocked task has no state
+// outside its Task, and a checkpoint can save it as it is.
+//
+// Order. The run queue is first in, first out; blocked tasks are looked
+// at in the order they were created; a task's turn ends after
+// turnExits exits when others are waiting for the vCPU, or (host clock
+// only) after turnTime. Under --deterministic the clock is virtual and
+// nothing depends on host timing, so two runs with the same seed schedule
+// alike. A task that spins in user mode without ever making an exit is
+// not preempted under the virtual clock: no exit, no time, no turn end.
+// Under the host clock a kick ends its turn after turnTime.
+
+type taskState int
+
+const (
+	taskRunnable taskState = iota // on the vCPU or in the run queue
+	taskBlocked                   // waits in a system call (Task.wait)
+	taskExited                    // gone
+)
+
+// eBlock is what a system call handler returns (with Task.wait set by
+// block) when it must wait. It never reaches the guest.
+const eBlock = vfs.EBLOCK
+
+// Turn lengths (see the notes above).
+const (
+	turnExits = 64
+	turnTime  = 10 * time.Millisecond
+)
+
+// waitSpec is what a blocked task waits for.
+type waitSpec struct {
+	// deadline is the guest CLOCK_MONOTONIC time at which the wait is
+	// over by itself (math.MaxInt64: never). A resumed call reads it
+	// back with deadline(), so time already waited is not waited again.
+	deadline int64
+	// ready reports that the call can go on; nil means only the
+	// deadline or a signal end the wait.
+	ready func() bool
+	// files are what the call waits on: their host descriptors are
+	// polled and their device timers bound the wait when all tasks are
+	// blocked.
+	files []vfs.File
+	// uninterruptible waits ignore signals (vfork's parent).
+	uninterruptible bool
+	// finish, if set, is the result of the call once the wait is over:
+	// it is not made again (vfork's parent, whose child exists).
+	finish func() (uint64, unix.Errno)
+	// restartable calls are made again after a handler with SA_RESTART
+	// (read, write, wait4, futex without timeout), as Linux's
+	// -ERESTARTSYS; the others fail with EINTR.
+	restartable bool
+}
+
+// scheduler is the run queue and the tasks.
+type scheduler struct {
+	runq []*Task
+	// all is every live task, in creation order.
+	all []*Task
+	// cur is the task on the vCPU (nil between turns).
+	cur *Task
+	// nextPID numbers new tasks and processes.
+	nextPID int
+	// turnStart is when the current turn began (host clock).
+	turnStart time.Time
+	// kick preempts a turn or ends it for a blocked task's deadline
+	// (host clock); kickAt is when it fires.
+	kick   *time.Timer
+	kickAt time.Time
+}
+
+// block makes the calling task wait for w: it returns eBlock, or EINTR at
+// once if a signal that interrupts waits is already pending. Handlers
+// return what it returns.
+func (k *Kernel) block(t *Task, w waitSpec) (uint64, unix.Errno) {
+	if !w.uninterruptible && interruptingSignal(t) {
+		if w.restartable {
+			t.restartNr = k.vcpu.Regs().RAX + 1
+		}
+		return 0, unix.EINTR
+	}
+	t.wait = &w
+	return 0, eBlock
+}
+
+// deadline is the end of a wait of d ns that starts now, or, for a call
+// made again after it blocked, the deadline it had then.
+func (k *Kernel) deadline(t *Task, d int64) int64 {
+	if t.resuming && t.wait != nil {
+		return t.wait.deadline
+	}
+	return k.deadlineAfter(d)
+}
+
+// enqueue puts a task at the end of the run queue.
+func (k *Kernel) enqueue(t *Task) {
+	t.state = taskRunnable
+	k.sched.runq = append(k.sched.runq, t)
+}
+
+// waitOver reports whether a blocked task's wait has ended.
+func (k *Kernel) waitOver(t *Task, now int64) bool {
+	w := t.wait
+	switch {
+	case w == nil:
+		return true
+	case now >= w.deadline:
+		return true
+	case !w.uninterruptible && interruptingSignal(t):
+		return true
+	}
+	return w.ready != nil && w.ready()
+}
+
+// wakeBlocked puts every blocked task whose wait is over back in the run
+// queue, to make its call again.
+func (k *Kernel) wakeBlocked() {
+	now := k.monotonic()
+	for _, t := range k.sched.all {
+		if t.state == taskBlocked && k.waitOver(t, now) {
+			t.resume = true
+			if t == k.sched.cur {
+				t.state = taskRunnable // its turn goes on with the call
+			} else {
+				k.enqueue(t)
+			}
+		}
+	}
+}
+
+// next takes the next task from the run queue; with none it waits for an
+// event that can end a wait and returns nil.
+func (k *Kernel) next() *Task {
+	k.wakeBlocked()
+	if len(k.sched.runq) == 0 {
+		k.idle()
+		return nil
+	}
+	t := k.sched.runq[0]
+	k.sched.runq = k.sched.runq[1:]
+	return t
+}
+
+// idle waits, with every task blocked, until a wait can be over: the
+// earliest deadline (the virtual clock jumps there), a timer or O_ASYNC
+// event, a host descriptor, a checkpoint request or the end of the run.
+func (k *Kernel) idle() {
+	now := k.monotonic()
+	wakeAt := int64(math.MaxInt64)
+	var hostFDs []unix.PollFd
+	for _, t := range k.sched.all {
+		if t.state != taskBlocked || t.wait == nil {
+			continue
+		}
+		wakeAt = min(wakeAt, t.wait.deadline, k.nextAsync(t))
+		for _, f := range t.wait.files {
+			if rt, ok := vfs.As[vfs.ReadyTimer](f); ok {
+				if at, ok := rt.NextReady(); ok {
+					wakeAt = min(wakeAt, at)
+				}
+			}
+			if hp, ok := vfs.As[vfs.HostPoller](f); ok {
+				hostFDs = append(hostFDs, unix.PollFd{Fd: int32(hp.HostFD()), Events: vfs.PollIn | vfs.PollOut | vfs.PollPri})
+			}
+		}
+	}
+	if d, ok := k.nextExpiry(); ok && d < wakeAt-now {
+		wakeAt = now + d
+	}
+	k.pollSleep(now, max(wakeAt, now), hostFDs)
+	if k.timersDueIdle() {
+		k.checkTimers()
+	}
+	for _, p := range k.liveProcesses() {
+		if t := p.leader(); t != nil {
+			k.checkAsync(t)
+		}
+	}
+}
+
+// timersDueIdle says whether the timers may have fired during idle.
+func (k *Kernel) timersDueIdle() bool {
+	if len(k.timers.list) == 0 {
+		return false
+	}
+	if _, virtual := k.clock.(*VirtualClock); virtual {
+		return true
+	}
+	return k.timers.hostDue.Load()
+}
+
+// turnOver reports whether the current turn should end for another task.
+func (k *Kernel) turnOver(t *Task) bool {
+	if len(k.sched.runq) == 0 {
+		return false
+	}
+	if t.slice >= turnExits {
+		return true
+	}
+	if _, virtual := k.clock.(*VirtualClock); virtual {
+		return false
+	}
+	return time.Since(k.sched.turnStart) >= turnTime
+}
+
+// armKick makes sure a task running user code is interrupted when
+// another task's turn is due or a blocked task's deadline passes (host
+// clock only; under the virtual clock time moves only at exits, where
+// both are looked at).
+func (k *Kernel) armKick() {
+	if _, virtual := k.clock.(*VirtualClock); virtual {
+		return
+	}
+	var at time.Time
+	if len(k.sched.runq) > 0 {
+		at = k.sched.turnStart.Add(turnTime)
+	}
+	now := k.monotonic()
+	for _, t := range k.sched.all {
+		if t.state != taskBlocked || t.wait == nil {
+			continue
+		}
+		d := t.wait.deadline
+		if len(t.wait.files) > 0 {
+			d = min(d, now+int64(pollSlice)) // host descriptors: look now and then
+		}
+		if d != math.MaxInt64 {
+			if wt := time.Now().Add(time.Duration(max(d-now, 0))); at.IsZero() || wt.Before(at) {
+				at = wt
+			}
+		}
+	}
+	s := &k.sched
+	if at.IsZero() {
+		return
+	}
+	if s.kick != nil && !s.kickAt.After(at) && s.kickAt.After(time.Now()) {
+		return // an earlier kick is armed
+	}
+	if s.kick != nil {
+		s.kick.Stop()
+	}
+	s.kickAt = at
+	s.kick = time.AfterFunc(time.Until(at), k.vcpu.Kick)
+}
+
+func (k *Kernel) stopKick() {
+	if k.sched.kick != nil {
+		k.sched.kick.Stop()
+		k.sched.kick = nil
+	}
+}
+
+// newTask makes a task of process p with a fresh tid.
+func (k *Kernel) newTask(p *Process) *Task {
+	k.sched.nextPID++
+	t := &Task{tid: k.sched.nextPID, proc: p, altstack: stackT{Flags: ssDisable}}
+	p.tasks = append(p.tasks, t)
+	k.sched.all = append(k.sched.all, t)
+	return t
+}
+
+// removeTask takes an exited task out of the scheduler.
+func (k *Kernel) removeTask(t *Task) {
+	t.state = taskExited
+	t.wait = nil
+	if t.futex != nil {
+		k.dropFutexWaiter(t.futex)
+		t.futex = nil
+	}
+	s := &k.sched
+	for i, x := range s.runq {
+		if x == t {
+			s.runq = append(s.runq[:i:i], s.runq[i+1:]...)
+			break
+		}
+	}
+	for i, x := range s.all {
+		if x == t {
+			s.all = append(s.all[:i:i], s.all[i+1:]...)
+			break
+		}
+	}
+	p := t.proc
+	for i, x := range p.tasks {
+		if x == t {
+			p.tasks = append(p.tasks[:i:i], p.tasks[i+1:]...)
+			break
+		}
+	}
+}
+
+// liveProcesses are the processes with live tasks, by pid.
+func (k *Kernel) liveProcesses() []*Process {
+	var ps []*Process
+	seen := map[*Process]bool{}
+	for _, t := range k.sched.all {
+		if !seen[t.proc] {
+			seen[t.proc] = true
+			ps = append(ps, t.proc)
+		}
+	}
+	return ps
+}
+
+// taskByTID finds a live task.
+func (k *Kernel) taskByTID(tid int) *Task {
+	for _, t := range k.sched.all {
+		if t.tid == tid {
+			return t
+		}
+	}
+	return nil
+}
+
+// process finds a process (live or zombie) by pid.
+func (k *Kernel) process(pid int) *Process {
+	return k.procs[pid]
+}
