@@ -146,9 +146,9 @@ it stopped; the exit status is the program's. The program file named in
 the image must still exist unchanged, and the devices must be configured
 as they were (the same --bsr flags). An image of a run with --root needs
 --root again: the same directory, or a copy of it ('emuckpt inspect'
-shows it); restore refuses to go on without one. The same image can be restored any
-number of times. --checkpoint-to and --leave-running work as for run
-(see 'emuckpt run --help'), and so does a failed checkpoint.
+shows it); restore refuses to go on without one. The same image can be
+restored any number of times. --checkpoint-to and --leave-running work as
+for run (see 'emuckpt run --help'), and so does a failed checkpoint.
 
 Flags:
 `

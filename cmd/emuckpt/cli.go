@@ -43,8 +43,8 @@ Run 'emuckpt COMMAND --help' for the flags of a command.
 Exit status: the program's own status; 128+N if signal N killed it;
 124 on --timeout; 125 if emuckpt itself failed (a bad flag, a missing or
 bad image, ...), or if a checkpoint asked for by --checkpoint-at or
-SIGUSR1 failed, or the --checkpoint-at trigger never fired because the run
-ended first (the last line of stderr then ends
+SIGUSR1 failed, or the --checkpoint-at trigger never fired because the
+run ended first (the last line of stderr then ends with
 "exit status 125 instead of N", N being the status the run would have
 had); 126 if the program cannot be executed (a directory or other
 non-regular file, no execute permission, not an ELF, dynamic, wrong
