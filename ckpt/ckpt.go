@@ -94,10 +94,18 @@ type Image struct {
 // the State it holds (see kernel.State.Validate): an image that fails any
 // check is refused before anything runs. The page data, whose check costs
 // O(bytes), is checked as Restore copies it into guest RAM, or by Verify.
+// A file that cannot be opened at all (it does not exist, no permission)
+// is the operating system's error (*fs.PathError), not ErrImage.
 func Open(path string) (*Image, error) {
 	img, err := image.Open(path, image.LazyPages())
-	if err != nil {
+	var bad *image.Error
+	if errors.As(err, &bad) {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	if err != nil {
+		// The operating system's error (no such file, permission
+		// denied): nothing is known about the image yet.
+		return nil, err
 	}
 	return fromImage(img)
 }

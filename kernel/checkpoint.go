@@ -34,6 +34,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	as := p.as
 	st := &State{
 		Program:  k.progRef,
+		Root:     k.cfg.Root,
 		MemSize:  k.m.MemSize(),
 		Syscalls: k.syscalls,
 		Time:     k.timeState(),

@@ -43,9 +43,10 @@ func (k *Kernel) exec(img *loader.Image) (*Process, vmm.Regs, error) {
 	if err != nil {
 		return nil, vmm.Regs{}, err
 	}
-	cwd := k.cfg.Cwd
-	if cwd == "" {
-		cwd = "/"
+	cwd, err := k.initialCwd()
+	if err != nil {
+		as.Destroy()
+		return nil, vmm.Regs{}, err
 	}
 	p := newProcess(as, k.fs.NewFDTable(), cwd, exePath(k.cfg.Path, k.cfg.Name, k.cfg.Root))
 	p.prog, p.args = prog, k.cfg.Args
@@ -110,6 +111,32 @@ func (k *Kernel) fillImage(as *guestmm.AddressSpace, img *loader.Image, file gue
 		return nil, vmm.Regs{}, fmt.Errorf("writing initial stack: %w", err)
 	}
 	return as, vmm.Regs{RIP: img.Entry + bias, RSP: sp, RFLAGS: 0x202}, nil
+}
+
+// CwdError is the error for a Config.Cwd the guest cannot start in.
+type CwdError struct {
+	Cwd    string
+	Reason string // "not an absolute path", or the errno's text
+}
+
+func (e *CwdError) Error() string { return "working directory " + e.Cwd + ": " + e.Reason }
+
+// initialCwd is Config.Cwd ("/" if empty) checked as chdir(2) would check
+// it in the guest's file system: an absolute path to a directory the
+// guest may search. It returns the canonical path, which getcwd shows.
+func (k *Kernel) initialCwd() (string, error) {
+	cwd := k.cfg.Cwd
+	if cwd == "" {
+		return "/", nil
+	}
+	if !strings.HasPrefix(cwd, "/") {
+		return "", &CwdError{cwd, "not an absolute path"}
+	}
+	dir, errno := k.fs.Chdir("/", cwd)
+	if errno != 0 {
+		return "", &CwdError{cwd, errno.Error()}
+	}
+	return dir, nil
 }
 
 // exePath is what readlink("/proc/self/exe") gives the guest: Linux shows

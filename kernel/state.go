@@ -31,6 +31,10 @@ type State struct {
 	// file once; descriptors name them by mount and inode number.
 	Tmpfs     []vfs.MountState `json:"tmpfs,omitempty"`
 	PageCount uint64           `json:"page_count"`
+
+	// Root is the host directory the guest saw as / (Config.Root); empty
+	// without one, and in images from before it was saved.
+	Root string `json:"root,omitempty"`
 }
 
 // Object is a shared object of an image, saved once and named by its

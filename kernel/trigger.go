@@ -56,6 +56,13 @@ type CheckpointStats struct {
 // Run returns.
 func (k *Kernel) CheckpointStats() CheckpointStats { return k.ckpt.stats }
 
+// EventCounts returns what AtSyscall and AtDevice count: the system calls
+// and the device MMIO accesses of the run so far (of the whole history for
+// a restored run). Call it after Run returns.
+func (k *Kernel) EventCounts() (syscalls, deviceAccesses uint64) {
+	return k.syscalls, k.m.Bus.TotalAccesses()
+}
+
 func (k *Kernel) watchRequests(stop <-chan struct{}) {
 	reqs := k.cfg.Checkpoint.Requests
 	if reqs == nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -208,6 +209,9 @@ func (st *State) validateProgram() error {
 	}
 	if p.Name == "" || p.Size < 0 {
 		return fmt.Errorf("program: no name, or a negative size")
+	}
+	if st.Root != "" && !filepath.IsAbs(st.Root) {
+		return fmt.Errorf("root: %.200q is not an absolute path", st.Root)
 	}
 	return nil
 }

@@ -77,6 +77,9 @@ func TestValidateAcceptsConsistentStates(t *testing.T) {
 	noHash := validState() // images from before content hashes
 	noHash.Objects[1].Identity.SHA256 = ""
 	require.NoError(t, noHash.Validate())
+	rooted := validState() // a run with --root
+	rooted.Root = "/srv/data"
+	require.NoError(t, rooted.Validate())
 }
 
 // TestValidateRefusesInconsistentStates: states whose checksums would be
@@ -100,6 +103,7 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"FILE type on a shared file", func(s *State) { vma(s, shared).Type = VMAFile }, "which make it FILE_SHARED"},
 		{"SCRATCH type without dont_dump", func(s *State) { vma(s, anon).Type = VMAScratch }, "which make it ANON"},
 		{"unknown kind", func(s *State) { vma(s, anon).Kind = "mystery" }, `unknown VMA kind "mystery"`},
+		{"relative root", func(s *State) { s.Root = "data" }, `root: "data" is not an absolute path`},
 		{"anonymous file", func(s *State) { vma(s, private).Anonymous = true }, "anonymous is true for kind file"},
 		{"anon not anonymous", func(s *State) { vma(s, anon).Anonymous = false }, "anonymous is false for kind anon"},
 

@@ -17,6 +17,13 @@ var ErrNoKVM = errors.New("KVM is not available")
 // DefaultMemSize is the guest RAM size when Config.MemSize is zero.
 const DefaultMemSize = 512 << 20
 
+// MinMemSize and MaxMemSize bound Config.MemSize: guest RAM ends below
+// the MMIO hole at 3 GiB.
+const (
+	MinMemSize = 4 << 20
+	MaxMemSize = 0xC0000000
+)
+
 // Config describes a machine.
 type Config struct {
 	// MemSize is the size of guest RAM in bytes (rounded up to a page).
@@ -48,10 +55,10 @@ func New(cfg Config) (*Machine, error) {
 		cfg.MemSize = DefaultMemSize
 	}
 	cfg.MemSize = (cfg.MemSize + pageSize - 1) &^ (pageSize - 1)
-	if cfg.MemSize < 4<<20 {
+	if cfg.MemSize < MinMemSize {
 		return nil, fmt.Errorf("guest memory %d bytes is too small: need at least 4 MiB", cfg.MemSize)
 	}
-	if cfg.MemSize > 0xC0000000 {
+	if cfg.MemSize > MaxMemSize {
 		return nil, fmt.Errorf("guest memory %d bytes is too large: at most 3 GiB (the MMIO hole starts there)", cfg.MemSize)
 	}
 	path := cfg.KVMPath

@@ -60,7 +60,7 @@ const (
 	hintTruncated = "the file was cut short (partial copy, full disk?): take the checkpoint again"
 	hintCorrupt   = "the image is damaged and cannot be restored: take the checkpoint again"
 	hintVersion   = "restore it with the emuckpt that wrote it, or a newer one"
-	hintNotImage  = "pass an image written by 'emuckpt checkpoint'"
+	hintNotImage  = "pass an image written by 'emuckpt run --checkpoint-to FILE'"
 )
 
 func newErr(name string, kind error, hint, format string, args ...any) *Error {

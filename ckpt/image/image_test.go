@@ -279,7 +279,7 @@ func TestErrorMessages(t *testing.T) {
 		{"metadata flip", flip(b, len(b)-20), ErrCorrupt, "img: metadata checksum mismatch"},
 		{"page flip", flip(b, PageSize+1), ErrCorrupt, "img: page data checksum mismatch in pages 0-1 (file offsets 4096-12287, chunk 0 of 1) (file corrupted?); the image is damaged"},
 		{"header flip", flip(b, offNumPages), ErrCorrupt, "img: header checksum mismatch"},
-		{"elf", []byte("\x7fELF\x02\x01\x01\x00\x00\x00"), ErrNotImage, `img: not an emuckpt image: it starts with "\x7fELF\x02\x01\x01\x00", not "EMUCKPT\x00"; pass an image written by 'emuckpt checkpoint'`},
+		{"elf", []byte("\x7fELF\x02\x01\x01\x00\x00\x00"), ErrNotImage, `img: not an emuckpt image: it starts with "\x7fELF\x02\x01\x01\x00", not "EMUCKPT\x00"; pass an image written by 'emuckpt run --checkpoint-to FILE'`},
 		{"text", []byte("hello"), ErrNotImage, "img: not an emuckpt image: the file has only 5 bytes (hello)"},
 		{"magic flip", flip(b, 3), ErrCorrupt, "img: damaged magic number"},
 		{"prefix", []byte("EMUCK"), ErrTruncated, "img: truncated: the file has only 5 bytes"},

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strconv"
@@ -20,6 +22,20 @@ import (
 type trigger struct {
 	syscall, device uint64
 	after           time.Duration
+	text            string // as given
+}
+
+// neverFired says why tr, which did not fire, did not: the run ended
+// first. k has run.
+func (tr trigger) neverFired(k *kernel.Kernel, ran time.Duration) string {
+	syscalls, accesses := k.EventCounts()
+	switch {
+	case tr.syscall != 0:
+		return fmt.Sprintf("the run ended after %d system calls", syscalls)
+	case tr.device != 0:
+		return fmt.Sprintf("the run ended after %d device accesses", accesses)
+	}
+	return fmt.Sprintf("the run ended after %v", ran.Round(time.Millisecond))
 }
 
 func parseTrigger(s string) (trigger, error) {
@@ -37,15 +53,15 @@ func parseTrigger(s string) (trigger, error) {
 			return trigger{}, fmt.Errorf("%q: N must be a positive integer", s)
 		}
 		if kind == "syscall" {
-			return trigger{syscall: n}, nil
+			return trigger{syscall: n, text: s}, nil
 		}
-		return trigger{device: n}, nil
+		return trigger{device: n, text: s}, nil
 	case "time":
 		d, err := time.ParseDuration(val)
 		if err != nil || d <= 0 {
 			return trigger{}, fmt.Errorf("%q: DUR must be a positive duration such as 50ms", s)
 		}
-		return trigger{after: d}, nil
+		return trigger{after: d, text: s}, nil
 	}
 	return trigger{}, fmt.Errorf("%q: unknown trigger %q; want syscall:N, device:N or time:DUR", s, kind)
 }
@@ -128,9 +144,11 @@ const restoreUsage = `usage: emuckpt restore [flags] IMAGE
 Builds a fresh VM from a checkpoint image and continues the program where
 it stopped; the exit status is the program's. The program file named in
 the image must still exist unchanged, and the devices must be configured
-as they were (the same --bsr flags). The same image can be restored any
-number of times. --checkpoint-to and --leave-running work as for run
-(see 'emuckpt run --help'), and so does a failed checkpoint.
+as they were (the same --bsr flags). An image of a run with --root needs
+--root again: the same directory, or a copy of it ('emuckpt inspect'
+shows it); restore refuses to go on without one. The same image can be
+restored any number of times. --checkpoint-to and --leave-running work as
+for run (see 'emuckpt run --help'), and so does a failed checkpoint.
 
 Flags:
 `
@@ -161,6 +179,11 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 		return imageError(stderr, fs.Arg(0), err)
 	}
 	defer img.Close() // Restore copies what it needs: closed earlier below
+	if r := img.State.Root; r != "" && *machine.root == "" {
+		fmt.Fprintf(stderr, "emuckpt: %s: the program ran with --root %s: restore it with --root %s (or a copy of that directory)\n",
+			fs.Arg(0), printable(r), printable(r))
+		return exitFailure
+	}
 	ref := img.State.Program
 	path := ref.Path
 	if *program != "" {
@@ -182,11 +205,17 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	defer k.Close()
 	img.Close() // the guest runs on verified copies: the image may now change
-	return supervise(k, ref.Name, *machine.timeout, stderr)
+	return supervise(k, ref.Name, *machine.timeout, trigger{}, stderr)
 }
 
-// imageError reports an image that cannot be used: exit status 125.
+// imageError reports an image that cannot be used: exit status 125. A
+// file that cannot be opened is said to be that, not a bad image.
 func imageError(stderr io.Writer, path string, err error) int {
+	var pe *fs.PathError
+	if !errors.Is(err, ckpt.ErrImage) && errors.As(err, &pe) {
+		fmt.Fprintf(stderr, "emuckpt: %s: cannot open the image: %v\n", path, pe.Err)
+		return exitFailure
+	}
 	fmt.Fprintf(stderr, "emuckpt: %s: %v\n", path, err)
 	return exitFailure
 }

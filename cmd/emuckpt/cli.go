@@ -41,12 +41,14 @@ Commands:
 Run 'emuckpt COMMAND --help' for the flags of a command.
 
 Exit status: the program's own status; 128+N if signal N killed it;
-124 on --timeout; 125 if emuckpt itself failed, or if a checkpoint asked
-for by --checkpoint-at or SIGUSR1 failed (the program went on; the last
-line of stderr then ends "exit status 125 instead of N", N being the
-status the run would have had); 126 if the program cannot be executed (a
-directory or other non-regular file, no execute permission, not an ELF,
-dynamic, wrong architecture); 127 if it is not found.
+124 on --timeout; 125 if emuckpt itself failed (a bad flag, a missing or
+bad image, ...), or if a checkpoint asked for by --checkpoint-at or
+SIGUSR1 failed, or the --checkpoint-at trigger never fired because the
+run ended first (the last line of stderr then ends with
+"exit status 125 instead of N", N being the status the run would have
+had); 126 if the program cannot be executed (a directory or other
+non-regular file, no execute permission, not an ELF, dynamic, wrong
+architecture); 127 if it is not found.
 `
 
 // Main is the whole command line tool, callable from tests.
@@ -68,7 +70,7 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "emuckpt: unknown command %q\n\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "emuckpt: unknown command %q\nRun 'emuckpt help' for usage.\n", args[0])
 	return exitFailure
 }
 
@@ -84,28 +86,61 @@ func (e *envList) Set(v string) error {
 	return nil
 }
 
-// sizeFlag parses sizes such as 512M, 2G, 65536.
+// sizeFlag parses sizes such as 512M, 2G, 65536 (suffixes K, M, G and T,
+// powers of 1024) and shows them the same way.
 type sizeFlag uint64
 
-func (s *sizeFlag) String() string { return strconv.FormatUint(uint64(*s), 10) }
+var sizeUnits = []struct {
+	suffix string
+	mult   uint64
+}{{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}}
+
+// String is the size with the largest suffix that divides it: 512M, not
+// 536870912.
+func (s *sizeFlag) String() string { return humanSize(uint64(*s)) }
+
+// humanSize writes n as --mem and --tmpfs take it.
+func humanSize(n uint64) string {
+	for _, u := range sizeUnits {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatUint(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatUint(n, 10)
+}
+
 func (s *sizeFlag) Set(v string) error {
-	mult := uint64(1)
-	switch {
-	case strings.HasSuffix(v, "K"), strings.HasSuffix(v, "k"):
-		mult = 1 << 10
-	case strings.HasSuffix(v, "M"), strings.HasSuffix(v, "m"):
-		mult = 1 << 20
-	case strings.HasSuffix(v, "G"), strings.HasSuffix(v, "g"):
-		mult = 1 << 30
+	digits, mult := v, uint64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(strings.ToUpper(v), u.suffix) {
+			digits, mult = v[:len(v)-1], u.mult
+			break
+		}
 	}
-	if mult != 1 {
-		v = v[:len(v)-1]
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
+	n, err := strconv.ParseUint(digits, 10, 64)
 	if err != nil || n == 0 || n > (1<<62)/mult {
 		return fmt.Errorf("want a size like 512M or 2G")
 	}
 	*s = sizeFlag(n * mult)
+	return nil
+}
+
+// memFlag is --mem: a size within what the machine supports.
+type memFlag struct{ sizeFlag }
+
+func (m *memFlag) Set(v string) error {
+	var s sizeFlag
+	if err := s.Set(v); err != nil {
+		return err
+	}
+	lo, hi := sizeFlag(vmm.MinMemSize), sizeFlag(vmm.MaxMemSize)
+	switch {
+	case s < lo:
+		return fmt.Errorf("%s is less than the minimum, %s", v, humanSize(uint64(lo)))
+	case s > hi:
+		return fmt.Errorf("%s is more than the maximum, %s (guest RAM ends where the MMIO hole starts)", v, humanSize(uint64(hi)))
+	}
+	m.sizeFlag = s
 	return nil
 }
 
@@ -139,8 +174,12 @@ func addMachineFlags(fs *flag.FlagSet) *machineFlags {
 }
 
 func (m *machineFlags) config(stdin, stdout, stderr *os.File) kernel.Config {
+	root := *m.root
+	if abs, err := filepath.Abs(root); root != "" && err == nil {
+		root = abs // as images record it (inspect shows it)
+	}
 	return kernel.Config{
-		Root: *m.root, Stdin: stdin, Stdout: stdout, Stderr: stderr,
+		Root: root, Stdin: stdin, Stdout: stdout, Stderr: stderr,
 		Log: stderr, Trace: *m.trace, Verbose: *m.verbose,
 		Devices: deviceFactories(m.hpet.cfg, m.bsrs.specs()),
 		Tmpfs:   m.tmpfs,
@@ -180,16 +219,22 @@ func (t *tmpfsFlag) Set(v string) error {
 	return nil
 }
 
+// parseFlags parses a command's flags. --help prints usage (the command's
+// text and its flags) and is status 0; a bad flag or value prints
+// "emuckpt: COMMAND: the error" and one line pointing to --help, not the
+// whole usage, and is status 125 like every other usage error.
 func parseFlags(fs *flag.FlagSet, args []string, usage string, stderr io.Writer) (ok bool, status int) {
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stderr, usage)
+		fs.SetOutput(stderr)
 		fs.PrintDefaults()
+		return false, 0
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return false, 0
-		}
+	if err != nil {
+		fmt.Fprintf(stderr, "emuckpt: %s: %v\nRun 'emuckpt %s --help' for usage.\n", fs.Name(), err, fs.Name())
 		return false, exitFailure
 	}
 	return true, 0
@@ -209,8 +254,9 @@ let emuckpt create files, and FILE must not be a directory (status 125
 otherwise). A checkpoint that fails later (the program holds a pipe, the
 disk is full, the directory is gone) is reported on stderr and the
 program goes on, with or without --leave-running; FILE keeps what it
-held. If one asked for by --checkpoint-at or SIGUSR1 failed, emuckpt
-exits with 125 when the program ends, and the last line of stderr ends
+held. If one asked for by --checkpoint-at or SIGUSR1 failed, or the
+--checkpoint-at trigger never fired (the run ended first), emuckpt exits
+with 125 when the program ends, and the last line of stderr ends
 "exit status 125 instead of N", N being the status the run would have
 had. emuckpt_checkpoint() returns -EIO when its checkpoint fails and
 leaves the exit status to the program.
@@ -222,8 +268,8 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var (
 		env     envList
-		mem     = sizeFlag(vmm.DefaultMemSize)
-		cwd     = fs.String("cwd", "/", "guest working directory")
+		mem     = memFlag{sizeFlag(vmm.DefaultMemSize)}
+		cwd     = fs.String("cwd", "/", "guest working directory: an absolute guest path to a directory")
 		det     = fs.Bool("deterministic", false, "virtual clock, seeded randomness, trapped rdtsc: runs repeat byte for byte")
 		seed    = fs.Uint64("seed", 0, "seed for --deterministic randomness")
 		ckptTo  = fs.String("checkpoint-to", "", "write checkpoints to this image file")
@@ -232,7 +278,7 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		machine = addMachineFlags(fs)
 	)
 	fs.Var(&env, "env", "add KEY=VALUE to the guest environment (repeatable)")
-	fs.Var(&mem, "mem", "guest RAM size (e.g. 512M, 2G)")
+	fs.Var(&mem, "mem", fmt.Sprintf("guest RAM size, from %s to %s (e.g. 512M, 2G)", humanSize(vmm.MinMemSize), humanSize(vmm.MaxMemSize)))
 	if ok, st := parseFlags(fs, args, runUsage, stderr); !ok {
 		return st
 	}
@@ -249,6 +295,10 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		fmt.Fprintln(stderr, "emuckpt: run: --checkpoint-at needs --checkpoint-to FILE")
 		return exitFailure
 	}
+	if !strings.HasPrefix(*cwd, "/") {
+		fmt.Fprintf(stderr, "emuckpt: run: --cwd %s: want an absolute guest path, such as /tmp\n", *cwd)
+		return exitFailure
+	}
 	if !checkDestination("run", *ckptTo, stderr) {
 		return exitFailure
 	}
@@ -261,26 +311,36 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 	abs, _ := filepath.Abs(path)
 	cfg := machine.config(stdin, stdout, stderr)
 	cfg.Program, cfg.Name, cfg.Path, cfg.Args = prog, name, abs, fs.Args()
-	cfg.Env, cfg.Cwd, cfg.MemSize = mergeEnv(defaultEnv, env), *cwd, uint64(mem)
+	cfg.Env, cfg.Cwd, cfg.MemSize = mergeEnv(defaultEnv, env), *cwd, uint64(mem.sizeFlag)
 	cfg.Deterministic, cfg.Seed = *det, *seed
 	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, stderr)
 	defer stopRequests()
 	k, err := kernel.New(cfg)
+	if ce := (*kernel.CwdError)(nil); errors.As(err, &ce) {
+		where := "in the guest's file system"
+		if cfg.Root == "" {
+			where += ", which without --root holds only /, /tmp, /dev and /proc"
+		}
+		fmt.Fprintf(stderr, "emuckpt: run: --cwd %s: %s %s\n", ce.Cwd, ce.Reason, where)
+		return exitFailure
+	}
 	if err != nil {
 		return reportSetupError(stderr, err)
 	}
 	defer k.Close()
-	return supervise(k, name, *machine.timeout, stderr)
+	return supervise(k, name, *machine.timeout, trigger, stderr)
 }
 
 // supervise runs k to its end and turns the result into emuckpt's status.
-func supervise(k *kernel.Kernel, name string, timeout time.Duration, stderr io.Writer) int {
+// tr is the --checkpoint-at trigger of the run, if any.
+func supervise(k *kernel.Kernel, name string, timeout time.Duration, tr trigger, stderr io.Writer) int {
 	ctx := context.Background()
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	start := time.Now()
 	st, err := k.Run(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "emuckpt: %v\n", err)
@@ -291,10 +351,16 @@ func supervise(k *kernel.Kernel, name string, timeout time.Duration, stderr io.W
 	}
 	// A requested checkpoint that failed did not stop the program, but a
 	// script must still learn of it: status 125, and the status the run
-	// would have had on the last line.
-	if cs := k.CheckpointStats(); cs.Failed > 0 {
+	// would have had on the last line. So must one that never happened.
+	cs := k.CheckpointStats()
+	if cs.Failed > 0 {
 		fmt.Fprintf(stderr, "emuckpt: %s: %d of %d requested checkpoints failed; exit status %d instead of %d\n",
 			name, cs.Failed, cs.Requested, exitFailure, st.ShellStatus())
+		return exitFailure
+	}
+	if tr.text != "" && cs.Requested == 0 {
+		fmt.Fprintf(stderr, "emuckpt: %s: --checkpoint-at %s never fired: %s, and no checkpoint was written; exit status %d instead of %d\n",
+			name, tr.text, tr.neverFired(k, time.Since(start)), exitFailure, st.ShellStatus())
 		return exitFailure
 	}
 	return st.ShellStatus()

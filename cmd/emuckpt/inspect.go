@@ -29,19 +29,85 @@ import (
 // inspection is the stable JSON form of `emuckpt inspect --json`
 // (documented in docs/FORMAT.md).
 type inspection struct {
-	Image    string            `json:"image"`
-	Version  uint32            `json:"format_version"`
-	Size     int64             `json:"size"`
-	Program  kernel.ProgramRef `json:"program"`
-	Clock    string            `json:"clock"`
-	Syscalls uint64            `json:"syscalls"`
-	Tasks    []inspectTask     `json:"tasks"`
-	Devices  []string          `json:"device_state,omitempty"`
-	Objects  []kernel.Object   `json:"objects,omitempty"`
-	Tmpfs    []inspectMount    `json:"tmpfs,omitempty"`
+	Image   string            `json:"image"`
+	Version uint32            `json:"format_version"`
+	Size    int64             `json:"size"`
+	Program kernel.ProgramRef `json:"program"`
+	// Root is the --root of the run ("" without one, or in an image from
+	// before it was recorded).
+	Root     string          `json:"root,omitempty"`
+	Clock    string          `json:"clock"`
+	Syscalls uint64          `json:"syscalls"`
+	Tasks    []inspectTask   `json:"tasks"`
+	Devices  []string        `json:"device_state,omitempty"`
+	Objects  []kernel.Object `json:"objects,omitempty"`
+	Tmpfs    []inspectMount  `json:"tmpfs,omitempty"`
 	// Timers are the guest's armed timers (alarm, setitimer, timer_create).
 	Timers []kernel.Timer `json:"timers,omitempty"`
-	Totals inspectTotals  `json:"totals"`
+	// FDs are the process's open descriptors.
+	FDs    []inspectFD   `json:"fds"`
+	Totals inspectTotals `json:"totals"`
+}
+
+// inspectFD is one open descriptor.
+type inspectFD struct {
+	FD      int    `json:"fd"`
+	Cloexec bool   `json:"cloexec"`
+	Desc    int    `json:"desc"` // descriptors with the same desc share an open file description
+	Kind    string `json:"kind"`
+	Path    string `json:"path"`
+	Flags   string `json:"flags"` // as open(2) spells them: O_RDONLY|O_NONBLOCK
+	Offset  int64  `json:"offset"`
+	Mount   string `json:"mount,omitempty"`
+	Ino     uint64 `json:"ino,omitempty"`
+}
+
+// openFlagNames are the flags an open file description keeps, after the
+// access mode, in the order open(2) lists them.
+var openFlagNames = []struct {
+	bit  int
+	name string
+}{
+	{unix.O_APPEND, "O_APPEND"}, {unix.O_ASYNC, "O_ASYNC"}, {unix.O_DIRECT, "O_DIRECT"},
+	{unix.O_DIRECTORY, "O_DIRECTORY"}, {0x8000, "O_LARGEFILE"}, {unix.O_NOATIME, "O_NOATIME"},
+	{unix.O_NOFOLLOW, "O_NOFOLLOW"}, {unix.O_NONBLOCK, "O_NONBLOCK"}, {unix.O_PATH, "O_PATH"},
+	{unix.O_SYNC, "O_SYNC"}, {unix.O_DSYNC, "O_DSYNC"},
+}
+
+// openFlags spells the flags of an open file description.
+func openFlags(f int) string {
+	names := []string{"O_RDONLY"}
+	switch f & unix.O_ACCMODE {
+	case unix.O_WRONLY:
+		names[0] = "O_WRONLY"
+	case unix.O_RDWR:
+		names[0] = "O_RDWR"
+	case unix.O_ACCMODE:
+		names[0] = "O_ACCMODE"
+	}
+	rest := f &^ unix.O_ACCMODE
+	if rest&unix.O_PATH != 0 && f&unix.O_ACCMODE == 0 {
+		names = names[:0] // O_PATH ignores the access mode
+	}
+	for _, n := range openFlagNames {
+		if rest&n.bit == n.bit {
+			names = append(names, n.name)
+			rest &^= n.bit
+		}
+	}
+	if rest != 0 {
+		names = append(names, fmt.Sprintf("%#o", rest))
+	}
+	return strings.Join(names, "|")
+}
+
+func inspectFDs(fds []vfs.FDEntry) []inspectFD {
+	out := make([]inspectFD, 0, len(fds))
+	for _, e := range fds {
+		out = append(out, inspectFD{FD: e.FD, Cloexec: e.CloseOnExec, Desc: e.Desc, Kind: string(e.File.Kind),
+			Path: e.File.Path, Flags: openFlags(e.File.Flags), Offset: e.File.Offset, Mount: e.File.Mount, Ino: e.File.Ino})
+	}
+	return out
 }
 
 // inspectMount is a tmpfs mount of the image and its files.
@@ -165,8 +231,8 @@ func inspectVMAOf(v *kernel.VMAState) inspectVMA {
 func inspect(path string, img *ckpt.Image) inspection {
 	st := img.State
 	info := img.Info()
-	out := inspection{Image: path, Version: info.Version, Size: info.Size, Program: st.Program,
-		Clock: "host", Syscalls: st.Syscalls, Objects: st.Objects, Tmpfs: inspectTmpfs(st.Tmpfs)}
+	out := inspection{Image: path, Version: info.Version, Size: info.Size, Program: st.Program, Root: st.Root,
+		FDs: inspectFDs(st.Process.FDs), Clock: "host", Syscalls: st.Syscalls, Objects: st.Objects, Tmpfs: inspectTmpfs(st.Tmpfs)}
 	for _, tm := range st.Time.Timers {
 		if tm.Expiry != 0 || tm.Remaining != 0 {
 			out.Timers = append(out.Timers, tm)
@@ -199,7 +265,7 @@ func inspect(path string, img *ckpt.Image) inspection {
 func cmdInspect(args []string, stdout, stderr *os.File) int {
 	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON (stable; see docs/FORMAT.md)")
-	if ok, st := parseFlags(fs, args, "usage: emuckpt inspect [--json] IMAGE\n\nShows a checkpoint image: header, tasks and, per task, its VMAs with their\ntype, backing object and stored bytes.\n\nFlags:\n", stderr); !ok {
+	if ok, st := parseFlags(fs, args, "usage: emuckpt inspect [--json] IMAGE\n\nShows a checkpoint image: header, the --root of the run, open descriptors,\ntasks and, per task, its VMAs with their type, backing object and stored\nbytes.\n\nFlags:\n", stderr); !ok {
 		return st
 	}
 	if fs.NArg() != 1 {
@@ -311,6 +377,9 @@ func writeJSONList(w *bufio.Writer, prefix string, n int, elem func(i int, prefi
 func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
 	fmt.Fprintf(w, "image %s: format version %d, %d bytes\n", in.Image, in.Version, in.Size)
 	fmt.Fprintf(w, "program %s (sha256 %s)\nclock %s, %d system calls\n", printable(in.Program.Path), printable(in.Program.SHA256), in.Clock, in.Syscalls)
+	if in.Root != "" {
+		fmt.Fprintf(w, "root %s (restore needs --root: this directory or a copy of it)\n", printable(in.Root))
+	}
 	if len(in.Devices) > 0 {
 		names := make([]string, len(in.Devices))
 		for i, d := range in.Devices {
@@ -334,6 +403,17 @@ func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
 			}
 			fmt.Fprintf(w, "  %s %d %s %d bytes: %s\n", in.Type, in.Ino, in.Mode, in.Size, where)
 		}
+	}
+	for _, fd := range in.FDs {
+		what := fmt.Sprintf("%s %s", fd.Kind, printable(fd.Path))
+		if fd.Kind == string(vfs.KindTmpfs) {
+			what += fmt.Sprintf(" (inode %d of %s)", fd.Ino, printable(fd.Mount))
+		}
+		cloexec := ""
+		if fd.Cloexec {
+			cloexec = ", close-on-exec"
+		}
+		fmt.Fprintf(w, "fd %d: %s, %s, offset %d, description %d%s\n", fd.FD, what, fd.Flags, fd.Offset, fd.Desc, cloexec)
 	}
 	for _, tm := range in.Timers {
 		when := fmt.Sprintf("in %d ns", tm.Remaining)
