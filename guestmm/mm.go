@@ -155,6 +155,8 @@ type AddressSpace struct {
 	startBrk, brk uint64 // [startBrk, brk) is the heap; 0 until SetBrkBase
 	brkSet        bool
 	destroyed     bool
+
+	tsc *TSCPatch // from frames: rdtsc patching, nil when off
 }
 
 // NewAddressSpace creates an empty address space whose page tables and
@@ -173,6 +175,7 @@ func NewAddressSpace(mem []byte, frames *Frames, opts Layout) (*AddressSpace, er
 		frames: frames,
 		pt:     pt,
 		layout: layout,
+		tsc:    frames.tsc,
 	}, nil
 }
 
@@ -584,6 +587,7 @@ func (as *AddressSpace) Mprotect(addr, length uint64, prot Prot) error {
 		if v.Prot != prot {
 			v.Prot = prot
 			as.refreshPTEs(v, v.Start, v.End)
+			as.clearExecRange(v, v.Start, v.End)
 		}
 	}
 	as.vmas.mergeRange(i, j)
@@ -621,6 +625,9 @@ func (as *AddressSpace) leafPTE(v *VMA, pa uint64, soft PTE) PTE {
 	}
 	if v.Prot&ProtWrite != 0 && as.mayWrite(v, pa, soft) {
 		e |= Writable
+	}
+	if soft&Special == 0 && as.tscPatchable(v) {
+		e = as.tscPTE(e, pa)
 	}
 	return e
 }

@@ -73,5 +73,11 @@ func (as *AddressSpace) InstallPage(va, pa uint64, copied bool) error {
 	if copied && v.isFile() {
 		soft = Copied
 	}
-	return as.pt.SetPTE(va, as.leafPTE(v, pa, soft))
+	if err := as.pt.SetPTE(va, as.leafPTE(v, pa, soft)); err != nil {
+		return err
+	}
+	if as.tscPatchable(v) && v.Prot&ProtWrite == 0 {
+		as.clearExec(v, va)
+	}
+	return nil
 }

@@ -115,11 +115,14 @@ func (k *Kernel) save(rax *uint64) error {
 	case <-k.wake:
 	default:
 	}
+	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
+	repatch := k.frames.TSCPatch().Unpatch()
 	snap, err := k.Snapshot(rax)
-	if err != nil {
-		return err
+	if err == nil {
+		err = cc.Save(snap)
 	}
-	if err := cc.Save(snap); err != nil {
+	repatch()
+	if err != nil {
 		return err
 	}
 	if !cc.LeaveRunning {
