@@ -73,11 +73,8 @@ func (as *AddressSpace) InstallPage(va, pa uint64, copied bool) error {
 	if copied && v.isFile() {
 		soft = Copied
 	}
-	if err := as.pt.SetPTE(va, as.leafPTE(v, pa, soft)); err != nil {
-		return err
-	}
-	if as.tscPatchable(v) && v.Prot&ProtWrite == 0 {
-		as.clearExec(v, va)
-	}
-	return nil
+	// With rdtsc patching the page stays non-executable until its first
+	// instruction fetch, when the pages after it (an rdtsc may straddle
+	// two) are back too.
+	return as.pt.SetPTE(va, as.leafPTE(v, pa, soft))
 }

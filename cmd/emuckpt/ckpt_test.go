@@ -39,6 +39,7 @@ func TestCheckpointEverywhere(t *testing.T) {
 		{nil, []string{"sighandler"}},
 		{[]string{"--root", root}, []string{"readfile", "/f.txt"}},
 		{[]string{"--deterministic", "--seed", "5"}, []string{"dettime"}},
+		{[]string{"--deterministic", "--seed", "5"}, []string{"rdtsc"}},
 	} {
 		t.Run(c.args[0], func(t *testing.T) {
 			argv := append([]string{img(c.args[0])}, c.args[1:]...)
