@@ -585,6 +585,9 @@ func (as *AddressSpace) Mprotect(addr, length uint64, prot Prot) error {
 	}
 	for _, v := range as.vmas.v[i:j] {
 		if v.Prot != prot {
+			if prot&ProtExec == 0 {
+				as.forgetExecRange(v, v.Start, v.End)
+			}
 			v.Prot = prot
 			as.refreshPTEs(v, v.Start, v.End)
 			as.clearExecRange(v, v.Start, v.End)

@@ -36,6 +36,14 @@ func TestDecodeInst(t *testing.T) {
 		{"nopl 0(%rax)", []byte{0x0f, 0x1f, 0x80, 0, 0, 0, 0, 0x90}, true, x86asm.NOP, 7},
 		{"nopw 0(%rax,%rax)", []byte{0x66, 0x0f, 0x1f, 0x44, 0, 0, 0x90}, true, x86asm.NOP, 6},
 		{"vzeroupper", []byte{0xc5, 0xf8, 0x77}, true, x86asm.VZEROUPPER, 3},
+		{"vzeroupper; jmp", []byte{0xc5, 0xf8, 0x77, 0xe9, 0x60, 0xfe, 0xff, 0xff}, true, x86asm.VZEROUPPER, 3},
+		{"vzeroupper (3-byte VEX)", []byte{0xc4, 0xe1, 0x78, 0x77, 0x90}, true, x86asm.VZEROUPPER, 4},
+		{"prefetcht0 0x80(%rsi)", []byte{0x0f, 0x18, 0x8e, 0x80, 0, 0, 0, 0x0f}, true, x86asm.NOP, 7},
+		{"incsspq %rcx", []byte{0xf3, 0x48, 0x0f, 0xae, 0xe9, 0x90}, true, x86asm.LFENCE, 5},
+		{"lfence", []byte{0x0f, 0xae, 0xe8, 0x90}, true, x86asm.LFENCE, 3},
+		{"adcx %rbx,%r13", []byte{0x66, 0x4c, 0x0f, 0x38, 0xf6, 0xeb, 0x90}, true, x86asm.ADC, 6},
+		{"adox 0x8(%r8),%r14", []byte{0xf3, 0x4d, 0x0f, 0x38, 0xf6, 0x70, 0x08, 0x90}, true, x86asm.ADC, 7},
+		{"rdpkru", []byte{0x0f, 0x01, 0xee, 0x90}, true, x86asm.NOP, 3},
 		{"mov imm32", codeImm, true, x86asm.MOV, 5},
 		{"push es (not in 64-bit mode)", []byte{0x06, 0x90}, false, 0, 0},
 		{"lone prefix before garbage", []byte{0xf3, 0x0f, 0x0e}, false, 0, 0},
@@ -195,6 +203,24 @@ func TestTSCPatchForkCopyOnWrite(t *testing.T) {
 	e, _ := as.pt.Lookup(va)
 	require.NoError(t, as.Munmap(va, PageSize))
 	assert.False(t, p.cleared(e.Addr()))
+}
+
+// TestTSCPatchMprotectBack: code made writable again gets its own bytes
+// back (writes no longer fault), and is rescanned when it is made
+// executable again.
+func TestTSCPatchMprotectBack(t *testing.T) {
+	as, _ := newTSCAS(t)
+	va := jitPage(t, as, 1, map[int][]byte{16: codeRdtsc})
+	page, _ := frameOf(t, as, va)
+	require.Equal(t, byte(TSCTrapByte), page[16])
+	require.NoError(t, as.Mprotect(va, PageSize, ProtRead|ProtWrite))
+	assert.Equal(t, codeRdtsc, page[16:16+len(codeRdtsc)])
+	_, e := frameOf(t, as, va)
+	assert.NotZero(t, e&Writable)
+	copy(page[32:], codeRdtscp) // a store that does not fault
+	require.NoError(t, as.Mprotect(va, PageSize, ProtRead|ProtExec))
+	assert.Equal(t, byte(TSCTrapByte), page[16])
+	assert.Equal(t, byte(TSCTrapByte), page[32], "the new rdtscp too")
 }
 
 func TestTSCPatchUnpatch(t *testing.T) {
