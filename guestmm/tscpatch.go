@@ -20,8 +20,9 @@ const TSCTrapByte = 0xF4
 // maxSweep bounds how far before a page a linear decode may start (from
 // the start of an anonymous mapping, or from the last known instruction
 // boundary of a modified file page). Candidates needing a longer sweep
-// are left untrapped and reported.
-const maxSweep = 16 << 20
+// are left untrapped and reported. Decoding runs at about 4 MB/s, and a
+// sweep happens each time a page with rdtsc-like bytes is scanned.
+const maxSweep = 1 << 20
 
 // TSCPatch makes rdtsc and rdtscp trap on a KVM that ignores CR4.TSD
 // (PVM), for deterministic runs. It patches the executable pages of every

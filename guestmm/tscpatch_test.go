@@ -282,3 +282,23 @@ func TestTSCPatchELF(t *testing.T) {
 	page, _ := frameOf(t, as, va+site-off)
 	assert.Equal(t, byte(TSCTrapByte), page[site&pageMask])
 }
+
+// TestTSCPatchTooFar: code more than maxSweep into an anonymous mapping
+// has no known boundary close enough; it is left alone and reported.
+func TestTSCPatchTooFar(t *testing.T) {
+	as, p := newTSCAS(t)
+	var calls []uint64
+	p.Undecided = func(va uint64, n int) { calls = append(calls, va, uint64(n)) }
+	size := uint64(maxSweep + 2*PageSize)
+	va, err := as.Mmap(0, size, ProtRead|ProtWrite, MapPrivate|MapAnonymous, nil, 0)
+	require.NoError(t, err)
+	near, far := va+PageSize, va+maxSweep+PageSize
+	require.NoError(t, as.CopyOut(near, codeRdtsc))
+	require.NoError(t, as.CopyOut(far, codeRdtsc))
+	require.NoError(t, as.Mprotect(va, size, ProtRead|ProtExec))
+	nearPage, _ := frameOf(t, as, near)
+	farPage, _ := frameOf(t, as, far)
+	assert.Equal(t, byte(TSCTrapByte), nearPage[0], "decoded from the mapping's start through a zero page")
+	assert.Equal(t, byte(0x0f), farPage[0])
+	assert.Equal(t, []uint64{far, 1}, calls)
+}

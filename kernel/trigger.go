@@ -22,7 +22,10 @@ const (
 // with them.
 type CheckpointConfig struct {
 	// Save writes a snapshot out (the image file). Nil disables
-	// checkpoints: emuckpt_checkpoint then fails with EDESTADDRREQ.
+	// checkpoints: emuckpt_checkpoint then fails with EDESTADDRREQ. It
+	// must be done with the snapshot's Mem when it returns: the guest
+	// goes on, and on PVM under --deterministic the rdtsc patches, taken
+	// out of guest memory during Save, come back (see trapTSC).
 	Save func(*Snapshot) error
 	// AtSyscall checkpoints after the Nth system call (0: never).
 	AtSyscall uint64
