@@ -1,11 +1,14 @@
 package guestmm
 
 import (
+	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"io"
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -562,11 +565,13 @@ func (p *TSCPatch) elfCodeOf(v *VMA) *elfCode {
 
 // decodeELF decodes the executable sections of the ELF file behind r by
 // a linear sweep from each known instruction boundary (the start of an
-// executable section and of each function symbol) to the next. An
-// instruction that would run over the next boundary means the sweep lost
-// its way: that stretch counts as lost. A byte that does not decode makes
-// the rest of its stretch lost. It returns nil when r is not an x86-64
-// ELF file with executable sections.
+// executable section, of each function symbol, and of each function the
+// unwind tables in .eh_frame describe) to the next. Only the stretches
+// that hold rdtsc-like bytes are decoded. An instruction that would run
+// over the next boundary means the sweep lost its way: that stretch counts
+// as lost. A byte that does not decode makes the rest of its stretch lost.
+// It returns nil when r is not an x86-64 ELF file with executable
+// sections.
 func decodeELF(r io.ReaderAt) *elfCode {
 	f, err := elf.NewFile(r)
 	if err != nil || f.Machine != elf.EM_X86_64 {
@@ -583,7 +588,18 @@ func decodeELF(r io.ReaderAt) *elfCode {
 	if len(secs) == 0 {
 		return nil
 	}
+	var starts []uint64 // function addresses
 	syms, _ := f.Symbols()
+	for _, sym := range syms {
+		if elf.ST_TYPE(sym.Info) == elf.STT_FUNC {
+			starts = append(starts, sym.Value)
+		}
+	}
+	if eh := f.Section(".eh_frame"); eh != nil && eh.Type == elf.SHT_PROGBITS {
+		if data, err := eh.Data(); err == nil {
+			starts = append(starts, fdeStarts(data, eh.Addr)...)
+		}
+	}
 	for _, s := range secs {
 		data, err := s.Data()
 		if err != nil {
@@ -591,9 +607,9 @@ func decodeELF(r io.ReaderAt) *elfCode {
 			continue
 		}
 		bounds := []uint64{0, s.Size}
-		for _, sym := range syms {
-			if elf.ST_TYPE(sym.Info) == elf.STT_FUNC && sym.Value > s.Addr && sym.Value < s.Addr+s.Size {
-				bounds = append(bounds, sym.Value-s.Addr)
+		for _, a := range starts {
+			if a > s.Addr && a < s.Addr+s.Size {
+				bounds = append(bounds, a-s.Addr)
 			}
 		}
 		slices.Sort(bounds)
@@ -601,11 +617,15 @@ func decodeELF(r io.ReaderAt) *elfCode {
 		for _, b := range bounds[:len(bounds)-1] {
 			c.syncs = append(c.syncs, s.Offset+b)
 		}
-		if len(tscCandidates(data, nil)) == 0 {
-			continue
-		}
-		for k := 0; k+1 < len(bounds); k++ {
+		cands := tscCandidates(data, nil)
+		for k := 0; k+1 < len(bounds) && len(cands) > 0; k++ {
 			lo, hi := bounds[k], bounds[k+1]
+			if uint64(cands[0]) >= hi {
+				continue
+			}
+			for len(cands) > 0 && uint64(cands[0]) < hi {
+				cands = cands[1:]
+			}
 			var found []uint64
 			at := lo
 			for at < hi {
@@ -632,4 +652,174 @@ func decodeELF(r io.ReaderAt) *elfCode {
 	slices.Sort(c.syncs)
 	slices.Sort(c.sites)
 	return c
+}
+
+// fdeStarts returns the initial locations of the FDEs in an .eh_frame
+// section loaded at addr: the starts of the functions it describes.
+// Records it cannot read end the walk.
+func fdeStarts(data []byte, addr uint64) []uint64 {
+	le := binary.LittleEndian
+	enc := map[int]byte{} // CIE offset -> FDE pointer encoding
+	var out []uint64
+	for off := 0; off+8 <= len(data); {
+		length := uint64(le.Uint32(data[off:]))
+		hdr := 4
+		if length == 0 {
+			break // terminator
+		}
+		if length == 0xffffffff {
+			if off+12 > len(data) {
+				break
+			}
+			length, hdr = le.Uint64(data[off+4:]), 12
+		}
+		if length > uint64(len(data)-off-hdr) || length < 4 {
+			break
+		}
+		rec := data[off+hdr : off+hdr+int(length)]
+		idAt := off + hdr
+		id := le.Uint32(rec)
+		if id == 0 { // CIE
+			if e, ok := cieEncoding(rec[4:]); ok {
+				enc[off] = e
+			}
+		} else if cie := idAt - int(id); cie >= 0 {
+			if e, ok := enc[cie]; ok {
+				if pc, ok := readEncoded(rec[4:], e, addr+uint64(idAt+4)); ok {
+					out = append(out, pc)
+				}
+			}
+		}
+		off += hdr + int(length)
+	}
+	return out
+}
+
+// cieEncoding returns the FDE pointer encoding of a CIE ('R' in its
+// augmentation; absolute 8-byte pointers without one). b starts at the
+// version byte.
+func cieEncoding(b []byte) (byte, bool) {
+	if len(b) < 2 {
+		return 0, false
+	}
+	version := b[0]
+	end := bytes.IndexByte(b[1:], 0)
+	if end < 0 {
+		return 0, false
+	}
+	aug := string(b[1 : 1+end])
+	rest := b[2+end:]
+	if strings.Contains(aug, "eh") {
+		return 0, false
+	}
+	var ok bool
+	if _, rest, ok = uleb(rest); !ok { // code alignment
+		return 0, false
+	}
+	if _, rest, ok = uleb(rest); !ok { // data alignment (SLEB; only skipped)
+		return 0, false
+	}
+	if version == 1 {
+		if len(rest) < 1 {
+			return 0, false
+		}
+		rest = rest[1:]
+	} else if _, rest, ok = uleb(rest); !ok {
+		return 0, false
+	}
+	if !strings.HasPrefix(aug, "z") {
+		return 0x00, true // DW_EH_PE_absptr
+	}
+	if _, rest, ok = uleb(rest); !ok { // augmentation data length
+		return 0, false
+	}
+	for _, ch := range aug[1:] {
+		switch ch {
+		case 'R':
+			if len(rest) < 1 {
+				return 0, false
+			}
+			return rest[0], true
+		case 'L':
+			if len(rest) < 1 {
+				return 0, false
+			}
+			rest = rest[1:]
+		case 'P':
+			if len(rest) < 1 {
+				return 0, false
+			}
+			n := encodedSize(rest[0])
+			if n <= 0 || len(rest) < 1+n {
+				return 0, false
+			}
+			rest = rest[1+n:]
+		case 'S', 'B':
+		default:
+			return 0, false
+		}
+	}
+	return 0x00, true
+}
+
+// encodedSize is the size of a fixed-size DW_EH_PE value (0: variable or
+// unknown).
+func encodedSize(e byte) int {
+	switch e & 0x0f {
+	case 0x00, 0x04, 0x0c:
+		return 8
+	case 0x02, 0x0a:
+		return 2
+	case 0x03, 0x0b:
+		return 4
+	}
+	return 0
+}
+
+// readEncoded reads a DW_EH_PE-encoded pointer at the start of b, whose
+// address is at (for pc-relative values).
+func readEncoded(b []byte, e byte, at uint64) (uint64, bool) {
+	if e == 0xff || e&0x80 != 0 { // omitted, indirect
+		return 0, false
+	}
+	le := binary.LittleEndian
+	var v uint64
+	switch n := encodedSize(e); {
+	case n == 8 && len(b) >= 8:
+		v = le.Uint64(b)
+	case n == 4 && len(b) >= 4:
+		if e&0x08 != 0 {
+			v = uint64(int64(int32(le.Uint32(b))))
+		} else {
+			v = uint64(le.Uint32(b))
+		}
+	case n == 2 && len(b) >= 2:
+		if e&0x08 != 0 {
+			v = uint64(int64(int16(le.Uint16(b))))
+		} else {
+			v = uint64(le.Uint16(b))
+		}
+	default:
+		return 0, false
+	}
+	switch e & 0x70 {
+	case 0x00:
+	case 0x10: // pc-relative
+		v += at
+	default:
+		return 0, false
+	}
+	return v, true
+}
+
+// uleb reads an unsigned LEB128 value.
+func uleb(b []byte) (uint64, []byte, bool) {
+	var v uint64
+	for i := 0; i < len(b) && i < 10; i++ {
+		v |= uint64(b[i]&0x7f) << (7 * i)
+		if b[i]&0x80 == 0 {
+			return v, b[i+1:], true
+		}
+	}
+	return 0, nil, false
 }

@@ -2,6 +2,7 @@ package guestmm
 
 import (
 	"bytes"
+	"debug/elf"
 	"os"
 	"testing"
 
@@ -301,4 +302,49 @@ func TestTSCPatchTooFar(t *testing.T) {
 	assert.Equal(t, byte(TSCTrapByte), nearPage[0], "decoded from the mapping's start through a zero page")
 	assert.Equal(t, byte(0x0f), farPage[0])
 	assert.Equal(t, []uint64{far, 1}, calls)
+}
+
+// TestFDEStarts reads the function starts of .eh_frame: a hand-made one
+// (pc-relative and absolute encodings, a personality routine, a 64-bit
+// length, a terminator) and testimages/bin/rdtsc's, as readelf prints it.
+func TestFDEStarts(t *testing.T) {
+	le := func(n int, v uint64) []byte {
+		b := make([]byte, n)
+		for i := range n {
+			b[i] = byte(v >> (8 * i))
+		}
+		return b
+	}
+	record := func(body ...[]byte) []byte {
+		b := bytes.Join(body, nil)
+		return append(le(4, uint64(len(b))), b...)
+	}
+	const addr = 0x600000
+	var eh []byte
+	// CIE 0: "zR", pcrel|sdata4.
+	eh = append(eh, record(le(4, 0), []byte{1, 'z', 'R', 0, 1, 0x78, 16, 1, 0x1b})...)
+	// FDE for 0x401000: the field is at addr+len(eh)+8.
+	field := uint64(addr + len(eh) + 8)
+	eh = append(eh, record(le(4, uint64(len(eh)+4)), le(4, uint64(0x401000-field)), le(4, 0x20))...)
+	// CIE 2: "zPR", personality udata4, then absptr FDEs.
+	cie2 := len(eh)
+	eh = append(eh, record(le(4, 0), []byte{1, 'z', 'P', 'R', 0, 1, 0x78, 16, 6, 0x03, 0, 0, 0, 0, 0x00})...)
+	eh = append(eh, record(le(4, uint64(len(eh)+4-cie2)), le(8, 0x402000), le(8, 0x10))...)
+	// An FDE with a 64-bit length.
+	body := bytes.Join([][]byte{le(4, uint64(len(eh)+12-cie2)), le(8, 0x403000), le(8, 0x10)}, nil)
+	eh = append(eh, append(append(le(4, 0xffffffff), le(8, uint64(len(body)))...), body...)...)
+	eh = append(eh, le(4, 0)...) // terminator
+	eh = append(eh, record(le(4, 0), []byte{1, 0})...)
+	assert.Equal(t, []uint64{0x401000, 0x402000, 0x403000}, fdeStarts(eh, addr))
+	assert.Empty(t, fdeStarts(eh[:10], addr), "truncated")
+
+	f, err := os.Open("../testimages/bin/rdtsc")
+	require.NoError(t, err)
+	defer f.Close()
+	ef, err := elf.NewFile(f)
+	require.NoError(t, err)
+	s := ef.Section(".eh_frame")
+	data, err := s.Data()
+	require.NoError(t, err)
+	assert.Equal(t, []uint64{0x4014a0, 0x4014b0, 0x4014c0, 0x4014d0, 0x401500, 0x401030}, fdeStarts(data, s.Addr))
 }
