@@ -348,3 +348,40 @@ func TestFDEStarts(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []uint64{0x4014a0, 0x4014b0, 0x4014c0, 0x4014d0, 0x401500, 0x401030}, fdeStarts(data, s.Addr))
 }
+
+// TestTSCPatchModifiedFilePage: a program's text page it has written to
+// (Copied) is decoded from its current bytes, from the last function
+// start before it.
+func TestTSCPatchModifiedFilePage(t *testing.T) {
+	data, err := os.ReadFile("../testimages/bin/rdtsc")
+	require.NoError(t, err)
+	c := decodeELF(bytes.NewReader(data))
+	require.NotNil(t, c)
+	as, _ := newTSCAS(t)
+	f := &memFile{name: "rdtsc", data: data}
+	site := c.sites[0]
+	off := site &^ pageMask
+	va, err := as.Mmap(0, PageSize, ProtRead|ProtWrite|ProtExec, MapPrivate, f, off)
+	require.NoError(t, err)
+	// The program turns its first rdtsc into ud2 (0F 0B, same length)
+	// and runs the page: the others are patched, not the ud2.
+	require.NoError(t, as.CopyOut(va+site-off+1, []byte{0x0b}))
+	require.True(t, as.HandleFault(va+site-off, PFPresent|PFUser|PFInstr).Resolved)
+	page, e := frameOf(t, as, va)
+	assert.NotZero(t, e&Copied)
+	assert.Equal(t, []byte{0x0f, 0x0b}, page[site-off:site-off+2])
+	n := 0
+	for _, s := range c.sites[1:] {
+		if s >= off && s < off+PageSize {
+			assert.Equal(t, byte(TSCTrapByte), page[s-off], "site %#x", s)
+			n++
+		}
+	}
+	assert.Positive(t, n)
+	for _, imm := range [][]byte{{0x90, 0x0f, 0x31, 0x90}, {0x90, 0x0f, 0x01, 0xf9}} {
+		i := bytes.Index(data, imm)
+		if uint64(i) >= off && uint64(i) < off+PageSize {
+			assert.Equal(t, imm, page[uint64(i)-off:uint64(i)-off+4], "immediate intact")
+		}
+	}
+}
