@@ -64,6 +64,10 @@ func (as *AddressSpace) ReadString(va uint64, max int) (string, error) {
 		if rest := max - len(out); len(chunk) > rest {
 			chunk = chunk[:rest]
 		}
+		if as.tsc != nil {
+			chunk = bytes.Clone(chunk)
+			as.tsc.overlay(pa, va&pageMask, chunk)
+		}
 		if i := bytes.IndexByte(chunk, 0); i >= 0 {
 			return string(append(out, chunk[:i]...)), nil
 		}
@@ -93,7 +97,9 @@ func (as *AddressSpace) copyUser(va uint64, buf []byte, toGuest, force bool) (in
 		if toGuest {
 			done += copy(page, buf[done:])
 		} else {
-			done += copy(buf[done:], page)
+			n := copy(buf[done:], page)
+			as.tsc.overlay(pa, cur&pageMask, buf[done:done+n])
+			done += n
 		}
 	}
 	return done, nil

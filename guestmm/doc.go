@@ -37,6 +37,12 @@
 // read-only; a write fault on a private mapping copies it. PROT_NONE pages
 // keep their frame but lose the User bit, so every user access faults.
 //
+// With rdtsc patching on (Frames.EnableTSCPatch, for deterministic runs
+// on a KVM that ignores CR4.TSD), a page of an executable mapping is
+// executable in its PTE only once its frame has been scanned and its
+// rdtsc/rdtscp instructions patched to trap, and never writable at the
+// same time; see TSCPatch and docs/KERNEL.md.
+//
 // Leaf PTEs always carry User (except for PROT_NONE), Writable only when
 // the VMA is writable and the page is the process's own, and NX unless the
 // VMA is executable. Intermediate entries are Present|Writable|User so the
@@ -97,6 +103,7 @@
 //   - copy.go: CopyIn, CopyOut, ReadString, WriteForce
 //   - maps.go: /proc/self/maps text
 //   - fork.go, restore.go: fork and checkpoint restore support
+//   - tscpatch.go: making rdtsc and rdtscp trap on PVM
 //
 // # Concurrency
 //

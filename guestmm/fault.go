@@ -67,6 +67,9 @@ func (as *AddressSpace) HandleFault(va uint64, errorCode uint64) FaultResult {
 	}
 	switch err := as.faultPage(v, va&^pageMask, write); {
 	case err == nil:
+		if !write && (fetch || v.Prot&ProtWrite == 0) && as.tscPatchable(v) {
+			as.clearExec(v, va&^pageMask)
+		}
 		as.faultAround(v, va&^pageMask)
 		return FaultResult{Resolved: true, Addr: va}
 	case errors.Is(err, unix.ENOMEM):
@@ -161,8 +164,12 @@ func (as *AddressSpace) faultPageOnce(v *VMA, pva uint64, write bool) error {
 				return unix.ENOMEM
 			}
 			copy(as.mem[npa:npa+PageSize], as.mem[pa:pa+PageSize])
+			as.tsc.unpatchCopy(pa, npa)
 			as.frames.DecRef(pa)
 			pa = npa
+		} else {
+			// Written in place: the program's own bytes first.
+			as.tsc.forget(pa)
 		}
 	}
 	// Also repairs a present entry that is merely stale.

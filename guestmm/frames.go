@@ -45,6 +45,8 @@ type Frames struct {
 	free  []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
 	next  uint32   // frames with index >= next have never been allocated
 	inUse int
+
+	tsc *TSCPatch // rdtsc patching of executable frames; nil when off
 }
 
 // NewFrames returns an allocator for the frames inside guest RAM [start, end).
@@ -177,14 +179,19 @@ func (f *Frames) DecRef(pa uint64) {
 		return
 	}
 	f.mu.Lock()
+	freed := false
 	if f.refs[i] > 0 {
 		f.refs[i]--
 		if f.refs[i] == 0 {
 			f.inUse--
 			f.free = append(f.free, i)
+			freed = true
 		}
 	}
 	f.mu.Unlock()
+	if freed && f.tsc != nil {
+		f.tsc.freed(pa &^ pageMask)
+	}
 }
 
 // RefCount returns the reference count of the frame at pa (0 when free or

@@ -155,6 +155,8 @@ type AddressSpace struct {
 	startBrk, brk uint64 // [startBrk, brk) is the heap; 0 until SetBrkBase
 	brkSet        bool
 	destroyed     bool
+
+	tsc *TSCPatch // from frames: rdtsc patching, nil when off
 }
 
 // NewAddressSpace creates an empty address space whose page tables and
@@ -173,6 +175,7 @@ func NewAddressSpace(mem []byte, frames *Frames, opts Layout) (*AddressSpace, er
 		frames: frames,
 		pt:     pt,
 		layout: layout,
+		tsc:    frames.tsc,
 	}, nil
 }
 
@@ -582,8 +585,12 @@ func (as *AddressSpace) Mprotect(addr, length uint64, prot Prot) error {
 	}
 	for _, v := range as.vmas.v[i:j] {
 		if v.Prot != prot {
+			if prot&ProtExec == 0 {
+				as.forgetExecRange(v, v.Start, v.End)
+			}
 			v.Prot = prot
 			as.refreshPTEs(v, v.Start, v.End)
+			as.clearExecRange(v, v.Start, v.End)
 		}
 	}
 	as.vmas.mergeRange(i, j)
@@ -621,6 +628,9 @@ func (as *AddressSpace) leafPTE(v *VMA, pa uint64, soft PTE) PTE {
 	}
 	if v.Prot&ProtWrite != 0 && as.mayWrite(v, pa, soft) {
 		e |= Writable
+	}
+	if soft&Special == 0 && as.tscPatchable(v) {
+		e = as.tscPTE(e, pa)
 	}
 	return e
 }

@@ -73,5 +73,8 @@ func (as *AddressSpace) InstallPage(va, pa uint64, copied bool) error {
 	if copied && v.isFile() {
 		soft = Copied
 	}
+	// With rdtsc patching the page stays non-executable until its first
+	// instruction fetch, when the pages after it (an rdtsc may straddle
+	// two) are back too.
 	return as.pt.SetPTE(va, as.leafPTE(v, pa, soft))
 }

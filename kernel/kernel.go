@@ -128,7 +128,7 @@ func New(cfg Config) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.warnUntrappedTSC()
+	k.trapTSC()
 	if err := k.mountTmpfs(tmpfsMountsForRun(&cfg)); err != nil {
 		k.Close()
 		return nil, fmt.Errorf("mounting tmpfs: %w", err)
@@ -223,13 +223,22 @@ func (k *Kernel) Close() error {
 	return nil
 }
 
-// warnUntrappedTSC says once per run that --deterministic cannot cover
-// rdtsc on a KVM that ignores CR4.TSD (PVM).
-func (k *Kernel) warnUntrappedTSC() {
+// trapTSC makes rdtsc and rdtscp trap under --deterministic on a KVM
+// that ignores CR4.TSD (PVM): executable pages are patched before they
+// run (guestmm.TSCPatch). It must come before the first address space.
+// It warns once per run about rdtsc-like bytes it could not decode.
+func (k *Kernel) trapTSC() {
 	if !k.cfg.Deterministic {
 		return
 	}
-	if ok, err := vmm.TSCTrapWorks(); err == nil && !ok {
-		fmt.Fprintln(k.log, "emuckpt: warning: this KVM ignores CR4.TSD (PVM), so rdtsc and rdtscp read the host TSC and are not deterministic; on hardware KVM they are trapped and emulated")
+	if ok, err := vmm.TSCTrapWorks(); err == nil && ok {
+		return
+	}
+	warned := false
+	k.frames.EnableTSCPatch().Undecided = func(va uint64, n int) {
+		if !warned {
+			warned = true
+			fmt.Fprintf(k.log, "emuckpt: warning: %d byte sequence(s) reading as rdtsc/rdtscp at %#x could not be decoded as instructions and are not trapped; they read the host TSC\n", n, va)
+		}
 	}
 }

@@ -69,7 +69,7 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.warnUntrappedTSC()
+	k.trapTSC()
 	if err := k.restore(st, pages); err != nil {
 		k.Close()
 		return nil, err

@@ -332,8 +332,11 @@ func (k *Kernel) mathErrorCode(vector int) (int, error) {
 	return 0, nil
 }
 
-// emulateTSC completes a trapped rdtsc/rdtscp (CR4.TSD) with the clock's
-// TSC. It reports false if the instruction at RIP is something else.
+// emulateTSC completes a trapped rdtsc/rdtscp with the clock's TSC: one
+// that raised #GP under CR4.TSD, or one patched to trap on a KVM that
+// ignores CR4.TSD (guestmm.TSCPatch; the patched byte raises #GP too, and
+// decodeAt reads the original bytes). It reports false if the instruction
+// at RIP is something else.
 func (k *Kernel) emulateTSC(t *Task) bool {
 	regs := k.vcpu.Regs()
 	inst, ok := k.decodeAt(t, regs.RIP)

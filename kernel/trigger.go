@@ -22,7 +22,10 @@ const (
 // with them.
 type CheckpointConfig struct {
 	// Save writes a snapshot out (the image file). Nil disables
-	// checkpoints: emuckpt_checkpoint then fails with EDESTADDRREQ.
+	// checkpoints: emuckpt_checkpoint then fails with EDESTADDRREQ. It
+	// must be done with the snapshot's Mem when it returns: the guest
+	// goes on, and on PVM under --deterministic the rdtsc patches, taken
+	// out of guest memory during Save, come back (see trapTSC).
 	Save func(*Snapshot) error
 	// AtSyscall checkpoints after the Nth system call (0: never).
 	AtSyscall uint64
@@ -122,11 +125,14 @@ func (k *Kernel) save(rax *uint64) error {
 	case <-k.wake:
 	default:
 	}
+	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
+	repatch := k.frames.TSCPatch().Unpatch()
 	snap, err := k.Snapshot(rax)
-	if err != nil {
-		return err
+	if err == nil {
+		err = cc.Save(snap)
 	}
-	if err := cc.Save(snap); err != nil {
+	repatch()
+	if err != nil {
 		return err
 	}
 	if !cc.LeaveRunning {

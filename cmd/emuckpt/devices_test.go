@@ -153,25 +153,13 @@ ok
 `
 )
 
-// withoutTSCWarning drops the warning emuckpt prints under
-// --deterministic on a KVM that cannot trap rdtsc (PVM).
-func withoutTSCWarning(stderr string) string {
-	var keep []string
-	for _, l := range strings.SplitAfter(stderr, "\n") {
-		if !strings.Contains(l, "emuckpt: warning: this KVM ignores CR4.TSD") {
-			keep = append(keep, l)
-		}
-	}
-	return strings.Join(keep, "")
-}
-
 // requireOK requires a run to have exited 0 with nothing but want on
-// stdout and nothing on stderr (but the TSC warning).
+// stdout and nothing on stderr.
 func requireOK(t *testing.T, r result, want string) {
 	t.Helper()
 	assert.Equal(t, 0, r.status, "stderr: %s", r.stderr)
 	assert.Equal(t, want, r.stdout)
-	assert.Empty(t, withoutTSCWarning(r.stderr))
+	assert.Empty(t, r.stderr)
 }
 
 // replaceLines returns out with each line old[i] replaced by new[i]
@@ -260,7 +248,7 @@ func TestHPETDeterministic(t *testing.T) {
 	require.Equal(t, 0, b.status, "stdout: %s\nstderr: %s", b.stdout, b.stderr)
 	assert.Equal(t, a.stdout, b.stdout, "two --deterministic runs differ")
 	assert.Equal(t, a.stderr, b.stderr)
-	assert.Empty(t, withoutTSCWarning(a.stderr))
+	assert.Empty(t, a.stderr)
 
 	raw := regexp.MustCompile(`(?m)^(busy_loop_10ms|nanosleep_20ms)_raw: c0=(\d+) c1=(\d+) mono0=(\d+) mono1=(\d+) w0=\d+ w1=\d+ ratio=[\d.]+\n`)
 	m := raw.FindAllStringSubmatch(a.stdout, -1)

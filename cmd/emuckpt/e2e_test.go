@@ -188,43 +188,101 @@ func TestReadFileThroughRoot(t *testing.T) {
 	}
 }
 
-// withoutRdtsc drops dettime's rdtsc line where the KVM cannot trap rdtsc.
-func withoutRdtsc(t *testing.T, out string) string {
-	if ok, err := vmm.TSCTrapWorks(); err == nil && ok {
-		return out
-	}
-	var keep []string
-	for _, l := range strings.SplitAfter(out, "\n") {
-		if !strings.HasPrefix(l, "rdtsc_delta:") {
-			keep = append(keep, l)
-		}
-	}
-	return strings.Join(keep, "")
-}
-
 func TestDeterministic(t *testing.T) {
 	kvmtest.Require(t)
 	a := emuckpt(t, "run", "--deterministic", "--seed", "42", img("dettime"))
 	b := emuckpt(t, "run", "--deterministic", "--seed", "42", img("dettime"))
 	c := emuckpt(t, "run", "--deterministic", "--seed", "43", img("dettime"))
 	require.Equal(t, 0, a.status, a.stdout+a.stderr)
-	assert.Equal(t, withoutRdtsc(t, a.stdout), withoutRdtsc(t, b.stdout))
+	assert.Equal(t, a.stdout, b.stdout)
 	assert.Equal(t, a.stderr, b.stderr)
 	assert.NotEqual(t, a.stdout, c.stdout, "another seed gives other random bytes")
 	assert.Contains(t, a.stdout, "realtime: 946684800.")
 	assert.Contains(t, a.stdout, "nanosleep_10ms: ret=0 elapsed_ns=10")
 }
 
-// TestRdtscTrapped needs a KVM that honours CR4.TSD (hardware KVM): each
-// trapped rdtsc advances the virtual clock by 1 µs, so two in a row differ
-// by 1000 (the virtual TSC counts nanoseconds).
+// TestRdtscTrapped: each trapped rdtsc advances the virtual clock by
+// 1 µs, so two in a row differ by 1000 (the virtual TSC counts
+// nanoseconds), on hardware KVM through CR4.TSD and on PVM through the
+// patched instructions.
 func TestRdtscTrapped(t *testing.T) {
 	kvmtest.Require(t)
-	if ok, err := vmm.TSCTrapWorks(); err != nil || !ok {
-		t.Skipf("skipping: this KVM does not trap rdtsc through CR4.TSD (PVM); err=%v", err)
-	}
 	r := emuckpt(t, "run", "--deterministic", img("dettime"))
 	assert.Contains(t, r.stdout, "rdtsc_delta: 1000\n")
+	assert.Empty(t, r.stderr)
+}
+
+// rdtscWant is what testimages/bin/rdtsc prints under --deterministic,
+// whatever the seed, on any KVM: every rdtsc and rdtscp trapped (1000
+// apart), every immediate holding their byte sequences intact.
+const rdtscWant = `rdtsc: 3000 delta 1000
+rdtscp: 7000 delta 1000 aux 0
+site_delta: 1000
+imm_rdtsc: 0x90310f90
+imm_rdtscp: 0xf9010f90
+jit_imm: 0x90310f90
+jit_rdtsc: 13000 delta 1000
+jit_straddle: 15000 delta 1000
+smc_rdtsc: 19000 delta 1000
+smc_imm: 0x90310f90
+smc_rdtsc_again: 21000 delta 1000
+`
+
+// TestRdtscDeterministic runs testimages/bin/rdtsc twice with one seed:
+// the same bytes, with rdtsc and rdtscp in the program's text, in code it
+// generated (mprotect, self-modifying RWX, an rdtsc straddling two pages)
+// all trapped, and rdtsc byte sequences inside immediates untouched.
+func TestRdtscDeterministic(t *testing.T) {
+	kvmtest.Require(t)
+	a := emuckpt(t, "run", "--deterministic", "--seed", "11", img("rdtsc"))
+	b := emuckpt(t, "run", "--deterministic", "--seed", "11", img("rdtsc"))
+	require.Equal(t, 0, a.status, a.stdout+a.stderr)
+	assert.Equal(t, rdtscWant+"ok\n", a.stdout)
+	assert.Equal(t, a.stdout, b.stdout)
+	assert.Empty(t, a.stderr, "no rdtsc-like bytes left undecided")
+
+	// Without --deterministic nothing is patched: the program still runs.
+	n := emuckpt(t, "run", img("rdtsc"))
+	require.Equal(t, 0, n.status, n.stdout+n.stderr)
+	assert.Contains(t, n.stdout, "imm_rdtsc: 0x90310f90\n")
+}
+
+// TestRdtscSelfRead: a program reading its own rdtsc through a system
+// call sees its own bytes; a direct load sees the patch on PVM only.
+func TestRdtscSelfRead(t *testing.T) {
+	kvmtest.Require(t)
+	r := emuckpt(t, "run", "--deterministic", img("rdtsc"), "selfread")
+	require.Equal(t, 0, r.status, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "write: 0f\n")
+	assert.Contains(t, r.stdout, "rdtsc: ")
+	direct := "direct: 0f\n"
+	if ok, err := vmm.TSCTrapWorks(); err != nil || !ok {
+		direct = "direct: f4\n" // hlt, the byte that makes it trap
+	}
+	assert.Contains(t, r.stdout, direct)
+}
+
+// TestRdtscCheckpoint checkpoints testimages/bin/rdtsc with patched
+// generated code in memory: the image holds the program's own bytes (no
+// patch), and the restored run traps its rdtscs again and goes on with
+// the same clock, so both halves print what one run prints.
+func TestRdtscCheckpoint(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "rdtsc.img")
+	whole := emuckpt(t, "run", "--deterministic", "--seed", "1", "--checkpoint-to", image, "--leave-running", img("rdtsc"), "checkpoint")
+	require.Equal(t, 0, whole.status, whole.stdout+whole.stderr)
+	first := emuckpt(t, "run", "--deterministic", "--seed", "1", "--checkpoint-to", image, img("rdtsc"), "checkpoint")
+	require.Equal(t, 0, first.status, first.stderr)
+	data, err := os.ReadFile(image)
+	require.NoError(t, err)
+	code := []byte{0x0f, 0x31, 0x48, 0xc1, 0xe2, 0x20} // the RWX page's rdtsc, last run before the checkpoint
+	assert.Equal(t, 1, bytes.Count(data, code), "the image holds the original rdtsc")
+	assert.Zero(t, bytes.Count(data, append([]byte{0xf4}, code[1:]...)), "and no patched one")
+	second := emuckpt(t, "restore", image)
+	require.Equal(t, 0, second.status, second.stderr)
+	assert.Equal(t, rdtscWant, first.stdout)
+	assert.Equal(t, strings.Replace(whole.stdout, "checkpoint: after", "checkpoint: restored", 1), first.stdout+second.stdout)
+	assert.Contains(t, second.stdout, "after_checkpoint: 25000 delta 1000\n")
 }
 
 func TestUnknownSyscallReportedOnce(t *testing.T) {

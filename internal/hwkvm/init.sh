@@ -43,6 +43,20 @@ step() {
 
 IMG=$REPO/testimages/bin
 
+# What testimages/bin/rdtsc prints under --deterministic on any KVM.
+RDTSC_WANT='rdtsc: 3000 delta 1000
+rdtscp: 7000 delta 1000 aux 0
+site_delta: 1000
+imm_rdtsc: 0x90310f90
+imm_rdtscp: 0xf9010f90
+jit_imm: 0x90310f90
+jit_rdtsc: 13000 delta 1000
+jit_straddle: 15000 delta 1000
+smc_rdtsc: 19000 delta 1000
+smc_imm: 0x90310f90
+smc_rdtsc_again: 21000 delta 1000
+ok'
+
 # output_is WANT CMD...: CMD exits 0 and prints exactly WANT.
 output_is() {
 	local expect=$1 out rc
@@ -130,6 +144,10 @@ if [ -c /dev/kvm ] && [ "$PHASE" != full ]; then
 	step malloc 0 emuckpt run "$IMG/malloc"
 	step pgtable_churn 0 emuckpt run --mem 64M "$IMG/pgtable_churn" 10000
 	step dettime-deterministic 0 twice_identical "$IMG/dettime"
+	step rdtsc-deterministic 0 twice_identical "$IMG/rdtsc"
+	# The same bytes as on PVM, where rdtsc is patched rather than
+	# trapped through CR4.TSD (cmd/emuckpt TestRdtscDeterministic).
+	step rdtsc-like-pvm 0 output_is "$RDTSC_WANT" emuckpt run --deterministic --seed 3 "$IMG/rdtsc"
 	step hpet_mmap 0 emuckpt run "$IMG/hpet_mmap"
 	step hpet_irq 0 emuckpt run --deterministic "$IMG/hpet_irq"
 	step bsr_barrier 0 emuckpt run "$IMG/bsr_barrier"
