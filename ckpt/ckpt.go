@@ -119,7 +119,16 @@ func Parse(b []byte) (*Image, error) {
 	return fromImage(img)
 }
 
+// MinStateVersion is the oldest image format whose state this emuckpt
+// restores: version 1 images hold one process, in a state record that
+// version 2 (process trees) replaced.
+const MinStateVersion = 2
+
 func fromImage(img *image.Image) (*Image, error) {
+	if v := img.Info().Version; v < MinStateVersion {
+		img.Close()
+		return nil, fmt.Errorf("%w: format version %d was written by an emuckpt from before process trees; this one restores version %d and later: checkpoint the program again", ErrImage, v, MinStateVersion)
+	}
 	var st *kernel.State
 	for _, r := range img.Records() {
 		if r.Type != RecState {

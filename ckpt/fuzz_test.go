@@ -39,7 +39,7 @@ func FuzzParse(f *testing.F) {
 //
 //	go test -run XXX -fuzz=FuzzState -fuzztime=200000x ./ckpt/
 func FuzzState(f *testing.F) {
-	golden := readGolden(f, "args-v1.img")
+	golden := readGolden(f, "args-v2.img")
 	f.Add(golden.state)
 	for _, m := range inconsistentStates {
 		f.Add(mutatedState(f, golden.state, m.mutate))
@@ -61,7 +61,7 @@ func FuzzState(f *testing.F) {
 func checkAccepted(t *testing.T, img *Image) {
 	st := img.State
 	var prevEnd uint64
-	for _, v := range st.Process.VMAs {
+	for _, v := range st.Processes[0].VMAs {
 		require.Less(t, v.Start, v.End)
 		require.GreaterOrEqual(t, v.Start, prevEnd, "VMAs overlap")
 		prevEnd = v.End

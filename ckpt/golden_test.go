@@ -24,8 +24,18 @@ var goldenImages = []struct {
 	at            uint64
 	rest          string
 }{
-	{"hello-v1.img", "hello", []string{"hello"}, 3, "hello, world\n"},
-	{"args-v1.img", "args", []string{"args", "golden"}, 4, ""},
+	{"hello-v2.img", "hello", []string{"hello"}, 3, "hello, world\n"},
+	{"args-v2.img", "args", []string{"args", "golden"}, 4, ""},
+}
+
+// TestOldImagesRefused: version 1 images (one process, from before process
+// trees) are refused with a message that says what to do.
+func TestOldImagesRefused(t *testing.T) {
+	for _, name := range []string{"hello-v1.img", "args-v1.img"} {
+		_, err := Open(filepath.Join("testdata", name))
+		require.ErrorIs(t, err, ErrImage, name)
+		require.ErrorContains(t, err, "format version 1 was written by an emuckpt from before process trees; this one restores version 2 and later: checkpoint the program again", name)
+	}
 }
 
 func TestGoldenImages(t *testing.T) {

@@ -17,25 +17,25 @@ var inconsistentStates = []struct {
 	mutate func(*kernel.State)
 	msg    string
 }{
-	{"unknown VMA type", func(s *kernel.State) { s.Process.VMAs[4].Type = "MYSTERY" },
-		`process.vmas[4] 0x7ffffffdf000-0x7ffffffff000 ("MYSTERY"): type "MYSTERY" does not match kind stack`},
+	{"unknown VMA type", func(s *kernel.State) { s.Processes[0].VMAs[4].Type = "MYSTERY" },
+		`processes[0].vmas[4] 0x7ffffffdf000-0x7ffffffff000 ("MYSTERY"): type "MYSTERY" does not match kind stack`},
 	{"DEVICE type on an anonymous VMA", func(s *kernel.State) {
-		s.Process.VMAs[4].Type, s.Process.VMAs[4].Device = kernel.VMADevice, "hpet"
+		s.Processes[0].VMAs[4].Type, s.Processes[0].VMAs[4].Device = kernel.VMADevice, "hpet"
 	}, `type "DEVICE" does not match kind stack`},
 	{"SCRATCH VMA with stored pages", func(s *kernel.State) {
-		s.Process.VMAs[4].Type, s.Process.VMAs[4].DontDump = kernel.VMAScratch, true
+		s.Processes[0].VMAs[4].Type, s.Processes[0].VMAs[4].DontDump = kernel.VMAScratch, true
 	}, "a SCRATCH VMA stores no pages, this one has 1 runs"},
 	{"overlapping page runs", func(s *kernel.State) {
-		v := &s.Process.VMAs[4]
+		v := &s.Processes[0].VMAs[4]
 		v.Pages = append(v.Pages, kernel.PageRun{VA: v.Pages[0].VA, Count: 1, Index: 0})
 	}, "pages[1] at 0x7fffffffe000 overlaps or precedes the run before it"},
 	{"FILE VMA without objref", func(s *kernel.State) {
-		s.Process.VMAs = append(s.Process.VMAs[:4:4], kernel.VMAState{Type: kernel.VMAFile, Kind: "file",
-			Start: 0x7f0000000000, End: 0x7f0000001000, Prot: 1, MaxProt: 5, Name: "/data.txt"}, s.Process.VMAs[4])
-	}, `process.vmas[4] 0x7f0000000000-0x7f0000001000 ("FILE"): file "/data.txt" has no objref`},
-	{"file offset near 2^64", func(s *kernel.State) { s.Process.VMAs[1].Offset = 1<<64 - 4096 },
-		"process.vmas[1] 0x401000-0x406000 (\"FILE\"): bad offset 0xfffffffffffff000"},
-	{"page run outside the page data", func(s *kernel.State) { s.Process.VMAs[4].Pages[0].Index = 2 },
+		s.Processes[0].VMAs = append(s.Processes[0].VMAs[:4:4], kernel.VMAState{Type: kernel.VMAFile, Kind: "file",
+			Start: 0x7f0000000000, End: 0x7f0000001000, Prot: 1, MaxProt: 5, Name: "/data.txt"}, s.Processes[0].VMAs[4])
+	}, `processes[0].vmas[4] 0x7f0000000000-0x7f0000001000 ("FILE"): file "/data.txt" has no objref`},
+	{"file offset near 2^64", func(s *kernel.State) { s.Processes[0].VMAs[1].Offset = 1<<64 - 4096 },
+		"processes[0].vmas[1] 0x401000-0x406000 (\"FILE\"): bad offset 0xfffffffffffff000"},
+	{"page run outside the page data", func(s *kernel.State) { s.Processes[0].VMAs[4].Pages[0].Index = 2 },
 		"outside the image's 2 pages"},
 }
 
@@ -43,7 +43,7 @@ var inconsistentStates = []struct {
 // state contradicts itself: Open and Parse refuse them with ErrImage,
 // naming the record, before anything could be restored.
 func TestInconsistentImagesRefused(t *testing.T) {
-	golden := readGolden(t, "args-v1.img")
+	golden := readGolden(t, "args-v2.img")
 	img, err := Parse(buildImage(t, golden.state, golden.pages))
 	require.NoError(t, err, "the unchanged state is accepted")
 	img.Close()

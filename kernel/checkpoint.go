@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
@@ -20,24 +21,20 @@ const VanillaDevice = "vanilla"
 
 var zeroPage [guestmm.PageSize]byte
 
-// Snapshot captures the process at the current exit boundary. The vCPU
-// must be stopped in Run's loop (between two vCPU runs), so the user state
-// in the vCPU is complete. rax overrides the saved RAX when non-nil (the
-// value the restored guest sees from emuckpt_checkpoint).
+// Snapshot captures the process tree at the current exit boundary: every
+// task is stopped between two exits (the one on the vCPU at the exit being
+// handled, the others in the run queue or blocked in a call). rax
+// overrides the saved RAX of the task on the vCPU when non-nil (the value
+// the restored guest sees from emuckpt_checkpoint).
 func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	started := time.Now()
-	p := k.first
-	if n := len(k.procs); n != 1 || len(p.tasks) != 1 || p.exited {
-		return nil, fmt.Errorf("cannot checkpoint: the guest has %d processes and %d threads; checkpoints of process trees and threads are not implemented yet", n, len(k.sched.all))
-	}
-	t := p.tasks[0]
-	as := p.as
 	st := &State{
 		Program:  k.progRef,
 		Root:     k.cfg.Root,
 		MemSize:  k.m.MemSize(),
 		Syscalls: k.syscalls,
 		Time:     k.timeState(),
+		NextPID:  k.sched.nextPID,
 	}
 	if vc, ok := k.clock.(*VirtualClock); ok {
 		st.Clock.Virtual = true
@@ -46,34 +43,19 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 			st.Clock.Rand = sr.s
 		}
 	}
-	brkStart, brk := as.BrkRange()
-	ps := ProcessState{
-		PID: p.pid, PPID: p.ppid, Cwd: p.cwd, Exe: p.exe,
-		BrkStart: brkStart, Brk: brk,
-		FDLimit: p.fds.Limit(), FDs: p.fds.Snapshot(),
-		Umask: &p.umask, Dumpable: &p.dumpable, Groups: p.groups,
-		LockFuture: p.lockFuture, LockOnFault: p.lockOnFault,
-	}
-	for _, fd := range ps.FDs {
-		if fd.File.Kind == vfs.KindPipe {
-			return nil, fmt.Errorf("cannot checkpoint: descriptor %d is a pipe, and pipes are not saved yet", fd.FD)
-		}
-	}
-	for sig := 1; sig <= numSignals; sig++ {
-		if a := p.actions[sig]; a != (sigAction{}) {
-			ps.Actions = append(ps.Actions, SigAction{Signal: sig, Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask})
-		}
-	}
 	snap := &Snapshot{State: st, Mem: k.m.Mem(), Started: started}
 	ms := memorySnapshot{k: k, st: st, snap: snap, objrefs: map[string]int{}, stored: map[uint64]uint64{}}
-	for _, v := range as.VMAs() {
-		vs, err := ms.vma(as, &v)
+	shared := vfs.NewShared()
+	memOwner := map[*guestmm.AddressSpace]int{}
+	filesOwner := map[*vfs.FDTable]int{}
+	for _, p := range k.processOrder() {
+		ps, err := k.saveProcess(p, &ms, shared, memOwner, filesOwner, rax)
 		if err != nil {
 			return nil, err
 		}
-		ps.VMAs = append(ps.VMAs, vs)
+		st.Processes = append(st.Processes, ps)
 	}
-	st.Process = ps
+	st.Pipes = shared.Pipes
 	// tmpfs files' pages go to the page data too, each once: no VMA
 	// stores them (a shared mapping of one stores nothing, a private one
 	// only its own copies).
@@ -82,23 +64,6 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		return uint64(len(snap.Pages) - 1)
 	})
 	st.PageCount = uint64(len(snap.Pages))
-
-	fpu, err := k.vcpu.ContextFPU(&t.ctx)
-	if err != nil {
-		return nil, err
-	}
-	regs := t.ctx.Regs
-	if rax != nil {
-		regs.RAX = *rax
-	}
-	st.Tasks = []TaskState{{
-		TID: t.tid, Regs: regs, FSBase: t.ctx.FSBase, GSBase: t.ctx.GSBase, FPU: fpu,
-		ClearTID: t.clearTID, Robust: t.robust, RobustSz: t.robustSz,
-		Sigmask: t.sigmask, Pending: t.pending, PendingCodes: pendingCodes(t),
-		AltSP: t.altstack.SP, AltFlags: t.altstack.Flags, AltSize: t.altstack.Size,
-		Comm: &t.comm, Pdeathsig: t.pdeathsig, Nice: t.nice,
-	}}
-	k.saveWait(t, &st.Tasks[0])
 	for _, d := range k.deviceStates {
 		data, err := d.Save()
 		if err != nil {
@@ -107,6 +72,103 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		st.Devices = append(st.Devices, DeviceRecord{Name: d.Name, Data: data})
 	}
 	return snap, nil
+}
+
+// processOrder is the processes of an image: the first process, then the
+// others by pid (a child's pid is always above its parent's).
+func (k *Kernel) processOrder() []*Process {
+	ps := []*Process{k.first}
+	for _, p := range k.procs {
+		if p != k.first {
+			ps = append(ps, p)
+		}
+	}
+	slices.SortFunc(ps[1:], func(a, b *Process) int { return a.pid - b.pid })
+	return ps
+}
+
+// savableKinds are the descriptor kinds an image can hold.
+var savableKinds = map[vfs.FileKind]bool{
+	vfs.KindStdio: true, vfs.KindRegular: true, vfs.KindDirectory: true, vfs.KindDevice: true,
+	vfs.KindGenerated: true, vfs.KindPath: true, vfs.KindTmpfs: true, vfs.KindPipe: true, KindTimerFD: true,
+}
+
+// saveProcess describes one process; what it shares with an earlier one
+// (memOwner, filesOwner) is named, not saved again.
+func (k *Kernel) saveProcess(p *Process, ms *memorySnapshot, shared *vfs.Shared, memOwner map[*guestmm.AddressSpace]int, filesOwner map[*vfs.FDTable]int, rax *uint64) (ProcessState, error) {
+	ps := ProcessState{
+		PID: p.pid, PPID: p.ppid, PGID: p.pgid, SID: p.sid, ExitSignal: p.exitSignal,
+		Execed: p.execed, Program: p.prog != nil, Args: p.args, Cwd: p.cwd, Exe: p.exe,
+		Umask: &p.umask, Dumpable: &p.dumpable, Groups: p.groups,
+		LockFuture: p.lockFuture, LockOnFault: p.lockOnFault,
+	}
+	if p.parent != nil {
+		ps.Parent = p.parent.pid
+	}
+	for sig := 1; sig <= numSignals; sig++ {
+		if a := p.actions[sig]; a != (sigAction{}) {
+			ps.Actions = append(ps.Actions, SigAction{Signal: sig, Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask})
+		}
+	}
+	if p.exited {
+		ps.Zombie, ps.Status = true, &p.status
+		return ps, nil
+	}
+	if owner, ok := memOwner[p.as]; ok {
+		ps.SharesMemoryWith = owner
+	} else {
+		memOwner[p.as] = p.pid
+		ps.BrkStart, ps.Brk = p.as.BrkRange()
+		for _, v := range p.as.VMAs() {
+			vs, err := ms.vma(p.as, &v)
+			if err != nil {
+				return ps, err
+			}
+			ps.VMAs = append(ps.VMAs, vs)
+		}
+	}
+	if owner, ok := filesOwner[p.fds]; ok {
+		ps.SharesFilesWith = owner
+	} else {
+		filesOwner[p.fds] = p.pid
+		ps.FDLimit, ps.FDs = p.fds.Limit(), p.fds.SnapshotShared(shared)
+		for _, fd := range ps.FDs {
+			if !savableKinds[fd.File.Kind] {
+				return ps, fmt.Errorf("cannot checkpoint: descriptor %d of process %d is a %s, which checkpoints do not save yet", fd.FD, p.pid, fd.File.Kind)
+			}
+		}
+	}
+	if p.vforkParent != nil {
+		ps.VforkParent = p.vforkParent.tid
+	}
+	for _, t := range p.tasks {
+		ts, err := k.saveTask(t)
+		if err != nil {
+			return ps, err
+		}
+		if rax != nil && t == k.sched.cur {
+			ts.Regs.RAX = *rax
+		}
+		ps.Tasks = append(ps.Tasks, ts)
+	}
+	return ps, nil
+}
+
+// saveTask describes one task.
+func (k *Kernel) saveTask(t *Task) (TaskState, error) {
+	fpu, err := k.vcpu.ContextFPU(&t.ctx)
+	if err != nil {
+		return TaskState{}, err
+	}
+	ts := TaskState{
+		TID: t.tid, Regs: t.ctx.Regs, FSBase: t.ctx.FSBase, GSBase: t.ctx.GSBase, FPU: fpu,
+		ClearTID: t.clearTID, Robust: t.robust, RobustSz: t.robustSz,
+		Sigmask: t.sigmask, Pending: t.pending, PendingCodes: pendingCodes(t),
+		AltSP: t.altstack.SP, AltFlags: t.altstack.Flags, AltSize: t.altstack.Size,
+		Comm: &t.comm, Pdeathsig: t.pdeathsig, Nice: t.nice,
+	}
+	k.saveWait(t, &ts)
+	return ts, nil
 }
 
 // memorySnapshot turns VMAs into VMAStates, collecting the objects they
@@ -194,7 +256,11 @@ func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
 			continue
 		}
 		pa := pte.Addr()
-		if bytes.Equal(mem[pa:pa+guestmm.PageSize], zeroPage[:]) {
+		// A zero page is not stored, and comes back as a fresh zero page
+		// at its first touch; but a shared anonymous page that several
+		// mappings (processes after fork) hold must stay one page.
+		sharedFrame := vs.Type == VMAShm && ms.k.frames.RefCount(pa) > 1
+		if !sharedFrame && bytes.Equal(mem[pa:pa+guestmm.PageSize], zeroPage[:]) {
 			vs.ZeroPages++
 			continue
 		}
@@ -236,7 +302,24 @@ func (k *Kernel) saveWait(t *Task, ts *TaskState) {
 	if t.state != taskBlocked && !t.resume {
 		return
 	}
+	if t.resume {
+		// Woken, with its call not made again yet: a call whose result
+		// is settled (a futex wake, vfork's child gone) returns it.
+		switch {
+		case t.futex != nil && t.futex.woken:
+			ts.Regs.RAX = 0
+			return
+		case t.wait != nil && t.wait.finish != nil:
+			ret, e := t.wait.finish()
+			if e != 0 {
+				ret = uint64(-int64(e))
+			}
+			ts.Regs.RAX = ret
+			return
+		}
+	}
 	ts.Blocked, ts.WaitLeft = true, -1
+	ts.VforkChild = t.vforkChild
 	if t.wait != nil && t.wait.deadline != math.MaxInt64 {
 		ts.WaitLeft = k.timeLeft(t.wait.deadline)
 	}

@@ -87,6 +87,8 @@ type Task struct {
 	// restartNr is the number+1 of a restartable call that a signal
 	// interrupted: a handler with SA_RESTART makes it again.
 	restartNr uint64
+	// vforkChild is the pid of the child a task waits for in vfork.
+	vforkChild int
 	// futex is the task's futex wait while it blocks in one.
 	futex *futexWaiter
 	// slice counts the exits of the task's current turn on the vCPU.

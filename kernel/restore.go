@@ -51,9 +51,6 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 	if !st.Program.Matches(cfg.Program) {
 		return nil, fmt.Errorf("%w: program %s has changed since the checkpoint (sha256 %s expected)", ErrRestore, st.Program.Path, st.Program.SHA256)
 	}
-	if len(st.Tasks) != 1 {
-		return nil, fmt.Errorf("%w: image has %d tasks; this emuckpt restores exactly one", ErrRestore, len(st.Tasks))
-	}
 	cfg.Name = st.Program.Name
 	cfg.MemSize = st.MemSize
 	cfg.Deterministic = st.Clock.Virtual
@@ -77,29 +74,21 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 	return k, nil
 }
 
-// restoreMemory builds the address space of an image: its VMAs, with
-// the stored pages mapped from the page data, and the heap break.
-func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpace, error) {
-	ps := &st.Process
-	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, addressLayout)
-	if err != nil {
-		return nil, err
-	}
-	if err := vmm.MapKernel(as.PageTables()); err != nil {
-		return nil, err
-	}
-	// The page data first, so that it lands in one run of frames that a
-	// single mmap fills.
+// restorePages puts the page data of an image in guest RAM, in one run
+// of frames, and brings back the tmpfs mounts whose files use it. It
+// returns the frame of page 0.
+func (k *Kernel) restorePages(st *State, pages PageSource) (uint64, error) {
 	var base uint64
+	var err error
 	if st.PageCount > 0 {
 		if st.PageCount > uint64(k.frames.Capacity()) {
-			return nil, fmt.Errorf("%w: image has %d pages, guest RAM only %d frames", ErrRestore, st.PageCount, k.frames.Capacity())
+			return 0, fmt.Errorf("%w: image has %d pages, guest RAM only %d frames", ErrRestore, st.PageCount, k.frames.Capacity())
 		}
 		if base, err = k.frames.AllocRun(int(st.PageCount)); err != nil {
-			return nil, err
+			return 0, err
 		}
 		if err := k.fillPages(base, st.PageCount, pages); err != nil {
-			return nil, err
+			return 0, err
 		}
 	}
 	// The tmpfs next, its files' pages taken from the page data as they
@@ -109,20 +98,37 @@ func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpa
 		return base + page*guestmm.PageSize, nil // inside the page data (Validate)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrRestore, err)
+		return 0, fmt.Errorf("%w: %v", ErrRestore, err)
 	}
-	// A frame that several VMAs mapped was stored once: it gets one
-	// reference per mapping, before any is installed (a private frame
-	// with two references is then copied on write, as it was).
+	// A frame that several VMAs mapped (in one process or in several,
+	// after fork) was stored once: it gets one reference per mapping,
+	// before any is installed (a private frame with two references is
+	// then copied on write, as it was).
 	uses := make([]uint32, st.PageCount) // bounded by guest RAM, checked above
-	for i := range ps.VMAs {
-		for _, r := range ps.VMAs[i].Pages { // inside the page data (Validate)
-			for j := uint64(0); j < r.Count; j++ {
-				if uses[r.Index+j]++; uses[r.Index+j] > 1 {
-					k.frames.IncRef(base + (r.Index+j)*guestmm.PageSize)
+	for _, ps := range st.Processes {
+		for i := range ps.VMAs {
+			for _, r := range ps.VMAs[i].Pages { // inside the page data (Validate)
+				for j := uint64(0); j < r.Count; j++ {
+					if uses[r.Index+j]++; uses[r.Index+j] > 1 {
+						k.frames.IncRef(base + (r.Index+j)*guestmm.PageSize)
+					}
 				}
 			}
 		}
+	}
+	return base, nil
+}
+
+// restoreMemory builds the address space of one process of an image: its
+// VMAs, with the stored pages mapped from the page data at base, and the
+// heap break.
+func (k *Kernel) restoreMemory(st *State, ps *ProcessState, base uint64) (*guestmm.AddressSpace, error) {
+	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, addressLayout)
+	if err != nil {
+		return nil, err
+	}
+	if err := vmm.MapKernel(as.PageTables()); err != nil {
+		return nil, err
 	}
 	objects := map[int]*Object{}
 	for i := range st.Objects {
@@ -154,43 +160,72 @@ func (k *Kernel) restoreMemory(st *State, pages PageSource) (*guestmm.AddressSpa
 
 func (k *Kernel) restore(st *State, pages PageSource) error {
 	k.syscalls = st.Syscalls
-	ps := &st.Process
-	as, err := k.restoreMemory(st, pages)
+	base, err := k.restorePages(st, pages)
 	if err != nil {
 		return err
 	}
 	// Under preserve the device models get their registers back first, so
 	// that device descriptors re-attach to what they held (the HPET timer
 	// of a /dev/hpet descriptor); under fresh they are opened anew.
-	fdEntries := ps.FDs
 	if k.cfg.PreserveDevices {
 		if err := k.restoreDeviceStates(st.Devices); err != nil {
 			return err
 		}
-	} else {
-		fdEntries = append([]vfs.FDEntry(nil), ps.FDs...)
-		for i := range fdEntries {
-			if fdEntries[i].File.Kind != KindTimerFD { // its Device names its timer
-				fdEntries[i].File.Device = nil
-			}
-		}
 	}
-	// timerfds are the kernel's, not vfs's: restored after the timers.
-	var plain []vfs.FDEntry
-	for _, e := range fdEntries {
-		if e.File.Kind != KindTimerFD {
-			plain = append(plain, e)
+	k.procs = map[int]*Process{}
+	opened := vfs.NewRestored(st.Pipes)
+	fdEntries := map[*vfs.FDTable][]vfs.FDEntry{}
+	for i := range st.Processes { // parents first (Validate)
+		ps := &st.Processes[i]
+		p, err := k.restoreProcess(st, ps, base, opened, fdEntries)
+		if err != nil {
+			return err
 		}
-	}
-	fds, err := k.fs.RestoreFDTable(plain, ps.FDLimit)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrRestore, err)
+		k.procs[p.pid] = p
+		if i == 0 {
+			k.first = p
+		}
+		if par := k.procs[ps.Parent]; ps.Parent != 0 && par != nil {
+			p.parent = par
+			par.children = append(par.children, p)
+		}
 	}
 	k.fs.DropUnused()
-	p := &Process{pid: ps.PID, ppid: ps.PPID, pgid: ps.PID, sid: 1, as: as, mm: &sharedMM{as: as, users: 1},
-		fds: fds, fdUsers: new(int), cwd: ps.Cwd, exe: ps.Exe, exitSignal: int(unix.SIGCHLD),
+	k.sched.nextPID = st.NextPID
+	for i := range st.Processes {
+		ps := &st.Processes[i]
+		if ps.VforkParent != 0 {
+			k.procs[ps.PID].vforkParent = k.taskByTID(ps.VforkParent)
+		}
+	}
+	k.restoreTimeState(&st.Time, k.first.leader())
+	for fds, entries := range fdEntries {
+		if err := k.restoreTimerFDs(fds, entries); err != nil {
+			return err
+		}
+		k.asyncUsed = k.asyncUsed || len(fds.AsyncFiles()) > 0
+	}
+	// Each task's FPU state goes through KVM once, which refuses invalid
+	// state from a hostile image here rather than in the middle of a run.
+	for _, t := range k.sched.all {
+		if err := k.vcpu.StartContext(&t.ctx); err != nil {
+			return fmt.Errorf("%w: FPU state of task %d: %v", ErrRestore, t.tid, err)
+		}
+	}
+	return nil
+}
+
+// restoreProcess builds one process of an image, with its tasks in the run
+// queue. opened holds what the tables of the tree share; fdEntries
+// collects each table's entries for the timerfds, restored after the
+// timers.
+func (k *Kernel) restoreProcess(st *State, ps *ProcessState, base uint64, opened *vfs.Restored, fdEntries map[*vfs.FDTable][]vfs.FDEntry) (*Process, error) {
+	p := &Process{pid: ps.PID, ppid: ps.PPID, pgid: ps.PGID, sid: ps.SID, exitSignal: ps.ExitSignal,
+		cwd: ps.Cwd, exe: ps.Exe, args: ps.Args, execed: ps.Execed,
 		umask: 0o022, dumpable: 1, groups: ps.Groups, lockFuture: ps.LockFuture, lockOnFault: ps.LockOnFault}
-	*p.fdUsers = 1
+	if ps.Program {
+		p.prog = &programBacking{data: k.cfg.Program, name: st.Program.Name}
+	}
 	if ps.Umask != nil { // ranges checked by Validate
 		p.umask = *ps.Umask
 	}
@@ -200,30 +235,69 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	for _, a := range ps.Actions { // signal numbers checked by Validate
 		p.actions[a.Signal] = sigAction{Handler: a.Handler, Flags: a.Flags, Restorer: a.Restorer, Mask: a.Mask}
 	}
-	ts := st.Tasks[0]
-	t := &Task{tid: ts.TID, proc: p, clearTID: ts.ClearTID, robust: ts.Robust, robustSz: ts.RobustSz,
-		sigmask: ts.Sigmask &^ unblockable, pending: ts.Pending,
-		altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize},
-		comm:     commOf(ps.Exe), pdeathsig: ts.Pdeathsig, nice: ts.Nice}
-	if ts.Comm != nil {
-		t.comm = *ts.Comm
+	if ps.Zombie {
+		p.exited, p.status = true, *ps.Status
+		return p, nil
 	}
-	for sig, code := range ts.PendingCodes {
-		t.pendingCode[sig] = code
+	if q := k.procs[ps.SharesMemoryWith]; q != nil { // an earlier, live process (Validate)
+		p.as, p.mm = q.as, q.mm
+		p.mm.users++
+	} else {
+		as, err := k.restoreMemory(st, ps, base)
+		if err != nil {
+			return nil, err
+		}
+		p.as, p.mm = as, &sharedMM{as: as, users: 1}
 	}
-	t.ctx = vmm.Context{Regs: ts.Regs, FSBase: ts.FSBase, GSBase: ts.GSBase, CR3: as.PageTables().Root(), FPU: ts.FPU}
-	p.tasks = []*Task{t}
-	k.restoreWait(t, &ts)
-	k.adopt(p)
-	k.restoreTimeState(&st.Time, t)
-	if err := k.restoreTimerFDs(fds, fdEntries); err != nil {
-		return err
+	if q := k.procs[ps.SharesFilesWith]; q != nil {
+		p.fds, p.fdUsers = q.fds, q.fdUsers
+		*p.fdUsers++
+	} else {
+		entries := ps.FDs
+		if !k.cfg.PreserveDevices {
+			entries = append([]vfs.FDEntry(nil), ps.FDs...)
+			for i := range entries {
+				if entries[i].File.Kind != KindTimerFD { // its Device names its timer
+					entries[i].File.Device = nil
+				}
+			}
+		}
+		// timerfds are the kernel's, not vfs's: restored after the timers.
+		var plain []vfs.FDEntry
+		for _, e := range entries {
+			if e.File.Kind != KindTimerFD {
+				plain = append(plain, e)
+			}
+		}
+		fds, err := k.fs.RestoreFDTableShared(plain, ps.FDLimit, opened)
+		if err != nil {
+			return nil, fmt.Errorf("%w: process %d: %v", ErrRestore, ps.PID, err)
+		}
+		p.fds, p.fdUsers = fds, new(int)
+		*p.fdUsers = 1
+		fdEntries[fds] = entries
 	}
-	k.asyncUsed = len(fds.AsyncFiles()) > 0
-	if err := k.vcpu.StartContext(&t.ctx); err != nil {
-		return fmt.Errorf("%w: FPU state: %v", ErrRestore, err)
+	for i := range ps.Tasks {
+		ts := &ps.Tasks[i]
+		t := &Task{tid: ts.TID, proc: p, clearTID: ts.ClearTID, robust: ts.Robust, robustSz: ts.RobustSz,
+			sigmask: ts.Sigmask &^ unblockable, pending: ts.Pending,
+			altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize},
+			comm:     commOf(ps.Exe), pdeathsig: ts.Pdeathsig, nice: ts.Nice}
+		if ts.Comm != nil {
+			t.comm = *ts.Comm
+		}
+		for sig, code := range ts.PendingCodes {
+			t.pendingCode[sig] = code
+		}
+		t.ctx = vmm.Context{Regs: ts.Regs, FSBase: ts.FSBase, GSBase: ts.GSBase, CR3: p.as.PageTables().Root(), FPU: ts.FPU}
+		k.restoreWait(t, ts)
+		p.tasks = append(p.tasks, t)
+		k.sched.all = append(k.sched.all, t)
+		if t.state == taskRunnable {
+			k.sched.runq = append(k.sched.runq, t)
+		}
 	}
-	return nil
+	return p, nil
 }
 
 // restoreDeviceStates gives each device model its saved registers
@@ -368,6 +442,22 @@ func (k *Kernel) openBacking(vs *VMAState, flags int) (vfs.Backing, error) {
 // the call again first (see saveWait).
 func (k *Kernel) restoreWait(t *Task, ts *TaskState) {
 	if !ts.Blocked {
+		return
+	}
+	if ts.VforkChild != 0 {
+		// vfork's parent: it waits on until the child (restored after
+		// it) execs or exits.
+		pid := ts.VforkChild
+		t.vforkChild, t.state = pid, taskBlocked
+		t.wait = &waitSpec{deadline: math.MaxInt64, uninterruptible: true,
+			ready: func() bool {
+				cp := k.procs[pid]
+				return cp == nil || cp.vforkParent != t
+			},
+			finish: func() (uint64, unix.Errno) {
+				t.vforkChild = 0
+				return uint64(pid), 0
+			}}
 		return
 	}
 	t.resume = true

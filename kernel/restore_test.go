@@ -53,35 +53,35 @@ func TestRestoreRejectsBadState(t *testing.T) {
 		return &s
 	}
 	firstStored := func(s *State) *VMAState {
-		for i := range s.Process.VMAs {
-			if len(s.Process.VMAs[i].Pages) > 0 {
-				return &s.Process.VMAs[i]
+		for i := range s.Processes[0].VMAs {
+			if len(s.Processes[0].VMAs[i].Pages) > 0 {
+				return &s.Processes[0].VMAs[i]
 			}
 		}
 		t.Fatal("no VMA with pages")
 		return nil
 	}
 	cases := map[string]func(s *State){
-		"overlapping VMAs":     func(s *State) { s.Process.VMAs[1].Start = s.Process.VMAs[0].Start },
-		"VMA past user space":  func(s *State) { s.Process.VMAs[len(s.Process.VMAs)-1].End = 1 << 60 },
-		"unaligned VMA":        func(s *State) { s.Process.VMAs[0].End++ },
-		"unknown VMA kind":     func(s *State) { s.Process.VMAs[0].Kind = "mystery" },
+		"overlapping VMAs":     func(s *State) { s.Processes[0].VMAs[1].Start = s.Processes[0].VMAs[0].Start },
+		"VMA past user space":  func(s *State) { s.Processes[0].VMAs[len(s.Processes[0].VMAs)-1].End = 1 << 60 },
+		"unaligned VMA":        func(s *State) { s.Processes[0].VMAs[0].End++ },
+		"unknown VMA kind":     func(s *State) { s.Processes[0].VMAs[0].Kind = "mystery" },
 		"page run past data":   func(s *State) { firstStored(s).Pages[0].Index = s.PageCount },
 		"page run huge":        func(s *State) { firstStored(s).Pages[0].Count = 1 << 62 },
 		"page run outside VMA": func(s *State) { firstStored(s).Pages[0].VA = 0x10000 },
 		"too many pages":       func(s *State) { s.PageCount = 1 << 40 },
-		"short FPU state":      func(s *State) { s.Tasks[0].FPU = s.Tasks[0].FPU[:100] },
-		"bad signal":           func(s *State) { s.Process.Actions = append(s.Process.Actions, SigAction{Signal: 99}) },
-		"kernel FS base":       func(s *State) { s.Tasks[0].FSBase = 0xffffff8000001000 },
-		"no tasks":             func(s *State) { s.Tasks = nil },
-		"unknown fd kind":      func(s *State) { s.Process.FDs[0].File.Kind = "socket" },
+		"short FPU state":      func(s *State) { s.Processes[0].Tasks[0].FPU = s.Processes[0].Tasks[0].FPU[:100] },
+		"bad signal":           func(s *State) { s.Processes[0].Actions = append(s.Processes[0].Actions, SigAction{Signal: 99}) },
+		"kernel FS base":       func(s *State) { s.Processes[0].Tasks[0].FSBase = 0xffffff8000001000 },
+		"no tasks":             func(s *State) { s.Processes[0].Tasks = nil },
+		"unknown fd kind":      func(s *State) { s.Processes[0].FDs[0].File.Kind = "socket" },
 		"unknown device type": func(s *State) {
-			s.Process.VMAs = append(s.Process.VMAs, VMAState{Type: VMADevice, Kind: "device", Start: 0x7000000000, End: 0x7000001000, Prot: 1, MaxProt: 1, Shared: true, Name: "/dev/hpet", Device: "frobnicator"})
+			s.Processes[0].VMAs = append(s.Processes[0].VMAs, VMAState{Type: VMADevice, Kind: "device", Start: 0x7000000000, End: 0x7000001000, Prot: 1, MaxProt: 1, Shared: true, Name: "/dev/hpet", Device: "frobnicator"})
 		},
 		"missing device": func(s *State) {
-			s.Process.VMAs = append(s.Process.VMAs, VMAState{Type: VMADevice, Kind: "device", Start: 0x7000000000, End: 0x7000001000, Prot: 1, MaxProt: 1, Shared: true, Name: "/dev/nothing", Device: VanillaDevice})
+			s.Processes[0].VMAs = append(s.Processes[0].VMAs, VMAState{Type: VMADevice, Kind: "device", Start: 0x7000000000, End: 0x7000001000, Prot: 1, MaxProt: 1, Shared: true, Name: "/dev/nothing", Device: VanillaDevice})
 		},
-		"bad brk": func(s *State) { s.Process.BrkStart, s.Process.Brk = 0x1001, 0 },
+		"bad brk": func(s *State) { s.Processes[0].BrkStart, s.Processes[0].Brk = 0x1001, 0 },
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -154,7 +154,7 @@ func TestProcessAttributesRoundTrip(t *testing.T) {
 		return New(cfg)
 	})
 	require.NotNil(t, snap)
-	ps, ts := snap.Process, snap.Tasks[0]
+	ps, ts := snap.Processes[0], snap.Processes[0].Tasks[0]
 	require.Equal(t, uint32(0o027), *ps.Umask)
 	require.Equal(t, 0, *ps.Dumpable)
 	require.Equal(t, "renamed", *ts.Comm)
@@ -183,8 +183,8 @@ func TestProcessAttributesRoundTrip(t *testing.T) {
 
 	t.Run("old image without the attributes", func(t *testing.T) {
 		old := *snap
-		old.Process.Umask, old.Process.Dumpable, old.Tasks = nil, nil, []TaskState{snap.Tasks[0]}
-		old.Tasks[0].Comm, old.Tasks[0].Nice, old.Tasks[0].Pdeathsig = nil, 0, 0
+		old.Processes[0].Umask, old.Processes[0].Dumpable, old.Processes[0].Tasks = nil, nil, []TaskState{snap.Processes[0].Tasks[0]}
+		old.Processes[0].Tasks[0].Comm, old.Processes[0].Tasks[0].Nice, old.Processes[0].Tasks[0].Pdeathsig = nil, 0, 0
 		k, out := runWith(func(w *os.File) (*Kernel, error) {
 			return Restore(Config{Program: prog, Stdout: w}, &old, PageBytes(pages))
 		})

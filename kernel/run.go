@@ -16,12 +16,12 @@ import (
 
 // ExitStatus is how a run ended.
 type ExitStatus struct {
-	Code     int  // exit status when the program exited
-	Signal   int  // signal number when a signal killed it
-	TimedOut bool // the context ended the run
+	Code     int  `json:"code,omitempty"`   // exit status when the program exited
+	Signal   int  `json:"signal,omitempty"` // signal number when a signal killed it
+	TimedOut bool `json:"-"`                // the context ended the run
 	// Checkpointed means the run stopped after writing a checkpoint
 	// (status 0).
-	Checkpointed bool
+	Checkpointed bool `json:"-"`
 }
 
 // ShellStatus is the status a shell reports: Code, or 128+Signal, or 124
@@ -151,8 +151,9 @@ func (k *Kernel) runTurn(t *Task) error {
 			if err == nil && k.timersDue(ex.Kind) {
 				k.checkTimers()
 			}
-			if err == nil && cc.AtSyscall != 0 && k.syscalls == cc.AtSyscall {
-				err = k.checkpoint(nil)
+			if cc.AtSyscall != 0 && k.syscalls == cc.AtSyscall {
+				// Taken in settle, after an exit the call made is done.
+				k.ckpt.requested.Store(true)
 			}
 		case vmm.ExitMMIOLimit:
 			err = k.checkpoint(nil)
@@ -196,18 +197,14 @@ func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
 		}
 	}
 	t.restartNr = 0
-	if err == nil && k.ckpt.requested.Swap(false) {
-		err = k.checkpoint(nil)
-	}
-	if e, ok := err.(*errExit); ok {
-		if e.status.Checkpointed {
-			k.end = &e.status
-		} else {
-			k.exitProcess(t.proc, e.status)
-		}
+	if e, ok := err.(*errExit); ok && !e.status.Checkpointed {
+		k.exitProcess(t.proc, e.status)
 		err = nil
 	}
-	if err != nil {
+	if err == nil && k.end == nil && k.ckpt.requested.Swap(false) {
+		err = k.checkpoint(nil)
+	}
+	if err := k.endOrFail(err); err != nil {
 		return err
 	}
 	pt := t.proc.as.PageTables()

@@ -20,10 +20,16 @@ type State struct {
 	Clock    ClockState `json:"clock"`
 	Syscalls uint64     `json:"syscalls"`
 	// Time is the guest's timers and CPU-time accounting.
-	Time    TimeState      `json:"time"`
-	Process ProcessState   `json:"process"`
-	Tasks   []TaskState    `json:"tasks"`
-	Devices []DeviceRecord `json:"devices,omitempty"`
+	Time TimeState `json:"time"`
+	// Processes is the process tree: the run's first process first,
+	// then the others by pid, so that a parent comes before its
+	// children. NextPID is the last pid or tid handed out.
+	Processes []ProcessState `json:"processes"`
+	NextPID   int            `json:"next_pid"`
+	// Pipes are the pipes the descriptors of the tree hold, each once
+	// with the bytes queued in it; a pipe end names its pipe by objref.
+	Pipes   []vfs.PipeState `json:"pipes,omitempty"`
+	Devices []DeviceRecord  `json:"devices,omitempty"`
 	// Objects are the shared objects the VMAs refer to by objref: each
 	// file is recorded once, however many VMAs map it.
 	Objects []Object `json:"objects,omitempty"`
@@ -70,17 +76,46 @@ type ClockState struct {
 }
 
 // ProcessState is a Process as data.
+//
+// What several processes share is saved once: an address space shared by
+// CLONE_VM (a vfork child before it execs) is the VMAs of the process
+// named by SharesMemoryWith, a descriptor table shared by CLONE_FILES is
+// the one of SharesFilesWith, open file descriptions shared after fork
+// have one Desc number across all tables (one offset), and a frame that
+// processes share copy-on-write after fork is stored once.
 type ProcessState struct {
-	PID      int           `json:"pid"`
-	PPID     int           `json:"ppid"`
-	Cwd      string        `json:"cwd"`
-	Exe      string        `json:"exe"`
-	Actions  []SigAction   `json:"sigactions,omitempty"`
-	BrkStart uint64        `json:"brk_start"`
-	Brk      uint64        `json:"brk"`
-	FDLimit  int           `json:"fd_limit"`
-	FDs      []vfs.FDEntry `json:"fds"`
-	VMAs     []VMAState    `json:"vmas"`
+	PID  int `json:"pid"`
+	PPID int `json:"ppid"`
+	// Parent is the pid of the process wait4 reports this one to; 0 for
+	// a child of init (the first process, and orphans).
+	Parent     int `json:"parent,omitempty"`
+	PGID       int `json:"pgid"`
+	SID        int `json:"sid"`
+	ExitSignal int `json:"exit_signal,omitempty"`
+	// Zombie is a process that exited and was not reaped: Status is
+	// what wait4 will report; it has no tasks, memory or descriptors.
+	Zombie bool        `json:"zombie,omitempty"`
+	Status *ExitStatus `json:"status,omitempty"`
+	// Execed is set once it called execve; Program when it runs the
+	// run's program (whose pages come from the program file).
+	Execed  bool     `json:"execed,omitempty"`
+	Program bool     `json:"program,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	// SharesMemoryWith and SharesFilesWith name the earlier process
+	// whose address space or descriptor table this one uses (0: its own).
+	SharesMemoryWith int `json:"shares_memory_with,omitempty"`
+	SharesFilesWith  int `json:"shares_files_with,omitempty"`
+	// VforkParent is the tid of the task waiting in vfork for this
+	// process to exec or exit.
+	VforkParent int           `json:"vfork_parent,omitempty"`
+	Cwd         string        `json:"cwd"`
+	Exe         string        `json:"exe"`
+	Actions     []SigAction   `json:"sigactions,omitempty"`
+	BrkStart    uint64        `json:"brk_start"`
+	Brk         uint64        `json:"brk"`
+	FDLimit     int           `json:"fd_limit"`
+	FDs         []vfs.FDEntry `json:"fds"`
+	VMAs        []VMAState    `json:"vmas"`
 	// Umask and Dumpable are nil in images from before they were saved
 	// (restored as 0022 and 1).
 	Umask    *uint32 `json:"umask,omitempty"`
@@ -92,6 +127,8 @@ type ProcessState struct {
 	// MCL_ONFAULT.
 	LockFuture  bool `json:"lock_future,omitempty"`
 	LockOnFault bool `json:"lock_on_fault,omitempty"`
+	// Tasks are the process's threads, the thread-group leader first.
+	Tasks []TaskState `json:"tasks,omitempty"`
 }
 
 // SigAction is a non-default signal disposition.
@@ -132,6 +169,9 @@ type TaskState struct {
 	// field rewound RIP to the syscall instruction instead.
 	Blocked  bool  `json:"blocked,omitempty"`
 	WaitLeft int64 `json:"wait_left,omitempty"`
+	// VforkChild is the pid of the child a task blocked in vfork waits
+	// for; the call returns that pid when the wait is over.
+	VforkChild int `json:"vfork_child,omitempty"`
 	// SavedMask is the task's own signal mask while a ppoll or pselect6
 	// that replaced it waits (Sigmask is then the call's).
 	SavedMask *uint64 `json:"saved_mask,omitempty"`

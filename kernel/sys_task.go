@@ -215,12 +215,22 @@ func (k *Kernel) clone(t *Task, c cloneArgs) (uint64, unix.Errno) {
 		// The parent waits, with no signal able to end the wait, until
 		// the child execs or exits; then clone returns the child's pid.
 		cp.vforkParent = t
-		pid := uint64(child.tid)
-		return k.block(t, waitSpec{deadline: math.MaxInt64, uninterruptible: true,
-			ready:  func() bool { return cp.vforkParent == nil },
-			finish: func() (uint64, unix.Errno) { return pid, 0 }})
+		return k.vforkWait(t, cp)
 	}
 	return uint64(child.tid), 0
+}
+
+// vforkWait blocks vfork's parent t, with no signal able to end the wait,
+// until child cp execs or exits; then the call returns the child's pid.
+func (k *Kernel) vforkWait(t *Task, cp *Process) (uint64, unix.Errno) {
+	t.vforkChild = cp.pid
+	pid := uint64(cp.pid)
+	return k.block(t, waitSpec{deadline: math.MaxInt64, uninterruptible: true,
+		ready: func() bool { return cp.vforkParent != t },
+		finish: func() (uint64, unix.Errno) {
+			t.vforkChild = 0
+			return pid, 0
+		}})
 }
 
 // maxTasks bounds the tasks of a run (RLIMIT_NPROC's value here).

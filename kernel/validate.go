@@ -38,27 +38,13 @@ func (st *State) Validate() error {
 	if st.PageCount > st.MemSize/guestmm.PageSize {
 		return fmt.Errorf("page_count: %d pages do not fit mem_size %d", st.PageCount, st.MemSize)
 	}
-	ps := &st.Process
-	if ps.BrkStart%guestmm.PageSize != 0 || ps.Brk < ps.BrkStart || ps.Brk > guestmm.TaskSize {
-		return fmt.Errorf("process: bad heap break %#x-%#x", ps.BrkStart, ps.Brk)
-	}
-	seen := map[int]bool{}
-	for i, a := range ps.Actions {
-		if a.Signal < 1 || a.Signal > numSignals || seen[a.Signal] {
-			return fmt.Errorf("process.sigactions[%d]: bad or repeated signal %d", i, a.Signal)
-		}
-		seen[a.Signal] = true
-	}
-	if err := ps.validateAttributes(); err != nil {
+	if err := st.validateTree(); err != nil {
 		return err
 	}
-	var prevEnd uint64
-	for i := range ps.VMAs {
-		v := &ps.VMAs[i]
-		if err := st.validateVMA(v, prevEnd, objects); err != nil {
-			return fmt.Errorf("process.vmas[%d] %#x-%#x (%.20q): %v", i, v.Start, v.End, v.Type, err)
+	for i := range st.Processes {
+		if err := st.validateProcess(i, objects); err != nil {
+			return err
 		}
-		prevEnd = v.End
 	}
 	if err := st.validateTmpfs(); err != nil {
 		return err
@@ -66,7 +52,114 @@ func (st *State) Validate() error {
 	if err := st.validateTasks(); err != nil {
 		return err
 	}
+	if err := st.validatePipes(); err != nil {
+		return err
+	}
 	return st.Time.validate()
+}
+
+// validateTree checks the process tree: distinct pids in order, the first
+// process live, parents and the processes whose memory or descriptors
+// another shares coming earlier and live, zombies with a status and
+// nothing else, live processes with tasks.
+func (st *State) validateTree() error {
+	if len(st.Processes) == 0 {
+		return fmt.Errorf("processes: none")
+	}
+	if st.Processes[0].Zombie {
+		return fmt.Errorf("processes[0]: the first process is a zombie")
+	}
+	index := map[int]int{}
+	for i := range st.Processes {
+		ps := &st.Processes[i]
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("processes[%d] (pid %d): %s", i, ps.PID, fmt.Sprintf(format, args...))
+		}
+		if ps.PID < 2 || ps.PID > st.NextPID || index[ps.PID] != 0 || i > 0 && ps.PID <= st.Processes[i-1].PID && i > 1 {
+			return bad("bad, repeated or unordered pid (next_pid %d)", st.NextPID)
+		}
+		index[ps.PID] = i + 1
+		if ps.PGID < 1 || ps.SID < 1 || ps.PPID < 1 || ps.ExitSignal < 0 || ps.ExitSignal > numSignals {
+			return bad("bad ppid, pgid, sid or exit signal")
+		}
+		earlierLive := func(pid int) bool {
+			j := index[pid]
+			return j != 0 && j-1 < i && !st.Processes[j-1].Zombie
+		}
+		if ps.Parent != 0 && (!earlierLive(ps.Parent) || ps.Parent != ps.PPID) {
+			return bad("parent %d is not an earlier live process with its ppid", ps.Parent)
+		}
+		if ps.Zombie {
+			if ps.Status == nil || ps.Status.Code < 0 || ps.Status.Code > 255 || ps.Status.Signal < 0 || ps.Status.Signal > numSignals ||
+				len(ps.Tasks) > 0 || len(ps.VMAs) > 0 || len(ps.FDs) > 0 || ps.SharesMemoryWith != 0 || ps.SharesFilesWith != 0 || ps.VforkParent != 0 {
+				return bad("a zombie has a status and nothing else")
+			}
+			continue
+		}
+		if ps.Status != nil || len(ps.Tasks) == 0 {
+			return bad("a live process has tasks and no exit status")
+		}
+		if m := ps.SharesMemoryWith; m != 0 {
+			if !earlierLive(m) || st.Processes[index[m]-1].SharesMemoryWith != 0 || len(ps.VMAs) > 0 || ps.BrkStart != 0 || ps.Brk != 0 {
+				return bad("shares the memory of %d, which is not an earlier live process with its own, or has VMAs too", m)
+			}
+		}
+		if f := ps.SharesFilesWith; f != 0 {
+			if !earlierLive(f) || st.Processes[index[f]-1].SharesFilesWith != 0 || len(ps.FDs) > 0 {
+				return bad("shares the descriptors of %d, which is not an earlier live process with its own, or has descriptors too", f)
+			}
+		}
+	}
+	return nil
+}
+
+// validateProcess checks one process's heap, signal actions, attributes
+// and VMAs.
+func (st *State) validateProcess(i int, objects map[int]*Object) error {
+	ps := &st.Processes[i]
+	where := fmt.Sprintf("processes[%d]", i)
+	if ps.BrkStart%guestmm.PageSize != 0 || ps.Brk < ps.BrkStart || ps.Brk > guestmm.TaskSize {
+		return fmt.Errorf("%s: bad heap break %#x-%#x", where, ps.BrkStart, ps.Brk)
+	}
+	seen := map[int]bool{}
+	for j, a := range ps.Actions {
+		if a.Signal < 1 || a.Signal > numSignals || seen[a.Signal] {
+			return fmt.Errorf("%s.sigactions[%d]: bad or repeated signal %d", where, j, a.Signal)
+		}
+		seen[a.Signal] = true
+	}
+	if err := ps.validateAttributes(); err != nil {
+		return fmt.Errorf("%s: %v", where, err)
+	}
+	var prevEnd uint64
+	for j := range ps.VMAs {
+		v := &ps.VMAs[j]
+		if err := st.validateVMA(v, prevEnd, objects); err != nil {
+			return fmt.Errorf("%s.vmas[%d] %#x-%#x (%.20q): %v", where, j, v.Start, v.End, v.Type, err)
+		}
+		prevEnd = v.End
+	}
+	return nil
+}
+
+// validatePipes checks the pipes (distinct objrefs, at most a pipe's
+// capacity queued) and that every pipe end names one.
+func (st *State) validatePipes() error {
+	pipes := map[int]bool{}
+	for i, p := range st.Pipes {
+		if p.Ref < 1 || pipes[p.Ref] || len(p.Data) > vfs.PipeCapacity {
+			return fmt.Errorf("pipes[%d] (objref %d): bad or repeated objref, or more than a pipe holds", i, p.Ref)
+		}
+		pipes[p.Ref] = true
+	}
+	for i := range st.Processes {
+		for _, fd := range st.Processes[i].FDs {
+			if (fd.File.Kind == vfs.KindPipe) != (fd.File.Pipe != 0) || fd.File.Pipe != 0 && !pipes[fd.File.Pipe] {
+				return fmt.Errorf("processes[%d] fd %d: a pipe end must name a saved pipe (objref %d)", i, fd.FD, fd.File.Pipe)
+			}
+		}
+	}
+	return nil
 }
 
 // validate checks the timers of an image: known kinds, one of each
@@ -155,11 +248,13 @@ func (st *State) validateTmpfsPages() error {
 		return nil
 	}
 	slices.Sort(pages)
-	for _, v := range st.Process.VMAs {
-		for _, r := range v.Pages { // inside the page data (validateVMA)
-			k, _ := slices.BinarySearch(pages, r.Index)
-			if k < len(pages) && pages[k] < r.Index+r.Count {
-				return fmt.Errorf("%s of the page data is also a VMA's", owner[pages[k]])
+	for i := range st.Processes {
+		for _, v := range st.Processes[i].VMAs {
+			for _, r := range v.Pages { // inside the page data (validateVMA)
+				k, _ := slices.BinarySearch(pages, r.Index)
+				if k < len(pages) && pages[k] < r.Index+r.Count {
+					return fmt.Errorf("%s of the page data is also a VMA's", owner[pages[k]])
+				}
 			}
 		}
 	}
@@ -194,9 +289,11 @@ func (st *State) validateTmpfs() error {
 			return fmt.Errorf("objects[%d] (objref %d): names inode %d of tmpfs %.200q, which is not a saved regular file", i, o.Ref, o.Ino, o.Mount)
 		}
 	}
-	for i, fd := range st.Process.FDs {
-		if fd.File.Kind == vfs.KindTmpfs && !regular[fd.File.Mount][fd.File.Ino] {
-			return fmt.Errorf("process.fds[%d] (fd %d): names inode %d of tmpfs %.200q, which is not a saved regular file", i, fd.FD, fd.File.Ino, fd.File.Mount)
+	for j := range st.Processes {
+		for i, fd := range st.Processes[j].FDs {
+			if fd.File.Kind == vfs.KindTmpfs && !regular[fd.File.Mount][fd.File.Ino] {
+				return fmt.Errorf("processes[%d].fds[%d] (fd %d): names inode %d of tmpfs %.200q, which is not a saved regular file", j, i, fd.FD, fd.File.Ino, fd.File.Mount)
+			}
 		}
 	}
 	return nil
@@ -373,32 +470,59 @@ func (st *State) validatePages(v *VMAState) error {
 }
 
 func (st *State) validateTasks() error {
-	if len(st.Tasks) == 0 {
-		return fmt.Errorf("tasks: none")
-	}
-	tids := make(map[int]bool, len(st.Tasks))
-	for i, t := range st.Tasks {
-		if t.TID < 1 || tids[t.TID] {
-			return fmt.Errorf("tasks[%d]: bad or repeated tid %d", i, t.TID)
-		}
-		tids[t.TID] = true
-		if t.FSBase >= guestmm.TaskSize || t.GSBase >= guestmm.TaskSize {
-			return fmt.Errorf("tasks[%d] (tid %d): FS/GS base outside user space", i, t.TID)
-		}
-		if t.Comm != nil && (len(*t.Comm) >= taskCommLen || strings.IndexByte(*t.Comm, 0) >= 0) {
-			return fmt.Errorf("tasks[%d] (tid %d): comm %.40q is longer than %d bytes or holds a NUL", i, t.TID, *t.Comm, taskCommLen-1)
-		}
-		if t.Pdeathsig < 0 || t.Pdeathsig > numSignals || t.Nice < -20 || t.Nice > 19 {
-			return fmt.Errorf("tasks[%d] (tid %d): bad pdeathsig %d or nice %d", i, t.TID, t.Pdeathsig, t.Nice)
-		}
-		for sig := range t.PendingCodes {
-			if sig < 1 || sig > numSignals {
-				return fmt.Errorf("tasks[%d] (tid %d): pending code for bad signal %d", i, t.TID, sig)
+	tids := map[int]int{} // tid -> index of its process + 1
+	for pi := range st.Processes {
+		ps := &st.Processes[pi]
+		for i, t := range ps.Tasks {
+			if err := st.validateTask(pi, i, &t, tids); err != nil {
+				return err
 			}
 		}
-		if t.Blocked && (t.WaitLeft < -1 || syscalls[t.Regs.RAX] == nil) || !t.Blocked && (t.WaitLeft != 0 || t.SavedMask != nil) {
-			return fmt.Errorf("tasks[%d] (tid %d): bad wait (blocked %v in call %d, %d ns left)", i, t.TID, t.Blocked, t.Regs.RAX, t.WaitLeft)
+	}
+	for pi := range st.Processes {
+		ps := &st.Processes[pi]
+		if v := ps.VforkParent; v != 0 && (tids[v] == 0 || tids[v]-1 >= pi) {
+			return fmt.Errorf("processes[%d]: vfork parent %d is not a task of an earlier process", pi, v)
 		}
+		for i, t := range ps.Tasks {
+			c := t.VforkChild
+			if c == 0 {
+				continue
+			}
+			found := false
+			for _, q := range st.Processes[pi+1:] {
+				found = found || q.PID == c && q.VforkParent == t.TID
+			}
+			if !found || !t.Blocked {
+				return fmt.Errorf("processes[%d].tasks[%d]: waits in vfork for %d, which is not a later process it vforked", pi, i, c)
+			}
+		}
+	}
+	return nil
+}
+
+// validateTask checks one task; tids collects the tids seen.
+func (st *State) validateTask(pi, i int, t *TaskState, tids map[int]int) error {
+	if t.TID < 1 || t.TID > st.NextPID || tids[t.TID] != 0 {
+		return fmt.Errorf("processes[%d].tasks[%d]: bad or repeated tid %d", pi, i, t.TID)
+	}
+	tids[t.TID] = pi + 1
+	if t.FSBase >= guestmm.TaskSize || t.GSBase >= guestmm.TaskSize {
+		return fmt.Errorf("processes[%d].tasks[%d] (tid %d): FS/GS base outside user space", pi, i, t.TID)
+	}
+	if t.Comm != nil && (len(*t.Comm) >= taskCommLen || strings.IndexByte(*t.Comm, 0) >= 0) {
+		return fmt.Errorf("processes[%d].tasks[%d] (tid %d): comm %.40q is longer than %d bytes or holds a NUL", pi, i, t.TID, *t.Comm, taskCommLen-1)
+	}
+	if t.Pdeathsig < 0 || t.Pdeathsig > numSignals || t.Nice < -20 || t.Nice > 19 {
+		return fmt.Errorf("processes[%d].tasks[%d] (tid %d): bad pdeathsig %d or nice %d", pi, i, t.TID, t.Pdeathsig, t.Nice)
+	}
+	for sig := range t.PendingCodes {
+		if sig < 1 || sig > numSignals {
+			return fmt.Errorf("processes[%d].tasks[%d] (tid %d): pending code for bad signal %d", pi, i, t.TID, sig)
+		}
+	}
+	if t.Blocked && (t.WaitLeft < -1 || syscalls[t.Regs.RAX] == nil) || !t.Blocked && (t.WaitLeft != 0 || t.SavedMask != nil || t.VforkChild != 0) {
+		return fmt.Errorf("processes[%d].tasks[%d] (tid %d): bad wait (blocked %v in call %d, %d ns left)", pi, i, t.TID, t.Blocked, t.Regs.RAX, t.WaitLeft)
 	}
 	return nil
 }

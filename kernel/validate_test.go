@@ -19,8 +19,9 @@ func validState() *State {
 	return &State{
 		Program: ProgramRef{Name: "prog", Path: "testimages/bin/prog", SHA256: testSHA, Size: 30000},
 		MemSize: 64 << 20,
-		Process: ProcessState{
-			PID: 2, PPID: 1, Cwd: "/", Exe: "prog", BrkStart: 0x409000, Brk: 0x40a000, FDLimit: 1024,
+		NextPID: 2,
+		Processes: []ProcessState{{
+			PID: 2, PPID: 1, PGID: 2, SID: 1, Cwd: "/", Exe: "prog", BrkStart: 0x409000, Brk: 0x40a000, FDLimit: 1024,
 			FDs:     []vfs.FDEntry{{FD: 3, File: vfs.FileState{Kind: vfs.KindTmpfs, Path: "/tmp/f", Flags: 2, Mount: "/tmp", Ino: 2}}},
 			Actions: []SigAction{{Signal: 10, Handler: 0x401000}},
 			VMAs: []VMAState{
@@ -46,8 +47,8 @@ func validState() *State {
 				{Type: VMAStack, Start: 0x7ffffffde000, End: 0x7ffffffff000, Prot: 3, MaxProt: 7, Anonymous: true, GrowsDown: true, Kind: "stack", Name: "[stack]",
 					Pages: []PageRun{{VA: 0x7fffffffe000, Count: 1, Index: 7}}},
 			},
-		},
-		Tasks: []TaskState{{TID: 2, FSBase: 0x40a000, PendingCodes: map[int]int{10: 0}}},
+			Tasks: []TaskState{{TID: 2, FSBase: 0x40a000, PendingCodes: map[int]int{10: 0}}},
+		}},
 		Objects: []Object{
 			{Ref: 1, Kind: "program", Path: "prog"},
 			{Ref: 2, Kind: "file", Path: "/data.txt", Identity: &vfs.FileIdentity{Size: 9000, MtimeNS: 1, Ino: 2, SHA256: testSHA}},
@@ -65,13 +66,13 @@ func TestValidateAcceptsConsistentStates(t *testing.T) {
 	require.NoError(t, validState().Validate())
 	attrs := validState() // with every process attribute set
 	umask, dumpable, comm := uint32(0o777), 0, "fifteen-bytes-x"
-	attrs.Process.Umask, attrs.Process.Dumpable, attrs.Process.Groups = &umask, &dumpable, []uint32{7, 9}
-	attrs.Process.LockFuture, attrs.Process.LockOnFault = true, true
-	attrs.Process.VMAs[5].Locked = true
-	attrs.Tasks[0].Comm, attrs.Tasks[0].Nice, attrs.Tasks[0].Pdeathsig = &comm, -20, 64
+	attrs.Processes[0].Umask, attrs.Processes[0].Dumpable, attrs.Processes[0].Groups = &umask, &dumpable, []uint32{7, 9}
+	attrs.Processes[0].LockFuture, attrs.Processes[0].LockOnFault = true, true
+	attrs.Processes[0].VMAs[5].Locked = true
+	attrs.Processes[0].Tasks[0].Comm, attrs.Processes[0].Tasks[0].Nice, attrs.Processes[0].Tasks[0].Pdeathsig = &comm, -20, 64
 	require.NoError(t, attrs.Validate())
 	legacy := validState() // images from before objects: program VMAs without objref
-	legacy.Process.VMAs[0].Objref, legacy.Process.VMAs[1].Objref = 0, 0
+	legacy.Processes[0].VMAs[0].Objref, legacy.Processes[0].VMAs[1].Objref = 0, 0
 	legacy.Objects = legacy.Objects[1:]
 	require.NoError(t, legacy.Validate())
 	noHash := validState() // images from before content hashes
@@ -86,7 +87,7 @@ func TestValidateAcceptsConsistentStates(t *testing.T) {
 // fine but whose parts contradict each other. Each is refused, and the
 // message names the record.
 func TestValidateRefusesInconsistentStates(t *testing.T) {
-	vma := func(s *State, i int) *VMAState { return &s.Process.VMAs[i] }
+	vma := func(s *State, i int) *VMAState { return &s.Processes[0].VMAs[i] }
 	const (
 		prog, progData, heap, shared, private, anon, shm, shm2, scratch, device, stack = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 	)
@@ -96,8 +97,8 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		msg    string // part of the message
 	}{
 		// Types that contradict kinds: restore builds from the kind.
-		{"unknown VMA type", func(s *State) { vma(s, anon).Type = "MYSTERY" }, `process.vmas[5] 0x7f0000010000-0x7f0000020000 ("MYSTERY"): type "MYSTERY" does not match kind anon`},
-		{"DEVICE type on an anonymous VMA", func(s *State) { vma(s, anon).Type = VMADevice }, `process.vmas[5] 0x7f0000010000-0x7f0000020000 ("DEVICE"): type "DEVICE" does not match kind anon`},
+		{"unknown VMA type", func(s *State) { vma(s, anon).Type = "MYSTERY" }, `processes[0].vmas[5] 0x7f0000010000-0x7f0000020000 ("MYSTERY"): type "MYSTERY" does not match kind anon`},
+		{"DEVICE type on an anonymous VMA", func(s *State) { vma(s, anon).Type = VMADevice }, `processes[0].vmas[5] 0x7f0000010000-0x7f0000020000 ("DEVICE"): type "DEVICE" does not match kind anon`},
 		{"ANON type on a device VMA", func(s *State) { vma(s, device).Type = VMAAnon }, "does not match kind device"},
 		{"STACK type on a heap", func(s *State) { vma(s, heap).Type = VMAStack }, "does not match kind heap"},
 		{"FILE type on a shared file", func(s *State) { vma(s, shared).Type = VMAFile }, "which make it FILE_SHARED"},
@@ -141,9 +142,9 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"unknown object kind", func(s *State) { s.Objects[1].Kind = "socket" }, `unknown kind "socket"`},
 
 		// tmpfs files and what names them.
-		{"tmpfs descriptor naming no file", func(s *State) { s.Process.FDs[0].File.Ino = 7 }, "process.fds[0] (fd 3): names inode 7 of tmpfs \"/tmp\""},
-		{"tmpfs descriptor naming a directory", func(s *State) { s.Process.FDs[0].File.Ino = 1 }, "which is not a saved regular file"},
-		{"tmpfs descriptor of no mount", func(s *State) { s.Process.FDs[0].File.Mount = "/var" }, "names inode 2 of tmpfs \"/var\""},
+		{"tmpfs descriptor naming no file", func(s *State) { s.Processes[0].FDs[0].File.Ino = 7 }, "processes[0].fds[0] (fd 3): names inode 7 of tmpfs \"/tmp\""},
+		{"tmpfs descriptor naming a directory", func(s *State) { s.Processes[0].FDs[0].File.Ino = 1 }, "which is not a saved regular file"},
+		{"tmpfs descriptor of no mount", func(s *State) { s.Processes[0].FDs[0].File.Mount = "/var" }, "names inode 2 of tmpfs \"/var\""},
 		{"tmpfs object naming no file", func(s *State) { s.Objects[2].Ino = 9 }, "objects[2] (objref 3): names inode 9"},
 		{"tmpfs object with an identity", func(s *State) { s.Objects[2].Identity = s.Objects[1].Identity }, "a tmpfs object needs a path, a mount and an inode"},
 		{"tmpfs object without a mount", func(s *State) { s.Objects[2].Mount = "" }, "a tmpfs object needs"},
@@ -164,9 +165,9 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"unaligned offset", func(s *State) { vma(s, private).Offset = 100 }, "bad offset 0x64"},
 		{"overlapping VMAs", func(s *State) { vma(s, shm2).Start = 0x7f0000021000 }, "overlaps or precedes the VMA before it"},
 		{"VMAs out of order", func(s *State) {
-			v := s.Process.VMAs
+			v := s.Processes[0].VMAs
 			v[anon], v[shm] = v[shm], v[anon]
-		}, "process.vmas[6]"},
+		}, "processes[0].vmas[6]"},
 		{"VMA past user space", func(s *State) { vma(s, stack).End = 1 << 60 }, "not a page-aligned range of user space"},
 		{"empty VMA", func(s *State) { vma(s, anon).End = vma(s, anon).Start }, "not a page-aligned range"},
 		{"unaligned VMA", func(s *State) { vma(s, anon).End++ }, "not a page-aligned range"},
@@ -181,22 +182,22 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 		{"bad program hash", func(s *State) { s.Program.SHA256 = "00" }, "program: sha256"},
 		{"no program name", func(s *State) { s.Program.Name = "" }, "program: no name"},
 		{"more pages than RAM", func(s *State) { s.PageCount = 1 << 40 }, "page_count"},
-		{"bad brk", func(s *State) { s.Process.BrkStart, s.Process.Brk = 0x1001, 0 }, "bad heap break"},
-		{"bad signal", func(s *State) { s.Process.Actions[0].Signal = 99 }, "process.sigactions[0]: bad or repeated signal 99"},
-		{"repeated signal", func(s *State) { s.Process.Actions = append(s.Process.Actions, s.Process.Actions[0]) }, "repeated signal 10"},
-		{"no tasks", func(s *State) { s.Tasks = nil }, "tasks: none"},
-		{"repeated tid", func(s *State) { s.Tasks = append(s.Tasks, s.Tasks[0]) }, "tasks[1]: bad or repeated tid 2"},
-		{"kernel FS base", func(s *State) { s.Tasks[0].FSBase = 0xffffff8000001000 }, "FS/GS base outside user space"},
-		{"pending code of signal 0", func(s *State) { s.Tasks[0].PendingCodes = map[int]int{0: 1} }, "pending code for bad signal 0"},
+		{"bad brk", func(s *State) { s.Processes[0].BrkStart, s.Processes[0].Brk = 0x1001, 0 }, "bad heap break"},
+		{"bad signal", func(s *State) { s.Processes[0].Actions[0].Signal = 99 }, "processes[0].sigactions[0]: bad or repeated signal 99"},
+		{"repeated signal", func(s *State) { s.Processes[0].Actions = append(s.Processes[0].Actions, s.Processes[0].Actions[0]) }, "repeated signal 10"},
+		{"no tasks", func(s *State) { s.Processes[0].Tasks = nil }, "a live process has tasks"},
+		{"repeated tid", func(s *State) { s.Processes[0].Tasks = append(s.Processes[0].Tasks, s.Processes[0].Tasks[0]) }, "tasks[1]: bad or repeated tid 2"},
+		{"kernel FS base", func(s *State) { s.Processes[0].Tasks[0].FSBase = 0xffffff8000001000 }, "FS/GS base outside user space"},
+		{"pending code of signal 0", func(s *State) { s.Processes[0].Tasks[0].PendingCodes = map[int]int{0: 1} }, "pending code for bad signal 0"},
 		// Process attributes (prctl, umask, setpriority, mlock).
-		{"umask with file type bits", func(s *State) { m := uint32(0o10022); s.Process.Umask = &m }, "process: umask 010022 is not a permission mask"},
-		{"dumpable 2", func(s *State) { d := 2; s.Process.Dumpable = &d }, "process: dumpable 2 is neither 0 nor 1"},
-		{"too many groups", func(s *State) { s.Process.Groups = make([]uint32, ngroupsMax+1) }, "more than NGROUPS_MAX"},
-		{"lock on fault alone", func(s *State) { s.Process.LockOnFault = true }, "lock_on_fault without lock_future"},
-		{"long comm", func(s *State) { c := "sixteen-bytes-xx"; s.Tasks[0].Comm = &c }, "longer than 15 bytes or holds a NUL"},
-		{"comm with NUL", func(s *State) { c := "a\x00b"; s.Tasks[0].Comm = &c }, "holds a NUL"},
-		{"nice -21", func(s *State) { s.Tasks[0].Nice = -21 }, "bad pdeathsig 0 or nice -21"},
-		{"pdeathsig 65", func(s *State) { s.Tasks[0].Pdeathsig = 65 }, "bad pdeathsig 65"},
+		{"umask with file type bits", func(s *State) { m := uint32(0o10022); s.Processes[0].Umask = &m }, "process: umask 010022 is not a permission mask"},
+		{"dumpable 2", func(s *State) { d := 2; s.Processes[0].Dumpable = &d }, "process: dumpable 2 is neither 0 nor 1"},
+		{"too many groups", func(s *State) { s.Processes[0].Groups = make([]uint32, ngroupsMax+1) }, "more than NGROUPS_MAX"},
+		{"lock on fault alone", func(s *State) { s.Processes[0].LockOnFault = true }, "lock_on_fault without lock_future"},
+		{"long comm", func(s *State) { c := "sixteen-bytes-xx"; s.Processes[0].Tasks[0].Comm = &c }, "longer than 15 bytes or holds a NUL"},
+		{"comm with NUL", func(s *State) { c := "a\x00b"; s.Processes[0].Tasks[0].Comm = &c }, "holds a NUL"},
+		{"nice -21", func(s *State) { s.Processes[0].Tasks[0].Nice = -21 }, "bad pdeathsig 0 or nice -21"},
+		{"pdeathsig 65", func(s *State) { s.Processes[0].Tasks[0].Pdeathsig = 65 }, "bad pdeathsig 65"},
 		{"locked device VMA", func(s *State) { vma(s, device).Locked = true }, "a device mapping cannot be locked"},
 	}
 	for _, tt := range tests {
@@ -216,7 +217,7 @@ func TestValidateRefusesInconsistentStates(t *testing.T) {
 // it escape sequences.
 func TestValidateBoundsMessages(t *testing.T) {
 	s := validState()
-	s.Process.VMAs[5].Type = "\x1b[2J" + strings.Repeat("A", 10000)
+	s.Processes[0].VMAs[5].Type = "\x1b[2J" + strings.Repeat("A", 10000)
 	err := s.Validate()
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "\x1b")
@@ -229,10 +230,10 @@ func BenchmarkValidate(b *testing.B) {
 	for _, n := range []int{1000, 1000000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			s := validState()
-			s.Process.VMAs = s.Process.VMAs[:0]
+			s.Processes[0].VMAs = s.Processes[0].VMAs[:0]
 			for i := range n {
 				start := uint64(0x10000000 + i*0x2000)
-				s.Process.VMAs = append(s.Process.VMAs, VMAState{Type: VMAAnon, Start: start, End: start + 0x1000, Prot: 3, MaxProt: 7, Anonymous: true, Kind: "anon"})
+				s.Processes[0].VMAs = append(s.Processes[0].VMAs, VMAState{Type: VMAAnon, Start: start, End: start + 0x1000, Prot: 3, MaxProt: 7, Anonymous: true, Kind: "anon"})
 			}
 			for b.Loop() {
 				if err := s.Validate(); err != nil {

@@ -118,21 +118,21 @@ func TestVersion(t *testing.T) {
 		kind error
 		msg  string
 	}{
-		{"newer", func(h []byte) { le.PutUint32(h[offVersion:], 2) }, ErrVersion,
-			"format version 2 is newer than this emuckpt reads (version 1); restore it with the emuckpt that wrote it, or a newer one"},
+		{"newer", func(h []byte) { le.PutUint32(h[offVersion:], 3) }, ErrVersion,
+			"format version 3 is newer than this emuckpt reads (version 2); restore it with the emuckpt that wrote it, or a newer one"},
 		{"newer with longer header", func(h []byte) {
 			le.PutUint32(h[offVersion:], 7)
 			le.PutUint32(h[offHeaderLen:], 512)
 			h[300] = 0xaa
 		}, ErrVersion, "format version 7 is newer"},
 		{"newer with a header we cannot check", func(h []byte) {
-			le.PutUint32(h[offVersion:], 3)
+			le.PutUint32(h[offVersion:], 4)
 			le.PutUint32(h[offHeaderLen:], 1<<20)
-		}, ErrVersion, "format version 3 is newer"},
+		}, ErrVersion, "format version 4 is newer"},
 		{"zero", func(h []byte) { le.PutUint32(h[offVersion:], 0) }, ErrCorrupt, "format version 0 is invalid"},
 		{"unknown flags", func(h []byte) { le.PutUint32(h[offFlags:], 0x4) }, ErrVersion,
-			"the image uses format features (flags 0x4) that this emuckpt (format version 1) does not know"},
-		{"short header", func(h []byte) { le.PutUint32(h[offHeaderLen:], 64) }, ErrCorrupt, "header length 64, format version 1 has 128"},
+			"the image uses format features (flags 0x4) that this emuckpt (format version 2) does not know"},
+		{"short header", func(h []byte) { le.PutUint32(h[offHeaderLen:], 64) }, ErrCorrupt, "header length 64, format version 2 has 128"},
 		{"page size", func(h []byte) { le.PutUint32(h[offPageSize:], 65536) }, ErrCorrupt, "page size 65536"},
 		{"chunk", func(h []byte) { le.PutUint32(h[offChunkPages:], 0) }, ErrCorrupt, "chunk of 0 pages"},
 		{"reserved", func(h []byte) { h[100] = 1 }, ErrCorrupt, "reserved header bytes"},

@@ -12,7 +12,9 @@ const (
 	Magic = "EMUCKPT\x00"
 	// Version is the format version this package writes, and the newest
 	// it reads. Readers refuse images with a higher version (ErrVersion).
-	Version = 1
+	// Versions 1 and 2 have the same layout; 2 marks state records that
+	// hold a process tree (the ckpt package refuses version 1 states).
+	Version = 2
 	// PageSize is the size of a page of page data. The page-data area
 	// starts at a multiple of PageSize in the file, so that it can be read
 	// with direct I/O or mapped.
@@ -163,7 +165,7 @@ func parseHeader(name string, b []byte, size int64) (*header, error) {
 	case h.version > Version:
 		return nil, errNewer(name, h.version)
 	}
-	// Version 1 from here on.
+	// Versions 1 and 2 from here on: the same layout.
 	if h.headerLen != headerLen {
 		return nil, errCorrupt(name, "header length %d, format version %d has %d", h.headerLen, h.version, headerLen)
 	}
@@ -183,13 +185,13 @@ func parseHeader(name string, b []byte, size int64) (*header, error) {
 		return nil, errCorrupt(name, "reserved header bytes %d-%d are not zero", offReserved, headerLen-1)
 	}
 	if h.pageSize != PageSize {
-		return nil, errCorrupt(name, "page size %d, format version 1 uses %d", h.pageSize, PageSize)
+		return nil, errCorrupt(name, "page size %d, format version %d uses %d", h.pageSize, h.version, PageSize)
 	}
 	if h.chunkPages == 0 || h.chunkPages > 1<<20 {
 		return nil, errCorrupt(name, "page checksum chunk of %d pages is outside [1, %d]", h.chunkPages, 1<<20)
 	}
 	if h.pageOff != headerArea {
-		return nil, errCorrupt(name, "page data at offset %d, format version 1 puts it at %d", h.pageOff, headerArea)
+		return nil, errCorrupt(name, "page data at offset %d, format version %d puts it at %d", h.pageOff, h.version, headerArea)
 	}
 	if h.numPages > maxPages {
 		return nil, errCorrupt(name, "%d pages is more than a file can hold", h.numPages)

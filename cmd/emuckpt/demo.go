@@ -99,7 +99,7 @@ func cmdDemo(args []string, stdout, stderr *os.File) int {
 		return exitFailure
 	}
 	var devBytes, stored4k uint64
-	for _, v := range stored.Process.VMAs {
+	for _, v := range stored.Processes[0].VMAs {
 		if v.Type == kernel.VMADevice {
 			devBytes += v.Stored() * 4096
 		}
@@ -114,8 +114,8 @@ func cmdDemo(args []string, stdout, stderr *os.File) int {
 		fmt.Fprintf(stderr, "emuckpt: demo: %v\n", err)
 		return exitFailure
 	}
-	for i := range img.State.Process.VMAs {
-		v := inspectVMAOf(&img.State.Process.VMAs[i])
+	for i := range img.State.Processes[0].VMAs {
+		v := inspectVMAOf(&img.State.Processes[0].VMAs[i])
 		typ := v.Type
 		if v.Device != "" {
 			typ += "(" + v.Device + ")"

@@ -171,9 +171,9 @@ func TestInconsistentImageRefused(t *testing.T) {
 	r := emuckpt(t, "run", "--checkpoint-to", good, img("devckpt"))
 	require.Equal(t, 0, r.status, r.stderr)
 	anon := func(s *kernel.State) *kernel.VMAState {
-		for i := range s.Process.VMAs {
-			if s.Process.VMAs[i].Type == kernel.VMAAnon && len(s.Process.VMAs[i].Pages) > 0 {
-				return &s.Process.VMAs[i]
+		for i := range s.Processes[0].VMAs {
+			if s.Processes[0].VMAs[i].Type == kernel.VMAAnon && len(s.Processes[0].VMAs[i].Pages) > 0 {
+				return &s.Processes[0].VMAs[i]
 			}
 		}
 		t.Fatal("no ANON VMA with pages")
@@ -194,7 +194,7 @@ func TestInconsistentImageRefused(t *testing.T) {
 			for _, cmd := range []string{"restore", "inspect"} {
 				r := emuckpt(t, cmd, bad)
 				assert.Equal(t, 125, r.status, "%s: %s", cmd, r.stderr)
-				assert.Contains(t, r.stderr, "bad checkpoint image: state record: process.vmas[", cmd)
+				assert.Contains(t, r.stderr, "bad checkpoint image: state record: processes[0].vmas[", cmd)
 				assert.Contains(t, r.stderr, tt.msg, cmd)
 				assert.Empty(t, r.stdout, cmd)
 			}

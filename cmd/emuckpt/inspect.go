@@ -44,9 +44,28 @@ type inspection struct {
 	Tmpfs    []inspectMount  `json:"tmpfs,omitempty"`
 	// Timers are the guest's armed timers (alarm, setitimer, timer_create).
 	Timers []kernel.Timer `json:"timers,omitempty"`
-	// FDs are the process's open descriptors.
-	FDs    []inspectFD   `json:"fds"`
-	Totals inspectTotals `json:"totals"`
+	// Processes is the process tree (parents before children); FDs
+	// are the first process's descriptors, as before trees.
+	Processes []inspectProcess `json:"processes"`
+	FDs       []inspectFD      `json:"fds"`
+	Totals    inspectTotals    `json:"totals"`
+}
+
+// inspectProcess is one process of the tree. What it shares with another
+// process names that process (its pid); open file descriptions shared
+// across processes have the same desc number, pipe ends name their pipe.
+type inspectProcess struct {
+	PID              int         `json:"pid"`
+	PPID             int         `json:"ppid"`
+	PGID             int         `json:"pgid"`
+	SID              int         `json:"sid"`
+	State            string      `json:"state"` // "live", or "zombie (exit N)" / "zombie (SIGNAME)"
+	Threads          int         `json:"threads"`
+	Cmdline          []string    `json:"cmdline"`
+	Exe              string      `json:"exe"`
+	SharesMemoryWith int         `json:"shares_memory_with,omitempty"`
+	SharesFilesWith  int         `json:"shares_files_with,omitempty"`
+	FDs              []inspectFD `json:"fds"`
 }
 
 // inspectFD is one open descriptor.
@@ -58,6 +77,7 @@ type inspectFD struct {
 	Path    string `json:"path"`
 	Flags   string `json:"flags"` // as open(2) spells them: O_RDONLY|O_NONBLOCK
 	Offset  int64  `json:"offset"`
+	Pipe    int    `json:"pipe,omitempty"` // a pipe end's pipe (objref)
 	Mount   string `json:"mount,omitempty"`
 	Ino     uint64 `json:"ino,omitempty"`
 }
@@ -105,7 +125,7 @@ func inspectFDs(fds []vfs.FDEntry) []inspectFD {
 	out := make([]inspectFD, 0, len(fds))
 	for _, e := range fds {
 		out = append(out, inspectFD{FD: e.FD, Cloexec: e.CloseOnExec, Desc: e.Desc, Kind: string(e.File.Kind),
-			Path: e.File.Path, Flags: openFlags(e.File.Flags), Offset: e.File.Offset, Mount: e.File.Mount, Ino: e.File.Ino})
+			Path: e.File.Path, Flags: openFlags(e.File.Flags), Offset: e.File.Offset, Pipe: e.File.Pipe, Mount: e.File.Mount, Ino: e.File.Ino})
 	}
 	return out
 }
@@ -180,6 +200,8 @@ type inspectTask struct {
 	TID int    `json:"tid"`
 	RIP uint64 `json:"rip"`
 	RSP uint64 `json:"rsp"`
+	// Blocked: the task waits in a system call, made again at restore.
+	Blocked bool `json:"blocked,omitempty"`
 	// VMAs are the process's VMAs (every task of a process shares them).
 	// inspect leaves them out; the writers stream them from the state.
 	VMAs []inspectVMA `json:"vmas"`
@@ -227,12 +249,12 @@ func inspectVMAOf(v *kernel.VMAState) inspectVMA {
 }
 
 // inspect describes an image: everything but the VMAs of each task, which
-// the writers take from img.State.Process.VMAs one at a time.
+// the writers take from the state (vmasOfTask) one at a time.
 func inspect(path string, img *ckpt.Image) inspection {
 	st := img.State
 	info := img.Info()
 	out := inspection{Image: path, Version: info.Version, Size: info.Size, Program: st.Program, Root: st.Root,
-		FDs: inspectFDs(st.Process.FDs), Clock: "host", Syscalls: st.Syscalls, Objects: st.Objects, Tmpfs: inspectTmpfs(st.Tmpfs)}
+		FDs: inspectFDs(st.Processes[0].FDs), Clock: "host", Syscalls: st.Syscalls, Objects: st.Objects, Tmpfs: inspectTmpfs(st.Tmpfs)}
 	for _, tm := range st.Time.Timers {
 		if tm.Expiry != 0 || tm.Remaining != 0 {
 			out.Timers = append(out.Timers, tm)
@@ -244,22 +266,62 @@ func inspect(path string, img *ckpt.Image) inspection {
 	for _, d := range st.Devices {
 		out.Devices = append(out.Devices, d.Name)
 	}
-	var perTask inspectTotals
-	for i := range st.Process.VMAs {
-		v := &st.Process.VMAs[i]
-		perTask.VMAs++
-		perTask.StoredPages += v.Stored()
-		perTask.ZeroPages += v.ZeroPages
-	}
-	for _, ts := range st.Tasks {
-		out.Tasks = append(out.Tasks, inspectTask{PID: st.Process.PID, TID: ts.TID, RIP: ts.Regs.RIP, RSP: ts.Regs.RSP})
-		// The totals count each task's table, as they always have.
-		out.Totals.VMAs += perTask.VMAs
-		out.Totals.StoredPages += perTask.StoredPages
-		out.Totals.ZeroPages += perTask.ZeroPages
+	for i := range st.Processes {
+		ps := &st.Processes[i]
+		ip := inspectProcess{PID: ps.PID, PPID: ps.PPID, PGID: ps.PGID, SID: ps.SID, State: "live", Threads: len(ps.Tasks),
+			Cmdline: ps.Args, Exe: ps.Exe, SharesMemoryWith: ps.SharesMemoryWith, SharesFilesWith: ps.SharesFilesWith,
+			FDs: inspectFDs(ps.FDs)}
+		if ip.Cmdline == nil {
+			ip.Cmdline = []string{}
+		}
+		if ps.Zombie {
+			ip.State = fmt.Sprintf("zombie (exit %d)", ps.Status.Code)
+			if ps.Status.Signal != 0 {
+				ip.State = "zombie (" + kernel.SignalName(ps.Status.Signal) + ")"
+			}
+		}
+		out.Processes = append(out.Processes, ip)
+		var perTask inspectTotals
+		for _, v := range taskVMAs(st, ps) {
+			perTask.VMAs++
+			perTask.StoredPages += v.Stored()
+			perTask.ZeroPages += v.ZeroPages
+		}
+		for _, ts := range ps.Tasks {
+			out.Tasks = append(out.Tasks, inspectTask{PID: ps.PID, TID: ts.TID, RIP: ts.Regs.RIP, RSP: ts.Regs.RSP, Blocked: ts.Blocked})
+			// The totals count each task's table, as they always have.
+			out.Totals.VMAs += perTask.VMAs
+			out.Totals.StoredPages += perTask.StoredPages
+			out.Totals.ZeroPages += perTask.ZeroPages
+		}
 	}
 	out.Totals.StoredBytes = out.Totals.StoredPages * 4096
 	return out
+}
+
+// taskVMAs are the VMAs of a process's tasks: its own, or those of the
+// process whose memory it shares.
+func taskVMAs(st *kernel.State, ps *kernel.ProcessState) []kernel.VMAState {
+	if ps.SharesMemoryWith != 0 {
+		for i := range st.Processes {
+			if st.Processes[i].PID == ps.SharesMemoryWith {
+				return st.Processes[i].VMAs
+			}
+		}
+	}
+	return ps.VMAs
+}
+
+// vmasOfTask returns, for each task of st in order, its VMAs.
+func vmasOfTask(st *kernel.State) func(task int) []kernel.VMAState {
+	var per [][]kernel.VMAState
+	for i := range st.Processes {
+		ps := &st.Processes[i]
+		for range ps.Tasks {
+			per = append(per, taskVMAs(st, ps))
+		}
+	}
+	return func(task int) []kernel.VMAState { return per[task] }
 }
 
 func cmdInspect(args []string, stdout, stderr *os.File) int {
@@ -283,9 +345,9 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 	in := inspect(fs.Arg(0), img)
 	w := bufio.NewWriterSize(stdout, 1<<16)
 	if *asJSON {
-		err = writeInspectJSON(w, in, img.State.Process.VMAs)
+		err = writeInspectJSON(w, in, vmasOfTask(img.State))
 	} else {
-		writeInspectText(w, in, img.State.Process.VMAs)
+		writeInspectText(w, in, vmasOfTask(img.State))
 	}
 	if err == nil {
 		err = w.Flush()
@@ -300,7 +362,7 @@ func cmdInspect(args []string, stdout, stderr *os.File) int {
 // writeInspectJSON writes in, with vmas as every task's VMAs, as indented
 // JSON: the bytes json.MarshalIndent(in, "", "  ") would give with the
 // VMAs filled in, plus a newline, but one VMA at a time.
-func writeInspectJSON(w *bufio.Writer, in inspection, vmas []kernel.VMAState) error {
+func writeInspectJSON(w *bufio.Writer, in inspection, vmasOf func(task int) []kernel.VMAState) error {
 	tasks := in.Tasks
 	in.Tasks = nil
 	top, err := json.MarshalIndent(in, "", "  ")
@@ -329,6 +391,7 @@ func writeInspectJSON(w *bufio.Writer, in inspection, vmas []kernel.VMAState) er
 		}
 		w.Write(before)
 		w.WriteString("\n" + prefix + "  \"vmas\": ")
+		vmas := vmasOf(i)
 		if err := writeJSONList(w, prefix+"  ", len(vmas), func(j int, prefix string) error {
 			b, err := json.MarshalIndent(inspectVMAOf(&vmas[j]), prefix, "  ")
 			w.Write(b)
@@ -374,7 +437,7 @@ func writeJSONList(w *bufio.Writer, prefix string, n int, elem func(i int, prefi
 // like /proc/PID/maps. Strings that come from the image are quoted if
 // they hold anything but printable characters, so that an image cannot
 // send escape sequences to a terminal or break the table.
-func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
+func writeInspectText(w io.Writer, in inspection, vmasOf func(task int) []kernel.VMAState) {
 	fmt.Fprintf(w, "image %s: format version %d, %d bytes\n", in.Image, in.Version, in.Size)
 	fmt.Fprintf(w, "program %s (sha256 %s)\nclock %s, %d system calls\n", printable(in.Program.Path), printable(in.Program.SHA256), in.Clock, in.Syscalls)
 	if in.Root != "" {
@@ -404,17 +467,23 @@ func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
 			fmt.Fprintf(w, "  %s %d %s %d bytes: %s\n", in.Type, in.Ino, in.Mode, in.Size, where)
 		}
 	}
-	for _, fd := range in.FDs {
-		what := fmt.Sprintf("%s %s", fd.Kind, printable(fd.Path))
-		if fd.Kind == string(vfs.KindTmpfs) {
-			what += fmt.Sprintf(" (inode %d of %s)", fd.Ino, printable(fd.Mount))
+	for _, p := range in.Processes {
+		args := make([]string, len(p.Cmdline))
+		for i, a := range p.Cmdline {
+			args[i] = printable(a)
 		}
-		cloexec := ""
-		if fd.Cloexec {
-			cloexec = ", close-on-exec"
+		fmt.Fprintf(w, "process %d (ppid %d, pgid %d, sid %d): %s, %d threads, %s: %s\n", p.PID, p.PPID, p.PGID, p.SID, p.State, p.Threads, printable(p.Exe), strings.Join(args, " "))
+		if p.SharesMemoryWith != 0 {
+			fmt.Fprintf(w, "  shares the memory of process %d\n", p.SharesMemoryWith)
 		}
-		fmt.Fprintf(w, "fd %d: %s, %s, offset %d, description %d%s\n", fd.FD, what, fd.Flags, fd.Offset, fd.Desc, cloexec)
+		if p.SharesFilesWith != 0 {
+			fmt.Fprintf(w, "  shares the descriptors of process %d\n", p.SharesFilesWith)
+		}
+		if p.PID != in.Processes[0].PID {
+			writeInspectFDs(w, "  ", p.FDs)
+		}
 	}
+	writeInspectFDs(w, "", in.FDs)
 	for _, tm := range in.Timers {
 		when := fmt.Sprintf("in %d ns", tm.Remaining)
 		if tm.Expiry != 0 {
@@ -433,10 +502,13 @@ func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
 	for c := range width {
 		width[c] = utf8.RuneCountInString(header[c])
 	}
-	for i := range vmas {
-		cells := tableRow(&vmas[i])
-		for c := range width {
-			width[c] = max(width[c], utf8.RuneCountInString(cells[c]))
+	for t := range in.Tasks {
+		vmas := vmasOf(t)
+		for i := range vmas {
+			cells := tableRow(&vmas[i])
+			for c := range width {
+				width[c] = max(width[c], utf8.RuneCountInString(cells[c]))
+			}
 		}
 	}
 	row := func(cells [len(header)]string) {
@@ -447,15 +519,38 @@ func writeInspectText(w io.Writer, in inspection, vmas []kernel.VMAState) {
 		io.WriteString(w, cells[len(width)])
 		io.WriteString(w, "\n")
 	}
-	for _, t := range in.Tasks {
-		fmt.Fprintf(w, "\ntask pid %d tid %d: rip %#x rsp %#x\n", t.PID, t.TID, t.RIP, t.RSP)
+	for ti, t := range in.Tasks {
+		blocked := ""
+		if t.Blocked {
+			blocked = ", waiting in a system call"
+		}
+		fmt.Fprintf(w, "\ntask pid %d tid %d: rip %#x rsp %#x%s\n", t.PID, t.TID, t.RIP, t.RSP, blocked)
 		row(header)
+		vmas := vmasOf(ti)
 		for i := range vmas {
 			row(tableRow(&vmas[i]))
 		}
 	}
 	fmt.Fprintf(w, "\ntotal: %d VMAs, %d pages stored (%d bytes), %d zero pages not stored\n",
 		in.Totals.VMAs, in.Totals.StoredPages, in.Totals.StoredBytes, in.Totals.ZeroPages)
+}
+
+// writeInspectFDs writes descriptors, one line each.
+func writeInspectFDs(w io.Writer, indent string, fds []inspectFD) {
+	for _, fd := range fds {
+		what := fmt.Sprintf("%s %s", fd.Kind, printable(fd.Path))
+		switch {
+		case fd.Kind == string(vfs.KindTmpfs):
+			what += fmt.Sprintf(" (inode %d of %s)", fd.Ino, printable(fd.Mount))
+		case fd.Pipe != 0:
+			what += fmt.Sprintf(" (pipe %d)", fd.Pipe)
+		}
+		cloexec := ""
+		if fd.Cloexec {
+			cloexec = ", close-on-exec"
+		}
+		fmt.Fprintf(w, indent+"fd %d: %s, %s, offset %d, description %d%s\n", fd.FD, what, fd.Flags, fd.Offset, fd.Desc, cloexec)
+	}
 }
 
 // tableRow is one VMA's line of the text table.

@@ -29,15 +29,15 @@ func syntheticImage(tb testing.TB, n int) (string, *ckpt.Image) {
 	st := &kernel.State{
 		Program: kernel.ProgramRef{Name: "prog", Path: "testimages/bin/prog", SHA256: testSHA, Size: 1},
 		MemSize: 64 << 20,
-		Process: kernel.ProcessState{PID: 2, BrkStart: 0x409000, Brk: 0x409000, VMAs: []kernel.VMAState{
+		NextPID: 2,
+		Processes: []kernel.ProcessState{{PID: 2, PPID: 1, PGID: 2, SID: 1, BrkStart: 0x409000, Brk: 0x409000, Tasks: []kernel.TaskState{{TID: 2}}, VMAs: []kernel.VMAState{
 			{Type: kernel.VMAFile, Start: 0x400000, End: 0x401000, Prot: 5, MaxProt: 7, Kind: "file", Name: "prog", Objref: 1,
 				Pages: []kernel.PageRun{{VA: 0x400000, Count: 1, Index: 0, Copied: true}}},
 			{Type: kernel.VMAFile, Start: 0x500000, End: 0x502000, Prot: 1, MaxProt: 7, Kind: "file", Name: "/dätä.txt", Objref: 2, Offset: 0x1000},
 			{Type: kernel.VMAFileShared, Start: 0x600000, End: 0x601000, Prot: 1, MaxProt: 5, Shared: true, Kind: "file", Name: "/x\x1b[31m\ty", Objref: 3},
 			{Type: kernel.VMAScratch, Start: 0x700000, End: 0x710000, Prot: 3, MaxProt: 7, Anonymous: true, DontDump: true, Kind: "anon"},
 			{Type: kernel.VMADevice, Start: 0x800000, End: 0x801000, Prot: 1, MaxProt: 1, Shared: true, Kind: "device", Name: "/dev/hpet", Device: "hpet"},
-		}},
-		Tasks: []kernel.TaskState{{TID: 2}},
+		}}},
 		Objects: []kernel.Object{
 			{Ref: 1, Kind: "program", Path: "prog"},
 			{Ref: 2, Kind: "file", Path: "/dätä.txt", Identity: &vfs.FileIdentity{Size: 8192, SHA256: testSHA}},
@@ -51,7 +51,7 @@ func syntheticImage(tb testing.TB, n int) (string, *ckpt.Image) {
 		if i%3 == 0 {
 			v.Pages = []kernel.PageRun{{VA: start, Count: 1, Index: 1}} // one frame, mapped by many
 		}
-		st.Process.VMAs = append(st.Process.VMAs, v)
+		st.Processes[0].VMAs = append(st.Processes[0].VMAs, v)
 	}
 	mem := make([]byte, 3*4096)
 	mem[4096], mem[8192] = 1, 2
@@ -67,9 +67,11 @@ func syntheticImage(tb testing.TB, n int) (string, *ckpt.Image) {
 // it streamed them.
 func referenceInspection(path string, img *ckpt.Image) inspection {
 	in := inspect(path, img)
+	vmasOf := vmasOfTask(img.State)
 	for i := range in.Tasks {
-		for j := range img.State.Process.VMAs {
-			in.Tasks[i].VMAs = append(in.Tasks[i].VMAs, inspectVMAOf(&img.State.Process.VMAs[j]))
+		vmas := vmasOf(i)
+		for j := range vmas {
+			in.Tasks[i].VMAs = append(in.Tasks[i].VMAs, inspectVMAOf(&vmas[j]))
 		}
 	}
 	return in
@@ -91,7 +93,7 @@ func TestInspectStreamsTheSameOutput(t *testing.T) {
 			require.NoError(t, enc.Encode(ref))
 			var got bytes.Buffer
 			w := bufio.NewWriter(&got)
-			require.NoError(t, writeInspectJSON(w, in, img.State.Process.VMAs))
+			require.NoError(t, writeInspectJSON(w, in, vmasOfTask(img.State)))
 			require.NoError(t, w.Flush())
 			require.Equal(t, want.String(), got.String())
 			var back inspection
@@ -99,7 +101,7 @@ func TestInspectStreamsTheSameOutput(t *testing.T) {
 			require.Len(t, back.Tasks[0].VMAs, n+5)
 
 			got.Reset()
-			writeInspectText(&got, in, img.State.Process.VMAs)
+			writeInspectText(&got, in, vmasOfTask(img.State))
 			require.Equal(t, referenceText(ref), got.String())
 		})
 	}
@@ -136,7 +138,7 @@ func referenceText(in inspection) string {
 func TestInspectQuotesHostileNames(t *testing.T) {
 	path, img := syntheticImage(t, 0)
 	var out bytes.Buffer
-	writeInspectText(&out, inspect(path, img), img.State.Process.VMAs)
+	writeInspectText(&out, inspect(path, img), vmasOfTask(img.State))
 	assert.NotContains(t, out.String(), "\x1b")
 	assert.Contains(t, out.String(), `"/x\x1b[31m\ty"`)
 	assert.Contains(t, out.String(), "/dätä.txt", "printable Unicode stays as it is")

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -62,4 +63,47 @@ func TestDeterministicTasks(t *testing.T) {
 		b := emuckpt(t, "run", "--deterministic", "--seed", "3", img(name))
 		assert.Equal(t, a, b, name)
 	}
+}
+
+// TestTreeCheckpoint checkpoints a process tree (two children blocked
+// reading a pipe, a thread blocked on a condition variable, a shared
+// anonymous page, copy-on-write heap pages) at every fourth system call,
+// restores each image in a new VM, and requires the interrupted output
+// followed by the restored output to equal an uninterrupted run, on the
+// host clock and under --deterministic.
+func TestTreeCheckpoint(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "tree.img")
+	for _, mode := range [][]string{nil, {"--deterministic"}} {
+		full := emuckpt(t, append(append([]string{"run"}, mode...), img("treeckpt"))...)
+		require.Equal(t, 0, full.status, full.stderr)
+		trace := emuckpt(t, append(append([]string{"run", "--trace"}, mode...), img("treeckpt"))...)
+		calls := strings.Count(trace.stderr, "emuckpt: trace: ")
+		require.Greater(t, calls, 50)
+		for k := 1; k < calls; k += 4 {
+			os.Remove(image)
+			args := append(append([]string{"run", "--checkpoint-to", image, "--checkpoint-at", "syscall:" + itoa(k)}, mode...), img("treeckpt"))
+			first := emuckpt(t, args...)
+			require.Equal(t, 0, first.status, "k=%d %v: %s", k, mode, first.stderr)
+			rest := emuckpt(t, "restore", image)
+			require.Equal(t, 0, rest.status, "k=%d %v: %s", k, mode, rest.stderr)
+			require.Equal(t, full.stdout, first.stdout+rest.stdout, "k=%d %v", k, mode)
+		}
+	}
+}
+
+// TestTreeInspect shows a tree in inspect: processes with their parent,
+// threads and command line, pipe ends naming their pipe, descriptions
+// shared after fork.
+func TestTreeInspect(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "tree.img")
+	r := emuckpt(t, "run", "--deterministic", "--checkpoint-to", image, "--checkpoint-at", "syscall:40", img("treeckpt"))
+	require.Equal(t, 0, r.status, r.stderr)
+	in := emuckpt(t, "inspect", image)
+	require.Equal(t, 0, in.status, in.stderr)
+	assert.Contains(t, in.stdout, "process 2 (ppid 1, pgid 2, sid 1): live, 2 threads")
+	assert.Regexp(t, `process \d+ \(ppid 2, pgid 2, sid 1\): live, 1 threads`, in.stdout)
+	assert.Regexp(t, `fd \d+: pipe .*\(pipe \d+\)`, in.stdout)
+	assert.Contains(t, in.stdout, "waiting in a system call")
 }

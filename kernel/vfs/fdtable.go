@@ -420,7 +420,32 @@ type FDEntry struct {
 }
 
 // Snapshot describes the open descriptors in increasing order.
-func (t *FDTable) Snapshot() []FDEntry {
+func (t *FDTable) Snapshot() []FDEntry { return t.SnapshotShared(NewShared()) }
+
+// Shared numbers what the descriptor tables of one checkpoint share: open
+// file descriptions (shared after fork, with one offset) and pipes (whose
+// ends may sit in different processes). Each is recorded once.
+type Shared struct {
+	descs map[*description]int
+	pipes map[*pipe]int
+	// Pipes are the pipes met, by PipeState.Ref.
+	Pipes []PipeState
+}
+
+// PipeState is a pipe in a checkpoint: the bytes queued in it.
+type PipeState struct {
+	Ref  int
+	Data []byte `json:",omitempty"`
+}
+
+// NewShared starts the numbering of one checkpoint.
+func NewShared() *Shared {
+	return &Shared{descs: map[*description]int{}, pipes: map[*pipe]int{}}
+}
+
+// SnapshotShared is Snapshot with descriptions and pipes numbered across
+// every table of a checkpoint (see Shared).
+func (t *FDTable) SnapshotShared(sh *Shared) []FDEntry {
 	type open struct {
 		fd      int
 		cloexec bool
@@ -435,20 +460,21 @@ func (t *FDTable) Snapshot() []FDEntry {
 	}
 	t.mu.Unlock()
 
-	ids := map[*description]int{}
-	states := map[*description]FileState{}
 	out := make([]FDEntry, 0, len(fds))
 	for _, o := range fds {
-		id, ok := ids[o.desc]
+		id, ok := sh.descs[o.desc]
 		if !ok {
-			id = len(ids)
-			ids[o.desc] = id
-			states[o.desc] = o.desc.file.Describe()
+			id = len(sh.descs)
+			sh.descs[o.desc] = id
+		}
+		st := o.desc.file.Describe()
+		if pe, ok := o.desc.file.(*pipeEnd); ok {
+			st.Pipe = sh.pipe(pe.p)
 		}
 		t.mu.Lock()
 		own := o.desc.own
 		t.mu.Unlock()
-		out = append(out, FDEntry{FD: o.fd, CloseOnExec: o.cloexec, Desc: id, File: states[o.desc], Owner: own})
+		out = append(out, FDEntry{FD: o.fd, CloseOnExec: o.cloexec, Desc: id, File: st, Owner: own})
 	}
 	for _, o := range fds {
 		o.desc.release()
@@ -456,16 +482,76 @@ func (t *FDTable) Snapshot() []FDEntry {
 	return out
 }
 
+// pipe is the objref of p, recording its bytes the first time.
+func (sh *Shared) pipe(p *pipe) int {
+	if ref, ok := sh.pipes[p]; ok {
+		return ref
+	}
+	ref := len(sh.pipes) + 1
+	sh.pipes[p] = ref
+	p.mu.Lock()
+	sh.Pipes = append(sh.Pipes, PipeState{Ref: ref, Data: append([]byte(nil), p.buf...)})
+	p.mu.Unlock()
+	return ref
+}
+
+// Restored is what a restore re-opened so far across the tables of one
+// checkpoint: descriptions by Desc, pipes by Ref.
+type Restored struct {
+	descs map[int]*description
+	pipes map[int]*pipe
+	data  map[int][]byte
+}
+
+// NewRestored starts a restore of the tables of one checkpoint, whose
+// pipes are pipes.
+func NewRestored(pipes []PipeState) *Restored {
+	r := &Restored{descs: map[int]*description{}, pipes: map[int]*pipe{}, data: map[int][]byte{}}
+	for _, p := range pipes {
+		r.data[p.Ref] = p.Data
+	}
+	return r
+}
+
+// reopenPipe makes the end of pipe s.Pipe that s describes; the pipe is
+// made (with its bytes) the first time one of its ends is.
+func (r *Restored) reopenPipe(s FileState) (File, unix.Errno) {
+	data, ok := r.data[s.Pipe]
+	if !ok || len(data) > PipeCapacity {
+		return nil, unix.EINVAL
+	}
+	p := r.pipes[s.Pipe]
+	if p == nil {
+		p = &pipe{buf: append([]byte(nil), data...)}
+		r.pipes[s.Pipe] = p
+	}
+	e := &pipeEnd{p: p, write: s.Flags&unix.O_ACCMODE == unix.O_WRONLY}
+	e.flags = s.Flags & (unix.O_ACCMODE | unix.O_NONBLOCK)
+	if e.write {
+		p.writers++
+	} else {
+		p.readers++
+	}
+	return e, 0
+}
+
 // RestoreFDTable rebuilds a table from a Snapshot, re-opening each
 // description once with Reopen, with limit as its RLIMIT_NOFILE.
 func (fs *FS) RestoreFDTable(entries []FDEntry, limit int) (*FDTable, error) {
+	return fs.RestoreFDTableShared(entries, limit, NewRestored(nil))
+}
+
+// RestoreFDTableShared is RestoreFDTable for one of the tables of a
+// checkpoint: descriptions and pipes recorded once (SnapshotShared) are
+// re-opened once, in r, and shared by every table that uses them.
+func (fs *FS) RestoreFDTableShared(entries []FDEntry, limit int, r *Restored) (*FDTable, error) {
 	t := NewFDTable()
 	if errno := t.SetLimit(limit); errno != 0 {
 		return nil, fmt.Errorf("vfs: restore fd table: limit %d: %w", limit, errno)
 	}
 	sorted := append([]FDEntry(nil), entries...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].FD < sorted[j].FD })
-	descs := map[int]*description{}
+	descs := r.descs
 	for i, e := range sorted {
 		if e.FD < 0 || e.FD >= NrOpen || (i > 0 && sorted[i-1].FD == e.FD) {
 			t.CloseAll()
@@ -473,7 +559,11 @@ func (fs *FS) RestoreFDTable(entries []FDEntry, limit int) (*FDTable, error) {
 		}
 		d := descs[e.Desc]
 		if d == nil {
-			f, errno := fs.Reopen(e.File)
+			reopen := fs.Reopen
+			if e.File.Kind == KindPipe {
+				reopen = r.reopenPipe
+			}
+			f, errno := reopen(e.File)
 			if errno != 0 {
 				t.CloseAll()
 				return nil, fmt.Errorf("vfs: restore fd %d (%s %q): %w", e.FD, e.File.Kind, e.File.Path, errno)

@@ -126,6 +126,9 @@ type FileState struct {
 	// file may have no name left (unlinked while open, O_TMPFILE).
 	Mount string `json:",omitempty"`
 	Ino   uint64 `json:",omitempty"`
+	// Pipe is the pipe a KindPipe end belongs to: its objref among the
+	// checkpoint's pipes (Shared.Pipes); the access mode says which end.
+	Pipe int `json:",omitempty"`
 }
 
 // DeviceDescriber is implemented by device files that need more than

@@ -140,7 +140,9 @@ int main(int argc, char **argv)
 	printf("kill nonexistent: %d %s\n", k, errno == ESRCH ? "ESRCH" : "?");
 
 	/* an orphan: the grandchild outlives its parent and is reparented */
+	int d[2];
 	pipe(r);
+	pipe(d);
 	c = fork();
 	if (c == 0) {
 		pid_t g = fork();
@@ -148,17 +150,15 @@ int main(int argc, char **argv)
 			char b;
 			read(r[0], &b, 1); /* until the parent has exited */
 			printf("orphan's parent is not the old one: %d\n", getppid() != c);
-			write(r[1], "d", 1);
+			write(d[1], "d", 1);
 			_exit(0);
 		}
 		_exit(0);
 	}
 	waitpid(c, &st, 0);
 	write(r[1], "g", 1);
-	usleep(1000);
 	char b;
-	while (read(r[0], &b, 1) == 1 && b != 'd')
-		write(r[1], &b, 1); /* not ours: put it back for the orphan */
+	read(d[0], &b, 1);
 
 	/* vfork shares memory until exec or exit */
 	volatile int shared = 0;
