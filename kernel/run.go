@@ -56,9 +56,7 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	defer close(done)
 	k.watchRequests(done)
 	cc := &k.cfg.Checkpoint
-	if cc.AtDevice > 0 {
-		k.vcpu.StopAfterMMIO(cc.AtDevice - k.m.Bus.TotalAccesses())
-	}
+	k.vcpu.StopAfterMMIO(cc.devicesToNext(k.m.Bus.TotalAccesses()))
 	t := k.proc.tasks[0]
 	k.checkAsync(t)
 	defer k.stopAsyncTimer()
@@ -75,11 +73,12 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 			if err == nil && k.timersDue(ex.Kind) {
 				k.checkTimers(t)
 			}
-			if err == nil && cc.AtSyscall != 0 && k.syscalls == cc.AtSyscall {
+			if err == nil && cc.syscallDue(k.syscalls) {
 				err = k.checkpoint(nil)
 			}
 		case vmm.ExitMMIOLimit:
 			err = k.checkpoint(nil)
+			k.vcpu.StopAfterMMIO(cc.devicesToNext(k.m.Bus.TotalAccesses()))
 		case vmm.ExitException:
 			err = k.exception(t, ex)
 			if ex.Vector == vmm.VecPF {

@@ -39,6 +39,16 @@ type region struct {
 type Bus struct {
 	mu      sync.RWMutex
 	regions []*region // sorted by base
+	// last is the latest access that reached a device (see LastAccess).
+	last atomic.Pointer[Access]
+}
+
+// Access is one device access, as LastAccess reports it.
+type Access struct {
+	Device string // the device's Name
+	Off    uint64 // offset within the device's region
+	Size   int
+	Write  bool
 }
 
 // NewBus returns an empty bus.
@@ -82,11 +92,16 @@ func (b *Bus) Access(addr uint64, data []byte, write bool) error {
 		return &AccessFault{Signal: 7, Code: 2, Reason: fmt.Sprintf("%d-byte access at %#x crosses the end of %s", len(data), addr, r.dev.Name())}
 	}
 	r.count.Add(1)
+	b.last.Store(&Access{Device: r.dev.Name(), Off: addr - r.base, Size: len(data), Write: write})
 	if write {
 		return r.dev.Write(addr-r.base, data)
 	}
 	return r.dev.Read(addr-r.base, data)
 }
+
+// LastAccess is the latest access that reached a device (counted by
+// Accesses), or nil.
+func (b *Bus) LastAccess() *Access { return b.last.Load() }
 
 // Accesses returns the number of accesses each device has seen, by name.
 func (b *Bus) Accesses() map[string]uint64 {

@@ -35,6 +35,8 @@ Commands:
   demo                            checkpoint and restore an embedded program that maps devices
   run [flags] PROGRAM [ARGS...]   run a static x86-64 Linux program in a fresh VM
   restore [flags] IMAGE           continue a checkpointed program in a fresh VM
+  verify [flags] PROGRAM [ARGS...]
+                                  restart PROGRAM at every point and check its output
   inspect [--json] IMAGE          show what a checkpoint image holds
   help                            show this help
 
@@ -64,6 +66,8 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		return cmdInspect(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
+	case "verify":
+		return cmdVerify(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
