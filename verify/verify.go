@@ -45,8 +45,10 @@ type Config struct {
 	Perturbations []Perturbation
 	// Jobs is how many restores run at once (default: the CPU count).
 	Jobs int
-	// Timeout bounds each run of the program (reference, pass, each
-	// restore); 0 means a minute.
+	// Timeout bounds each run of the program (the reference, each
+	// restore; the pass, which shares the CPUs with the restores, gets
+	// (1+Jobs) times as long, not counting the time it waits for them);
+	// 0 means DefaultTimeout.
 	Timeout time.Duration
 	// Keep, if set, is a directory where the image of each point that
 	// diverged is written (see Result.Image).
@@ -414,6 +416,14 @@ func (v *verifier) runPass(ctx context.Context, tasks chan<- task) error {
 	slices.Sort(cc.AtSyscalls)
 	slices.Sort(cc.AtDevices)
 	var k *kernel.Kernel
+	// The pass waits for the restores to take its images, which does not
+	// count against the timeout, and shares the CPUs with them, so it
+	// gets (1+Jobs) times as long as other runs.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	limit := v.cfg.Timeout * time.Duration(1+v.cfg.Jobs)
+	watch := newWatchdog(limit, cancel)
+	defer watch.stop()
 	taken := map[string]bool{}
 	var calls uint64
 	cc.LeaveRunning = true
@@ -447,11 +457,13 @@ func (v *verifier) runPass(ctx context.Context, tasks chan<- task) error {
 		keep := &keptImage{}
 		for _, pol := range v.cfg.Policies {
 			for _, pert := range v.cfg.Perturbations {
+				waitStart := time.Now()
 				select {
 				case tasks <- task{point: p, image: img, prefixOut: out, prefixErr: errs, policy: pol, perturbation: pert, keep: keep}:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
+				watch.waited(time.Since(waitStart))
 			}
 		}
 		return nil
@@ -462,14 +474,15 @@ func (v *verifier) runPass(ctx context.Context, tasks chan<- task) error {
 		return err
 	}
 	defer k.Close()
-	rctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
-	defer cancel()
 	st, err := k.Run(rctx)
 	if err != nil {
 		return err
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if st.TimedOut {
+		return fmt.Errorf("the checkpoint pass did not end within %v (%d × --timeout, for the restores running beside it)", limit, 1+v.cfg.Jobs)
 	}
 	out, errs, err := c.read()
 	if err != nil {
@@ -633,3 +646,44 @@ func (v *verifier) keep(res *Result, t task) {
 		res.Command = append(res.Command, "--perturb="+t.perturbation.String())
 	}
 }
+
+// watchdog cancels a run that has run longer than a limit, not counting
+// the time it waited.
+type watchdog struct {
+	mu      sync.Mutex
+	started time.Time
+	wait    time.Duration
+	limit   time.Duration
+	done    chan struct{}
+}
+
+func newWatchdog(limit time.Duration, cancel func()) *watchdog {
+	w := &watchdog{started: time.Now(), limit: limit, done: make(chan struct{})}
+	go func() {
+		tick := time.NewTicker(min(limit/10+1, 100*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-w.done:
+				return
+			case <-tick.C:
+				w.mu.Lock()
+				over := time.Since(w.started)-w.wait > w.limit
+				w.mu.Unlock()
+				if over {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return w
+}
+
+func (w *watchdog) waited(d time.Duration) {
+	w.mu.Lock()
+	w.wait += d
+	w.mu.Unlock()
+}
+
+func (w *watchdog) stop() { close(w.done) }
