@@ -219,6 +219,11 @@ func TestBusDispatch(t *testing.T) {
 	require.Equal(t, []byte{1, 2, 3, 4}, buf)
 	require.Error(t, b.Access(0x1000, buf, false))
 	require.Equal(t, uint64(2), b.Accesses()["echo"])
+	require.Equal(t, &Access{Device: "echo", Off: 0x10, Size: 4}, b.LastAccess(), "the read")
+	require.NoError(t, b.Access(0xfed00ff8, buf[:1], true))
+	require.Equal(t, &Access{Device: "echo", Off: 0xff8, Size: 1, Write: true}, b.LastAccess())
+	require.Error(t, b.Access(0x2000, buf, false))
+	require.Equal(t, uint64(0xff8), b.LastAccess().Off, "an access no device took is not one")
 }
 
 type echoDevice struct{ last []byte }
