@@ -27,7 +27,7 @@ func TestCorrectProgramsPass(t *testing.T) {
 			assert.Equal(t, len(rep.Results), rep.Total())
 			pass, fail, errs := rep.Counts()
 			assert.Equal(t, len(rep.Results), pass, "%d failed, %d errors: %+v", fail, errs, rep.Results)
-			assert.Equal(t, Progress{Done: len(rep.Results), Total: len(rep.Results), Elapsed: last.Elapsed}, last)
+			assert.Equal(t, Progress{Done: len(rep.Results), Total: len(rep.Results), Variants: 4, Elapsed: last.Elapsed}, last)
 			for _, r := range rep.Results {
 				if r.Point.Kind == KindSyscall {
 					assert.NotEmpty(t, r.Point.Name, "the system call is named")

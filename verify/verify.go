@@ -60,9 +60,11 @@ type Config struct {
 // DefaultTimeout bounds each run of the program when Config.Timeout is 0.
 const DefaultTimeout = time.Minute
 
-// Progress is how far a verify has come.
+// Progress is how far a verify has come: results (restores) done and
+// due, of which Failed did not pass; a point has Variants results.
 type Progress struct {
 	Done, Total, Failed int
+	Variants            int
 	Elapsed             time.Duration
 }
 
@@ -554,7 +556,7 @@ func (v *verifier) record(r Result) {
 		v.failed++
 	}
 	if v.progress != nil {
-		v.progress(Progress{Done: v.done, Total: len(v.points) * v.rep.Variants, Failed: v.failed, Elapsed: time.Since(v.started)})
+		v.progress(Progress{Done: v.done, Total: len(v.points) * v.rep.Variants, Failed: v.failed, Variants: v.rep.Variants, Elapsed: time.Since(v.started)})
 	}
 }
 

@@ -314,7 +314,8 @@ func (p *progressLine) show(pr verify.Progress) {
 		return
 	}
 	p.last, p.shown = time.Now(), true
-	fmt.Fprintf(p.w, "\rverify: %d/%d done, %d failed, ETA %v   ", pr.Done, pr.Total, pr.Failed, pr.ETA().Round(time.Second))
+	v := max(1, pr.Variants)
+	fmt.Fprintf(p.w, "\rverify: %d/%d points, %d/%d restores, %d failed, ETA %v\033[K", pr.Done/v, pr.Total/v, pr.Done, pr.Total, pr.Failed, pr.ETA().Round(time.Second))
 }
 
 func (p *progressLine) end() {
