@@ -231,14 +231,17 @@ func Merge(sets ...[]Record) ([]Record, error) {
 	return out, nil
 }
 
-// Summarize prints a summary of recs: counts, then each result that did
-// not pass, with its report.
-func Summarize(w io.Writer, recs []Record, elapsed time.Duration) (pass, fail, errs int) {
+// Summarize prints each result that did not pass, with its report (and
+// with all, each that passed, one line each), then the counts.
+func Summarize(w io.Writer, recs []Record, elapsed time.Duration, all bool) (pass, fail, errs int) {
 	for i := range recs {
 		r := &recs[i]
 		switch r.Outcome {
 		case Pass:
 			pass++
+			if all {
+				fmt.Fprintf(w, "pass %s %s (%.3fs)\n", r.Program, r.TestName(), r.Seconds)
+			}
 			continue
 		case Fail:
 			fail++

@@ -102,6 +102,8 @@ func cmdVerify(args []string, stdout, stderr *os.File) int {
 	fs.Var(&env, "env", "add KEY=VALUE to the guest environment (repeatable)")
 	fs.Var(&mem, "mem", "guest RAM size (e.g. 512M, 2G)")
 	fs.Var(&perturbs, "perturb", "a perturbation to restore with (repeatable; see above)")
+	fs.Lookup("v").Usage = "list every result, passed ones too"
+	fs.Lookup("trace").Usage = "(for run and restore only; verify refuses it)"
 	*machine.timeout = verify.DefaultTimeout
 	fs.Lookup("timeout").DefValue = verify.DefaultTimeout.String()
 	fs.Lookup("timeout").Usage = "end each run of the program after this long (an emuckpt failure for the reference, a divergence for a restore)"
@@ -118,8 +120,8 @@ func cmdVerify(args []string, stdout, stderr *os.File) int {
 	if fs.NArg() == 0 {
 		return bad("missing PROGRAM")
 	}
-	if *machine.trace || *machine.verbose {
-		return bad("--trace and -v are for run and restore; verify shows what emuckpt said with each divergence")
+	if *machine.trace {
+		return bad("--trace is for run and restore; verify shows what emuckpt said with each divergence")
 	}
 	cfg := verify.Config{Every: *every, Points: *points, Jobs: *jobs, Keep: *keep, Timeout: *machine.timeout}
 	var err error
@@ -177,7 +179,7 @@ func cmdVerify(args []string, stdout, stderr *os.File) int {
 		fmt.Fprintf(stdout, "verify: shard %s: %d of the %d points\n", s, len(rep.Shard.Of(rep.Selected)), len(rep.Selected))
 	}
 	recs := rep.Records(restoreCommand(fs, machine))
-	_, fail, errs := verify.Summarize(stdout, recs, rep.Elapsed)
+	_, fail, errs := verify.Summarize(stdout, recs, rep.Elapsed, *machine.verbose)
 	if st := writeReports(recs, *junit, *jsonOut, stderr); st != 0 {
 		return st
 	}
@@ -223,7 +225,7 @@ func verifyMerge(files []string, junit, jsonOut string, stdout, stderr io.Writer
 	}
 	recs, mergeErr := verify.Merge(sets...)
 	verify.SortRecords(recs)
-	_, fail, errs := verify.Summarize(stdout, recs, 0)
+	_, fail, errs := verify.Summarize(stdout, recs, 0, false)
 	if st := writeReports(recs, junit, jsonOut, stderr); st != 0 {
 		return st
 	}

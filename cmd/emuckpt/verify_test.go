@@ -216,7 +216,7 @@ func TestVerifyFlags(t *testing.T) {
 		{[]string{"verify", "--device-state", "fresh,hot", img("hello")}, "--device-state"},
 		{[]string{"verify", "--perturb", "reboot", img("hello")}, "unknown perturbation"},
 		{[]string{"verify", "--shard", "3/3", img("hello")}, "--shard"},
-		{[]string{"verify", "--trace", img("hello")}, "--trace"},
+		{[]string{"verify", "--trace", img("hello")}, "--trace is for run and restore"},
 		{[]string{"verify", "--merge"}, "--json files"},
 		{[]string{"restore", "--perturb", "hpet-jump=soon", "x.img"}, "--perturb"},
 	} {
