@@ -66,3 +66,27 @@ func TestShardedRunsCoverTheWhole(t *testing.T) {
 		assert.Equal(t, 1, seen[r.Point.key()], r.Point.String())
 	}
 }
+
+// TestCheckpointCalls: an emuckpt_checkpoint() call is a point, where
+// the restored program sees 2; at every other point a later call
+// returns 1 in the restored run, as in the reference.
+func TestCheckpointCalls(t *testing.T) {
+	kvmtest.Require(t)
+	cfg := programConfig(t, "ckptwait", "self")
+	cfg.At = AtSyscall
+	rep, err := Run(context.Background(), cfg)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), rep.Reference.Events.Calls)
+	assert.Contains(t, string(rep.Reference.Stdout), "checkpoint: ret=1\n")
+	calls := 0
+	for _, r := range rep.Results {
+		if r.Point.Kind == KindCall {
+			calls++
+			assert.Equal(t, Fail, r.Outcome)
+			assert.Contains(t, r.Diff, "checkpoint: ret=2")
+			continue
+		}
+		assert.Equal(t, Pass, r.Outcome, "%s %s: %s", r.Point, r.Policy, r.Diff)
+	}
+	assert.Equal(t, 2, calls, "one call, two policies")
+}

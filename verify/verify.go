@@ -581,6 +581,8 @@ func (v *verifier) restore(ctx context.Context, t task) Result {
 	var log bytes.Buffer
 	kc := v.runConfig(c, &log)
 	kc.PreserveDevices = t.policy == Preserve
+	// As in the reference: a later emuckpt_checkpoint() returns 1.
+	kc.Checkpoint = kernel.CheckpointConfig{LeaveRunning: true, Save: func(*kernel.Snapshot) error { return nil }}
 	img, err := ckpt.Parse(t.image)
 	if err != nil {
 		return fail(Error, err.Error(), "")
