@@ -500,8 +500,14 @@ func (v *verifier) runPass(ctx context.Context, tasks chan<- task) error {
 		return fmt.Errorf("%w: a second run with the same seed differed from the first: %s%s", ErrNotDeterministic, why, logNote(log.String()))
 	}
 	for _, p := range v.points {
-		if !taken[p.key()] {
-			v.record(Result{Point: p, Outcome: Error, Message: "the pass never reached this point, so no checkpoint was taken there" + logNote(log.String())})
+		if taken[p.key()] {
+			continue
+		}
+		for _, pol := range v.cfg.Policies {
+			for _, pert := range v.cfg.Perturbations {
+				v.record(Result{Point: p, Policy: pol, Perturbation: pert, Outcome: Error,
+					Message: "the pass never reached this point, so no checkpoint was taken there" + logNote(log.String())})
+			}
 		}
 	}
 	return nil
