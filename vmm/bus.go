@@ -91,19 +91,26 @@ func (b *Bus) Access(addr uint64, data []byte, write bool) error {
 	if addr+uint64(len(data)) > r.base+r.size {
 		return &AccessFault{Signal: 7, Code: 2, Reason: fmt.Sprintf("%d-byte access at %#x crosses the end of %s", len(data), addr, r.dev.Name())}
 	}
-	r.count.Add(1)
-	b.last.Store(&Access{Device: r.dev.Name(), Off: addr - r.base, Size: len(data), Write: write})
+	var err error
 	if write {
-		return r.dev.Write(addr-r.base, data)
+		err = r.dev.Write(addr-r.base, data)
+	} else {
+		err = r.dev.Read(addr-r.base, data)
 	}
-	return r.dev.Read(addr-r.base, data)
+	if err == nil {
+		r.count.Add(1)
+		b.last.Store(&Access{Device: r.dev.Name(), Off: addr - r.base, Size: len(data), Write: write})
+	}
+	return err
 }
 
 // LastAccess is the latest access that reached a device (counted by
 // Accesses), or nil.
 func (b *Bus) LastAccess() *Access { return b.last.Load() }
 
-// Accesses returns the number of accesses each device has seen, by name.
+// Accesses returns the number of accesses each device has completed, by
+// name: an access the device refused is not counted (as VCPU.StopAfterMMIO
+// does not count it).
 func (b *Bus) Accesses() map[string]uint64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
