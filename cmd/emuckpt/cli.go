@@ -48,7 +48,8 @@ for by --checkpoint-at or SIGUSR1 failed (the program went on; the last
 line of stderr then ends "exit status 125 instead of N", N being the
 status the run would have had); 126 if the program cannot be executed (a
 directory or other non-regular file, no execute permission, not an ELF,
-dynamic, wrong architecture); 127 if it is not found.
+dynamic, wrong architecture); 127 if it is not found. verify exits 0
+when every point passed, 1 when one diverged, 125 when emuckpt failed.
 `
 
 // Main is the whole command line tool, callable from tests.
