@@ -209,3 +209,26 @@ func TestMerge(t *testing.T) {
 	SortRecords(merged)
 	assert.Equal(t, recs, merged)
 }
+
+func TestSummarize(t *testing.T) {
+	var recs []Record
+	for i := 1; i <= DetailedReports+2; i++ {
+		recs = append(recs, Record{Program: "p", Kind: KindSyscall, Index: uint64(i), Policy: Fresh, Perturbation: "none",
+			Outcome: Fail, Message: "stdout differs", Diff: "DIFF" + strconv.Itoa(i)})
+	}
+	recs = append(recs, Record{Program: "p", Kind: KindDevice, Index: 1, Policy: Fresh, Perturbation: "none", Outcome: Pass})
+	var b bytes.Buffer
+	pass, fail, errs := Summarize(&b, recs, 2*time.Second, false)
+	assert.Equal(t, []int{1, DetailedReports + 2, 0}, []int{pass, fail, errs})
+	out := b.String()
+	assert.Contains(t, out, "FAIL p syscall:1 fresh: stdout differs\n    DIFF1\n")
+	assert.Contains(t, out, "DIFF10\n")
+	assert.NotContains(t, out, "DIFF11")
+	assert.Contains(t, out, "FAIL p syscall:12 fresh: stdout differs\n")
+	assert.Contains(t, out, "(the last 2 in one line each")
+	assert.NotContains(t, out, "pass p device:1")
+	assert.Contains(t, out, "verify: 13 points, 13 restores: 1 passed, 12 diverged, 0 errors in 2s (6.5 points/s)")
+	b.Reset()
+	Summarize(&b, recs, 0, true)
+	assert.Contains(t, b.String(), "pass p device:1 fresh (0.000s)")
+}

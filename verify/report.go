@@ -231,11 +231,18 @@ func Merge(sets ...[]Record) ([]Record, error) {
 	return out, nil
 }
 
-// Summarize prints each result that did not pass, with its report (and
-// with all, each that passed, one line each), then the counts.
+// DetailedReports is how many results that did not pass Summarize shows
+// in full; the rest get one line each (the JUnit and JSON reports have
+// them all in full).
+const DetailedReports = 10
+
+// Summarize prints each result that did not pass, the first
+// DetailedReports with their reports (and with all, each that passed,
+// one line each), then the counts.
 func Summarize(w io.Writer, recs []Record, elapsed time.Duration, all bool) (pass, fail, errs int) {
 	for i := range recs {
 		r := &recs[i]
+		msg := r.Message
 		switch r.Outcome {
 		case Pass:
 			pass++
@@ -245,17 +252,23 @@ func Summarize(w io.Writer, recs []Record, elapsed time.Duration, all bool) (pas
 			continue
 		case Fail:
 			fail++
-			fmt.Fprintf(w, "FAIL %s %s: %s\n", r.Program, r.TestName(), r.Message)
 		default:
 			errs++
-			fmt.Fprintf(w, "ERROR %s %s: %s\n", r.Program, r.TestName(), r.Message)
 		}
-		if r.Diff != "" {
+		detailed := fail+errs <= DetailedReports
+		if !detailed {
+			msg, _, _ = strings.Cut(msg, "\n")
+		}
+		fmt.Fprintf(w, "%s %s %s: %s\n", strings.ToUpper(r.Outcome), r.Program, r.TestName(), msg)
+		if r.Diff != "" && detailed {
 			fmt.Fprintln(w, indent(r.Diff))
 		}
 		if r.Restore != "" {
 			fmt.Fprintf(w, "    reproduce: %s\n", r.Restore)
 		}
+	}
+	if n := fail + errs - DetailedReports; n > 0 {
+		fmt.Fprintf(w, "(the last %d in one line each: --junit and --json have them in full)\n", n)
 	}
 	points := map[string]bool{}
 	for _, r := range recs {
