@@ -49,8 +49,9 @@ func (cc *CheckpointConfig) syscallDue(n uint64) bool {
 	return found
 }
 
-// devicesToNext is how many device accesses after the first done the
-// next device checkpoint is due (0: none), for vmm.VCPU.StopAfterMMIO.
+// devicesToNext is how many more device accesses, after done of them,
+// the next device checkpoint is due (0: none), for
+// vmm.VCPU.StopAfterMMIO.
 func (cc *CheckpointConfig) devicesToNext(done uint64) uint64 {
 	next := uint64(0)
 	if cc.AtDevice > done {

@@ -39,7 +39,7 @@ type region struct {
 type Bus struct {
 	mu      sync.RWMutex
 	regions []*region // sorted by base
-	// last is the latest access that reached a device (see LastAccess).
+	// last is the latest access a device completed (see LastAccess).
 	last atomic.Pointer[Access]
 }
 
@@ -104,8 +104,8 @@ func (b *Bus) Access(addr uint64, data []byte, write bool) error {
 	return err
 }
 
-// LastAccess is the latest access that reached a device (counted by
-// Accesses), or nil.
+// LastAccess is the latest access a device completed (the last one
+// Accesses counts), or nil.
 func (b *Bus) LastAccess() *Access { return b.last.Load() }
 
 // Accesses returns the number of accesses each device has completed, by
