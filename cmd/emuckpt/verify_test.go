@@ -139,6 +139,21 @@ func TestVerifyKeep(t *testing.T) {
 	assert.Contains(t, again.stdout, "bsr: lost")
 	preserved := emuckpt(t, "restore", "--device-state=preserve", strings.Fields(m[1])[3])
 	assert.Contains(t, preserved.stdout, "bsr: kept", "the same image without the perturbation")
+
+	// The machine flags of the verify are in the command, or the
+	// restore would refuse the image.
+	root := t.TempDir()
+	r = emuckpt(t, "verify", "--root", root, "--bsr", "8", "--hpet", "timers=4", "--tmpfs", "/scratch:1M", "--at", "syscall",
+		"--device-state", "fresh", "--keep", keep, img("restart_bug"))
+	require.Equal(t, 1, r.status, r.stderr)
+	m = regexp.MustCompile(`reproduce: emuckpt (restore .*)`).FindStringSubmatch(r.stdout)
+	require.NotNil(t, m, r.stdout)
+	assert.Contains(t, m[1], "--root "+root)
+	assert.Contains(t, m[1], "--bsr 8:8:4096")
+	assert.Contains(t, m[1], "--hpet timers=4,period=69841279")
+	assert.Contains(t, m[1], "--tmpfs /scratch:1048576")
+	again = emuckpt(t, strings.Fields(m[1])...)
+	assert.Contains(t, again.stdout, "bsr: lost", again.stderr)
 }
 
 // TestVerifySharding: shards given by --shard, by Bazel's variables and
