@@ -156,3 +156,39 @@ func (r *seededRand) Read(p []byte) (int, error) {
 type hostRand struct{}
 
 func (hostRand) Read(p []byte) (int, error) { return rand.Read(p) }
+
+// AdvanceClock moves the guest's clocks d forward, as if the machine had
+// been down for d between a checkpoint and this restore: CLOCK_REALTIME,
+// CLOCK_MONOTONIC and the clocks that follow them (BOOTTIME, TAI, the
+// coarse and raw variants; under the virtual clock the CPU-time clocks
+// too, which read CLOCK_MONOTONIC there). Timers armed on them expire
+// accordingly. Devices keep their own time only if their DeviceEnv.Now
+// does not follow the guest clock (see verify's perturbations). Call it
+// before Run.
+func (k *Kernel) AdvanceClock(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	if vc, ok := k.clock.(*VirtualClock); ok {
+		vc.Sleep(int64(d))
+		return
+	}
+	k.clock = offsetClock{Clock: k.clock, off: int64(d)}
+}
+
+// offsetClock is a host clock moved forward by AdvanceClock.
+type offsetClock struct {
+	Clock
+	off int64
+}
+
+func (c offsetClock) Now(id int32) (int64, bool) {
+	ns, ok := c.Clock.Now(id)
+	switch id {
+	case unix.CLOCK_PROCESS_CPUTIME_ID, unix.CLOCK_THREAD_CPUTIME_ID:
+		return ns, ok
+	}
+	return ns + c.off, ok
+}
+
+func (c offsetClock) TSC() uint64 { return c.Clock.TSC() + uint64(c.off) }

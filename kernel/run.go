@@ -63,9 +63,7 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	defer close(done)
 	k.watchRequests(done)
 	cc := &k.cfg.Checkpoint
-	if cc.AtDevice > 0 {
-		k.vcpu.StopAfterMMIO(cc.AtDevice - k.m.Bus.TotalAccesses())
-	}
+	k.vcpu.StopAfterMMIO(cc.devicesToNext(k.m.Bus.TotalAccesses()))
 	defer k.stopAsyncTimer()
 	defer k.stopKick()
 	for {
@@ -151,12 +149,13 @@ func (k *Kernel) runTurn(t *Task) error {
 			if err == nil && k.timersDue(ex.Kind) {
 				k.checkTimers()
 			}
-			if cc.AtSyscall != 0 && k.syscalls == cc.AtSyscall {
+			if cc.syscallDue(k.syscalls) {
 				// Taken in settle, after an exit the call made is done.
 				k.ckpt.requested.Store(true)
 			}
 		case vmm.ExitMMIOLimit:
 			err = k.checkpoint(nil)
+			k.vcpu.StopAfterMMIO(cc.devicesToNext(k.m.Bus.TotalAccesses()))
 		case vmm.ExitException:
 			err = k.exception(t, ex)
 			if ex.Vector == vmm.VecPF {

@@ -253,6 +253,8 @@ type Snapshot struct {
 	// Started is when the kernel began taking the snapshot (the guest has
 	// been stopped since).
 	Started time.Time
+	// Self says the guest asked for it (emuckpt_checkpoint()).
+	Self bool
 }
 
 func programRef(name, path string, prog []byte) ProgramRef {

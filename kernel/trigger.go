@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -31,12 +32,46 @@ type CheckpointConfig struct {
 	AtSyscall uint64
 	// AtDevice checkpoints after the Nth device MMIO access (0: never).
 	AtDevice uint64
+	// AtSyscalls and AtDevices are more such points, in ascending order,
+	// for a run that takes many checkpoints (with LeaveRunning), such as
+	// a verify pass.
+	AtSyscalls, AtDevices []uint64
 	// Requests asks for a checkpoint at the next exit, once per receive
 	// (SIGUSR1, a time:DUR timer).
 	Requests <-chan struct{}
 	// LeaveRunning goes on after a checkpoint instead of ending the run.
 	LeaveRunning bool
 }
+
+// syscallDue says whether a checkpoint is due after system call n.
+func (cc *CheckpointConfig) syscallDue(n uint64) bool {
+	if cc.AtSyscall != 0 && n == cc.AtSyscall {
+		return true
+	}
+	_, found := slices.BinarySearch(cc.AtSyscalls, n)
+	return found
+}
+
+// devicesToNext is how many more device accesses, after done of them,
+// the next device checkpoint is due (0: none), for
+// vmm.VCPU.StopAfterMMIO.
+func (cc *CheckpointConfig) devicesToNext(done uint64) uint64 {
+	next := uint64(0)
+	if cc.AtDevice > done {
+		next = cc.AtDevice
+	}
+	if i, _ := slices.BinarySearch(cc.AtDevices, done+1); i < len(cc.AtDevices) && (next == 0 || cc.AtDevices[i] < next) {
+		next = cc.AtDevices[i]
+	}
+	if next == 0 {
+		return 0
+	}
+	return next - done
+}
+
+// Syscalls is the number of system calls the program has made, those
+// before a checkpoint included. Call it after Run returns.
+func (k *Kernel) Syscalls() uint64 { return k.syscalls }
 
 // checkpointer is the kernel's checkpoint state during Run.
 type checkpointer struct {
@@ -129,6 +164,7 @@ func (k *Kernel) save(rax *uint64) error {
 	repatch := k.frames.TSCPatch().Unpatch()
 	snap, err := k.Snapshot(rax)
 	if err == nil {
+		snap.Self = rax != nil
 		err = cc.Save(snap)
 	}
 	repatch()

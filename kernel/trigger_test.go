@@ -8,7 +8,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/emuckpt/emuckpt/devices/hpet"
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
+	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"github.com/emuckpt/emuckpt/testimages"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -101,4 +103,82 @@ func tempFile(t *testing.T) *os.File {
 	require.NoError(t, err)
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+func TestTriggerLists(t *testing.T) {
+	cc := CheckpointConfig{AtSyscall: 4, AtSyscalls: []uint64{2, 7, 9}, AtDevice: 6, AtDevices: []uint64{3, 10}}
+	var due []uint64
+	for n := uint64(1); n <= 10; n++ {
+		if cc.syscallDue(n) {
+			due = append(due, n)
+		}
+	}
+	assert.Equal(t, []uint64{2, 4, 7, 9}, due)
+	for _, c := range []struct{ done, want uint64 }{{0, 3}, {2, 1}, {3, 3}, {5, 1}, {6, 4}, {9, 1}, {10, 0}, {20, 0}} {
+		assert.Equal(t, c.want, cc.devicesToNext(c.done), "after %d accesses", c.done)
+	}
+	assert.Zero(t, (&CheckpointConfig{}).devicesToNext(0))
+	assert.False(t, (&CheckpointConfig{}).syscallDue(0), "0 is never a trigger")
+}
+
+// TestManyTriggersOneRun: one run with LeaveRunning takes a checkpoint at
+// every listed system call and device access, in order, and says which
+// snapshots the guest asked for itself.
+func TestManyTriggersOneRun(t *testing.T) {
+	kvmtest.Require(t)
+	prog, err := testimages.FS.ReadFile("bin/ckptwait")
+	require.NoError(t, err)
+	out := tempFile(t)
+	type taken struct {
+		syscalls, devices uint64
+		self              bool
+	}
+	var got []taken
+	var k *Kernel
+	cfg := Config{Program: prog, Name: "ckptwait", Args: []string{"ckptwait", "hpet", "self"}, Stdout: out, Stderr: out, MemSize: 64 << 20,
+		Devices: []DeviceFactory{hpetDevice}}
+	cfg.Checkpoint = CheckpointConfig{AtSyscalls: []uint64{1, 3}, AtDevices: []uint64{1, 3}, LeaveRunning: true,
+		Save: func(s *Snapshot) error {
+			got = append(got, taken{s.State.Syscalls, k.Machine().Bus.TotalAccesses(), s.Self})
+			return nil
+		}}
+	k, err = New(cfg)
+	require.NoError(t, err)
+	defer k.Close()
+	st, err := k.Run(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, ExitStatus{}, st)
+	require.Len(t, got, 5, "%+v", got)
+	assert.Equal(t, taken{1, 0, false}, got[0])
+	assert.Equal(t, taken{3, 0, false}, got[1])
+	var devs []uint64
+	selfs := 0
+	for _, g := range got[2:] {
+		if g.self {
+			selfs++
+		} else {
+			devs = append(devs, g.devices)
+		}
+	}
+	assert.Equal(t, []uint64{1, 3}, devs)
+	assert.Equal(t, 1, selfs)
+	for i := 1; i < len(got); i++ {
+		assert.LessOrEqual(t, got[i-1].syscalls, got[i].syscalls, "in order")
+	}
+	assert.Greater(t, k.Syscalls(), got[len(got)-1].syscalls)
+}
+
+// hpetDevice is the HPET as cmd/emuckpt wires it, without its saved
+// state and VMA checks.
+func hpetDevice(env DeviceEnv) (Device, error) {
+	h, err := hpet.New(hpet.DefaultConfig(), hpet.ClockFunc(env.Now))
+	if err != nil {
+		return Device{}, err
+	}
+	return Device{
+		MMIO: []MMIORegion{{Base: hpet.MMIOBase, Size: hpet.MMIOSize, Dev: h}},
+		Files: []DeviceFile{{Path: hpet.DevicePath, Info: hpet.DeviceInfo(),
+			Open: func(fl int) (vfs.File, unix.Errno) { return h.Open(fl, nil) }}},
+		Start: h.Enable, VMATypes: []VMAType{{Name: hpet.VMAType}},
+	}, nil
 }

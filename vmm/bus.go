@@ -39,6 +39,16 @@ type region struct {
 type Bus struct {
 	mu      sync.RWMutex
 	regions []*region // sorted by base
+	// last is the latest access a device completed (see LastAccess).
+	last atomic.Pointer[Access]
+}
+
+// Access is one device access, as LastAccess reports it.
+type Access struct {
+	Device string // the device's Name
+	Off    uint64 // offset within the device's region
+	Size   int
+	Write  bool
 }
 
 // NewBus returns an empty bus.
@@ -81,14 +91,26 @@ func (b *Bus) Access(addr uint64, data []byte, write bool) error {
 	if addr+uint64(len(data)) > r.base+r.size {
 		return &AccessFault{Signal: 7, Code: 2, Reason: fmt.Sprintf("%d-byte access at %#x crosses the end of %s", len(data), addr, r.dev.Name())}
 	}
-	r.count.Add(1)
+	var err error
 	if write {
-		return r.dev.Write(addr-r.base, data)
+		err = r.dev.Write(addr-r.base, data)
+	} else {
+		err = r.dev.Read(addr-r.base, data)
 	}
-	return r.dev.Read(addr-r.base, data)
+	if err == nil {
+		r.count.Add(1)
+		b.last.Store(&Access{Device: r.dev.Name(), Off: addr - r.base, Size: len(data), Write: write})
+	}
+	return err
 }
 
-// Accesses returns the number of accesses each device has seen, by name.
+// LastAccess is the latest access a device completed (the last one
+// Accesses counts), or nil.
+func (b *Bus) LastAccess() *Access { return b.last.Load() }
+
+// Accesses returns the number of accesses each device has completed, by
+// name: an access the device refused is not counted (as VCPU.StopAfterMMIO
+// does not count it).
 func (b *Bus) Accesses() map[string]uint64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/bobuhiro11/gokvm/kvm"
@@ -143,13 +144,28 @@ type cpuidTable struct {
 }
 
 // supportedCPUID asks KVM which CPUID leaves it can present to a guest.
+// The answer is the host's, the same for every machine, so it is asked
+// once per process (it costs about a third of making a machine, which
+// matters to a verify that makes hundreds); callers copy the table
+// before changing it.
 func supportedCPUID(kvmFd uintptr) (*cpuidTable, error) {
+	cpuidCache.Lock()
+	defer cpuidCache.Unlock()
+	if cpuidCache.t != nil {
+		return cpuidCache.t, nil
+	}
 	t := &cpuidTable{Nent: maxCPUIDEntries}
 	_, err := ioctl(kvmFd, kvm.IIOWR(ioctlGetSupportedCPU, 8), uintptr(unsafe.Pointer(t)))
 	if err != nil {
 		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
 	}
+	cpuidCache.t = t
 	return t, nil
+}
+
+var cpuidCache struct {
+	sync.Mutex
+	t *cpuidTable
 }
 
 func setCPUID(vcpuFd uintptr, t *cpuidTable) error {

@@ -219,16 +219,43 @@ func TestBusDispatch(t *testing.T) {
 	require.Equal(t, []byte{1, 2, 3, 4}, buf)
 	require.Error(t, b.Access(0x1000, buf, false))
 	require.Equal(t, uint64(2), b.Accesses()["echo"])
+	require.Equal(t, &Access{Device: "echo", Off: 0x10, Size: 4}, b.LastAccess(), "the read")
+	require.NoError(t, b.Access(0xfed00ff8, buf[:1], true))
+	require.Equal(t, &Access{Device: "echo", Off: 0xff8, Size: 1, Write: true}, b.LastAccess())
+	require.Error(t, b.Access(0x2000, buf, false))
+	require.Equal(t, uint64(0xff8), b.LastAccess().Off, "an access no device took is not one")
+	refuse := &echoDevice{refuse: true}
+	require.NoError(t, b.Register(0xfee00000, 4096, refuse))
+	require.Error(t, b.Access(0xfee00000, buf, false))
+	require.Equal(t, uint64(0xff8), b.LastAccess().Off, "nor one the device refused")
+	require.Zero(t, b.Accesses()["refuse"])
 }
 
-type echoDevice struct{ last []byte }
+type echoDevice struct {
+	last   []byte
+	refuse bool
+}
 
-func (e *echoDevice) Name() string { return "echo" }
+func (e *echoDevice) Name() string {
+	if e.refuse {
+		return "refuse"
+	}
+	return "echo"
+}
 func (e *echoDevice) Write(off uint64, d []byte) error {
+	if e.refuse {
+		return &AccessFault{Signal: 7, Reason: "refused"}
+	}
 	e.last = append([]byte(nil), d...)
 	return nil
 }
-func (e *echoDevice) Read(off uint64, d []byte) error { copy(d, e.last); return nil }
+func (e *echoDevice) Read(off uint64, d []byte) error {
+	if e.refuse {
+		return &AccessFault{Signal: 7, Reason: "refused"}
+	}
+	copy(d, e.last)
+	return nil
+}
 
 func TestTSCTrapProbe(t *testing.T) {
 	kvmtest.Require(t)

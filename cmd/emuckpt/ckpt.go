@@ -16,6 +16,7 @@ import (
 	"github.com/emuckpt/emuckpt/ckpt"
 	"github.com/emuckpt/emuckpt/internal/hostfile"
 	"github.com/emuckpt/emuckpt/kernel"
+	"github.com/emuckpt/emuckpt/verify"
 )
 
 // trigger is a parsed --checkpoint-at.
@@ -159,6 +160,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	ckptTo := fs.String("checkpoint-to", "", "write further checkpoints (SIGUSR1, emuckpt_checkpoint) to this image file")
 	program := fs.String("program", "", "the program file, if it is no longer where the image says (its SHA-256 must match)")
 	leave := fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping")
+	perturb := fs.String("perturb", "none", "what a real restart may bring: hpet-jump=DUR, clock-jump=DUR, bsr-clear, joined by commas (see 'emuckpt verify --help')")
 	machine := addMachineFlags(fs)
 	if ok, st := parseFlags(fs, args, restoreUsage, stderr); !ok {
 		return st
@@ -169,6 +171,11 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	if *policy != "fresh" && *policy != "preserve" {
 		fmt.Fprintf(stderr, "emuckpt: restore: --device-state=%s: want fresh or preserve\n", *policy)
+		return exitFailure
+	}
+	pert, err := verify.ParsePerturbation(*perturb)
+	if err != nil {
+		fmt.Fprintf(stderr, "emuckpt: restore: --perturb: %v\n", err)
 		return exitFailure
 	}
 	if !checkDestination("restore", *ckptTo, stderr) {
@@ -199,7 +206,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	cfg.PreserveDevices = *policy == "preserve"
 	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger{}, *leave, stderr)
 	defer stopRequests()
-	k, err := img.Restore(cfg)
+	k, err := verify.Restore(img, cfg, pert)
 	if err != nil {
 		return imageError(stderr, fs.Arg(0), err)
 	}

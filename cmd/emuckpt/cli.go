@@ -35,6 +35,8 @@ Commands:
   demo                            checkpoint and restore an embedded program that maps devices
   run [flags] PROGRAM [ARGS...]   run a static x86-64 Linux program in a fresh VM
   restore [flags] IMAGE           continue a checkpointed program in a fresh VM
+  verify [flags] PROGRAM [ARGS...]
+                                  restart PROGRAM at every point and check its output
   inspect [--json] IMAGE          show what a checkpoint image holds
   help                            show this help
 
@@ -48,7 +50,8 @@ run ended first (the last line of stderr then ends with
 "exit status 125 instead of N", N being the status the run would have
 had); 126 if the program cannot be executed (a directory or other
 non-regular file, no execute permission, not an ELF, dynamic, wrong
-architecture); 127 if it is not found.
+architecture); 127 if it is not found. verify exits 0 when every point
+passed, 1 when one diverged, 125 when emuckpt failed.
 `
 
 // Main is the whole command line tool, callable from tests.
@@ -66,6 +69,8 @@ func Main(args []string, stdin, stdout, stderr *os.File) int {
 		return cmdInspect(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
+	case "verify":
+		return cmdVerify(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

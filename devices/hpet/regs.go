@@ -1,5 +1,7 @@
 package hpet
 
+import "fmt"
+
 // The HPET's place in the guest-physical address space and in /dev.
 const (
 	// MMIOBase is the guest-physical address of the register block, the
@@ -108,3 +110,39 @@ const (
 	// the sysctl dev.hpet.max-user-freq.
 	DefaultMaxUserFreq = 64
 )
+
+// RegisterName names the register at offset off of the block, as Linux's
+// hpet.h does (HPET_ID, HPET_CFG, HPET_STATUS, HPET_COUNTER,
+// HPET_Tn_CFG, HPET_Tn_CMP, HPET_Tn_ROUTE), with "+N" for a byte within
+// it; "reserved+0xOFF" for anything else.
+func RegisterName(off uint64) string {
+	base, name := off&^7, ""
+	switch base {
+	case RegCapID:
+		name = "HPET_ID"
+	case RegConfig:
+		name = "HPET_CFG"
+	case RegIntStatus:
+		name = "HPET_STATUS"
+	case RegCounter:
+		name = "HPET_COUNTER"
+	}
+	if name == "" && base >= RegTimer0 && base < RegTimer0+32*TimerStride {
+		n := (base - RegTimer0) / TimerStride
+		switch (base - RegTimer0) % TimerStride {
+		case TimerConfig:
+			name = fmt.Sprintf("HPET_T%d_CFG", n)
+		case TimerCompare:
+			name = fmt.Sprintf("HPET_T%d_CMP", n)
+		case TimerFSB:
+			name = fmt.Sprintf("HPET_T%d_ROUTE", n)
+		}
+	}
+	if name == "" {
+		return fmt.Sprintf("reserved+%#x", off)
+	}
+	if off != base {
+		name += fmt.Sprintf("+%d", off-base)
+	}
+	return name
+}
