@@ -27,7 +27,13 @@ func (k *Kernel) sysGetuid(*Task, *args) (uint64, unix.Errno)      { return uint
 func (k *Kernel) sysGeteuid(*Task, *args) (uint64, unix.Errno)     { return uint64(unix.Geteuid()), 0 }
 func (k *Kernel) sysGetgid(*Task, *args) (uint64, unix.Errno)      { return uint64(unix.Getgid()), 0 }
 func (k *Kernel) sysGetegid(*Task, *args) (uint64, unix.Errno)     { return uint64(unix.Getegid()), 0 }
-func (k *Kernel) sysSchedYield(*Task, *args) (uint64, unix.Errno)  { return 0, 0 }
+
+// sysSchedYield ends the caller's turn on the vCPU if another task waits
+// for it.
+func (k *Kernel) sysSchedYield(t *Task, _ *args) (uint64, unix.Errno) {
+	t.slice = turnExits
+	return 0, 0
+}
 
 func (k *Kernel) sysKillSyscall(t *Task, a *args) (uint64, unix.Errno) {
 	return k.sysKill(t, int(int32(a[0])), int(int32(a[1])), siUser)
