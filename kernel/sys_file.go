@@ -242,6 +242,9 @@ func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
+	if s, ok := f.(*vfs.Socket); ok {
+		return k.socketReadv(t, s, iov) // one message, as recvmsg
+	}
 	return k.mayBlock(t, f, vfs.PollIn)(k.readv(t, f, iov))
 }
 

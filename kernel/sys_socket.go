@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"golang.org/x/sys/unix"
@@ -460,11 +461,7 @@ func (k *Kernel) sysSendmsg(t *Task, a *args) (uint64, unix.Errno) {
 
 // recvMessage is the common part of recvfrom and recvmsg: it fills the
 // iovecs and returns the byte count and what came with the data.
-func (k *Kernel) recvMessage(t *Task, fd uint64, iov [][2]uint64, flags uint64) (uint64, vfs.RecvMsg, unix.Errno) {
-	s, e := k.socketOf(t, fd)
-	if e != 0 {
-		return 0, vfs.RecvMsg{}, e
-	}
+func (k *Kernel) recvMessage(t *Task, s *vfs.Socket, iov [][2]uint64, flags uint64) (uint64, vfs.RecvMsg, unix.Errno) {
 	if flags&msgOOB != 0 {
 		k.noteOnce("msg-oob", "recv: MSG_OOB is not supported on AF_UNIX sockets: EOPNOTSUPP")
 		return 0, vfs.RecvMsg{}, unix.EOPNOTSUPP
@@ -503,8 +500,20 @@ func (k *Kernel) recvMessage(t *Task, fd uint64, iov [][2]uint64, flags uint64) 
 	return ret, r, 0
 }
 
+// socketReadv is readv(2) of a socket: recvmsg without flags, whose
+// descriptors, if any, are closed as Linux's read does.
+func (k *Kernel) socketReadv(t *Task, s *vfs.Socket, iov [][2]uint64) (uint64, unix.Errno) {
+	n, r, e := k.recvMessage(t, s, iov, 0)
+	releaseAll(r.Rights)
+	return n, e
+}
+
 func (k *Kernel) sysRecvfrom(t *Task, a *args) (uint64, unix.Errno) {
-	n, r, e := k.recvMessage(t, a[0], [][2]uint64{{a[1], min(a[2], maxRWCount)}}, a[3])
+	s, e := k.socketOf(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	n, r, e := k.recvMessage(t, s, [][2]uint64{{a[1], min(a[2], maxRWCount)}}, a[3])
 	if e != 0 {
 		return 0, e
 	}
@@ -522,7 +531,8 @@ func (k *Kernel) sysRecvfrom(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) sysRecvmsg(t *Task, a *args) (uint64, unix.Errno) {
-	if _, e := k.socketOf(t, a[0]); e != 0 {
+	s, e := k.socketOf(t, a[0])
+	if e != 0 {
 		return 0, e
 	}
 	h, e := k.readMsghdr(t, a[1])
@@ -537,7 +547,7 @@ func (k *Kernel) sysRecvmsg(t *Task, a *args) (uint64, unix.Errno) {
 		return 0, unix.EINVAL
 	}
 	flags := a[2]
-	n, r, e := k.recvMessage(t, a[0], iov, flags)
+	n, r, e := k.recvMessage(t, s, iov, flags)
 	if e != 0 {
 		return 0, e
 	}
@@ -728,4 +738,27 @@ func (k *Kernel) sysSetsockopt(t *Task, a *args) (uint64, unix.Errno) {
 		return 0, unix.ENOPROTOOPT
 	}
 	return 0, 0
+}
+
+// refuseSockets fails a checkpoint while any process holds a socket:
+// images do not hold sockets yet (their queued bytes and the descriptors
+// in flight in them).
+func (k *Kernel) refuseSockets() error {
+	pids := make([]int, 0, len(k.procs))
+	for pid := range k.procs {
+		pids = append(pids, pid)
+	}
+	slices.Sort(pids)
+	for _, pid := range pids {
+		p := k.procs[pid]
+		if p.fds == nil {
+			continue
+		}
+		for _, e := range p.fds.Snapshot() {
+			if e.File.Kind == vfs.KindSocket {
+				return fmt.Errorf("cannot checkpoint: descriptor %d of process %d is a socket, and sockets are not saved yet", e.FD, pid)
+			}
+		}
+	}
+	return nil
 }

@@ -55,3 +55,17 @@ func TestSocketNameCheckpoint(t *testing.T) {
 	require.Equal(t, 0, second.status, second.stderr)
 	assert.Equal(t, "checkpoint: 2\n"+after, second.stdout)
 }
+
+// TestSocketCheckpointRefused: images do not hold sockets yet, so a
+// checkpoint while one is open fails cleanly, naming the descriptor,
+// and the program goes on (emuckpt_checkpoint gives EIO).
+func TestSocketCheckpointRefused(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "sock.img")
+	got := emuckpt(t, "run", "--checkpoint-to", image, img("sockets"), "ckptopen")
+	assert.Equal(t, 0, got.status, got.stderr)
+	assert.Equal(t, "checkpoint with sockets open: -5\n", got.stdout)
+	assert.Contains(t, got.stderr, "descriptor 3 of process")
+	assert.Contains(t, got.stderr, "is a socket, and sockets are not saved yet")
+	assert.NoFileExists(t, image)
+}

@@ -20,6 +20,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -341,6 +342,15 @@ static void datagrams(void) {
 	int total = 0, msgs = 0;
 	while ((n = recv(sv[1], buf, sizeof buf, MSG_DONTWAIT)) > 0) total += n, msgs++;
 	printf("pair dgram: %d messages %d bytes\n", msgs, total);
+	/* readv takes one datagram, however many buffers. */
+	send(sv[0], "ab", 2, 0);
+	send(sv[0], "cde", 3, 0);
+	char x[2], y[4];
+	struct iovec rv[2] = {{x, 1}, {y, 4}};
+	n = readv(sv[1], rv, 2);
+	printf("readv: %zd %.1s%.*s\n", n, x, (int)(n > 1 ? n - 1 : 0), y);
+	n = readv(sv[1], rv, 2);
+	printf("readv: %zd %.1s%.*s\n", n, x, (int)(n > 1 ? n - 1 : 0), y);
 	close(sv[0]);
 	close(sv[1]);
 }
