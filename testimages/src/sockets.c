@@ -20,6 +20,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -102,6 +103,12 @@ static void pair_stream(void) {
 	socklen_t l = sizeof type;
 	getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &type, &l);
 	printf("SO_TYPE: %d (len %d)\n", type, (int)l);
+	struct statfs sf;
+	fstatfs(sv[0], &sf);
+	printf("fstatfs: %#lx\n", (unsigned long)sf.f_type);
+	struct stat sst;
+	fstat(sv[0], &sst);
+	printf("fstat: sock %d\n", S_ISSOCK(sst.st_mode));
 	struct ucred uc;
 	l = sizeof uc;
 	r("SO_PEERCRED", getsockopt(sv[0], SOL_SOCKET, SO_PEERCRED, &uc, &l));
