@@ -83,6 +83,18 @@ func (k *Kernel) mayBlock(t *Task, f vfs.File, events uint32) func(uint64, unix.
 	}
 }
 
+// epipe passes a write's result through, sending SIGPIPE for EPIPE from
+// a pipe or a stream socket, as Linux's write does. Use it as
+// k.epipe(t, f)(ret, errno).
+func (k *Kernel) epipe(t *Task, f vfs.File) func(uint64, unix.Errno) (uint64, unix.Errno) {
+	return func(ret uint64, e unix.Errno) (uint64, unix.Errno) {
+		if e == unix.EPIPE {
+			k.sigpipe(t, f)
+		}
+		return ret, e
+	}
+}
+
 // maxRWCount is Linux's MAX_RW_COUNT: no read or write moves more bytes
 // in one call.
 const maxRWCount = 0x7ffff000
@@ -132,7 +144,7 @@ func (k *Kernel) sysWrite(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return k.mayBlock(t, f, vfs.PollOut)(k.writeFrom(t, a[1], a[2], func(p []byte) (int, unix.Errno) { return f.Write(p) }))
+	return k.mayBlock(t, f, vfs.PollOut)(k.epipe(t, f)(k.writeFrom(t, a[1], a[2], func(p []byte) (int, unix.Errno) { return f.Write(p) })))
 }
 
 // writeFrom copies length bytes at va out of the guest in bounded chunks
@@ -230,6 +242,9 @@ func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
+	if s, ok := f.(*vfs.Socket); ok {
+		return k.socketReadv(t, s, iov) // one message, as recvmsg
+	}
 	return k.mayBlock(t, f, vfs.PollIn)(k.readv(t, f, iov))
 }
 
@@ -261,7 +276,7 @@ func (k *Kernel) sysWritev(t *Task, a *args) (uint64, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	return k.mayBlock(t, f, vfs.PollOut)(k.writev(t, f, iov))
+	return k.mayBlock(t, f, vfs.PollOut)(k.epipe(t, f)(k.writev(t, f, iov)))
 }
 
 func (k *Kernel) writev(t *Task, f vfs.File, iov [][2]uint64) (uint64, unix.Errno) {

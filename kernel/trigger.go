@@ -161,6 +161,9 @@ func (k *Kernel) save(rax *uint64) error {
 	default:
 	}
 	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
+	if err := k.refuseSockets(); err != nil {
+		return err
+	}
 	repatch := k.frames.TSCPatch().Unpatch()
 	snap, err := k.Snapshot(rax)
 	if err == nil {

@@ -54,7 +54,13 @@ type FS struct {
 	random   io.Reader
 
 	backings backingCache // the host files behind mappings
+
+	sockets *SocketNamespace // AF_UNIX abstract names
 }
+
+// Sockets is the FS's AF_UNIX namespace (abstract names; path names are
+// socket inodes of a tmpfs).
+func (fs *FS) Sockets() *SocketNamespace { return fs.sockets }
 
 // New makes an FS. The built-in synthetic files are /dev/null, /dev/zero,
 // /dev/random, /dev/urandom and /proc/self/maps.
@@ -65,6 +71,7 @@ func New(opts Options) (*FS, error) {
 		nextIno: firstSyntheticIno,
 		random:  opts.Random,
 		frames:  opts.Frames,
+		sockets: NewSocketNamespace(),
 	}
 	if fs.frames == nil {
 		const pool = 64 << 20
@@ -214,6 +221,8 @@ func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errn
 			return fs.openDevice(n, r.path(), flags, state)
 		case nodeRegular:
 			return fs.openTmpRegular(n, r.path(), flags)
+		case nodeSocket:
+			return nil, unix.ENXIO
 		case nodeGenerated:
 			if wantsWrite {
 				return nil, unix.EACCES

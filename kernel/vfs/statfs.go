@@ -32,6 +32,7 @@ const (
 	TmpfsMagic     = 0x01021994 // also devtmpfs
 	RamfsMagic     = 0x858458f6
 	PipefsMagic    = 0x50495045
+	SockfsMagic    = 0x534f434b
 
 	StRdonly   = 0x0001
 	StNosuid   = 0x0002
@@ -67,6 +68,7 @@ var (
 	emptyRootStatfs = Statfs{Type: RamfsMagic, Bsize: 4096, Namelen: 255, Frsize: 4096,
 		Flags: StValid | StRdonly | StRelatime}
 	pipeStatfs = Statfs{Type: PipefsMagic, Bsize: 4096, Namelen: 255, Frsize: 4096, Flags: StValid}
+	sockStatfs = Statfs{Type: SockfsMagic, Bsize: 4096, Namelen: 255, Frsize: 4096, Flags: StValid}
 )
 
 // syntheticStatfs is the file system a synthetic path lives in, by its
@@ -156,6 +158,8 @@ func (fs *FS) FileStatfs(f File) (Statfs, unix.Errno) {
 		}
 	case *pipeEnd:
 		return pipeStatfs, 0
+	case *Socket:
+		return sockStatfs, 0
 	case *deviceFile:
 		return syntheticStatfs(f.path), 0
 	case *generatedFile:

@@ -24,6 +24,7 @@ const (
 	nodeGenerated
 	nodeSymlink
 	nodeRegular // a regular file of a tmpfs mount
+	nodeSocket  // a socket inode of a tmpfs mount (bind)
 )
 
 // node is an entry of the synthetic tree. Its fields other than children
@@ -114,6 +115,8 @@ func (n *node) direntType() uint8 {
 		return DTReg
 	case nodeSymlink:
 		return DTLnk
+	case nodeSocket:
+		return DTSock
 	}
 	return DTUnknown
 }

@@ -74,6 +74,10 @@ type tmpInode struct {
 
 	size  int64
 	pages map[int64]uint64 // frames of allocated pages by index; holes read as zeros
+
+	// sock is the socket bound to a socket inode (socket_fs.go), nil once
+	// it is closed.
+	sock any
 }
 
 // now is the time for timestamps: Options.Now, or the host clock.

@@ -26,7 +26,7 @@ type MountState struct {
 // InodeState is one tmpfs inode.
 type InodeState struct {
 	Ino  uint64 `json:"ino"`
-	Mode uint32 `json:"mode"` // S_IFDIR, S_IFREG or S_IFLNK, and the permission bits
+	Mode uint32 `json:"mode"` // S_IFDIR, S_IFREG, S_IFLNK or S_IFSOCK, and the permission bits
 	Uid  uint32 `json:"uid"`
 	Gid  uint32 `json:"gid"`
 	// Nlink is the number of names of a regular file or symbolic link
@@ -116,6 +116,11 @@ func (fs *FS) TmpfsState(save PageSaver) []MountState {
 			case unix.S_IFLNK:
 				is.Nlink = ti.nlink
 				is.Target = symlinkTarget(m.root, ino)
+			case unix.S_IFSOCK:
+				// A socket name; the socket itself is not saved (a
+				// checkpoint refuses open sockets), so after a restore
+				// nothing is bound to it: ECONNREFUSED, as for a stale name.
+				is.Nlink = ti.nlink
 			}
 			ms.Inodes = append(ms.Inodes, is)
 		}
@@ -185,7 +190,7 @@ func (ms *MountState) build(frames *guestmm.Frames, load PageLoader) (m *tmpMoun
 			return nil, fmt.Errorf("tmpfs %s: inode %d has unknown seals %#x", ms.Path, is.Ino, is.Seals)
 		}
 		typ := is.Mode & unix.S_IFMT
-		if is.Mode&^(unix.S_IFMT|0o7777) != 0 || typ != unix.S_IFDIR && typ != unix.S_IFREG && typ != unix.S_IFLNK {
+		if is.Mode&^(unix.S_IFMT|0o7777) != 0 || typ != unix.S_IFDIR && typ != unix.S_IFREG && typ != unix.S_IFLNK && typ != unix.S_IFSOCK {
 			return nil, fmt.Errorf("tmpfs %s: inode %d has mode %#o", ms.Path, is.Ino, is.Mode)
 		}
 		if typ != unix.S_IFDIR && len(is.Entries) > 0 {
@@ -264,6 +269,8 @@ func (ms *MountState) build(frames *guestmm.Frames, load PageLoader) (m *tmpMoun
 				c.kind = nodeRegular
 			case unix.S_IFLNK:
 				c.kind, c.target = nodeSymlink, cs.Target
+			case unix.S_IFSOCK:
+				c.kind = nodeSocket
 			}
 			links[e.Ino]++
 			d.children[e.Name] = c
@@ -288,8 +295,8 @@ func (ms *MountState) build(frames *guestmm.Frames, load PageLoader) (m *tmpMoun
 			if links[is.Ino] != is.Nlink {
 				return nil, fmt.Errorf("tmpfs %s: inode %d has nlink %d but %d entries", ms.Path, is.Ino, is.Nlink, links[is.Ino])
 			}
-			if is.Mode&unix.S_IFMT == unix.S_IFLNK && is.Nlink == 0 {
-				return nil, fmt.Errorf("tmpfs %s: symbolic link %d has no name", ms.Path, is.Ino)
+			if t := is.Mode & unix.S_IFMT; (t == unix.S_IFLNK || t == unix.S_IFSOCK) && is.Nlink == 0 {
+				return nil, fmt.Errorf("tmpfs %s: symbolic link or socket %d has no name", ms.Path, is.Ino)
 			}
 			m.inodes[is.Ino].nlink = is.Nlink
 		}
