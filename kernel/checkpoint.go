@@ -134,7 +134,7 @@ func (k *Kernel) saveProcess(p *Process, ms *memorySnapshot, shared *vfs.Shared,
 		ps.FDLimit, ps.FDs = p.fds.Limit(), p.fds.SnapshotShared(shared)
 		for _, fd := range ps.FDs {
 			if !savableKinds[fd.File.Kind] {
-				return ps, fmt.Errorf("cannot checkpoint: descriptor %d of process %d is a %s, which checkpoints do not save yet", fd.FD, p.pid, fd.File.Kind)
+				return ps, fmt.Errorf("cannot checkpoint: descriptor %d of process %d is a %s, which images do not hold yet", fd.FD, p.pid, fd.File.Kind)
 			}
 		}
 	}

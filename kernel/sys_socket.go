@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"golang.org/x/sys/unix"
@@ -738,27 +737,4 @@ func (k *Kernel) sysSetsockopt(t *Task, a *args) (uint64, unix.Errno) {
 		return 0, unix.ENOPROTOOPT
 	}
 	return 0, 0
-}
-
-// refuseSockets fails a checkpoint while any process holds a socket:
-// images do not hold sockets yet (their queued bytes and the descriptors
-// in flight in them).
-func (k *Kernel) refuseSockets() error {
-	pids := make([]int, 0, len(k.procs))
-	for pid := range k.procs {
-		pids = append(pids, pid)
-	}
-	slices.Sort(pids)
-	for _, pid := range pids {
-		p := k.procs[pid]
-		if p.fds == nil {
-			continue
-		}
-		for _, e := range p.fds.Snapshot() {
-			if e.File.Kind == vfs.KindSocket {
-				return fmt.Errorf("cannot checkpoint: descriptor %d of process %d is a socket, and sockets are not saved yet", e.FD, pid)
-			}
-		}
-	}
-	return nil
 }

@@ -130,7 +130,7 @@ func (k *Kernel) watchRequests(stop <-chan struct{}) {
 // CheckpointStats); rax is as for save. It returns errExit when the run
 // ends after the checkpoint.
 //
-// A checkpoint that fails (a pipe the image cannot hold, a full disk, a
+// A checkpoint that fails (a socket the image cannot hold, a full disk, a
 // directory gone) ends nothing: nothing was saved, so there is nothing to
 // stop for, with or without LeaveRunning. The failure goes to the log,
 // saying what could not be saved and why, and is counted in
@@ -161,9 +161,6 @@ func (k *Kernel) save(rax *uint64) error {
 	default:
 	}
 	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
-	if err := k.refuseSockets(); err != nil {
-		return err
-	}
 	repatch := k.frames.TSCPatch().Unpatch()
 	snap, err := k.Snapshot(rax)
 	if err == nil {

@@ -47,23 +47,23 @@ func syscallIndex(t *testing.T, name string, args ...string) int {
 
 // TestFailedCheckpointGoesOn: a checkpoint asked for by every outside
 // means (syscall:, device:, time:, SIGUSR1), which fails because the
-// guest holds a pipe, is reported on stderr; the guest goes on to its
+// guest holds a socket, is reported on stderr; the guest goes on to its
 // normal output, with or without --leave-running, and emuckpt exits with
 // 125, giving the guest's own status on the last line.
 func TestFailedCheckpointGoesOn(t *testing.T) {
 	kvmtest.Require(t)
-	prog := []string{img("ckptwait"), "pipe", "hpet", "wait"}
+	prog := []string{img("ckptwait"), "socket", "hpet", "wait"}
 	normal := emuckpt(t, append([]string{"run"}, prog...)...)
 	require.Equal(t, 0, normal.status, normal.stderr)
-	require.Equal(t, "start\nhpet: ok\nstdin: eof\npipe: ok\nend\n", normal.stdout)
-	afterPipe := syscallIndex(t, "pipe", prog...) + 1
+	require.Equal(t, "start\nhpet: ok\nstdin: eof\nsocket: ok\nend\n", normal.stdout)
+	afterSocket := syscallIndex(t, "socketpair", prog...) + 1
 
 	tests := []struct {
 		name string
 		at   string                   // --checkpoint-at
 		ask  func(*testing.T, *child) // how the test asks, if it does
 	}{
-		{name: "syscall", at: "syscall:" + itoa(afterPipe)},
+		{name: "syscall", at: "syscall:" + itoa(afterSocket)},
 		{name: "device", at: "device:2"},
 		{name: "time", at: "time:300ms"},
 		{name: "SIGUSR1", ask: func(t *testing.T, c *child) {
@@ -93,7 +93,7 @@ func TestFailedCheckpointGoesOn(t *testing.T) {
 				c.waitFor(t, &c.stderr, "checkpoint failed")
 				r := c.finish(t)
 				assert.Equal(t, normal.stdout, r.stdout)
-				assert.Contains(t, r.stderr, "emuckpt: checkpoint failed, the program goes on: cannot checkpoint: descriptor 3 is a pipe, and pipes are not saved yet\n")
+				assert.Contains(t, r.stderr, "emuckpt: checkpoint failed, the program goes on: cannot checkpoint: descriptor 3 of process 2 is a socket, which images do not hold yet\n")
 				assert.Equal(t, "emuckpt: "+prog[0]+": 1 of 1 requested checkpoints failed; exit status 125 instead of 0", lastLine(r.stderr))
 				assert.Equal(t, 125, r.status)
 				assert.NoFileExists(t, image)
@@ -104,9 +104,9 @@ func TestFailedCheckpointGoesOn(t *testing.T) {
 	t.Run("emuckpt_checkpoint", func(t *testing.T) {
 		// The guest's own call gets EIO, and the status is the guest's.
 		image := filepath.Join(t.TempDir(), "x.img")
-		r := emuckpt(t, "run", "--checkpoint-to", image, img("ckptwait"), "pipe", "self")
-		assert.Equal(t, "start\ncheckpoint: ret=-5\npipe: ok\nend\n", r.stdout)
-		assert.Contains(t, r.stderr, "emuckpt_checkpoint() failed, the call returns EIO: cannot checkpoint: descriptor 3 is a pipe")
+		r := emuckpt(t, "run", "--checkpoint-to", image, img("ckptwait"), "socket", "self")
+		assert.Equal(t, "start\ncheckpoint: ret=-5\nsocket: ok\nend\n", r.stdout)
+		assert.Contains(t, r.stderr, "emuckpt_checkpoint() failed, the call returns EIO: cannot checkpoint: descriptor 3 of process 2 is a socket")
 		assert.Equal(t, 0, r.status)
 	})
 }

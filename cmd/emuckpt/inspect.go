@@ -472,7 +472,7 @@ func writeInspectText(w io.Writer, in inspection, vmasOf func(task int) []kernel
 		for i, a := range p.Cmdline {
 			args[i] = printable(a)
 		}
-		fmt.Fprintf(w, "process %d (ppid %d, pgid %d, sid %d): %s, %d threads, %s: %s\n", p.PID, p.PPID, p.PGID, p.SID, p.State, p.Threads, printable(p.Exe), strings.Join(args, " "))
+		fmt.Fprintf(w, "%s\n", processLine(p, args))
 		if p.SharesMemoryWith != 0 {
 			fmt.Fprintf(w, "  shares the memory of process %d\n", p.SharesMemoryWith)
 		}
@@ -533,6 +533,19 @@ func writeInspectText(w io.Writer, in inspection, vmasOf func(task int) []kernel
 	}
 	fmt.Fprintf(w, "\ntotal: %d VMAs, %d pages stored (%d bytes), %d zero pages not stored\n",
 		in.Totals.VMAs, in.Totals.StoredPages, in.Totals.StoredBytes, in.Totals.ZeroPages)
+}
+
+// processLine is a process's line of the text: ids, state, threads, and
+// its program and command line when the image names them.
+func processLine(p inspectProcess, args []string) string {
+	line := fmt.Sprintf("process %d (ppid %d, pgid %d, sid %d): %s, %d threads", p.PID, p.PPID, p.PGID, p.SID, p.State, p.Threads)
+	if p.Exe != "" {
+		line += ", exe " + printable(p.Exe)
+	}
+	if len(args) > 0 {
+		line += ": " + strings.Join(args, " ")
+	}
+	return line
 }
 
 // writeInspectFDs writes descriptors, one line each.

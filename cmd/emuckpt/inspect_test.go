@@ -115,6 +115,9 @@ func referenceText(in inspection) string {
 	for _, o := range in.Objects {
 		fmt.Fprintf(&b, "object %d: %s %s\n", o.Ref, o.Kind, printable(o.Path))
 	}
+	for _, p := range in.Processes {
+		fmt.Fprintf(&b, "process %d (ppid %d, pgid %d, sid %d): %s, %d threads\n", p.PID, p.PPID, p.PGID, p.SID, p.State, p.Threads)
+	}
 	for _, t := range in.Tasks {
 		fmt.Fprintf(&b, "\ntask pid %d tid %d: rip %#x rsp %#x\n", t.PID, t.TID, t.RIP, t.RSP)
 		tw := tabwriter.NewWriter(&b, 2, 8, 2, ' ', 0)

@@ -66,6 +66,6 @@ func TestSocketCheckpointRefused(t *testing.T) {
 	assert.Equal(t, 0, got.status, got.stderr)
 	assert.Equal(t, "checkpoint with sockets open: -5\n", got.stdout)
 	assert.Contains(t, got.stderr, "descriptor 3 of process")
-	assert.Contains(t, got.stderr, "is a socket, and sockets are not saved yet")
+	assert.Contains(t, got.stderr, "is a socket, which images do not hold yet")
 	assert.NoFileExists(t, image)
 }

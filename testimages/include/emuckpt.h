@@ -11,7 +11,7 @@
  *   <0  a negative errno on failure: -EDESTADDRREQ when emuckpt was given
  *       no --checkpoint-to FILE, -EIO when the checkpoint failed (the
  *       image could not be written, or the process holds something an
- *       image cannot hold yet, such as a pipe; stderr says which), and
+ *       image cannot hold yet, such as a socket; stderr says which), and
  *       -ENOSYS when the program runs on a real Linux kernel.
  *
  * Like DMTCP's checkpoint call, the two success values tell the program

@@ -2,15 +2,16 @@
  * ckptwait: a program for checkpoints that fail. Each word on the command
  * line turns on one step; the steps run in this order:
  *
- *   pipe   make a pipe and write a byte into it, first of all (emuckpt
- *          cannot save pipes yet, so every later checkpoint fails)
+ *   socket make a socket pair and write a byte into it, first of all
+ *          (emuckpt cannot save sockets yet, so every later checkpoint
+ *          fails)
  *          prints "start" (always; unbuffered)
  *   hpet   three loads of the HPET main counter through a mapping of
  *          /dev/hpet (three device MMIO accesses, for device:N)
  *   self   emuckpt_checkpoint(), printing "checkpoint: ret=R"
  *   wait   read standard input until end of file, printing "stdin: eof"
  *          (the test decides when the program ends)
- *          with pipe: reads the byte back, printing "pipe: ok"
+ *          with socket: reads the byte back, printing "socket: ok"
  *          prints "end" (always)
  *
  * Exit status 0; 1 when a step fails ("NAME: errno=E").
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "emuckpt.h"
@@ -34,10 +36,10 @@ static int fail(const char *what)
 
 int main(int argc, char **argv)
 {
-	int want_pipe = 0, hpet = 0, self = 0, wait = 0;
+	int want_sock = 0, hpet = 0, self = 0, wait = 0;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "pipe"))
-			want_pipe = 1;
+		if (!strcmp(argv[i], "socket"))
+			want_sock = 1;
 		else if (!strcmp(argv[i], "hpet"))
 			hpet = 1;
 		else if (!strcmp(argv[i], "self"))
@@ -45,14 +47,14 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "wait"))
 			wait = 1;
 		else {
-			printf("usage: ckptwait [pipe] [hpet] [self] [wait]\n");
+			printf("usage: ckptwait [socket] [hpet] [self] [wait]\n");
 			return 2;
 		}
 	}
 	setvbuf(stdout, NULL, _IONBF, 0);
 	int p[2];
-	if (want_pipe && (pipe(p) != 0 || write(p[1], "x", 1) != 1))
-		return fail("pipe");
+	if (want_sock && (socketpair(AF_UNIX, SOCK_STREAM, 0, p) != 0 || write(p[1], "x", 1) != 1))
+		return fail("socketpair");
 	puts("start");
 	if (hpet) {
 		int fd = open("/dev/hpet", O_RDONLY);
@@ -75,11 +77,11 @@ int main(int argc, char **argv)
 			return fail("read stdin");
 		puts("stdin: eof");
 	}
-	if (want_pipe) {
+	if (want_sock) {
 		char c;
 		if (read(p[0], &c, 1) != 1 || c != 'x')
-			return fail("read pipe");
-		puts("pipe: ok");
+			return fail("read socket");
+		puts("socket: ok");
 	}
 	puts("end");
 	return 0;
