@@ -58,6 +58,9 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		if fd.File.Kind == vfs.KindPipe {
 			return nil, fmt.Errorf("cannot checkpoint: descriptor %d is a pipe, and pipes are not saved yet", fd.FD)
 		}
+		if fd.File.Kind == KindEpoll || fd.File.Kind == KindEventFD {
+			return nil, fmt.Errorf("cannot checkpoint: descriptor %d is an %s, and %ss are not saved yet", fd.FD, fd.File.Kind, fd.File.Kind)
+		}
 	}
 	for sig := 1; sig <= numSignals; sig++ {
 		if a := p.actions[sig]; a != (sigAction{}) {

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/emuckpt/emuckpt/internal/kvmtest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEpollMatchesNative runs testimages' epoll program natively and
+// under emuckpt, on the host clock and the virtual one: epoll's errors,
+// level- and edge-triggered and oneshot items, nesting, blocking waits
+// ended by another thread, eventfd, epoll_pwait's mask, rt_sigsuspend,
+// rt_sigtimedwait, the affinity calls and getcpu.
+func TestEpollMatchesNative(t *testing.T) {
+	kvmtest.Require(t)
+	want := native(t, img("epoll"))
+	require.Equal(t, 0, want.status, "native: %s", want.stdout+want.stderr)
+	for _, mode := range [][]string{nil, {"--deterministic"}} {
+		got := emuckpt(t, append(append([]string{"run", "-v"}, mode...), img("epoll"))...)
+		assert.Equal(t, want.stdout, got.stdout, "%v", mode)
+		assert.Equal(t, want.status, got.status, "%v: %s", mode, got.stderr)
+		assert.Empty(t, got.stderr, "%v", mode)
+	}
+}
+
+// TestEpollCheckpointRefused: images do not hold epolls and eventfds yet,
+// so a checkpoint of a process that has one fails cleanly, naming it.
+func TestEpollCheckpointRefused(t *testing.T) {
+	kvmtest.Require(t)
+	for _, kind := range []string{"epoll", "eventfd"} {
+		image := filepath.Join(t.TempDir(), "x.img")
+		r := emuckpt(t, "run", "--checkpoint-to", image, img("epoll"), "ckpt", kind)
+		assert.Equal(t, "fd: 3\ncheckpoint: ret=-5\n", r.stdout, kind)
+		assert.Contains(t, r.stderr, "cannot checkpoint: descriptor 3 is an "+kind+", and "+kind+"s are not saved yet", kind)
+		assert.Equal(t, 0, r.status, kind)
+		assert.NoFileExists(t, image, kind)
+	}
+}
+
+// buildGoProgram builds testdata/goprog with CGO_ENABLED=0 (a static
+// executable) into a temporary directory.
+func buildGoProgram(t *testing.T) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(t.TempDir(), "goprog")
+	cmd := exec.Command(gobin, "build", "-o", out, "main.go")
+	cmd.Dir = filepath.Join("testdata", "goprog")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", b)
+	return out
+}
+
+// TestGoProgram builds an ordinary Go program (goroutines on several
+// threads, channels, sync, timers, os/signal, a pipe in the netpoller,
+// os.Exit) and runs it natively and under emuckpt: the same output and
+// status, on the host clock and under --deterministic, and no system call
+// that emuckpt does not know (-v would report it).
+func TestGoProgram(t *testing.T) {
+	kvmtest.Require(t)
+	prog := buildGoProgram(t)
+	want := native(t, prog)
+	require.Equal(t, 3, want.status, "native: %s", want.stdout+want.stderr)
+	require.Contains(t, want.stdout, "read deadline: true\n")
+	for _, mode := range [][]string{nil, {"--deterministic"}} {
+		got := emuckpt(t, append(append([]string{"run", "-v"}, mode...), prog)...)
+		assert.Equal(t, want, got, "%v", mode)
+	}
+	a := emuckpt(t, "run", "--deterministic", "--seed", "5", prog)
+	b := emuckpt(t, "run", "--deterministic", "--seed", "5", prog)
+	assert.Equal(t, a, b)
+
+	t.Run("checkpoint before the first thread", func(t *testing.T) {
+		// 20 system calls in, the runtime has not cloned a thread yet:
+		// the image is written and restores into the whole run.
+		image := filepath.Join(t.TempDir(), "go.img")
+		r := emuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "syscall:20", prog)
+		require.Equal(t, 0, r.status, r.stderr)
+		assert.Empty(t, r.stdout)
+		got := emuckpt(t, "restore", image)
+		assert.Equal(t, want.stdout, got.stdout)
+		assert.Equal(t, want.status, got.status, got.stderr)
+	})
+	t.Run("checkpoint with threads", func(t *testing.T) {
+		// Later the program has several threads: checkpoints of those
+		// are refused, and the program goes on to its end.
+		for _, leave := range []bool{false, true} {
+			image := filepath.Join(t.TempDir(), "go.img")
+			args := []string{"run", "--checkpoint-to", image, "--checkpoint-at", "syscall:250"}
+			if leave {
+				args = append(args, "--leave-running")
+			}
+			r := emuckpt(t, append(args, prog)...)
+			assert.Equal(t, want.stdout, r.stdout)
+			assert.Contains(t, r.stderr, "emuckpt: checkpoint failed, the program goes on: cannot checkpoint: the guest has 1 processes and")
+			assert.Equal(t, "emuckpt: "+prog+": 1 of 1 requested checkpoints failed; exit status 125 instead of 3", lastLine(r.stderr))
+			assert.Equal(t, 125, r.status)
+			assert.NoFileExists(t, image)
+		}
+	})
+}
