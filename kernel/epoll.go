@@ -200,6 +200,27 @@ func (ep *epollFile) files(out []vfs.File, depth int) []vfs.File {
 	return out
 }
 
+// watchedFiles is files with each epoll replaced by the files it watches
+// (through nested ones): what a wait on them polls on the host and times
+// by a device.
+func watchedFiles(files []vfs.File) []vfs.File {
+	var out []vfs.File
+	for i, f := range files {
+		if ep, ok := f.(*epollFile); ok {
+			if out == nil {
+				out = append(out, files[:i]...)
+			}
+			out = ep.files(out, 1)
+		} else if out != nil {
+			out = append(out, f)
+		}
+	}
+	if out == nil {
+		return files
+	}
+	return out
+}
+
 // reaches reports whether target is ep or is nested in ep, and depth is
 // how many levels of epolls ep has below it (1: none).
 func (ep *epollFile) reaches(target *epollFile, level int) (found bool, depth int) {
@@ -390,7 +411,7 @@ func (k *Kernel) epollWait(t *Task, epfd, va uint64, maxevents int, deadline int
 		return 0, unix.EINVAL
 	}
 	ep.prune()
-	if _, e := k.pollWait(t, ep.files(nil, 1), deadline, func() int { return ep.readyCount(maxevents) }); e != 0 {
+	if _, e := k.pollWait(t, []vfs.File{ep}, deadline, func() int { return ep.readyCount(maxevents) }); e != 0 {
 		return 0, e
 	}
 	evs := ep.collect(maxevents)

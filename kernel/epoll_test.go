@@ -188,10 +188,19 @@ func TestEpollBlocks(t *testing.T) {
 		return x.ctl(epollCtlAdd, int(outer), vfs.PollIn, 0)
 	}())
 
-	_, e := call(x.k, x.task, (*Kernel).sysEpollWait, outer, scratch+64, 4, math.MaxUint32)
+	// poll of the outer epoll waits on the same files.
+	pfd := binary.LittleEndian.AppendUint32(nil, uint32(outer))
+	pfd = binary.LittleEndian.AppendUint32(pfd, vfs.PollIn)
+	require.NoError(t, x.task.proc.as.CopyOut(scratch+0x200, pfd))
+	_, e := call(x.k, x.task, (*Kernel).sysPoll, scratch+0x200, 1, math.MaxUint32)
+	require.Equal(t, eBlock, e)
+	rdFile, _ := x.task.proc.fds.Get(x.rd)
+	assert.Equal(t, []vfs.File{rdFile}, x.task.wait.files, "poll waits on the epoll's files")
+	x.task.wait = nil
+
+	_, e = call(x.k, x.task, (*Kernel).sysEpollWait, outer, scratch+64, 4, math.MaxUint32)
 	require.Equal(t, eBlock, e)
 	require.NotNil(t, x.task.wait)
-	rdFile, _ := x.task.proc.fds.Get(x.rd)
 	assert.Equal(t, []vfs.File{rdFile}, x.task.wait.files, "the nested epoll's pipe is waited on")
 	assert.Equal(t, int64(math.MaxInt64), x.task.wait.deadline)
 	assert.False(t, x.task.wait.ready())
