@@ -21,9 +21,11 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -168,6 +170,17 @@ static void epoll_errors(void)
 	int dir = open("/", O_RDONLY | O_DIRECTORY);
 	call("ctl_directory", epoll_ctl(ep, EPOLL_CTL_ADD, dir, &ev), -EPERM);
 	close(dir);
+	char tmp[] = "/tmp/epoll-XXXXXX";
+	int reg = mkstemp(tmp);
+	unlink(tmp);
+	call("ctl_regular_file", epoll_ctl(ep, EPOLL_CTL_ADD, reg, &ev), -EPERM);
+	close(reg);
+	int mfd = memfd_create("epoll", 0);
+	call("ctl_memfd", epoll_ctl(ep, EPOLL_CTL_ADD, mfd, &ev), -EPERM);
+	close(mfd);
+	int null = open("/dev/null", O_RDWR);
+	call("ctl_dev_null", epoll_ctl(ep, EPOLL_CTL_ADD, null, &ev), -EPERM);
+	close(null);
 	call("ctl_efault", epoll_ctl(ep, EPOLL_CTL_ADD, p[0], (void *)8), -EFAULT);
 	call("ctl_mod_missing", epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev), -ENOENT);
 	call("ctl_del_missing", epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL), -ENOENT);
