@@ -1,10 +1,12 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
@@ -106,5 +108,21 @@ func TestGoProgram(t *testing.T) {
 			assert.Equal(t, 125, r.status)
 			assert.NoFileExists(t, image)
 		}
+	})
+	t.Run("checkpoint on SIGUSR1 with a thread in read", func(t *testing.T) {
+		// Asked for while a thread blocks reading standard input: the
+		// same refusal, and the program goes on with what it reads.
+		image := filepath.Join(t.TempDir(), "go.img")
+		c := startEmuckpt(t, "run", "--checkpoint-to", image, prog, "stdin")
+		c.waitFor(t, &c.stdout, "reading stdin\n")
+		c.signal(t, syscall.SIGUSR1)
+		c.waitFor(t, &c.stderr, "checkpoint failed")
+		_, err := io.WriteString(c.stdin, "hi\n")
+		require.NoError(t, err)
+		r := c.finish(t)
+		assert.Equal(t, want.stdout+"reading stdin\nstdin: \"hi\\n\" <nil>\n", r.stdout)
+		assert.Contains(t, r.stderr, "cannot checkpoint: the guest has 1 processes and")
+		assert.Equal(t, 125, r.status)
+		assert.NoFileExists(t, image)
 	})
 }

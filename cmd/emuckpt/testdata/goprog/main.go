@@ -2,11 +2,13 @@
 // CGO_ENABLED=0 and run under emuckpt: goroutines on several threads,
 // channels, sync, timers (the runtime's netpoller: epoll and an eventfd),
 // a signal it sends itself (os/signal), a pipe read in a goroutine (a
-// non-blocking descriptor in the netpoller), and an exit status. Its
+// non-blocking descriptor in the netpoller), with the argument "stdin" a
+// line of standard input, and an exit status. Its
 // output does not depend on scheduling.
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/signal"
@@ -99,6 +101,14 @@ func main() {
 	_, err = r2.Read(make([]byte, 1))
 	fmt.Println("read deadline:", os.IsTimeout(err))
 	w2.Close()
+
+	// With the argument "stdin": a line from standard input, read by a
+	// thread that blocks in read(2) meanwhile.
+	if len(os.Args) > 1 && os.Args[1] == "stdin" {
+		fmt.Println("reading stdin")
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		fmt.Printf("stdin: %q %v\n", line, err)
+	}
 
 	os.Exit(3)
 }
