@@ -414,6 +414,13 @@ func (k *Kernel) epollWait(t *Task, epfd, va uint64, maxevents int, deadline int
 	if _, e := k.pollWait(t, []vfs.File{ep}, deadline, func() int { return ep.readyCount(maxevents) }); e != 0 {
 		return 0, e
 	}
+	// Events that cannot be copied out stay to be reported (Linux puts
+	// them back on its ready list): the items are as they were.
+	order := append([]*epItem(nil), ep.items...)
+	saved := make([]epItem, len(order))
+	for i, it := range order {
+		saved[i] = *it
+	}
 	evs := ep.collect(maxevents)
 	b := make([]byte, epEventSize*len(evs))
 	for i, ev := range evs {
@@ -421,6 +428,10 @@ func (k *Kernel) epollWait(t *Task, epfd, va uint64, maxevents int, deadline int
 		binary.LittleEndian.PutUint64(b[epEventSize*i+4:], ev.data)
 	}
 	if e := k.copyOut(t, va, b); e != 0 {
+		for i, it := range order {
+			*it = saved[i]
+		}
+		ep.items = order
 		return 0, e
 	}
 	return uint64(len(evs)), 0

@@ -118,6 +118,10 @@ func TestEpollEdgeTriggered(t *testing.T) {
 	assert.Equal(t, []uint64{7}, x.wait(t, 4), "a new write is a new edge")
 	require.Equal(t, unix.Errno(0), x.ctl(epollCtlMod, x.rd, vfs.PollIn|epollET, 8))
 	assert.Equal(t, []uint64{8}, x.wait(t, 4), "MOD rearms a ready item")
+	x.write(t, x.wr, []byte("c"))
+	_, e := call(x.k, x.task, (*Kernel).sysEpollWait, x.epfd, 8, 4, 0)
+	assert.Equal(t, unix.EFAULT, e)
+	assert.Equal(t, []uint64{8}, x.wait(t, 4), "an event that could not be copied out is still there")
 }
 
 // pollOnly is a file with a poll operation and no event count.

@@ -234,10 +234,12 @@ static void epoll_triggers(void)
 	printf("lt_event: events=0x%x data=%llx\n", got.events, (unsigned long long)got.data.u64);
 	check("lt_event", got.events == EPOLLIN && got.data.u64 == 0x1122334455667788ULL);
 	call("lt_again", wait1(ep, 0, &got), 1);
+	call("wait_efault", epoll_wait(ep, (void *)8, 1, 0), -EFAULT);
 
 	ev.events = EPOLLIN | EPOLLET;
 	ev.data.u32 = 2;
 	call("et_mod", epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev), 0);
+	call("et_efault", epoll_wait(ep, (void *)8, 1, 0), -EFAULT);
 	call("et_first", wait1(ep, 0, &got), 1);
 	call("et_once", wait1(ep, 0, &got), 0);
 	write(p[1], "c", 1);
