@@ -54,9 +54,9 @@ const (
 
 	// epPrivate are the item's flags, not events (EP_PRIVATE_BITS).
 	epPrivate = epollWakeup | epollOneshot | epollET | epollExclusive
-	// epExclusiveOK are the bits EPOLLEXCLUSIVE may come with.
-	epExclusiveOK = vfs.PollIn | vfs.PollOut | vfs.PollRdnorm | vfs.PollRdband | vfs.PollWrnorm | vfs.PollWrband |
-		vfs.PollErr | vfs.PollHup | epollWakeup | epollET | epollExclusive
+	// epExclusiveOK are the bits EPOLLEXCLUSIVE may come with
+	// (EPOLLEXCLUSIVE_OK_BITS).
+	epExclusiveOK = vfs.PollIn | vfs.PollOut | vfs.PollErr | vfs.PollHup | epollWakeup | epollET | epollExclusive
 	// epMaxNests is how deep epolls may be nested (EP_MAX_NESTS).
 	epMaxNests = 4
 	// epEventSize is sizeof(struct epoll_event): packed on x86-64.

@@ -191,6 +191,8 @@ static void epoll_errors(void)
 	call("ctl_mod_exclusive", epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev), -EINVAL);
 	ev.events = EPOLLIN | EPOLLEXCLUSIVE | EPOLLONESHOT;
 	call("ctl_exclusive_oneshot", epoll_ctl(ep, EPOLL_CTL_ADD, p[1], &ev), -EINVAL);
+	ev.events = EPOLLOUT | EPOLLWRNORM | EPOLLEXCLUSIVE;
+	call("ctl_exclusive_wrnorm", epoll_ctl(ep, EPOLL_CTL_ADD, p[1], &ev), -EINVAL);
 	ev.events = EPOLLOUT | EPOLLEXCLUSIVE;
 	call("ctl_exclusive", epoll_ctl(ep, EPOLL_CTL_ADD, p[1], &ev), 0);
 	ev.events = EPOLLIN;
