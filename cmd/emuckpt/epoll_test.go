@@ -81,6 +81,16 @@ func TestGoProgram(t *testing.T) {
 	b := emuckpt(t, "run", "--deterministic", "--seed", "5", prog)
 	assert.Equal(t, a, b)
 
+	t.Run("spinning goroutine", func(t *testing.T) {
+		// Host clock only: a kick ends the spinning thread's turn, so
+		// that the sleeping one wakes and the runtime preempts the
+		// spinner. (Under --deterministic a task that spins without
+		// exits is never preempted: see kernel/sched.go.)
+		want := native(t, prog, "spin")
+		require.Equal(t, 4, want.status)
+		got := emuckpt(t, "run", "-v", prog, "spin")
+		assert.Equal(t, want, got)
+	})
 	t.Run("checkpoint before the first thread", func(t *testing.T) {
 		// 20 system calls in, the runtime has not cloned a thread yet:
 		// the image is written and restores into the whole run.

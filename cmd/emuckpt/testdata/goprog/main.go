@@ -3,7 +3,8 @@
 // channels, sync, timers (the runtime's netpoller: epoll and an eventfd),
 // a signal it sends itself (os/signal), a pipe read in a goroutine (a
 // non-blocking descriptor in the netpoller), with the argument "stdin" a
-// line of standard input, and an exit status. Its
+// line of standard input, and an exit status. With "spin", only a
+// goroutine that spins without calls and must be preempted. Its
 // output does not depend on scheduling.
 package main
 
@@ -18,7 +19,24 @@ import (
 	"time"
 )
 
+// spins counts the loops of a goroutine that never calls a function.
+var spins int
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "spin" {
+		// A goroutine that spins without a call can only be stopped by
+		// the runtime's asynchronous preemption (tgkill of SIGURG): the
+		// sleeping main goroutine needs its thread back.
+		go func() {
+			for {
+				spins++
+			}
+		}()
+		time.Sleep(20 * time.Millisecond)
+		fmt.Println("preempted a spinning goroutine")
+		os.Exit(4)
+	}
+
 	// Workers squaring numbers, results summed under a mutex.
 	var (
 		mu  sync.Mutex
