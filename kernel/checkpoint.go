@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
@@ -93,6 +94,14 @@ var savableKinds = map[vfs.FileKind]bool{
 	vfs.KindGenerated: true, vfs.KindPath: true, vfs.KindTmpfs: true, vfs.KindPipe: true, KindTimerFD: true,
 }
 
+// article is "a" or "an" for a word.
+func article(w string) string {
+	if w != "" && strings.ContainsRune("aeiou", rune(w[0])) {
+		return "an"
+	}
+	return "a"
+}
+
 // saveProcess describes one process; what it shares with an earlier one
 // (memOwner, filesOwner) is named, not saved again.
 func (k *Kernel) saveProcess(p *Process, ms *memorySnapshot, shared *vfs.Shared, memOwner map[*guestmm.AddressSpace]int, filesOwner map[*vfs.FDTable]int, rax *uint64) (ProcessState, error) {
@@ -134,7 +143,7 @@ func (k *Kernel) saveProcess(p *Process, ms *memorySnapshot, shared *vfs.Shared,
 		ps.FDLimit, ps.FDs = p.fds.Limit(), p.fds.SnapshotShared(shared)
 		for _, fd := range ps.FDs {
 			if !savableKinds[fd.File.Kind] {
-				return ps, fmt.Errorf("cannot checkpoint: descriptor %d of process %d is a %s, which images do not hold yet", fd.FD, p.pid, fd.File.Kind)
+				return ps, fmt.Errorf("cannot checkpoint: descriptor %d of process %d is %s %s, which images do not hold yet", fd.FD, p.pid, article(string(fd.File.Kind)), fd.File.Kind)
 			}
 		}
 	}

@@ -213,7 +213,9 @@ func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
 		pt.TakeChanged()
 		k.zapPending = true
 	}
-	if kind == vmm.ExitSyscall {
+	if kind == vmm.ExitSyscall || kind == vmm.ExitKicked {
+		// A kick ends a spinning task's turn for a blocked task whose
+		// deadline passed: that task must be in the run queue.
 		k.wakeBlocked()
 	}
 	return nil

@@ -127,24 +127,7 @@ func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode,
 	le.PutUint64(mc[176:], cr2)
 	le.PutUint64(mc[184:], fp)
 	le.PutUint64(uc[sigmaskOff:], saveMask)
-	info := b[8+ucSize:]
-	le.PutUint32(info[0:], uint32(si.signo))
-	le.PutUint32(info[8:], uint32(int32(si.code)))
-	switch {
-	case si.code == siUser || si.code == siTkill:
-		le.PutUint32(info[16:], uint32(t.proc.pid))
-		le.PutUint32(info[20:], uint32(unix.Getuid()))
-	case si.code == siTimer:
-		le.PutUint32(info[16:], uint32(si.timerID))
-		le.PutUint32(info[20:], uint32(si.overrun))
-		le.PutUint64(info[24:], si.value)
-	case si.poll:
-		// _sigpoll: si_band (POLLIN | POLLRDNORM for POLL_IN), si_fd.
-		le.PutUint64(info[16:], vfs.PollIn|vfs.PollRdnorm)
-		le.PutUint32(info[24:], uint32(int32(si.fd)))
-	default:
-		le.PutUint64(info[16:], si.addr)
-	}
+	fillSiginfo(t, si, b[8+ucSize:])
 	if e := k.copyOut(t, fp, fpImage); e != 0 {
 		return fmt.Errorf("signal frame at %#x: %v", fp, e)
 	}
@@ -224,4 +207,27 @@ func (k *Kernel) sysRtSigreturn(t *Task, _ *args) (uint64, unix.Errno) {
 // badFrame kills the task with SIGSEGV for a signal frame it corrupted.
 func (k *Kernel) badFrame(t *Task, why string) error {
 	return k.kill(t, sigInfo{signo: int(unix.SIGSEGV), code: siKernel, reason: why})
+}
+
+// fillSiginfo writes si as the struct siginfo a handler or
+// rt_sigtimedwait receives.
+func fillSiginfo(t *Task, si sigInfo, info []byte) {
+	le := binary.LittleEndian
+	le.PutUint32(info[0:], uint32(si.signo))
+	le.PutUint32(info[8:], uint32(int32(si.code)))
+	switch {
+	case si.code == siUser || si.code == siTkill:
+		le.PutUint32(info[16:], uint32(t.proc.pid))
+		le.PutUint32(info[20:], uint32(unix.Getuid()))
+	case si.code == siTimer:
+		le.PutUint32(info[16:], uint32(si.timerID))
+		le.PutUint32(info[20:], uint32(si.overrun))
+		le.PutUint64(info[24:], si.value)
+	case si.poll:
+		// _sigpoll: si_band (POLLIN | POLLRDNORM for POLL_IN), si_fd.
+		le.PutUint64(info[16:], vfs.PollIn|vfs.PollRdnorm)
+		le.PutUint32(info[24:], uint32(int32(si.fd)))
+	default:
+		le.PutUint64(info[16:], si.addr)
+	}
 }

@@ -45,7 +45,7 @@ func (k *Kernel) pollWait(t *Task, files []vfs.File, deadline int64, scan func()
 	if k.monotonic() >= deadline {
 		return 0, 0
 	}
-	_, e := k.block(t, waitSpec{deadline: deadline, files: files, ready: func() bool { return scan() > 0 }})
+	_, e := k.block(t, waitSpec{deadline: deadline, files: watchedFiles(files), ready: func() bool { return scan() > 0 }})
 	return 0, e
 }
 

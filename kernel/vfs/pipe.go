@@ -18,6 +18,9 @@ type pipe struct {
 	buf     []byte
 	readers int
 	writers int
+	// events counts the changes that wake waiters (data in, room made,
+	// an end closed): edge-triggered epoll reports each (EventCounter).
+	events uint64
 }
 
 // NewPipe returns the read and write ends of a new pipe (pipe2(2)) with
@@ -64,6 +67,7 @@ func (e *pipeEnd) Read(b []byte) (int, unix.Errno) {
 	case len(p.buf) > 0:
 		n := copy(b, p.buf)
 		p.buf = p.buf[n:]
+		p.events++
 		if len(p.buf) == 0 {
 			p.buf = nil
 		}
@@ -93,6 +97,7 @@ func (e *pipeEnd) Write(b []byte) (int, unix.Errno) {
 	}
 	n := min(room, len(b))
 	p.buf = append(p.buf, b[:n]...)
+	p.events++
 	return n, 0
 }
 
@@ -128,6 +133,7 @@ func (e *pipeEnd) Close() unix.Errno {
 		return 0
 	}
 	e.closed = true
+	p.events++
 	if e.write {
 		p.writers--
 	} else {

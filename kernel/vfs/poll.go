@@ -48,6 +48,14 @@ type AsyncSource interface {
 	AsyncEvents() uint64
 }
 
+// EventCounter is implemented by files that count the events that wake
+// their waiters (Linux's wake-ups: data written, room made, an end
+// closed). Edge-triggered epoll reports a ready file again each time its
+// count moved, as Linux's ep_poll_callback does on each wake-up.
+type EventCounter interface {
+	PollEvents() uint64
+}
+
 // unwrapper is a File that wraps another (a registered device).
 type unwrapper interface{ Unwrap() File }
 
@@ -122,3 +130,10 @@ func (e *pipeEnd) Poll() uint32 {
 
 // HostFD is the host stream's descriptor, which poll asks the host about.
 func (s *stdioFile) HostFD() int { return s.fd }
+
+// PollEvents is the pipe's count of wake-ups (EventCounter).
+func (e *pipeEnd) PollEvents() uint64 {
+	e.p.mu.Lock()
+	defer e.p.mu.Unlock()
+	return e.p.events
+}
