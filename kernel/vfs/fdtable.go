@@ -499,6 +499,9 @@ func (sh *Shared) pipe(p *pipe) int {
 // checkpoint: descriptions by Desc, pipes by Ref.
 type Restored struct {
 	descs map[int]*description
+	// kinds are the descriptions' kinds as the image gives them (a
+	// standard stream with no host file re-opens as /dev/null).
+	kinds map[int]FileKind
 	pipes map[int]*pipe
 	data  map[int][]byte
 }
@@ -506,7 +509,7 @@ type Restored struct {
 // NewRestored starts a restore of the tables of one checkpoint, whose
 // pipes are pipes.
 func NewRestored(pipes []PipeState) *Restored {
-	r := &Restored{descs: map[int]*description{}, pipes: map[int]*pipe{}, data: map[int][]byte{}}
+	r := &Restored{descs: map[int]*description{}, kinds: map[int]FileKind{}, pipes: map[int]*pipe{}, data: map[int][]byte{}}
 	for _, p := range pipes {
 		r.data[p.Ref] = p.Data
 	}
@@ -570,7 +573,8 @@ func (fs *FS) RestoreFDTableShared(entries []FDEntry, limit int, r *Restored) (*
 			}
 			d = &description{file: f, own: e.Owner}
 			descs[e.Desc] = d
-		} else if d.file.Describe().Kind != e.File.Kind {
+			r.kinds[e.Desc] = e.File.Kind
+		} else if r.kinds[e.Desc] != e.File.Kind {
 			t.CloseAll()
 			return nil, fmt.Errorf("vfs: restore fd %d: description %d has two kinds", e.FD, e.Desc)
 		}
