@@ -122,17 +122,20 @@ func (k *Kernel) runTurn(t *Task) error {
 	s.turnStart = time.Now()
 	cc := &k.cfg.Checkpoint
 	for t.state == taskRunnable && k.end == nil {
+		if k.turnOver(t) {
+			k.enqueue(t)
+			return nil
+		}
 		if t.resume {
-			// The call it waited in is made again first.
+			// The call it waited in is made again first. It counts
+			// in the turn like an exit, so that a call that blocks
+			// again at once cannot keep the vCPU from the others.
 			t.resume = false
+			t.slice++
 			if err := k.settle(t, vmm.ExitSyscall, k.syscall(t, true)); err != nil {
 				return err
 			}
 			continue
-		}
-		if k.turnOver(t) {
-			k.enqueue(t)
-			return nil
 		}
 		k.armKick()
 		k.refreshTranslations(t)

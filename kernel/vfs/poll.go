@@ -111,7 +111,10 @@ func (e *pipeEnd) Poll() uint32 {
 	defer p.mu.Unlock()
 	var m uint32
 	if e.write {
-		if len(p.buf) < PipeCapacity {
+		// Writable while a write of PIPE_BUF bytes fits (Linux: while a
+		// page slot is free), so that a write a poll or a blocked
+		// writer was told could go on does go on.
+		if PipeCapacity-len(p.buf) >= pipeBuf {
 			m |= PollOut | PollWrnorm
 		}
 		if p.readers == 0 {
