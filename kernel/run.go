@@ -138,6 +138,7 @@ func (k *Kernel) runTurn(t *Task) error {
 		}
 		k.armKick()
 		k.refreshTranslations(t)
+		k.armDeviceTurn(t)
 		ex, err := k.vcpu.Run()
 		if err != nil {
 			return fmt.Errorf("internal error: %w", err)
@@ -155,7 +156,9 @@ func (k *Kernel) runTurn(t *Task) error {
 				err = k.checkpoint(nil)
 			}
 		case vmm.ExitMMIOLimit:
-			err = k.checkpoint(nil)
+			if !k.deviceTurnOver(t) {
+				err = k.checkpoint(nil)
+			}
 		case vmm.ExitException:
 			err = k.exception(t, ex)
 			if ex.Vector == vmm.VecPF {

@@ -345,3 +345,39 @@ func (k *Kernel) taskByTID(tid int) *Task {
 func (k *Kernel) process(pid int) *Process {
 	return k.procs[pid]
 }
+
+// armDeviceTurn makes device accesses count as exits of the turn: a task
+// that spins on a device register (a BSR barrier waiting for other tasks)
+// makes no system call, and under the virtual clock nothing else would
+// end its turn. While other tasks exist, the vCPU stops after the
+// accesses left in the turn (vmm.ExitMMIOLimit), or earlier at the access
+// a --checkpoint-at-device checkpoint is due at.
+func (k *Kernel) armDeviceTurn(t *Task) {
+	var n uint64
+	if cc := &k.cfg.Checkpoint; cc.AtDevice > 0 {
+		if done := k.m.Bus.TotalAccesses(); done < cc.AtDevice {
+			n = cc.AtDevice - done
+		}
+	}
+	if len(k.sched.all) > 1 {
+		left := uint64(turnExits)
+		if t.slice < turnExits {
+			left = uint64(turnExits - t.slice)
+		}
+		if n == 0 || left < n {
+			n = left
+		}
+	}
+	k.vcpu.StopAfterMMIO(n)
+}
+
+// deviceTurnOver is an ExitMMIOLimit: true when it ends the turn's
+// device accesses (see armDeviceTurn) rather than being the access a
+// checkpoint is due at.
+func (k *Kernel) deviceTurnOver(t *Task) bool {
+	if cc := &k.cfg.Checkpoint; cc.AtDevice > 0 && k.m.Bus.TotalAccesses() == cc.AtDevice {
+		return false
+	}
+	t.slice = turnExits
+	return true
+}
