@@ -220,7 +220,10 @@ func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
 		pt.TakeChanged()
 		k.zapPending = true
 	}
-	if kind == vmm.ExitSyscall {
+	// A kick (a blocked task's deadline, host clock) and the end of a
+	// turn's device accesses also look: a task spinning in user mode
+	// would otherwise keep the others blocked past their wait.
+	if kind == vmm.ExitSyscall || kind == vmm.ExitKicked || kind == vmm.ExitMMIOLimit {
 		k.wakeBlocked()
 	}
 	return nil

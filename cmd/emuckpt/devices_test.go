@@ -519,3 +519,23 @@ func TestDevicesAcrossTasks(t *testing.T) {
 	requireOK(t, a, want)
 	assert.Equal(t, a, emuckpt(t, "run", "--deterministic", "--seed", "5", img("devtasks")))
 }
+
+// TestSpinningTask runs spinwait: a thread that spins in user mode until
+// a sleeping thread wakes and sets a flag. On the host clock the kick at
+// the sleeper's deadline wakes it; a spin on a BSR register is device
+// accesses, which end turns under --deterministic too. A memory spin
+// under --deterministic never gives the vCPU up (the documented cost of
+// the deterministic rule): --timeout ends it.
+func TestSpinningTask(t *testing.T) {
+	kvmtest.Require(t)
+	for _, args := range [][]string{
+		{"run", img("spinwait")},
+		{"run", img("spinwait"), "bsr"},
+		{"run", "--deterministic", img("spinwait"), "bsr"},
+	} {
+		requireOK(t, emuckpt(t, args...), "done\n")
+	}
+	got := emuckpt(t, "run", "--deterministic", "--timeout", "1s", img("spinwait"))
+	assert.Equal(t, 124, got.status, got.stderr)
+	assert.Empty(t, got.stdout)
+}
