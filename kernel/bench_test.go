@@ -1,11 +1,16 @@
 package kernel
 
 import (
+	"context"
+	"os"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
+	"github.com/emuckpt/emuckpt/testimages"
 	"github.com/emuckpt/emuckpt/vmm"
 	"github.com/stretchr/testify/require"
 )
@@ -55,4 +60,76 @@ func BenchmarkGetpidLoop(b *testing.B) {
 	b.ReportMetric(per(raw), "raw-µs/exit")
 	b.ReportMetric(per(getpid), "getpid-µs/call")
 	b.ReportMetric(per(getpid)/per(raw), "getpid/raw")
+}
+
+// runImageOutput runs a test image with 256 MiB of guest RAM and returns
+// what it wrote to stdout.
+func runImageOutput(tb testing.TB, name string, args ...string) string {
+	tb.Helper()
+	prog, err := testimages.FS.ReadFile("bin/" + name)
+	require.NoError(tb, err)
+	out, err := os.CreateTemp(tb.TempDir(), "stdout")
+	require.NoError(tb, err)
+	defer out.Close()
+	k, err := New(Config{Program: prog, Name: name, Args: append([]string{name}, args...),
+		Stdout: out, MemSize: 256 << 20})
+	require.NoError(tb, err)
+	defer k.Close()
+	st, err := k.Run(context.Background())
+	require.NoError(tb, err)
+	b, err := os.ReadFile(out.Name())
+	require.NoError(tb, err)
+	require.Equal(tb, 0, st.ShellStatus(), "%s %v: %s", name, args, b)
+	return string(b)
+}
+
+// outputField is the integer after "key=" in a taskbench output.
+func outputField(tb testing.TB, out, key string) float64 {
+	tb.Helper()
+	m := regexp.MustCompile(`\b` + key + `=(\d+)`).FindStringSubmatch(out)
+	require.NotNil(tb, m, "no %s in %q", key, out)
+	v, err := strconv.ParseFloat(m[1], 64)
+	require.NoError(tb, err)
+	return v
+}
+
+// BenchmarkTaskOps is the figures of the multi-task kernel, each as a
+// ratio of a raw ring-3 exit measured in the same run (interleaved
+// rounds, so that a shared machine's noise cancels out): fork + exit +
+// wait4 of a process with 64 MiB touched, pthread create + join, and a
+// futex ping-pong round trip between two threads (on the one vCPU: every
+// hand-over is a task switch). The times are testimages/bin/taskbench's
+// own CLOCK_MONOTONIC measurements. fork-copied-KiB is the growth of the
+// peak of guest RAM in use across the forks: copy on write keeps it to
+// page tables, far below the 64 MiB a copy would take (the benchmark
+// fails above 8 MiB).
+func BenchmarkTaskOps(b *testing.B) {
+	kvmtest.Require(b)
+	const rawN = 2000
+	var raw time.Duration
+	var fork, thread, futex, copied float64
+	rounds := 0
+	for b.Loop() {
+		raw += rawExitLoop(b, rawN)
+		out := runImageOutput(b, "taskbench", "fork", "50", "64")
+		fork += outputField(b, out, "ns_per_op")
+		grew := outputField(b, out, "peak_kb_after") - outputField(b, out, "peak_kb_before")
+		require.Less(b, grew, float64(8<<10), "the forks allocated %v KiB: memory was copied", grew)
+		copied += grew
+		thread += outputField(b, runImageOutput(b, "taskbench", "thread", "500"), "ns_per_op")
+		futex += outputField(b, runImageOutput(b, "taskbench", "futex", "1000"), "ns_per_op")
+		rounds++
+	}
+	n := float64(rounds)
+	rawUS := float64(raw.Nanoseconds()) / float64(rounds*rawN) / 1e3
+	b.ReportMetric(rawUS, "raw-µs/exit")
+	for _, m := range []struct {
+		name string
+		ns   float64
+	}{{"fork", fork}, {"thread", thread}, {"futex", futex}} {
+		us := m.ns / n / 1e3
+		b.ReportMetric(us, m.name+"-µs/op")
+		b.ReportMetric(us/rawUS, m.name+"/raw")
+	}
+	b.ReportMetric(copied/n, "fork-copied-KiB")
 }

@@ -177,12 +177,7 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 	k.fs, err = vfs.New(vfs.Options{
 		Root: cfg.Root, Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr,
 		Random: k.rand, Frames: k.frames,
-		Maps: func() []byte {
-			if k.sched.cur == nil {
-				return nil
-			}
-			return []byte(k.sched.cur.proc.as.MapsText())
-		},
+		Procs: procView{k},
 		Now: func() vfs.Timespec {
 			ns, _ := k.clock.Now(unix.CLOCK_REALTIME)
 			return vfs.Timespec{Sec: ns / 1e9, Nsec: ns % 1e9}

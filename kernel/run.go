@@ -62,8 +62,6 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	done := make(chan struct{})
 	defer close(done)
 	k.watchRequests(done)
-	cc := &k.cfg.Checkpoint
-	k.vcpu.StopAfterMMIO(cc.devicesToNext(k.m.Bus.TotalAccesses()))
 	defer k.stopAsyncTimer()
 	defer k.stopKick()
 	for {
@@ -139,6 +137,7 @@ func (k *Kernel) runTurn(t *Task) error {
 		}
 		k.armKick()
 		k.refreshTranslations(t)
+		k.armDeviceTurn(t)
 		ex, err := k.vcpu.Run()
 		if err != nil {
 			return fmt.Errorf("internal error: %w", err)
@@ -157,8 +156,11 @@ func (k *Kernel) runTurn(t *Task) error {
 				k.ckpt.requested.Store(true)
 			}
 		case vmm.ExitMMIOLimit:
-			err = k.checkpoint(nil)
-			k.vcpu.StopAfterMMIO(cc.devicesToNext(k.m.Bus.TotalAccesses()))
+			if k.deviceCheckpointDue() {
+				err = k.checkpoint(nil)
+			} else {
+				t.slice = turnExits // the turn's device accesses are done
+			}
 		case vmm.ExitException:
 			err = k.exception(t, ex)
 			if ex.Vector == vmm.VecPF {
@@ -216,9 +218,10 @@ func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
 		pt.TakeChanged()
 		k.zapPending = true
 	}
-	if kind == vmm.ExitSyscall || kind == vmm.ExitKicked {
-		// A kick ends a spinning task's turn for a blocked task whose
-		// deadline passed: that task must be in the run queue.
+	// A kick (a blocked task's deadline, host clock) and the end of a
+	// turn's device accesses also look: a task spinning in user mode
+	// would otherwise keep the others blocked past their wait.
+	if kind == vmm.ExitSyscall || kind == vmm.ExitKicked || kind == vmm.ExitMMIOLimit {
 		k.wakeBlocked()
 	}
 	return nil

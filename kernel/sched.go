@@ -345,3 +345,31 @@ func (k *Kernel) taskByTID(tid int) *Task {
 func (k *Kernel) process(pid int) *Process {
 	return k.procs[pid]
 }
+
+// armDeviceTurn makes device accesses count as exits of the turn: a task
+// that spins on a device register (a BSR barrier waiting for other tasks)
+// makes no system call, and under the virtual clock nothing else would
+// end its turn. While other tasks exist, the vCPU stops after the
+// accesses left in the turn (vmm.ExitMMIOLimit), or earlier at the access
+// a --checkpoint-at-device checkpoint is due at.
+func (k *Kernel) armDeviceTurn(t *Task) {
+	n := k.cfg.Checkpoint.devicesToNext(k.m.Bus.TotalAccesses())
+	if len(k.sched.all) > 1 {
+		left := uint64(turnExits)
+		if t.slice < turnExits {
+			left = uint64(turnExits - t.slice)
+		}
+		if n == 0 || left < n {
+			n = left
+		}
+	}
+	k.vcpu.StopAfterMMIO(n)
+}
+
+// deviceCheckpointDue says, at an ExitMMIOLimit, whether a --checkpoint-at
+// device checkpoint is due at the access just done (rather than the end of
+// the turn's device accesses, see armDeviceTurn).
+func (k *Kernel) deviceCheckpointDue() bool {
+	done := k.m.Bus.TotalAccesses()
+	return done > 0 && k.cfg.Checkpoint.devicesToNext(done-1) == 1
+}

@@ -512,10 +512,8 @@ func (k *Kernel) readlinkat(t *Task, dirfd, pathVA, buf, size uint64) (uint64, u
 	if e != 0 {
 		return 0, e
 	}
-	var target string
-	if p == "/proc/self/exe" {
-		target = t.proc.exe
-	} else if target, e = k.fs.Readlink(dir, p); e != 0 {
+	target, e := k.fs.Readlink(dir, p) // /proc/PID/exe is the process's exe
+	if e != 0 {
 		return 0, e
 	}
 	b := []byte(target)

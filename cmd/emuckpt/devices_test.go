@@ -501,3 +501,41 @@ func TestDeviceFlagsAccepted(t *testing.T) {
 		assert.Equal(t, "hello, world\n", r.stdout, fmt.Sprint(args))
 	}
 }
+
+// TestDevicesAcrossTasks runs devtasks: one BSR mapping used as a barrier
+// by threads and by processes after fork (stores seen in order by the
+// others' 8-byte loads, and the children's last stores seen by the
+// parent), and a /dev/hpet description shared over fork. Under
+// --deterministic the spinning barrier relies on device accesses ending
+// turns; two runs with the same seed print the same bytes.
+func TestDevicesAcrossTasks(t *testing.T) {
+	kvmtest.Require(t)
+	const want = "threads: 20 rounds, register 0x1414141414\n" +
+		"processes: 20 rounds, register 0xc1c0141414141414\n" +
+		"hpet shared over fork: timer 0\n" +
+		"ok\n"
+	requireOK(t, emuckpt(t, "run", img("devtasks")), want)
+	a := emuckpt(t, "run", "--deterministic", "--seed", "5", img("devtasks"))
+	requireOK(t, a, want)
+	assert.Equal(t, a, emuckpt(t, "run", "--deterministic", "--seed", "5", img("devtasks")))
+}
+
+// TestSpinningTask runs spinwait: a thread that spins in user mode until
+// a sleeping thread wakes and sets a flag. On the host clock the kick at
+// the sleeper's deadline wakes it; a spin on a BSR register is device
+// accesses, which end turns under --deterministic too. A memory spin
+// under --deterministic never gives the vCPU up (the documented cost of
+// the deterministic rule): --timeout ends it.
+func TestSpinningTask(t *testing.T) {
+	kvmtest.Require(t)
+	for _, args := range [][]string{
+		{"run", img("spinwait")},
+		{"run", img("spinwait"), "bsr"},
+		{"run", "--deterministic", img("spinwait"), "bsr"},
+	} {
+		requireOK(t, emuckpt(t, args...), "done\n")
+	}
+	got := emuckpt(t, "run", "--deterministic", "--timeout", "1s", img("spinwait"))
+	assert.Equal(t, 124, got.status, got.stderr)
+	assert.Empty(t, got.stdout)
+}

@@ -20,7 +20,7 @@ import (
 // signals and pthread_exit.
 func TestTasksMatchNative(t *testing.T) {
 	kvmtest.Require(t)
-	for _, name := range []string{"procs", "threads"} {
+	for _, name := range []string{"procs", "threads", "procfs"} {
 		want := native(t, img(name))
 		require.Equal(t, 0, want.status, "native %s: %s", name, want.stdout+want.stderr)
 		for _, mode := range [][]string{nil, {"--deterministic"}} {
@@ -58,7 +58,7 @@ func TestExec(t *testing.T) {
 // same seed: the scheduling and so the output are the same bytes.
 func TestDeterministicTasks(t *testing.T) {
 	kvmtest.Require(t)
-	for _, name := range []string{"procs", "threads"} {
+	for _, name := range []string{"procs", "threads", "procfs"} {
 		a := emuckpt(t, "run", "--deterministic", "--seed", "3", img(name))
 		b := emuckpt(t, "run", "--deterministic", "--seed", "3", img(name))
 		assert.Equal(t, a, b, name)

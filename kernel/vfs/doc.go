@@ -1,6 +1,6 @@
 // Package vfs is the file layer of the emuckpt guest kernel: the open file
 // descriptions, the fd table, guest path resolution and the synthetic files
-// (/dev/null, /dev/zero, /dev/urandom, /proc/self/maps, ...) that a static
+// (/dev/null, /dev/zero, /dev/urandom, /proc, ...) that a static
 // Linux x86-64 program expects to find.
 //
 // Everything here speaks Linux: results and errors are what the Linux system
@@ -24,8 +24,13 @@
 //     pages. Their contents are saved by [FS.TmpfsState] and restored by
 //     [FS.RestoreTmpfs]; nothing of them is ever written to the host.
 //
+// With Options.Procs, /proc is a dynamic directory of the synthetic tree:
+// its entries (/proc/self, /proc/thread-self, a directory per process and
+// per thread, see procfs.go) are asked of the kernel through [Processes]
+// at each lookup and listing; they are never linked into the tree.
+//
 // A synthetic entry shadows a host entry of the same name; a tmpfs mount
-// hides the host directory it is mounted on. A synthetic directory merges its children with those of the host directory at the same
+// and /proc hide the host directory they are on. A synthetic directory merges its children with those of the host directory at the same
 // place, if there is one; directories on the way to a synthetic entry are
 // created implicitly. The root is read-only: any open that would write,
 // create or truncate a root file fails with EROFS, as on a read-only mount.

@@ -25,8 +25,12 @@ type Options struct {
 	// concurrent use.
 	Random io.Reader
 	// Maps generates the content of /proc/self/maps (see AddFile for
-	// when); nil means an empty file.
+	// when); nil means an empty file. It is not used with Procs.
 	Maps func() []byte
+	// Procs, when set, makes /proc show the guest's processes:
+	// /proc/self, /proc/thread-self and a directory per process (see
+	// Processes). Without it, /proc holds only self/maps.
+	Procs Processes
 	// Now gives the time for tmpfs timestamps (CLOCK_REALTIME); nil means
 	// the host's clock.
 	Now func() Timespec
@@ -102,6 +106,13 @@ func New(opts Options) (*FS, error) {
 			fs.Close()
 			return nil, err
 		}
+	}
+	if opts.Procs != nil {
+		if err := fs.addProcfs(opts.Procs); err != nil {
+			fs.Close()
+			return nil, err
+		}
+		return fs, nil
 	}
 	maps := opts.Maps
 	if maps == nil {
@@ -375,6 +386,9 @@ func (fs *FS) Readlink(cwd, path string) (string, unix.Errno) {
 	}
 	if r.synth != nil {
 		if r.synth.kind == nodeSymlink {
+			if r.synth.target == "" {
+				return "", unix.ENOENT // /proc/PID/exe of a zombie
+			}
 			return r.synth.target, 0
 		}
 		return "", unix.EINVAL

@@ -109,12 +109,13 @@ func (fs *FS) resolve(cwd, p string, follow bool) (resolved, *lookupError) {
 		next := append(comps[:len(comps):len(comps)], name)
 
 		if here.synth != nil {
-			if child := here.synth.children[name]; child != nil {
+			if child := here.synth.child(name); child != nil {
 				switch child.kind {
 				case nodeDir:
 					comps = next
-					// A tmpfs hides the host directory it is mounted on.
-					levels = append(levels, dirLevel{synth: child, host: here.host && child.ti == nil && fs.hostIsDir(next)})
+					// A tmpfs hides the host directory it is mounted on;
+					// /proc hides the root's.
+					levels = append(levels, dirLevel{synth: child, host: here.host && !child.hidesHost() && fs.hostIsDir(next)})
 				case nodeSymlink:
 					if last && !follow && !mustDir {
 						return resolved{comps: next, synth: child}, nil

@@ -45,6 +45,9 @@ type node struct {
 
 	target string // nodeSymlink
 
+	// dyn makes a directory's entries come from a function (/proc).
+	dyn *dynDir
+
 	// ti is the tmpfs inode of an entry of a tmpfs mount (see tmpfs.go),
 	// nil for the other synthetic entries. The name and parent of a tmpfs
 	// entry change on rename, under FS.mu.
@@ -127,6 +130,9 @@ func (n *node) sortedChildren() []*node {
 	out := make([]*node, 0, len(n.children))
 	for _, c := range n.children {
 		out = append(out, c)
+	}
+	if n.dyn != nil {
+		out = append(out, n.dyn.list()...)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
