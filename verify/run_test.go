@@ -95,18 +95,18 @@ func TestCheckpointCalls(t *testing.T) {
 // holds a pipe), each result of the point is an error saying why.
 func TestUncheckablePoints(t *testing.T) {
 	kvmtest.Require(t)
-	cfg := programConfig(t, "ckptwait", "pipe")
+	cfg := programConfig(t, "ckptwait", "socket")
 	cfg.At = AtSyscall
 	rep, err := Run(context.Background(), cfg)
 	require.NoError(t, err)
 	assert.Len(t, rep.Results, rep.Total())
 	pass, _, errs := rep.Counts()
-	assert.Positive(t, pass, "the points before the pipe")
+	assert.Positive(t, pass, "the points before the socket pair")
 	require.Positive(t, errs)
 	for _, r := range rep.Results {
 		if r.Outcome == Error {
 			assert.Contains(t, r.Message, "the pass never reached this point")
-			assert.Contains(t, r.Message, "pipes are not saved yet")
+			assert.Contains(t, r.Message, "is a socket, which images do not hold yet")
 			assert.NotEmpty(t, r.Policy)
 		}
 	}
