@@ -54,7 +54,7 @@ func TestCheckpointEverywhere(t *testing.T) {
 		{"", []string{"sighandler"}}, {root, []string{"readfile", "/f.txt"}},
 		{"", []string{"restart_bug", "fixed"}}, {"", []string{"bsr_barrier"}},
 		{"", []string{"dettime"}}, {"", []string{"rdtsc"}}, {"", []string{"treeckpt"}},
-		{"", []string{"procs"}}, {"", []string{"threads"}},
+		{"", []string{"procs"}}, {"", []string{"threads"}}, {"", []string{"pollfd"}},
 	} {
 		t.Run(c.args[0], func(t *testing.T) {
 			prog, err := os.ReadFile(img(c.args[0]))

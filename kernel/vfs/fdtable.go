@@ -529,7 +529,7 @@ func (r *Restored) reopenPipe(s FileState) (File, unix.Errno) {
 		r.pipes[s.Pipe] = p
 	}
 	e := &pipeEnd{p: p, write: s.Flags&unix.O_ACCMODE == unix.O_WRONLY}
-	e.flags = s.Flags & (unix.O_ACCMODE | unix.O_NONBLOCK)
+	e.flags = s.Flags & (unix.O_ACCMODE | StatusFlagsMask | unix.O_DIRECT)
 	if e.write {
 		p.writers++
 	} else {
