@@ -249,6 +249,29 @@ func (k *Kernel) restoreProcess(st *State, ps *ProcessState, base uint64, opened
 		}
 		p.as, p.mm = as, &sharedMM{as: as, users: 1}
 	}
+	// The process and its tasks exist before its descriptors are
+	// re-opened: a descriptor of /proc/PID/... looks them up.
+	k.procs[p.pid] = p
+	for i := range ps.Tasks {
+		ts := &ps.Tasks[i]
+		t := &Task{tid: ts.TID, proc: p, clearTID: ts.ClearTID, robust: ts.Robust, robustSz: ts.RobustSz,
+			sigmask: ts.Sigmask &^ unblockable, pending: ts.Pending,
+			altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize},
+			comm:     commOf(ps.Exe), pdeathsig: ts.Pdeathsig, nice: ts.Nice}
+		if ts.Comm != nil {
+			t.comm = *ts.Comm
+		}
+		for sig, code := range ts.PendingCodes {
+			t.pendingCode[sig] = code
+		}
+		t.ctx = vmm.Context{Regs: ts.Regs, FSBase: ts.FSBase, GSBase: ts.GSBase, CR3: p.as.PageTables().Root(), FPU: ts.FPU}
+		k.restoreWait(t, ts)
+		p.tasks = append(p.tasks, t)
+		k.sched.all = append(k.sched.all, t)
+		if t.state == taskRunnable {
+			k.sched.runq = append(k.sched.runq, t)
+		}
+	}
 	if q := k.procs[ps.SharesFilesWith]; q != nil {
 		p.fds, p.fdUsers = q.fds, q.fdUsers
 		*p.fdUsers++
@@ -276,26 +299,6 @@ func (k *Kernel) restoreProcess(st *State, ps *ProcessState, base uint64, opened
 		p.fds, p.fdUsers = fds, new(int)
 		*p.fdUsers = 1
 		fdEntries[fds] = entries
-	}
-	for i := range ps.Tasks {
-		ts := &ps.Tasks[i]
-		t := &Task{tid: ts.TID, proc: p, clearTID: ts.ClearTID, robust: ts.Robust, robustSz: ts.RobustSz,
-			sigmask: ts.Sigmask &^ unblockable, pending: ts.Pending,
-			altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize},
-			comm:     commOf(ps.Exe), pdeathsig: ts.Pdeathsig, nice: ts.Nice}
-		if ts.Comm != nil {
-			t.comm = *ts.Comm
-		}
-		for sig, code := range ts.PendingCodes {
-			t.pendingCode[sig] = code
-		}
-		t.ctx = vmm.Context{Regs: ts.Regs, FSBase: ts.FSBase, GSBase: ts.GSBase, CR3: p.as.PageTables().Root(), FPU: ts.FPU}
-		k.restoreWait(t, ts)
-		p.tasks = append(p.tasks, t)
-		k.sched.all = append(k.sched.all, t)
-		if t.state == taskRunnable {
-			k.sched.runq = append(k.sched.runq, t)
-		}
 	}
 	return p, nil
 }

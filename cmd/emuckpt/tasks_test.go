@@ -107,3 +107,20 @@ func TestTreeInspect(t *testing.T) {
 	assert.Regexp(t, `fd \d+: pipe .*\(pipe \d+\)`, in.stdout)
 	assert.Contains(t, in.stdout, "waiting in a system call")
 }
+
+// TestRestoreOpenProcFile restores a process holding /proc/PID/maps open
+// (bsr_barrier reads its own maps): the process must exist when its
+// descriptors are re-opened.
+func TestRestoreOpenProcFile(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "maps.img")
+	full := emuckpt(t, "run", "--deterministic", img("bsr_barrier"))
+	require.Equal(t, 0, full.status, full.stderr)
+	first := emuckpt(t, "run", "--deterministic", "--checkpoint-to", image, "--checkpoint-at", "syscall:62", img("bsr_barrier"))
+	require.Equal(t, 0, first.status, first.stderr)
+	in := emuckpt(t, "inspect", image)
+	require.Contains(t, in.stdout, "generated /proc/2/maps", "the image holds the open maps file")
+	rest := emuckpt(t, "restore", "--device-state=preserve", image)
+	require.Equal(t, 0, rest.status, rest.stderr)
+	assert.Equal(t, full.stdout, first.stdout+rest.stdout)
+}
