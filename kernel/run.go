@@ -216,6 +216,7 @@ func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
 	if kind == vmm.ExitSyscall {
 		k.wakeBlocked()
 	}
+	k.traceCounters(t) // --trace-json (traceevents.go)
 	return nil
 }
 

@@ -281,6 +281,7 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		ckptAt  = fs.String("checkpoint-at", "", "when to checkpoint: syscall:N, device:N (Nth device MMIO access) or time:DUR")
 		leave   = fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping")
 		machine = addMachineFlags(fs)
+		traceTo = addTraceJSONFlag(fs)
 	)
 	fs.Var(&env, "env", "add KEY=VALUE to the guest environment (repeatable)")
 	fs.Var(&mem, "mem", fmt.Sprintf("guest RAM size, from %s to %s (e.g. 512M, 2G)", humanSize(vmm.MinMemSize), humanSize(vmm.MaxMemSize)))
@@ -320,6 +321,11 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 	cfg.Deterministic, cfg.Seed = *det, *seed
 	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, stderr)
 	defer stopRequests()
+	tj, ok := openTraceJSON("run", *traceTo, &cfg, stderr)
+	if !ok {
+		return exitFailure
+	}
+	defer tj.finish(stderr)
 	k, err := kernel.New(cfg)
 	if ce := (*kernel.CwdError)(nil); errors.As(err, &ce) {
 		where := "in the guest's file system"
