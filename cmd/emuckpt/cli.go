@@ -169,7 +169,7 @@ func addMachineFlags(fs *flag.FlagSet) *machineFlags {
 		root:    fs.String("root", "", "host directory the guest sees read-only as /"),
 		timeout: fs.Duration("timeout", 0, "end the guest after this long (exit status 124); 0 means never"),
 		verbose: fs.Bool("v", false, "report unknown system calls (once each) and killing signals"),
-		trace:   fs.Bool("trace", false, "log every system call to stderr"),
+		trace:   fs.Bool("trace", false, "log every system call to stderr when it completes, decoded as strace does (see docs/TRACE.md)"),
 	}
 	m.hpet.cfg = hpet.DefaultConfig()
 	fs.Var(&m.bsrs, "bsr", "a BSR register BYTES[:STRIDE[:LENGTH]] (repeatable; replaces the default bsr8, bsr16, bsr64, bsr128)")
@@ -265,6 +265,11 @@ with 125 when the program ends, and the last line of stderr ends
 "exit status 125 instead of N", N being the status the run would have
 had. emuckpt_checkpoint() returns -EIO when its checkpoint fails and
 leaves the exit status to the program.
+
+Tracing: --trace prints each system call on stderr as strace -f would
+("emuckpt: trace: [pid N] NAME(ARGS) = RESULT"); --trace-json FILE writes
+a Chrome/Perfetto trace-event file of the run (system calls, signals,
+page faults, device accesses, checkpoints). See docs/TRACE.md.
 
 Flags:
 `
