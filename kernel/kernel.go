@@ -39,6 +39,8 @@ type Config struct {
 	Log io.Writer
 	// Trace logs every system call; Verbose logs each unknown one once.
 	Trace, Verbose bool
+	// TraceEvents, if set, receives the run as trace events (--trace-json).
+	TraceEvents *TraceEvents
 	// Devices are the device models to attach (see DeviceFactory).
 	Devices []DeviceFactory
 	// Checkpoint configures checkpoints (see CheckpointConfig).
@@ -107,6 +109,8 @@ type Kernel struct {
 	// asyncUsed is set once a descriptor had O_ASYNC: until then no exit
 	// looks for O_ASYNC files.
 	asyncUsed bool
+	// trace is the --trace and --trace-json state (strace.go).
+	trace tracer
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"

@@ -224,6 +224,7 @@ func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
 	if kind == vmm.ExitSyscall || kind == vmm.ExitKicked || kind == vmm.ExitMMIOLimit {
 		k.wakeBlocked()
 	}
+	k.traceCounters(t) // --trace-json (traceevents.go)
 	return nil
 }
 

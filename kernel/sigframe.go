@@ -73,6 +73,7 @@ func initFPUState() []byte {
 // caller then kills the task with SIGSEGV, as Linux does).
 func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode, cr2 uint64) error {
 	r := k.vcpu.Regs()
+	k.traceSignal(t, si) // --trace-json (traceevents.go)
 	if act.Flags&saRestorer == 0 {
 		return fmt.Errorf("%s handler has no SA_RESTORER", SignalName(si.signo))
 	}

@@ -340,6 +340,7 @@ func (k *Kernel) exitProcess(p *Process, st ExitStatus) {
 	if p.exited {
 		return
 	}
+	k.traceExitProcess(p, st) // --trace-json (traceevents.go)
 	leader := p.leader()
 	for _, t := range slices.Clone(p.tasks) {
 		k.clearChildTID(t)

@@ -222,6 +222,7 @@ func (k *Kernel) syscall(t *Task, resumed bool) error {
 		k.clock.Tick()
 		k.syscalls++
 	}
+	tc := k.traceEnter(t, nr, &a, resumed)
 	h, ok := syscalls[nr]
 	var ret uint64
 	var e unix.Errno
@@ -249,13 +250,7 @@ func (k *Kernel) syscall(t *Task, resumed bool) error {
 	if e != 0 {
 		ret = uint64(-int64(e))
 	}
-	if k.cfg.Trace {
-		if e != 0 {
-			fmt.Fprintf(k.log, "emuckpt: trace: %s(%#x, %#x, %#x, %#x, %#x, %#x) = -%s\n", SyscallName(nr), a[0], a[1], a[2], a[3], a[4], a[5], errnoName(e))
-		} else {
-			fmt.Fprintf(k.log, "emuckpt: trace: %s(%#x, %#x, %#x, %#x, %#x, %#x) = %#x\n", SyscallName(nr), a[0], a[1], a[2], a[3], a[4], a[5], ret)
-		}
-	}
+	k.traceExit(t, tc, ret, e) // --trace, --trace-json (strace.go)
 	if t.state == taskRunnable {
 		r.RAX = ret
 	}

@@ -340,13 +340,17 @@ func (v *verifier) reference(ctx context.Context) (*Reference, error) {
 }
 
 // traceNames takes the system call names from the kernel's --trace lines
-// ("emuckpt: trace: NAME(...").
+// ("emuckpt: trace: NAME(...", or "emuckpt: trace: [pid N] NAME(...").
 func traceNames(log string) []string {
 	var names []string
 	for _, l := range strings.Split(log, "\n") {
 		rest, ok := strings.CutPrefix(l, "emuckpt: trace: ")
 		if !ok {
 			continue
+		}
+		if strings.HasPrefix(rest, "[pid ") {
+			// "[pid N] NAME(": a guest with more than one task.
+			_, rest, _ = strings.Cut(rest, "] ")
 		}
 		if i := strings.IndexByte(rest, '('); i > 0 {
 			names = append(names, rest[:i])

@@ -162,6 +162,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	leave := fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping")
 	perturb := fs.String("perturb", "none", "what a real restart may bring: hpet-jump=DUR, clock-jump=DUR, bsr-clear, joined by commas (see 'emuckpt verify --help')")
 	machine := addMachineFlags(fs)
+	traceTo := addTraceJSONFlag(fs)
 	if ok, st := parseFlags(fs, args, restoreUsage, stderr); !ok {
 		return st
 	}
@@ -206,11 +207,17 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	cfg.PreserveDevices = *policy == "preserve"
 	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger{}, *leave, stderr)
 	defer stopRequests()
+	tj, ok := openTraceJSON("restore", *traceTo, &cfg, stderr)
+	if !ok {
+		return exitFailure
+	}
+	defer tj.finish(stderr)
 	k, err := verify.Restore(img, cfg, pert)
 	if err != nil {
 		return imageError(stderr, fs.Arg(0), err)
 	}
 	defer k.Close()
+	tj.mark("restore", map[string]any{"image": fs.Arg(0), "device-state": *policy})
 	img.Close() // the guest runs on verified copies: the image may now change
 	return supervise(k, ref.Name, *machine.timeout, trigger{}, stderr)
 }

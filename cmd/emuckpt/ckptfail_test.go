@@ -34,9 +34,12 @@ func syscallIndex(t *testing.T, name string, args ...string) int {
 	r := emuckpt(t, append([]string{"run", "--trace"}, args...)...)
 	n := 0
 	for _, l := range strings.Split(r.stderr, "\n") {
-		if strings.HasPrefix(l, "emuckpt: trace: ") {
+		if rest, ok := strings.CutPrefix(l, "emuckpt: trace: "); ok {
 			n++
-			if strings.HasPrefix(l, "emuckpt: trace: "+name+"(") {
+			if strings.HasPrefix(rest, "[pid ") {
+				_, rest, _ = strings.Cut(rest, "] ")
+			}
+			if strings.HasPrefix(rest, name+"(") {
 				return n
 			}
 		}

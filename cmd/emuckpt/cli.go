@@ -169,7 +169,7 @@ func addMachineFlags(fs *flag.FlagSet) *machineFlags {
 		root:    fs.String("root", "", "host directory the guest sees read-only as /"),
 		timeout: fs.Duration("timeout", 0, "end the guest after this long (exit status 124); 0 means never"),
 		verbose: fs.Bool("v", false, "report unknown system calls (once each) and killing signals"),
-		trace:   fs.Bool("trace", false, "log every system call to stderr"),
+		trace:   fs.Bool("trace", false, "log every system call to stderr when it completes, decoded as strace does (see docs/TRACE.md)"),
 	}
 	m.hpet.cfg = hpet.DefaultConfig()
 	fs.Var(&m.bsrs, "bsr", "a BSR register BYTES[:STRIDE[:LENGTH]] (repeatable; replaces the default bsr8, bsr16, bsr64, bsr128)")
@@ -266,6 +266,11 @@ with 125 when the program ends, and the last line of stderr ends
 had. emuckpt_checkpoint() returns -EIO when its checkpoint fails and
 leaves the exit status to the program.
 
+Tracing: --trace prints each system call on stderr as strace -f would
+("emuckpt: trace: [pid N] NAME(ARGS) = RESULT"); --trace-json FILE writes
+a Chrome/Perfetto trace-event file of the run (system calls, signals,
+page faults, device accesses, checkpoints). See docs/TRACE.md.
+
 Flags:
 `
 
@@ -281,6 +286,7 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		ckptAt  = fs.String("checkpoint-at", "", "when to checkpoint: syscall:N, device:N (Nth device MMIO access) or time:DUR")
 		leave   = fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping")
 		machine = addMachineFlags(fs)
+		traceTo = addTraceJSONFlag(fs)
 	)
 	fs.Var(&env, "env", "add KEY=VALUE to the guest environment (repeatable)")
 	fs.Var(&mem, "mem", fmt.Sprintf("guest RAM size, from %s to %s (e.g. 512M, 2G)", humanSize(vmm.MinMemSize), humanSize(vmm.MaxMemSize)))
@@ -320,6 +326,11 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 	cfg.Deterministic, cfg.Seed = *det, *seed
 	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, stderr)
 	defer stopRequests()
+	tj, ok := openTraceJSON("run", *traceTo, &cfg, stderr)
+	if !ok {
+		return exitFailure
+	}
+	defer tj.finish(stderr)
 	k, err := kernel.New(cfg)
 	if ce := (*kernel.CwdError)(nil); errors.As(err, &ce) {
 		where := "in the guest's file system"

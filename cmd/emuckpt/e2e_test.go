@@ -299,8 +299,8 @@ func TestTrace(t *testing.T) {
 	kvmtest.Require(t)
 	r := emuckpt(t, "run", "--trace", img("hello"))
 	assert.Equal(t, 0, r.status)
-	assert.Contains(t, r.stderr, "trace: writev(0x1")
-	assert.Contains(t, r.stderr, "trace: exit_group(0x0")
+	assert.Contains(t, r.stderr, "trace: writev(1, ")
+	assert.Contains(t, r.stderr, "trace: exit_group(0) = ?")
 }
 
 func TestHelp(t *testing.T) {
