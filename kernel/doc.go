@@ -8,11 +8,14 @@
 // Every piece of kernel-side state is a plain Go value so that a checkpoint
 // can save it and a restore can build it again.
 //
-// Run drives the vCPU: at each exit it dispatches a system call, resolves
-// a page fault from the process's VMAs, emulates a trapped rdtsc under
-// deterministic time, or turns an exception into the signal Linux would
-// send. A fatal signal ends the run with a report on the log writer and an
-// exit status of 128+signo.
+// Run schedules the tasks on the vCPU in turns (sched.go) and drives it:
+// at each exit it dispatches a system call, resolves a page fault from the
+// process's VMAs, emulates a trapped rdtsc under deterministic time, or
+// turns an exception into the signal Linux would send. A call that must
+// wait blocks its task, never the host thread, and is made again when the
+// wait is over. A fatal signal ends its process; the run ends when the
+// first process does, with its status (128+signo for a signal, and a
+// report on the log writer).
 //
 // Guest pointers never reach Go slices directly: every read and write goes
 // through the address space's CopyIn/CopyOut, so a bad pointer is EFAULT

@@ -34,6 +34,10 @@
 // present entries change, the return to user mode goes through a ring-0
 // stub that rewrites them from inside the guest (see VCPU.RefreshPages).
 //
+// A vCPU runs one user context (Context: registers, FS/GS base, CR3, FPU
+// state) at a time; Switch changes it between two Runs, keeping the FPU
+// state of the context it leaves.
+//
 // Nothing here knows about processes, files or VMAs: that is the kernel
 // layer's job (package kernel). Page tables are built by package guestmm in
 // guest RAM; the machine only installs its own kernel pages into them with

@@ -16,7 +16,7 @@ import (
 // The run loop. Run enters the guest and returns to the kernel layer only
 // at a *clean stop*: the CPU is at a user instruction boundary and KVM has
 // nothing half done (no MMIO or port access waiting for completion, no
-// exception being delivered), so the user state in VCPU.user is exactly
+// exception being delivered), so the user context the vCPU holds is exactly
 // what the program would see. Clean stops are:
 //
 //   - a port exit from the syscall trampoline or an exception stub (the

@@ -91,7 +91,7 @@ var (
 const userFlagsMask = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x40000 | 0x200000
 
 // stopPlace says where KVM's own copy of the vCPU state stands relative to
-// the user state the kernel layer sees (VCPU.user), which decides how the
+// the user context the kernel layer sees (VCPU.cur), which decides how the
 // next Run returns to user mode.
 type stopPlace int
 
@@ -335,9 +335,6 @@ func (c *VCPU) loadFPU(ctx *Context) error {
 	}
 	return setXSave(c.fd, xs)
 }
-
-// Current is the context the vCPU holds.
-func (c *VCPU) Current() *Context { return c.cur }
 
 // InitialFPU is the FPU state of a fresh vCPU (execve's reset state).
 func (c *VCPU) InitialFPU() []byte { return c.initFPU }
