@@ -106,7 +106,7 @@ func article(w string) string {
 // (memOwner, filesOwner) is named, not saved again.
 func (k *Kernel) saveProcess(p *Process, ms *memorySnapshot, shared *vfs.Shared, memOwner map[*guestmm.AddressSpace]int, filesOwner map[*vfs.FDTable]int, rax *uint64) (ProcessState, error) {
 	ps := ProcessState{
-		PID: p.pid, PPID: p.ppid, PGID: p.pgid, SID: p.sid, ExitSignal: p.exitSignal,
+		PID: p.pid, PPID: p.ppid(), PGID: p.pgid, SID: p.sid, ExitSignal: p.exitSignal,
 		Execed: p.execed, Program: p.prog != nil, Args: p.args, Cwd: p.cwd, Exe: p.exe,
 		Umask: &p.umask, Dumpable: &p.dumpable, Groups: p.groups,
 		LockFuture: p.lockFuture, LockOnFault: p.lockOnFault,

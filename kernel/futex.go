@@ -53,22 +53,34 @@ type futexWaiter struct {
 	woken  bool
 }
 
-// futexKeyOf finds the key of the word at va, or EFAULT/EINVAL.
-func (k *Kernel) futexKeyOf(t *Task, va uint64) (futexKey, unix.Errno) {
+// futexKeyOf finds the key of the word at va, or EFAULT/EINVAL; reading
+// the word (its value is the second result) faults its page in.
+func (k *Kernel) futexKeyOf(t *Task, va uint64) (futexKey, uint32, unix.Errno) {
 	if va&3 != 0 {
-		return futexKey{}, unix.EINVAL
+		return futexKey{}, 0, unix.EINVAL
 	}
 	as := t.proc.as
 	var b [4]byte
 	if e := errnoOf(as.CopyIn(va, b[:])); e != 0 {
-		return futexKey{}, e
+		return futexKey{}, 0, e
 	}
+	word := binary.LittleEndian.Uint32(b[:])
 	if v, ok := as.FindVMA(va); ok && v.Shared {
 		if pa, _, ok := as.PageTables().Translate(va); ok {
-			return futexKey{va: pa}, 0
+			return futexKey{va: pa}, word, 0
 		}
 	}
-	return futexKey{as: as, va: va}, 0
+	return futexKey{as: as, va: va}, word, 0
+}
+
+// futexKeyPair is the keys of the two words of a requeue or wake-op.
+func (k *Kernel) futexKeyPair(t *Task, uaddr, uaddr2 uint64) (futexKey, futexKey, unix.Errno) {
+	key, _, e := k.futexKeyOf(t, uaddr)
+	if e != 0 {
+		return futexKey{}, futexKey{}, e
+	}
+	key2, _, e := k.futexKeyOf(t, uaddr2)
+	return key, key2, e
 }
 
 // futexWord reads the 32-bit word at va.
@@ -120,10 +132,8 @@ func (k *Kernel) sysFutex(t *Task, a *args) (uint64, unix.Errno) {
 				return 0, unix.EINVAL
 			}
 		}
-		if _, e := k.futexKeyOf(t, uaddr); e != 0 {
-			return 0, e
-		}
-		return uint64(k.futexWake(t, uaddr, int(val), bitset, false)), 0
+		n, e := k.futexWake(t, uaddr, int(val), bitset)
+		return uint64(n), e
 	case futexRequeue, futexCmpRequeue:
 		return k.futexRequeue(t, uaddr, a[4], int(int32(val)), int(int32(a[3])), cmd == futexCmpRequeue, uint32(a[5]))
 	case futexWakeOp:
@@ -148,11 +158,7 @@ func (k *Kernel) futexWaitOn(t *Task, uaddr uint64, val, bitset uint32, deadline
 		}
 		return k.block(t, waitSpec{deadline: deadline, restartable: deadline == math.MaxInt64})
 	}
-	key, e := k.futexKeyOf(t, uaddr)
-	if e != 0 {
-		return 0, e
-	}
-	cur, e := k.futexWord(t, uaddr)
+	key, cur, e := k.futexKeyOf(t, uaddr)
 	if e != 0 {
 		return 0, e
 	}
@@ -183,12 +189,12 @@ func (k *Kernel) dropFutexWaiter(w *futexWaiter) {
 
 // futexWake wakes up to n waiters on the word at uaddr whose bitset meets
 // bitset, in the order they started waiting; it returns how many.
-func (k *Kernel) futexWake(t *Task, uaddr uint64, n int, bitset uint32, _ bool) int {
-	key, e := k.futexKeyOf(t, uaddr)
+func (k *Kernel) futexWake(t *Task, uaddr uint64, n int, bitset uint32) (int, unix.Errno) {
+	key, _, e := k.futexKeyOf(t, uaddr)
 	if e != 0 {
-		return 0
+		return 0, e
 	}
-	return k.wakeKey(key, n, bitset)
+	return k.wakeKey(key, n, bitset), 0
 }
 
 func (k *Kernel) wakeKey(key futexKey, n int, bitset uint32) int {
@@ -213,11 +219,7 @@ func (k *Kernel) futexRequeue(t *Task, uaddr, uaddr2 uint64, nwake, nmove int, c
 	if nwake < 0 || nmove < 0 {
 		return 0, unix.EINVAL
 	}
-	key, e := k.futexKeyOf(t, uaddr)
-	if e != 0 {
-		return 0, e
-	}
-	key2, e := k.futexKeyOf(t, uaddr2)
+	key, key2, e := k.futexKeyPair(t, uaddr, uaddr2)
 	if e != 0 {
 		return 0, e
 	}
@@ -245,11 +247,7 @@ func (k *Kernel) futexRequeue(t *Task, uaddr, uaddr2 uint64, nwake, nmove int, c
 // wake n waiters of uaddr and, if the old value of uaddr2 passed the
 // comparison, n2 waiters of uaddr2.
 func (k *Kernel) futexWakeOp(t *Task, uaddr, uaddr2 uint64, n, n2 int, val3 uint32) (uint64, unix.Errno) {
-	key, e := k.futexKeyOf(t, uaddr)
-	if e != 0 {
-		return 0, e
-	}
-	key2, e := k.futexKeyOf(t, uaddr2)
+	key, key2, e := k.futexKeyPair(t, uaddr, uaddr2)
 	if e != 0 {
 		return 0, e
 	}
@@ -351,6 +349,6 @@ func (k *Kernel) robustDied(t *Task, va uint64) {
 	var b [4]byte
 	binary.LittleEndian.PutUint32(b[:], nv)
 	if k.copyOut(t, va, b[:]) == 0 && v&futexWaiters != 0 {
-		k.futexWake(t, va, 1, futexBitsetAll, false)
+		k.futexWake(t, va, 1, futexBitsetAll)
 	}
 }

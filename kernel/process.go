@@ -12,7 +12,7 @@ import (
 // Process is a thread group: one address space, one descriptor table, one
 // set of signal dispositions, and its tasks.
 type Process struct {
-	pid, ppid int
+	pid int
 	// pgid and sid are the process group and session (setpgid, setsid).
 	pgid, sid int
 	// parent is the process that wait4 reports this one to; nil for the
@@ -20,10 +20,10 @@ type Process struct {
 	parent   *Process
 	children []*Process
 	as       *guestmm.AddressSpace
-	// mm is the address space's share count: processes made with
-	// CLONE_VM (vfork, posix_spawn) use their parent's.
-	mm  *sharedMM
-	fds *vfs.FDTable
+	// asUsers counts the processes using as: those made with CLONE_VM
+	// (vfork, posix_spawn) use their parent's.
+	asUsers *int
+	fds     *vfs.FDTable
 	// fdUsers counts the processes sharing fds (CLONE_FILES).
 	fdUsers *int
 	cwd     string
@@ -59,12 +59,6 @@ type Process struct {
 	// lockFuture is mlockall(MCL_FUTURE): new mappings are locked
 	// (populated unless lockOnFault, MCL_ONFAULT).
 	lockFuture, lockOnFault bool
-}
-
-// sharedMM is an address space and the number of processes using it.
-type sharedMM struct {
-	as    *guestmm.AddressSpace
-	users int
 }
 
 // Task is one thread of a process.
@@ -138,15 +132,28 @@ const firstPID = 2
 func newProcess(as *guestmm.AddressSpace, fds *vfs.FDTable, cwd, exe string) *Process {
 	// The first process leads its own group in init's session, as a
 	// shell's job does.
-	p := &Process{pid: firstPID, ppid: 1, pgid: firstPID, sid: 1, as: as, mm: &sharedMM{as: as, users: 1},
-		fds: fds, fdUsers: new(int), cwd: cwd, exe: exe, umask: 0o022, dumpable: 1, exitSignal: int(unix.SIGCHLD)}
-	*p.fdUsers = 1
+	p := &Process{pid: firstPID, pgid: firstPID, sid: 1, as: as, asUsers: newCount(),
+		fds: fds, fdUsers: newCount(), cwd: cwd, exe: exe, umask: 0o022, dumpable: 1, exitSignal: int(unix.SIGCHLD)}
 	t := &Task{tid: p.pid, proc: p, altstack: stackT{Flags: ssDisable}, comm: commOf(exe)}
 	if as != nil {
 		t.ctx.CR3 = as.PageTables().Root()
 	}
 	p.tasks = []*Task{t}
 	return p
+}
+
+// ppid is the parent's pid: 1 (init) for the first process and orphans.
+func (p *Process) ppid() int {
+	if p.parent == nil {
+		return 1
+	}
+	return p.parent.pid
+}
+
+// newCount is a share count of one user.
+func newCount() *int {
+	n := 1
+	return &n
 }
 
 // leader is the process's thread-group leader, or its first live thread.

@@ -226,7 +226,7 @@ func (v procView) stat(p *Process, t *Task) string {
 		threads = 1
 	}
 	f := []any{
-		id, "(" + v.comm(p, t) + ")", string(st), p.ppid, p.pgid, p.sid,
+		id, "(" + v.comm(p, t) + ")", string(st), p.ppid(), p.pgid, p.sid,
 		0, -1, // tty_nr, tpgid
 		0x400000,   // flags: PF_RANDOMIZE, as most processes show
 		0, 0, 0, 0, // minflt cminflt majflt cmajflt
@@ -266,7 +266,7 @@ func (v procView) status(p *Process, t *Task) string {
 	fmt.Fprintf(&b, "Name:\t%s\n", v.comm(p, t))
 	fmt.Fprintf(&b, "Umask:\t%04o\n", p.umask)
 	fmt.Fprintf(&b, "State:\t%s\n", state)
-	fmt.Fprintf(&b, "Tgid:\t%d\nNgid:\t0\nPid:\t%d\nPPid:\t%d\nTracerPid:\t0\n", p.pid, tid, p.ppid)
+	fmt.Fprintf(&b, "Tgid:\t%d\nNgid:\t0\nPid:\t%d\nPPid:\t%d\nTracerPid:\t0\n", p.pid, tid, p.ppid())
 	uid, gid := unix.Getuid(), unix.Getgid() // as getuid and getgid say
 	fmt.Fprintf(&b, "Uid:\t%d\t%d\t%d\t%d\nGid:\t%d\t%d\t%d\t%d\n", uid, uid, uid, uid, gid, gid, gid, gid)
 	fmt.Fprintf(&b, "FDSize:\t64\n")

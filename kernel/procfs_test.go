@@ -40,7 +40,7 @@ func TestProcView(t *testing.T) {
 	p.actions[unix.SIGPIPE] = sigAction{Handler: sigIgn}
 
 	// A child that exited and was not reaped.
-	zombie := &Process{pid: 9, ppid: p.pid, pgid: p.pgid, sid: p.sid, parent: p, exe: "/bin/child",
+	zombie := &Process{pid: 9, pgid: p.pgid, sid: p.sid, parent: p, exe: "/bin/child",
 		exited: true, status: ExitStatus{Code: 3}, exitSignal: int(unix.SIGCHLD), umask: 0o022}
 	zombie.tasks = []*Task{{tid: 9, proc: zombie, state: taskExited, comm: "child"}}
 	k.procs[9] = zombie

@@ -220,7 +220,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 // collects each table's entries for the timerfds, restored after the
 // timers.
 func (k *Kernel) restoreProcess(st *State, ps *ProcessState, base uint64, opened *vfs.Restored, fdEntries map[*vfs.FDTable][]vfs.FDEntry) (*Process, error) {
-	p := &Process{pid: ps.PID, ppid: ps.PPID, pgid: ps.PGID, sid: ps.SID, exitSignal: ps.ExitSignal,
+	p := &Process{pid: ps.PID, pgid: ps.PGID, sid: ps.SID, exitSignal: ps.ExitSignal,
 		cwd: ps.Cwd, exe: ps.Exe, args: ps.Args, execed: ps.Execed,
 		umask: 0o022, dumpable: 1, groups: ps.Groups, lockFuture: ps.LockFuture, lockOnFault: ps.LockOnFault}
 	if ps.Program {
@@ -240,14 +240,14 @@ func (k *Kernel) restoreProcess(st *State, ps *ProcessState, base uint64, opened
 		return p, nil
 	}
 	if q := k.procs[ps.SharesMemoryWith]; q != nil { // an earlier, live process (Validate)
-		p.as, p.mm = q.as, q.mm
-		p.mm.users++
+		p.as, p.asUsers = q.as, q.asUsers
+		*p.asUsers++
 	} else {
 		as, err := k.restoreMemory(st, ps, base)
 		if err != nil {
 			return nil, err
 		}
-		p.as, p.mm = as, &sharedMM{as: as, users: 1}
+		p.as, p.asUsers = as, newCount()
 	}
 	// The process and its tasks exist before its descriptors are
 	// re-opened: a descriptor of /proc/PID/... looks them up.
@@ -296,8 +296,7 @@ func (k *Kernel) restoreProcess(st *State, ps *ProcessState, base uint64, opened
 		if err != nil {
 			return nil, fmt.Errorf("%w: process %d: %v", ErrRestore, ps.PID, err)
 		}
-		p.fds, p.fdUsers = fds, new(int)
-		*p.fdUsers = 1
+		p.fds, p.fdUsers = fds, newCount()
 		fdEntries[fds] = entries
 	}
 	return p, nil

@@ -143,9 +143,15 @@ func (k *Kernel) waitOver(t *Task, now int64) bool {
 // wakeBlocked puts every blocked task whose wait is over back in the run
 // queue, to make its call again.
 func (k *Kernel) wakeBlocked() {
-	now := k.monotonic()
+	now := int64(-1) // read once, and only when a task is blocked: this runs at every system call
 	for _, t := range k.sched.all {
-		if t.state == taskBlocked && k.waitOver(t, now) {
+		if t.state != taskBlocked {
+			continue
+		}
+		if now < 0 {
+			now = k.monotonic()
+		}
+		if k.waitOver(t, now) {
 			t.resume = true
 			if t == k.sched.cur {
 				t.state = taskRunnable // its turn goes on with the call
@@ -243,10 +249,13 @@ func (k *Kernel) armKick() {
 	if len(k.sched.runq) > 0 {
 		at = k.sched.turnStart.Add(turnTime)
 	}
-	now := k.monotonic()
+	now := int64(-1) // read only when a task is blocked: this runs at every entry
 	for _, t := range k.sched.all {
 		if t.state != taskBlocked || t.wait == nil {
 			continue
+		}
+		if now < 0 {
+			now = k.monotonic()
 		}
 		d := t.wait.deadline
 		if len(t.wait.files) > 0 {

@@ -119,11 +119,10 @@ func (k *Kernel) replaceImage(t *Task, as *guestmm.AddressSpace, regs vmm.Regs, 
 	k.clearChildTID(t)
 	k.exitRobustList(t)
 	k.dropMM(p)
-	p.as, p.mm = as, &sharedMM{as: as, users: 1}
+	p.as, p.asUsers = as, newCount()
 	if *p.fdUsers > 1 {
 		*p.fdUsers--
-		p.fds, p.fdUsers = p.fds.Clone(), new(int)
-		*p.fdUsers = 1
+		p.fds, p.fdUsers = p.fds.Clone(), newCount()
 	}
 	p.fds.CloseOnExec()
 	for sig := range p.actions {

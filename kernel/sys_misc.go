@@ -22,7 +22,7 @@ const (
 
 func (k *Kernel) sysGetpid(t *Task, _ *args) (uint64, unix.Errno)  { return uint64(t.proc.pid), 0 }
 func (k *Kernel) sysGettid(t *Task, _ *args) (uint64, unix.Errno)  { return uint64(t.tid), 0 }
-func (k *Kernel) sysGetppid(t *Task, _ *args) (uint64, unix.Errno) { return uint64(t.proc.ppid), 0 }
+func (k *Kernel) sysGetppid(t *Task, _ *args) (uint64, unix.Errno) { return uint64(t.proc.ppid()), 0 }
 func (k *Kernel) sysGetuid(*Task, *args) (uint64, unix.Errno)      { return uint64(unix.Getuid()), 0 }
 func (k *Kernel) sysGeteuid(*Task, *args) (uint64, unix.Errno)     { return uint64(unix.Geteuid()), 0 }
 func (k *Kernel) sysGetgid(*Task, *args) (uint64, unix.Errno)      { return uint64(unix.Getgid()), 0 }

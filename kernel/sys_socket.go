@@ -430,20 +430,31 @@ func (k *Kernel) readMsghdr(t *Task, va uint64) (msghdr, unix.Errno) {
 		iovlen: le.Uint64(b[24:]), control: le.Uint64(b[32:]), controllen: le.Uint64(b[40:]), flags: le.Uint32(b[48:])}, 0
 }
 
-func (k *Kernel) sysSendmsg(t *Task, a *args) (uint64, unix.Errno) {
-	if _, e := k.socketOf(t, a[0]); e != 0 {
-		return 0, e
+// msgArgs is what sendmsg and recvmsg take first: the socket, the msghdr
+// at a[1] and its iovecs.
+func (k *Kernel) msgArgs(t *Task, a *args) (*vfs.Socket, msghdr, [][2]uint64, unix.Errno) {
+	s, e := k.socketOf(t, a[0])
+	if e != 0 {
+		return nil, msghdr{}, nil, e
 	}
 	h, e := k.readMsghdr(t, a[1])
 	if e != 0 {
-		return 0, e
+		return nil, msghdr{}, nil, e
 	}
 	iov, e := k.iovecs(t, h.iov, h.iovlen)
 	if e != 0 {
-		return 0, e
+		return nil, msghdr{}, nil, e
 	}
 	if int32(h.namelen) < 0 {
-		return 0, unix.EINVAL
+		return nil, msghdr{}, nil, unix.EINVAL
+	}
+	return s, h, iov, 0
+}
+
+func (k *Kernel) sysSendmsg(t *Task, a *args) (uint64, unix.Errno) {
+	_, h, iov, e := k.msgArgs(t, a)
+	if e != 0 {
+		return 0, e
 	}
 	if h.controllen > math.MaxInt32 {
 		return 0, unix.ENOBUFS
@@ -530,20 +541,9 @@ func (k *Kernel) sysRecvfrom(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 func (k *Kernel) sysRecvmsg(t *Task, a *args) (uint64, unix.Errno) {
-	s, e := k.socketOf(t, a[0])
+	s, h, iov, e := k.msgArgs(t, a)
 	if e != 0 {
 		return 0, e
-	}
-	h, e := k.readMsghdr(t, a[1])
-	if e != 0 {
-		return 0, e
-	}
-	iov, e := k.iovecs(t, h.iov, h.iovlen)
-	if e != 0 {
-		return 0, e
-	}
-	if int32(h.namelen) < 0 {
-		return 0, unix.EINVAL
 	}
 	flags := a[2]
 	n, r, e := k.recvMessage(t, s, iov, flags)

@@ -248,12 +248,12 @@ func regsContext(r vmm.Regs, fs, gs, cr3 uint64, fpu []byte) vmm.Context {
 // its first task.
 func (k *Kernel) forkProcess(t *Task, f uint64, exitSignal int) (*Process, unix.Errno) {
 	parent := t.proc
-	mm := parent.mm
+	as, asUsers := parent.as, parent.asUsers
 	if f&cloneVM != 0 {
-		mm.users++
+		*asUsers++
 	} else {
-		as, err := parent.as.Fork()
-		if err != nil {
+		var err error
+		if as, err = parent.as.Fork(); err != nil {
 			return nil, errnoOf(err)
 		}
 		// The trampoline lies in the user half, outside any VMA.
@@ -261,22 +261,21 @@ func (k *Kernel) forkProcess(t *Task, f uint64, exitSignal int) (*Process, unix.
 			as.Destroy()
 			return nil, unix.ENOMEM
 		}
-		mm = &sharedMM{as: as, users: 1}
+		asUsers = newCount()
 	}
 	fds, fdUsers := parent.fds, parent.fdUsers
 	if f&cloneFiles != 0 {
 		*fdUsers++
 	} else {
-		fds, fdUsers = parent.fds.Clone(), new(int)
-		*fdUsers = 1
+		fds, fdUsers = parent.fds.Clone(), newCount()
 	}
-	cp := &Process{ppid: parent.pid, pgid: parent.pgid, sid: parent.sid, parent: parent,
-		as: mm.as, mm: mm, fds: fds, fdUsers: fdUsers, cwd: parent.cwd, exe: parent.exe,
+	cp := &Process{pgid: parent.pgid, sid: parent.sid, parent: parent,
+		as: as, asUsers: asUsers, fds: fds, fdUsers: fdUsers, cwd: parent.cwd, exe: parent.exe,
 		actions: parent.actions, prog: parent.prog, args: parent.args, exitSignal: exitSignal,
 		umask: parent.umask, dumpable: parent.dumpable, groups: slices.Clone(parent.groups),
 		lockFuture: parent.lockFuture, lockOnFault: parent.lockOnFault}
 	if f&cloneParent != 0 && parent.parent != nil {
-		cp.parent, cp.ppid = parent.parent, parent.ppid
+		cp.parent = parent.parent
 		cp.exitSignal = parent.exitSignal
 	}
 	child := k.newTask(cp)
@@ -324,12 +323,12 @@ func (k *Kernel) clearChildTID(t *Task) {
 	}
 	va := t.clearTID
 	t.clearTID = 0
-	if len(t.proc.tasks) < 2 && t.proc.mm.users < 2 {
+	if len(t.proc.tasks) < 2 && *t.proc.asUsers < 2 {
 		return
 	}
 	var zero [4]byte
 	if t.proc.as.CopyOut(va, zero[:]) == nil {
-		k.futexWake(t, va, 1, futexBitsetAll, false)
+		k.futexWake(t, va, 1, futexBitsetAll)
 	}
 }
 
@@ -360,7 +359,7 @@ func (k *Kernel) exitProcess(p *Process, st ExitStatus) {
 	k.dropTimers(p, true)
 	p.vforkParent = nil
 	for _, c := range p.children {
-		c.parent, c.ppid = nil, 1
+		c.parent = nil
 		if c.exited {
 			delete(k.procs, c.pid) // init reaps it
 		}
@@ -392,8 +391,8 @@ func (k *Kernel) exitProcess(p *Process, st ExitStatus) {
 // dropMM gives up p's use of its address space: the last user destroys
 // it, and then no task may run before KVM forgets its page tables.
 func (k *Kernel) dropMM(p *Process) {
-	if p.mm.users--; p.mm.users == 0 {
-		p.mm.as.Destroy()
+	if *p.asUsers--; *p.asUsers == 0 {
+		p.as.Destroy()
 		k.zapPending = true
 	}
 }

@@ -517,23 +517,8 @@ func (v *verifier) runPass(ctx context.Context, tasks chan<- task) error {
 	return nil
 }
 
-// untrappedTSC starts the kernel's warning, at every run on PVM, that
-// rdtsc is not trapped there; verify says it once, if the pass differs.
-const untrappedTSC = "emuckpt: warning: this KVM ignores CR4.TSD"
-
-// withoutNoise is a run's log without the warnings every run repeats.
-func withoutNoise(log string) string {
-	var keep []string
-	for _, l := range strings.Split(log, "\n") {
-		if !strings.HasPrefix(l, untrappedTSC) {
-			keep = append(keep, l)
-		}
-	}
-	return strings.TrimSpace(strings.Join(keep, "\n"))
-}
-
 func logNote(log string) string {
-	log = withoutNoise(log)
+	log = strings.TrimSpace(log)
 	if log == "" {
 		return ""
 	}
@@ -635,7 +620,7 @@ func (v *verifier) restore(ctx context.Context, t task) Result {
 		return res
 	}
 	msg := strings.Join(msgs, "; ")
-	if l := withoutNoise(log.String()); l != "" {
+	if l := strings.TrimSpace(log.String()); l != "" {
 		diffs = append(diffs, "emuckpt said while restoring:\n"+indent(l))
 	}
 	return fail(Fail, msg, strings.Join(diffs, "\n"))

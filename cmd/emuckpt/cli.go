@@ -313,16 +313,10 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 	if !checkDestination("run", *ckptTo, stderr) {
 		return exitFailure
 	}
-	name := fs.Arg(0)
-	path, prog, status, err := loadProgram(name)
-	if err != nil {
-		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", name, err)
+	cfg := machine.config(stdin, stdout, stderr)
+	if status, ok := programConfig(&cfg, fs.Args(), env, *cwd, uint64(mem.sizeFlag), stderr); !ok {
 		return status
 	}
-	abs, _ := filepath.Abs(path)
-	cfg := machine.config(stdin, stdout, stderr)
-	cfg.Program, cfg.Name, cfg.Path, cfg.Args = prog, name, abs, fs.Args()
-	cfg.Env, cfg.Cwd, cfg.MemSize = mergeEnv(defaultEnv, env), *cwd, uint64(mem.sizeFlag)
 	cfg.Deterministic, cfg.Seed = *det, *seed
 	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, stderr)
 	defer stopRequests()
@@ -344,7 +338,7 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		return reportSetupError(stderr, err)
 	}
 	defer k.Close()
-	return supervise(k, name, *machine.timeout, trigger, stderr)
+	return supervise(k, cfg.Name, *machine.timeout, trigger, stderr)
 }
 
 // supervise runs k to its end and turns the result into emuckpt's status.
@@ -437,6 +431,23 @@ func why(err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
+}
+
+// programConfig loads the program args[0] names and puts it in cfg with
+// its arguments, environment (emuckpt's default plus env), working
+// directory and memory size. When it cannot, it says why on stderr and
+// returns the exit status with ok false.
+func programConfig(cfg *kernel.Config, args, env []string, cwd string, mem uint64, stderr io.Writer) (status int, ok bool) {
+	name := args[0]
+	path, prog, status, err := loadProgram(name)
+	if err != nil {
+		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", name, err)
+		return status, false
+	}
+	abs, _ := filepath.Abs(path)
+	cfg.Program, cfg.Name, cfg.Path, cfg.Args = prog, name, abs, args
+	cfg.Env, cfg.Cwd, cfg.MemSize = mergeEnv(defaultEnv, env), cwd, mem
+	return 0, true
 }
 
 func mergeEnv(base, add []string) []string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -150,31 +149,26 @@ func cmdVerify(args []string, stdout, stderr *os.File) int {
 	if cfg.Shard, err = shardFromEnv(*shard); err != nil {
 		return bad("%v", err)
 	}
-	name := fs.Arg(0)
-	path, prog, status, err := loadProgram(name)
-	if err != nil {
-		fmt.Fprintf(stderr, "emuckpt: %s: %v\n", name, err)
+	kc := machine.config(nil, nil, nil)
+	if status, ok := programConfig(&kc, fs.Args(), env, *cwd, uint64(mem), stderr); !ok {
 		return status
 	}
-	abs, _ := filepath.Abs(path)
-	kc := machine.config(nil, nil, nil)
-	kc.Program, kc.Name, kc.Path, kc.Args = prog, name, abs, fs.Args()
-	kc.Env, kc.Cwd, kc.MemSize, kc.Seed = mergeEnv(defaultEnv, env), *cwd, uint64(mem), *seed
+	kc.Seed = *seed
 	cfg.Kernel = kc
 	progress := &progressLine{w: stderr, on: !*quiet && isTerminal(stderr)}
 	cfg.Progress = progress.show
 	rep, err := verify.Run(context.Background(), cfg)
 	progress.end()
 	if err != nil {
-		fmt.Fprintf(stderr, "emuckpt: verify: %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "emuckpt: verify: %s: %v\n", kc.Name, err)
 		if errors.Is(err, verify.ErrNotDeterministic) {
-			fmt.Fprintln(stderr, "emuckpt: verify: (on PVM, rdtsc reads the host's TSC: see docs/VERIFY.md)")
+			fmt.Fprintln(stderr, "emuckpt: verify: (the output depends on more than the seed: see docs/VERIFY.md, \"What verify cannot see\")")
 		}
 		return exitFailure
 	}
 	ev := rep.Reference.Events
 	fmt.Fprintf(stdout, "verify: %s: reference: exit status %d, %d system calls, %d device accesses, %d emuckpt_checkpoint() calls\n",
-		name, rep.Reference.Status, ev.Syscalls, ev.Devices, ev.Calls)
+		kc.Name, rep.Reference.Status, ev.Syscalls, ev.Devices, ev.Calls)
 	if s := rep.Shard.String(); s != "" {
 		fmt.Fprintf(stdout, "verify: shard %s: %d of the %d points\n", s, len(rep.Shard.Of(rep.Selected)), len(rep.Selected))
 	}
