@@ -3,6 +3,8 @@ package kernel
 import (
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -62,9 +64,15 @@ func BenchmarkGetpidLoop(b *testing.B) {
 	b.ReportMetric(per(getpid)/per(raw), "getpid/raw")
 }
 
-// runImageOutput runs a test image with 256 MiB of guest RAM and returns
-// what it wrote to stdout.
+// runImageOutput runs a test image with 256 MiB of guest RAM on one vCPU
+// and returns what it wrote to stdout.
 func runImageOutput(tb testing.TB, name string, args ...string) string {
+	tb.Helper()
+	return runImageOutputCPUs(tb, 1, name, args...)
+}
+
+// runImageOutputCPUs is runImageOutput on cpus vCPUs.
+func runImageOutputCPUs(tb testing.TB, cpus int, name string, args ...string) string {
 	tb.Helper()
 	prog, err := testimages.FS.ReadFile("bin/" + name)
 	require.NoError(tb, err)
@@ -72,7 +80,7 @@ func runImageOutput(tb testing.TB, name string, args ...string) string {
 	require.NoError(tb, err)
 	defer out.Close()
 	k, err := New(Config{Program: prog, Name: name, Args: append([]string{name}, args...),
-		Stdout: out, MemSize: 256 << 20})
+		Stdout: out, MemSize: 256 << 20, CPUs: cpus})
 	require.NoError(tb, err)
 	defer k.Close()
 	st, err := k.Run(context.Background())
@@ -132,4 +140,73 @@ func BenchmarkTaskOps(b *testing.B) {
 		b.ReportMetric(us/rawUS, m.name+"/raw")
 	}
 	b.ReportMetric(copied/n, "fork-copied-KiB")
+}
+
+// BenchmarkSMP is the figures of several vCPUs, each measured in the same
+// run as its baseline:
+//   - cpu2/cpu1: the wall time of a CPU-bound program whose work is split
+//     between 2 threads on 2 vCPUs, as a ratio of the same work on 1
+//     thread (taskbench cpu); native2/native1 is the same ratio for the
+//     program run natively on the host, which tells what the machine
+//     allows at the time (2 cores, shared);
+//   - futex2/raw: a futex ping-pong round trip between two threads on two
+//     vCPUs, and thread2/raw a pthread create + join there, as ratios of a
+//     raw ring-3 exit.
+func BenchmarkSMP(b *testing.B) {
+	kvmtest.Require(b)
+	const rawN, steps = 2000, "300"
+	var raw time.Duration
+	var cpu1, cpu2, nat1, nat2, futex, thread float64
+	rounds := 0
+	for b.Loop() {
+		raw += rawExitLoop(b, rawN)
+		cpu1 += outputField(b, runImageOutputCPUs(b, 2, "taskbench", "cpu", steps, "1"), "ns_per_op")
+		cpu2 += outputField(b, runImageOutputCPUs(b, 2, "taskbench", "cpu", steps, "2"), "ns_per_op")
+		nat1 += outputField(b, nativeOutput(b, "taskbench", "cpu", steps, "1"), "ns_per_op")
+		nat2 += outputField(b, nativeOutput(b, "taskbench", "cpu", steps, "2"), "ns_per_op")
+		futex += outputField(b, runImageOutputCPUs(b, 2, "taskbench", "futex", "1000"), "ns_per_op")
+		thread += outputField(b, runImageOutputCPUs(b, 2, "taskbench", "thread", "500"), "ns_per_op")
+		rounds++
+	}
+	n := float64(rounds)
+	rawUS := float64(raw.Nanoseconds()) / float64(rounds*rawN) / 1e3
+	b.ReportMetric(rawUS, "raw-µs/exit")
+	b.ReportMetric(cpu2/cpu1, "cpu2/cpu1")
+	b.ReportMetric(nat2/nat1, "native2/native1")
+	b.ReportMetric(futex/n/1e3, "futex2-µs/op")
+	b.ReportMetric(futex/n/1e3/rawUS, "futex2/raw")
+	b.ReportMetric(thread/n/1e3, "thread2-µs/op")
+	b.ReportMetric(thread/n/1e3/rawUS, "thread2/raw")
+}
+
+// nativeOutput runs a test image on the host and returns its stdout.
+func nativeOutput(tb testing.TB, name string, args ...string) string {
+	tb.Helper()
+	prog, err := testimages.FS.ReadFile("bin/" + name)
+	require.NoError(tb, err)
+	path := filepath.Join(tb.TempDir(), name)
+	require.NoError(tb, os.WriteFile(path, prog, 0o755))
+	out, err := exec.Command(path, args...).Output()
+	require.NoError(tb, err)
+	return string(out)
+}
+
+// TestSeveralCPUs runs multi-task programs on two vCPUs through the
+// kernel directly (go test -race watches the big kernel lock here).
+func TestSeveralCPUs(t *testing.T) {
+	kvmtest.Require(t)
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"smpstress", []string{"100"}, "rounds=100 faults=100 stale=0\nok\n"},
+		{"threads", nil, "counter=8000 sum=600\n"},
+		{"procs", nil, "done\n"},
+		{"cpus", nil, "cpus=2\nok\n"},
+		{"taskbench", []string{"futex", "300"}, "ns_per_op="},
+	} {
+		out := runImageOutputCPUs(t, 2, c.name, c.args...)
+		require.Contains(t, out, c.want, c.name)
+	}
 }

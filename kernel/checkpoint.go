@@ -155,17 +155,31 @@ func (k *Kernel) saveProcess(p *Process, ms *memorySnapshot, shared *vfs.Shared,
 		if err != nil {
 			return ps, err
 		}
-		if rax != nil && t == k.sched.cur {
+		switch {
+		case rax != nil && t == k.sched.cur:
 			ts.Regs.RAX = *rax
+		case t.inCall:
+			ts.Blocked, ts.WaitLeft = true, -1 // the call is made again
 		}
 		ps.Tasks = append(ps.Tasks, ts)
 	}
 	return ps, nil
 }
 
+// taskFPU is t's FPU state: its context's, or the vCPU's that holds it.
+func (k *Kernel) taskFPU(t *Task) ([]byte, error) {
+	if t.last != nil {
+		return t.last.vcpu.ContextFPU(&t.ctx)
+	}
+	if t.ctx.FPU == nil {
+		return k.cpus[0].vcpu.InitialFPU(), nil
+	}
+	return t.ctx.FPU, nil
+}
+
 // saveTask describes one task.
 func (k *Kernel) saveTask(t *Task) (TaskState, error) {
-	fpu, err := k.vcpu.ContextFPU(&t.ctx)
+	fpu, err := k.taskFPU(t)
 	if err != nil {
 		return TaskState{}, err
 	}
@@ -174,7 +188,7 @@ func (k *Kernel) saveTask(t *Task) (TaskState, error) {
 		ClearTID: t.clearTID, Robust: t.robust, RobustSz: t.robustSz,
 		Sigmask: t.sigmask, Pending: t.pending, PendingCodes: pendingCodes(t),
 		AltSP: t.altstack.SP, AltFlags: t.altstack.Flags, AltSize: t.altstack.Size,
-		Comm: &t.comm, Pdeathsig: t.pdeathsig, Nice: t.nice,
+		Comm: &t.comm, Pdeathsig: t.pdeathsig, Nice: t.nice, Affinity: t.affinity,
 	}
 	k.saveWait(t, &ts)
 	return ts, nil

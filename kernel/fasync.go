@@ -91,7 +91,7 @@ func (k *Kernel) armAsyncTimer(at int64) {
 	k.stopAsyncTimer()
 	k.asyncAt = at
 	k.asyncTimer = time.AfterFunc(time.Duration(at-k.monotonic()), func() {
-		k.vcpu.Kick()
+		k.kickAll()
 		select {
 		case k.wake <- struct{}{}:
 		default:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
@@ -31,6 +32,9 @@ type Config struct {
 	Cwd                   string
 	Stdin, Stdout, Stderr *os.File
 	MemSize               uint64
+	// CPUs is the number of vCPUs (0 means 1, at most vmm.MaxCPUs). A
+	// deterministic run has one.
+	CPUs int
 	// Deterministic selects the virtual clock and seeded randomness.
 	Deterministic bool
 	Seed          uint64
@@ -62,7 +66,12 @@ type Kernel struct {
 	fs     *vfs.FS
 	clock  Clock
 	rand   io.Reader
-	vcpu   *vmm.VCPU
+	// cpus are the vCPUs, each driven by a host thread of its own; bkl
+	// is the big kernel lock that guards everything else here, and smp
+	// what the vCPUs share to stop and wake each other (cpus.go).
+	cpus []*cpu
+	bkl  sync.Mutex
+	smp  smp
 	// sched is the run queue and the tasks; procs every process that
 	// was not reaped yet, by pid; first is the run's first process,
 	// whose end ends the run (with end set to its status).
@@ -145,10 +154,11 @@ func New(cfg Config) (*Kernel, error) {
 	t := p.leader()
 	t.ctx.Regs = regs
 	k.adopt(p)
-	if err := k.vcpu.StartContext(&t.ctx); err != nil {
+	if err := k.cpus[0].vcpu.StartContext(&t.ctx); err != nil {
 		k.Close()
 		return nil, err
 	}
+	t.last = k.cpus[0]
 	return k, nil
 }
 
@@ -196,7 +206,16 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 		k.Close()
 		return nil, fmt.Errorf("attaching devices: %w", err)
 	}
-	if k.vcpu, err = k.m.NewVCPU(); err != nil {
+	n := max(cfg.CPUs, 1)
+	switch {
+	case n > vmm.MaxCPUs:
+		k.Close()
+		return nil, fmt.Errorf("%d vCPUs: at most %d", n, vmm.MaxCPUs)
+	case n > 1 && cfg.Deterministic:
+		k.Close()
+		return nil, fmt.Errorf("%d vCPUs: a deterministic run has one", n)
+	}
+	if err := k.newCPUs(n); err != nil {
 		k.Close()
 		return nil, err
 	}

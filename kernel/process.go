@@ -87,6 +87,14 @@ type Task struct {
 	futex *futexWaiter
 	// slice counts the exits of the task's current turn on the vCPU.
 	slice int
+	// cpu is the vCPU the task has its turn on (nil between turns); last
+	// the vCPU it ran on last, which may still hold its context.
+	cpu, last *cpu
+	// affinity is the mask of vCPUs it may run on (0: all).
+	affinity uint64
+	// inCall is set while the task waits in a system call for another
+	// vCPU's checkpoint (see stopAll).
+	inCall bool
 
 	clearTID uint64 // set_tid_address
 	robust   uint64 // set_robust_list head

@@ -54,6 +54,9 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 	cfg.Name = st.Program.Name
 	cfg.MemSize = st.MemSize
 	cfg.Deterministic = st.Clock.Virtual
+	if cfg.Deterministic {
+		cfg.CPUs = 1 // as the run it comes from
+	}
 	var clock Clock = HostClock{}
 	var random io.Reader = hostRand{}
 	if st.Clock.Virtual {
@@ -207,10 +210,15 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	}
 	// Each task's FPU state goes through KVM once, which refuses invalid
 	// state from a hostile image here rather than in the middle of a run.
+	c := k.cpus[0]
 	for _, t := range k.sched.all {
-		if err := k.vcpu.StartContext(&t.ctx); err != nil {
+		if err := c.vcpu.StartContext(&t.ctx); err != nil {
 			return fmt.Errorf("%w: FPU state of task %d: %v", ErrRestore, t.tid, err)
 		}
+		t.last = nil
+	}
+	if n := len(k.sched.all); n > 0 {
+		k.sched.all[n-1].last = c
 	}
 	return nil
 }
@@ -257,7 +265,7 @@ func (k *Kernel) restoreProcess(st *State, ps *ProcessState, base uint64, opened
 		t := &Task{tid: ts.TID, proc: p, clearTID: ts.ClearTID, robust: ts.Robust, robustSz: ts.RobustSz,
 			sigmask: ts.Sigmask &^ unblockable, pending: ts.Pending,
 			altstack: stackT{SP: ts.AltSP, Flags: ts.AltFlags, Size: ts.AltSize},
-			comm:     commOf(ps.Exe), pdeathsig: ts.Pdeathsig, nice: ts.Nice}
+			comm:     commOf(ps.Exe), pdeathsig: ts.Pdeathsig, nice: ts.Nice, affinity: ts.Affinity}
 		if ts.Comm != nil {
 			t.comm = *ts.Comm
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
@@ -43,19 +44,14 @@ func (e *errExit) Error() string { return fmt.Sprintf("exit %+v", e.status) }
 
 // Run runs the guest until its first process exits, a signal kills that
 // process, or ctx ends. Processes still running then are dropped with the
-// machine.
+// machine. Each vCPU runs on a host thread of its own (see cpus.go); the
+// calling goroutine drives vCPU 0.
 func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	k.ctx = ctx
-	// One host thread runs the whole run: the vCPU must always be run
-	// by the same thread (see sched.go), and its CPU time is the
-	// guest's (see cpu).
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	k.timers.cpuStart = hostThreadCPU()
 	k.setHostTimer()
 	defer k.stopHostTimer()
 	stop := context.AfterFunc(ctx, func() {
-		k.vcpu.Kick()
+		k.kickAll()
 		k.poke()
 	})
 	defer stop()
@@ -63,30 +59,68 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	defer close(done)
 	k.watchRequests(done)
 	defer k.stopAsyncTimer()
-	defer k.stopKick()
-	for {
-		if ctx.Err() != nil {
-			return ExitStatus{TimedOut: true}, nil
+	var wg sync.WaitGroup
+	for _, c := range k.cpus[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.loop()
+		}()
+	}
+	k.cpus[0].loop()
+	wg.Wait()
+	for _, c := range k.cpus {
+		c.stopKick()
+	}
+	switch {
+	case k.smp.err != nil:
+		return ExitStatus{}, k.smp.err
+	case k.end != nil:
+		return *k.end, nil
+	}
+	return ExitStatus{TimedOut: true}, nil
+}
+
+// loop is the life of one vCPU's thread: turns of tasks from the run
+// queue until the run ends.
+func (c *cpu) loop() {
+	k := c.k
+	// The vCPU must always be run by the same thread, and the thread's
+	// CPU time is the guest's (see cpuTime).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c.tid = unix.Gettid()
+	c.cpuStart = hostThreadCPU()
+	c.lock()
+	defer func() {
+		k.timers.cpuBase = k.timers.cpuBase.add(c.used())
+		c.tid = 0
+		c.unlock()
+	}()
+	for !k.smp.done {
+		if err := k.loopStep(c); err != nil {
+			k.finish(err)
 		}
-		if k.ckpt.requested.Swap(false) {
-			if err := k.endOrFail(k.checkpoint(nil)); err != nil {
-				return ExitStatus{}, err
-			}
-		}
-		if k.end != nil {
-			return *k.end, nil
-		}
-		t := k.next()
-		if t == nil {
-			continue
-		}
-		if err := k.runTurn(t); err != nil {
-			return ExitStatus{}, err
-		}
-		if k.end != nil {
-			return *k.end, nil
+		if k.end != nil || k.ctx.Err() != nil {
+			k.finish(nil)
 		}
 	}
+}
+
+// loopStep is one round of a vCPU's loop: a requested checkpoint, then
+// the next task's turn.
+func (k *Kernel) loopStep(c *cpu) error {
+	k.park(c)
+	if k.ckpt.requested.Swap(false) {
+		if err := k.endOrFail(k.checkpoint(nil)); err != nil || k.end != nil {
+			return err
+		}
+	}
+	t := k.next(c)
+	if t == nil {
+		return nil
+	}
+	return k.runTurn(c, t)
 }
 
 // poke wakes an idle scheduler.
@@ -107,20 +141,22 @@ func (k *Kernel) endOrFail(err error) error {
 	return err
 }
 
-// runTurn runs task t on the vCPU until it blocks, exits or its turn is
+// runTurn runs task t on vCPU c until it blocks, exits or its turn is
 // over, or the run ends. A resumed task first makes its blocked call again.
-func (k *Kernel) runTurn(t *Task) error {
-	s := &k.sched
-	s.cur = t
-	defer func() { s.cur = nil }()
-	if err := k.vcpu.Switch(&t.ctx); err != nil {
-		return fmt.Errorf("internal error: %w", err)
+func (k *Kernel) runTurn(c *cpu, t *Task) error {
+	if err := k.takeTask(c, t); err != nil {
+		return err
 	}
+	defer func() { c.cur, t.cpu, k.sched.cur = nil, nil, nil }()
 	t.slice = 0
-	s.turnStart = time.Now()
+	c.turnStart = time.Now()
 	cc := &k.cfg.Checkpoint
-	for t.state == taskRunnable && k.end == nil {
-		if k.turnOver(t) {
+	for t.state == taskRunnable && k.end == nil && !k.smp.done {
+		k.park(c)
+		if t.state != taskRunnable {
+			break // killed meanwhile
+		}
+		if k.turnOver(c, t) || k.affinity(t)&(1<<c.id) == 0 {
 			k.enqueue(t)
 			return nil
 		}
@@ -130,17 +166,23 @@ func (k *Kernel) runTurn(t *Task) error {
 			// again at once cannot keep the vCPU from the others.
 			t.resume = false
 			t.slice++
-			if err := k.settle(t, vmm.ExitSyscall, k.syscall(t, true)); err != nil {
+			if err := k.settle(c, t, vmm.ExitSyscall, k.syscall(t, true)); err != nil {
 				return err
 			}
 			continue
 		}
-		k.armKick()
-		k.refreshTranslations(t)
-		k.armDeviceTurn(t)
-		ex, err := k.vcpu.Run()
+		k.armKick(c)
+		if err := k.refreshTranslations(c, t); err != nil {
+			return fmt.Errorf("internal error: %w", err)
+		}
+		k.armDeviceTurn(c, t)
+		ex, err := c.run()
 		if err != nil {
 			return fmt.Errorf("internal error: %w", err)
+		}
+		if t.state != taskRunnable {
+			// Killed by another vCPU while it ran: the exit is moot.
+			break
 		}
 		t.slice++
 		switch ex.Kind {
@@ -180,17 +222,33 @@ func (k *Kernel) runTurn(t *Task) error {
 				return nil
 			}
 		}
-		if err := k.settle(t, ex.Kind, err); err != nil {
+		if err := k.settle(c, t, ex.Kind, err); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// takeTask puts task t on vCPU c: its context is taken off the vCPU that
+// ran it last, if another, and loaded.
+func (k *Kernel) takeTask(c *cpu, t *Task) error {
+	if l := t.last; l != nil && l != c && l.vcpu.Holds(&t.ctx) {
+		if err := l.vcpu.Release(); err != nil {
+			return fmt.Errorf("internal error: %w", err)
+		}
+	}
+	if err := c.vcpu.Switch(&t.ctx); err != nil {
+		return fmt.Errorf("internal error: %w", err)
+	}
+	c.cur, t.cpu, t.last, k.sched.cur = t, c, c, t
+	c.as = t.proc.as
+	return nil
+}
+
 // settle finishes an exit of task t: timers, O_ASYNC events and pending
 // signals, a requested checkpoint, the end of a process, and the waits
 // that the exit may have ended. err is what handling the exit returned.
-func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
+func (k *Kernel) settle(c *cpu, t *Task, kind vmm.ExitKind, err error) error {
 	if err == nil && kind != vmm.ExitSyscall && k.timersDue(kind) {
 		k.checkTimers()
 	}
@@ -218,6 +276,13 @@ func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
 		pt.TakeChanged()
 		k.zapPending = true
 	}
+	if len(k.cpus) > 1 {
+		// Other vCPUs must not go on with translations this exit
+		// made stale (see publishChanges).
+		if err := k.publishChanges(c); err != nil {
+			return fmt.Errorf("internal error: %w", err)
+		}
+	}
 	// A kick (a blocked task's deadline, host clock) and the end of a
 	// turn's device accesses also look: a task spinning in user mode
 	// would otherwise keep the others blocked past their wait.
@@ -229,24 +294,15 @@ func (k *Kernel) settle(t *Task, kind vmm.ExitKind, err error) error {
 }
 
 // refreshTranslations brings the vCPU's view of t's page tables up to date
-// before it enters user mode.
-func (k *Kernel) refreshTranslations(t *Task) {
-	if k.zapPending {
-		k.zapPending = false
-		k.vcpu.FlushTLB()
-	}
-	if pt := t.proc.as.PageTables(); pt.NeedFlush() {
-		if runs, all := pt.TakeChanged(); all {
-			k.vcpu.FlushTLB()
-		} else {
-			k.vcpu.RefreshPages(runs)
-		}
-	}
+// before it enters user mode, and every other vCPU's view of the address
+// spaces they have loaded (see publishChanges).
+func (k *Kernel) refreshTranslations(c *cpu, t *Task) error {
+	return k.publishChanges(c)
 }
 
 // exception turns a CPU exception into what Linux would do with it.
 func (k *Kernel) exception(t *Task, ex vmm.Exit) error {
-	regs := k.vcpu.Regs()
+	regs := &t.ctx.Regs
 	switch ex.Vector {
 	case vmm.VecPF:
 		r := t.proc.as.HandleFault(ex.CR2, ex.ErrorCode)
@@ -270,7 +326,7 @@ func (k *Kernel) exception(t *Task, ex vmm.Exit) error {
 	case vmm.VecDE:
 		return k.fatalSignal(t, sigInfo{signo: int(unix.SIGFPE), code: fpeIntdiv, addr: regs.RIP, trapno: vmm.VecDE})
 	case vmm.VecMF, vmm.VecXM:
-		code, err := k.mathErrorCode(ex.Vector)
+		code, err := k.mathErrorCode(t, ex.Vector)
 		if err != nil {
 			return err
 		}
@@ -308,8 +364,8 @@ func (k *Kernel) softwareInterrupt(t *Task, inst x86asm.Inst) error {
 // mathErrorCode is the si_code of SIGFPE for an x87 (#MF) or SIMD (#XM)
 // exception, from the unmasked exception flags in the FPU state, in the
 // order Linux's fpu__exception_code checks them; 0 means none.
-func (k *Kernel) mathErrorCode(vector int) (int, error) {
-	xs, err := k.vcpu.FPUState()
+func (k *Kernel) mathErrorCode(t *Task, vector int) (int, error) {
+	xs, err := t.cpu.vcpu.FPUState()
 	if err != nil {
 		return 0, err
 	}
@@ -343,7 +399,7 @@ func (k *Kernel) mathErrorCode(vector int) (int, error) {
 // decodeAt reads the original bytes). It reports false if the instruction
 // at RIP is something else.
 func (k *Kernel) emulateTSC(t *Task) bool {
-	regs := k.vcpu.Regs()
+	regs := &t.ctx.Regs
 	inst, ok := k.decodeAt(t, regs.RIP)
 	if !ok || (inst.Op != x86asm.RDTSC && inst.Op != x86asm.RDTSCP) {
 		return false

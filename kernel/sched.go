@@ -85,16 +85,11 @@ type scheduler struct {
 	runq []*Task
 	// all is every live task, in creation order.
 	all []*Task
-	// cur is the task on the vCPU (nil between turns).
+	// cur is the task whose exit the kernel handles now: the one in its
+	// turn on the vCPU that holds the big kernel lock (nil when none).
 	cur *Task
 	// nextPID numbers new tasks and processes.
 	nextPID int
-	// turnStart is when the current turn began (host clock).
-	turnStart time.Time
-	// kick preempts a turn or ends it for a blocked task's deadline
-	// (host clock); kickAt is when it fires.
-	kick   *time.Timer
-	kickAt time.Time
 }
 
 // block makes the calling task wait for w: it returns eBlock, or EINTR at
@@ -103,7 +98,7 @@ type scheduler struct {
 func (k *Kernel) block(t *Task, w waitSpec) (uint64, unix.Errno) {
 	if !w.uninterruptible && interruptingSignal(t) {
 		if w.restartable {
-			t.restartNr = k.vcpu.Regs().RAX + 1
+			t.restartNr = t.ctx.Regs.RAX + 1
 		}
 		return 0, unix.EINTR
 	}
@@ -120,10 +115,14 @@ func (k *Kernel) deadline(t *Task, d int64) int64 {
 	return k.deadlineAfter(d)
 }
 
-// enqueue puts a task at the end of the run queue.
+// enqueue puts a task at the end of the run queue, and wakes a vCPU that
+// has none.
 func (k *Kernel) enqueue(t *Task) {
 	t.state = taskRunnable
 	k.sched.runq = append(k.sched.runq, t)
+	if k.smp.idle != nil {
+		k.smp.idle.Broadcast() // few vCPUs; one may not take every task (affinity)
+	}
 }
 
 // waitOver reports whether a blocked task's wait has ended.
@@ -153,7 +152,7 @@ func (k *Kernel) wakeBlocked() {
 		}
 		if k.waitOver(t, now) {
 			t.resume = true
-			if t == k.sched.cur {
+			if t.cpu != nil {
 				t.state = taskRunnable // its turn goes on with the call
 			} else {
 				k.enqueue(t)
@@ -162,17 +161,40 @@ func (k *Kernel) wakeBlocked() {
 	}
 }
 
-// next takes the next task from the run queue; with none it waits for an
-// event that can end a wait and returns nil.
-func (k *Kernel) next() *Task {
+// next takes the next task from the run queue for vCPU c; with none it
+// waits for one, or, when no vCPU runs a task, for an event that can end
+// a wait, and returns nil.
+func (k *Kernel) next(c *cpu) *Task {
 	k.wakeBlocked()
 	if len(k.sched.runq) == 0 {
-		k.idle()
+		if k.busyCPUs() > 0 {
+			// The busy vCPUs look at the blocked tasks at their exits
+			// and kicks (armKick) and wake this one (enqueue).
+			c.wait(k.smp.idle)
+		} else {
+			k.idle()
+		}
 		return nil
 	}
-	t := k.sched.runq[0]
-	k.sched.runq = k.sched.runq[1:]
-	return t
+	for i, t := range k.sched.runq {
+		if k.affinity(t)&(1<<c.id) != 0 {
+			k.sched.runq = append(k.sched.runq[:i:i], k.sched.runq[i+1:]...)
+			return t
+		}
+	}
+	c.wait(k.smp.idle) // none may run here
+	return nil
+}
+
+// busyCPUs counts the vCPUs in a turn.
+func (k *Kernel) busyCPUs() int {
+	n := 0
+	for _, c := range k.cpus {
+		if c.cur != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // idle waits, with every task blocked, until a wait can be over: the
@@ -223,8 +245,9 @@ func (k *Kernel) timersDueIdle() bool {
 	return k.timers.hostDue.Load()
 }
 
-// turnOver reports whether the current turn should end for another task.
-func (k *Kernel) turnOver(t *Task) bool {
+// turnOver reports whether the current turn of t on c should end for
+// another task.
+func (k *Kernel) turnOver(c *cpu, t *Task) bool {
 	if len(k.sched.runq) == 0 {
 		return false
 	}
@@ -234,20 +257,20 @@ func (k *Kernel) turnOver(t *Task) bool {
 	if _, virtual := k.clock.(*VirtualClock); virtual {
 		return false
 	}
-	return time.Since(k.sched.turnStart) >= turnTime
+	return time.Since(c.turnStart) >= turnTime
 }
 
-// armKick makes sure a task running user code is interrupted when
+// armKick makes sure a task running user code on c is interrupted when
 // another task's turn is due or a blocked task's deadline passes (host
 // clock only; under the virtual clock time moves only at exits, where
 // both are looked at).
-func (k *Kernel) armKick() {
+func (k *Kernel) armKick(c *cpu) {
 	if _, virtual := k.clock.(*VirtualClock); virtual {
 		return
 	}
 	var at time.Time
 	if len(k.sched.runq) > 0 {
-		at = k.sched.turnStart.Add(turnTime)
+		at = c.turnStart.Add(turnTime)
 	}
 	now := int64(-1) // read only when a task is blocked: this runs at every entry
 	for _, t := range k.sched.all {
@@ -267,24 +290,23 @@ func (k *Kernel) armKick() {
 			}
 		}
 	}
-	s := &k.sched
 	if at.IsZero() {
 		return
 	}
-	if s.kick != nil && !s.kickAt.After(at) && s.kickAt.After(time.Now()) {
+	if c.kick != nil && !c.kickAt.After(at) && c.kickAt.After(time.Now()) {
 		return // an earlier kick is armed
 	}
-	if s.kick != nil {
-		s.kick.Stop()
+	if c.kick != nil {
+		c.kick.Stop()
 	}
-	s.kickAt = at
-	s.kick = time.AfterFunc(time.Until(at), k.vcpu.Kick)
+	c.kickAt = at
+	c.kick = time.AfterFunc(time.Until(at), c.vcpu.Kick)
 }
 
-func (k *Kernel) stopKick() {
-	if k.sched.kick != nil {
-		k.sched.kick.Stop()
-		k.sched.kick = nil
+func (c *cpu) stopKick() {
+	if c.kick != nil {
+		c.kick.Stop()
+		c.kick = nil
 	}
 }
 
@@ -299,6 +321,7 @@ func (k *Kernel) newTask(p *Process) *Task {
 
 // removeTask takes an exited task out of the scheduler.
 func (k *Kernel) removeTask(t *Task) {
+	k.stopTask(t)
 	t.state = taskExited
 	t.wait = nil
 	if t.futex != nil {
@@ -361,7 +384,7 @@ func (k *Kernel) process(pid int) *Process {
 // end its turn. While other tasks exist, the vCPU stops after the
 // accesses left in the turn (vmm.ExitMMIOLimit), or earlier at the access
 // a --checkpoint-at-device checkpoint is due at.
-func (k *Kernel) armDeviceTurn(t *Task) {
+func (k *Kernel) armDeviceTurn(c *cpu, t *Task) {
 	n := k.cfg.Checkpoint.devicesToNext(k.m.Bus.TotalAccesses())
 	if len(k.sched.all) > 1 {
 		left := uint64(turnExits)
@@ -372,7 +395,7 @@ func (k *Kernel) armDeviceTurn(t *Task) {
 			n = left
 		}
 	}
-	k.vcpu.StopAfterMMIO(n)
+	c.vcpu.StopAfterMMIO(n)
 }
 
 // deviceCheckpointDue says, at an ExitMMIOLimit, whether a --checkpoint-at

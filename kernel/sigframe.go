@@ -72,7 +72,7 @@ func initFPUState() []byte {
 // return to user mode. An error means the frame could not be written (the
 // caller then kills the task with SIGSEGV, as Linux does).
 func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode, cr2 uint64) error {
-	r := k.vcpu.Regs()
+	r := &t.ctx.Regs
 	k.traceSignal(t, si) // --trace-json (traceevents.go)
 	if act.Flags&saRestorer == 0 {
 		return fmt.Errorf("%s handler has no SA_RESTORER", SignalName(si.signo))
@@ -91,7 +91,7 @@ func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode,
 	fp := (sp - fpSize) &^ 63
 	frame := ((fp - frameSize) &^ 15) - 8
 
-	xs, err := k.vcpu.FPUState()
+	xs, err := t.cpu.vcpu.FPUState()
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode,
 	// The handler starts with a clean FPU, as Linux's
 	// fpu__clear_user_states gives it: every exception masked, no flag
 	// pending. rt_sigreturn brings back the state saved above.
-	if err := k.vcpu.SetFPUState(initFPUState()); err != nil {
+	if err := t.cpu.vcpu.SetFPUState(initFPUState()); err != nil {
 		return err
 	}
 	r.RIP = act.Handler
@@ -164,7 +164,7 @@ func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode,
 // the ucontext of its frame (the handler's return popped pretcode, so the
 // frame starts 8 bytes below RSP).
 func (k *Kernel) sysRtSigreturn(t *Task, _ *args) (uint64, unix.Errno) {
-	r := k.vcpu.Regs()
+	r := &t.ctx.Regs
 	ucAddr := r.RSP // frame+8
 	uc := make([]byte, ucSize)
 	if e := k.copyIn(t, ucAddr, uc); e != 0 {
@@ -184,7 +184,7 @@ func (k *Kernel) sysRtSigreturn(t *Task, _ *args) (uint64, unix.Errno) {
 			return 0, 0
 		}
 		clear(xs[464:512]) // the software bytes are the kernel's, not state
-		if err := k.vcpu.SetFPUState(xs); err != nil {
+		if err := t.cpu.vcpu.SetFPUState(xs); err != nil {
 			k.pendingExit = k.badFrame(t, "rt_sigreturn: invalid FPU state")
 			return 0, 0
 		}

@@ -161,6 +161,7 @@ func (k *Kernel) sendSignal(t *Task, sig int, code int) {
 	}
 	t.pending |= sigBit(sig)
 	t.pendingCode[sig] = code
+	k.interrupt(t)
 }
 
 // deliverPending acts on the pending signals that are not blocked, on the
@@ -192,7 +193,7 @@ func (k *Kernel) deliverPending(t *Task) error {
 				// A restartable call this signal interrupted: with
 				// SA_RESTART it is made again after the handler.
 				if act.Flags&saRestart != 0 {
-					r := k.vcpu.Regs()
+					r := &t.ctx.Regs
 					r.RAX, r.RIP = t.restartNr-1, r.RIP-2
 				}
 				t.restartNr = 0
@@ -216,7 +217,7 @@ func (k *Kernel) deliverPending(t *Task) error {
 
 // report writes the fault report for a fatal signal.
 func (k *Kernel) report(t *Task, si sigInfo) {
-	r := k.vcpu.Regs()
+	r := &t.ctx.Regs
 	var b strings.Builder
 	fmt.Fprintf(&b, "emuckpt: %s: killed by %s (%s)", k.cfg.Name, SignalName(si.signo), codeName(si.signo, si.code))
 	if si.signo == int(unix.SIGSEGV) || si.signo == int(unix.SIGBUS) {
@@ -241,7 +242,7 @@ func (k *Kernel) report(t *Task, si sigInfo) {
 		{"rsi", r.RSI}, {"rdi", r.RDI}, {"rbp", r.RBP}, {"rsp", r.RSP},
 		{"r8", r.R8}, {"r9", r.R9}, {"r10", r.R10}, {"r11", r.R11},
 		{"r12", r.R12}, {"r13", r.R13}, {"r14", r.R14}, {"r15", r.R15},
-		{"rip", r.RIP}, {"rflags", r.RFLAGS}, {"fs_base", k.vcpu.FSBase()},
+		{"rip", r.RIP}, {"rflags", r.RFLAGS}, {"fs_base", t.ctx.FSBase},
 	}
 	for i, x := range regs {
 		if i%4 == 0 {
@@ -343,7 +344,7 @@ func (k *Kernel) sysRtSigprocmask(t *Task, a *args) (uint64, unix.Errno) {
 // sysSigaltstack implements sigaltstack(ss, old_ss).
 func (k *Kernel) sysSigaltstack(t *Task, a *args) (uint64, unix.Errno) {
 	old := t.altstack
-	onStack := t.onAltstack(k.vcpu.Regs().RSP)
+	onStack := t.onAltstack(t.ctx.Regs.RSP)
 	if onStack {
 		old.Flags = ssOnStack | old.Flags&^ssDisable
 	}

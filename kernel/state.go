@@ -162,6 +162,9 @@ type TaskState struct {
 	Comm      *string `json:"comm,omitempty"`
 	Pdeathsig int     `json:"pdeathsig,omitempty"`
 	Nice      int     `json:"nice,omitempty"`
+	// Affinity is the task's sched_setaffinity mask (0: every vCPU). A
+	// restore with fewer vCPUs keeps those that exist, or all if none.
+	Affinity uint64 `json:"affinity,omitempty"`
 	// Blocked says the task waits in the system call RAX names, with
 	// RIP after its syscall instruction: the restored task makes the
 	// call again (not counted as a new call), and a wait with a deadline

@@ -142,11 +142,12 @@ func (k *Kernel) replaceImage(t *Task, as *guestmm.AddressSpace, regs vmm.Regs, 
 		t.tid = p.pid
 	}
 	p.tasks = []*Task{t}
-	c := k.vcpu
+	c := t.cpu.vcpu
 	*c.Regs() = regs
 	c.SetFSBase(0)
 	c.SetGSBase(0)
 	c.SetCR3(as.PageTables().Root())
+	t.cpu.as = as
 	c.SetFPUState(c.InitialFPU())
 }
 

@@ -82,21 +82,21 @@ func (k *Kernel) sysArchPrctl(t *Task, a *args) (uint64, unix.Errno) {
 		if a[1] >= guestmm.TaskSize {
 			return 0, unix.EPERM
 		}
-		k.vcpu.SetFSBase(a[1])
+		t.cpu.vcpu.SetFSBase(a[1])
 		return 0, 0
 	case archGetFS:
 		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], k.vcpu.FSBase())
+		binary.LittleEndian.PutUint64(b[:], t.ctx.FSBase)
 		return 0, k.copyOut(t, a[1], b[:])
 	case archSetGS:
 		if a[1] >= guestmm.TaskSize {
 			return 0, unix.EPERM
 		}
-		k.vcpu.SetGSBase(a[1])
+		t.cpu.vcpu.SetGSBase(a[1])
 		return 0, 0
 	case archGetGS:
 		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], k.vcpu.GSBase())
+		binary.LittleEndian.PutUint64(b[:], t.ctx.GSBase)
 		return 0, k.copyOut(t, a[1], b[:])
 	case archGetCPUID:
 		return 1, 0

@@ -3,7 +3,9 @@ package kernel
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 
+	"github.com/emuckpt/emuckpt/vmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,11 +95,9 @@ func (k *Kernel) dequeueSignal(t *Task, sig int) sigInfo {
 	return si
 }
 
-// guestCPUs is how many CPUs the guest has: its tasks share one vCPU.
-const guestCPUs = 1
-
-// cpumaskSize is Linux's cpumask_size() for guestCPUs: whole longs.
-const cpumaskSize = (guestCPUs + 63) / 64 * 8
+// cpumaskSize is Linux's cpumask_size(): the guest's CPUs (at most
+// vmm.MaxCPUs) rounded up to whole longs.
+const cpumaskSize = (vmm.MaxCPUs + 63) / 64 * 8
 
 // affinityTarget finds the task a sched_*affinity call names (0: the
 // caller).
@@ -112,54 +112,77 @@ func (k *Kernel) affinityTarget(t *Task, pid uint64) (*Task, unix.Errno) {
 	return nil, unix.ESRCH
 }
 
-// sysSchedGetaffinity is sched_getaffinity(pid, len, mask): every task
-// may run on CPU 0, the only one. It returns the size of the mask
-// written.
+// allCPUs is the mask of every vCPU.
+func (k *Kernel) allCPUs() uint64 { return 1<<max(len(k.cpus), 1) - 1 }
+
+// affinity is the set of vCPUs t may run on.
+func (k *Kernel) affinity(t *Task) uint64 {
+	if m := t.affinity & k.allCPUs(); m != 0 {
+		return m
+	}
+	return k.allCPUs()
+}
+
+// sysSchedGetaffinity is sched_getaffinity(pid, len, mask). It returns
+// the size of the mask written.
 func (k *Kernel) sysSchedGetaffinity(t *Task, a *args) (uint64, unix.Errno) {
 	n := a[1]
-	if n*8 < guestCPUs || n&7 != 0 {
+	if n*8 < uint64(bits.Len64(k.allCPUs())) || n&7 != 0 {
 		return 0, unix.EINVAL
 	}
-	if _, e := k.affinityTarget(t, a[0]); e != 0 {
+	x, e := k.affinityTarget(t, a[0])
+	if e != 0 {
 		return 0, e
 	}
 	mask := make([]byte, min(n, cpumaskSize))
-	for cpu := 0; cpu < guestCPUs; cpu++ {
-		mask[cpu/8] |= 1 << (cpu % 8)
-	}
+	binary.LittleEndian.PutUint64(mask, k.affinity(x))
 	if e := k.copyOut(t, a[2], mask); e != 0 {
 		return 0, e
 	}
 	return uint64(len(mask)), 0
 }
 
-// sysSchedSetaffinity is sched_setaffinity(pid, len, mask): a mask that
-// holds CPU 0 is accepted (and changes nothing: it is the only CPU), one
-// without it fails with EINVAL. Bytes past the guest's cpumask are not
-// read, as Linux.
+// sysSchedSetaffinity is sched_setaffinity(pid, len, mask): the task runs
+// only on the vCPUs in the mask from its next turn on; a mask with none
+// of them fails with EINVAL. Bytes past the guest's cpumask are not read,
+// as Linux.
 func (k *Kernel) sysSchedSetaffinity(t *Task, a *args) (uint64, unix.Errno) {
 	mask := make([]byte, cpumaskSize)
 	if e := k.copyIn(t, a[2], mask[:min(a[1], cpumaskSize)]); e != 0 {
 		return 0, e
 	}
-	if _, e := k.affinityTarget(t, a[0]); e != 0 {
+	x, e := k.affinityTarget(t, a[0])
+	if e != 0 {
 		return 0, e
 	}
-	for cpu := 0; cpu < guestCPUs; cpu++ {
-		if mask[cpu/8]&(1<<(cpu%8)) != 0 {
-			return 0, 0
-		}
+	m := binary.LittleEndian.Uint64(mask) & k.allCPUs()
+	if m == 0 {
+		return 0, unix.EINVAL
 	}
-	return 0, unix.EINVAL
+	x.affinity = m // a running task moves at its next entry (runTurn)
+	return 0, 0
 }
 
-// sysGetcpu is getcpu(cpu, node, tcache): CPU 0 of node 0; either
-// pointer may be NULL, tcache is unused (as since Linux 2.6.24).
+// cpuID is the vCPU t runs on (0 in a test without vCPUs).
+func (t *Task) cpuID() int {
+	if t.cpu == nil {
+		return 0
+	}
+	return t.cpu.id
+}
+
+// sysGetcpu is getcpu(cpu, node, tcache): the caller's vCPU, node 0;
+// either pointer may be NULL, tcache is unused (as since Linux 2.6.24).
 func (k *Kernel) sysGetcpu(t *Task, a *args) (uint64, unix.Errno) {
-	var zero [4]byte
-	for _, va := range a[:2] {
+	var b [4]byte
+	for i, va := range a[:2] {
 		if va != 0 {
-			if e := k.copyOut(t, va, zero[:]); e != 0 {
+			if i == 0 {
+				binary.LittleEndian.PutUint32(b[:], uint32(t.cpuID()))
+			} else {
+				b = [4]byte{}
+			}
+			if e := k.copyOut(t, va, b[:]); e != 0 {
 				return 0, e
 			}
 		}

@@ -163,8 +163,8 @@ func (k *Kernel) clone(t *Task, c cloneArgs) (uint64, unix.Errno) {
 		return 0, unix.EAGAIN
 	}
 	parent := t.proc
-	regs := *k.vcpu.Regs()
-	fpu, err := k.vcpu.FPUState()
+	regs := t.ctx.Regs
+	fpu, err := t.cpu.vcpu.FPUState()
 	if err != nil {
 		return 0, unix.ENOMEM
 	}
@@ -179,7 +179,7 @@ func (k *Kernel) clone(t *Task, c cloneArgs) (uint64, unix.Errno) {
 		child = p.leader()
 	}
 	cp := child.proc
-	child.ctx = regsContext(regs, k.vcpu.FSBase(), k.vcpu.GSBase(), cp.as.PageTables().Root(), fpu)
+	child.ctx = regsContext(regs, t.ctx.FSBase, t.ctx.GSBase, cp.as.PageTables().Root(), fpu)
 	child.ctx.Regs.RAX = 0
 	if c.stack != 0 {
 		child.ctx.Regs.RSP = c.stack
@@ -188,6 +188,7 @@ func (k *Kernel) clone(t *Task, c cloneArgs) (uint64, unix.Errno) {
 		child.ctx.FSBase = c.tls
 	}
 	child.sigmask = t.sigmask
+	child.affinity = t.affinity
 	child.comm, child.nice = t.comm, t.nice
 	child.altstack = t.altstack
 	if f&(cloneVM|cloneVfork) == cloneVM {
@@ -341,6 +342,9 @@ func (k *Kernel) exitProcess(p *Process, st ExitStatus) {
 	}
 	k.traceExitProcess(p, st) // --trace-json (traceevents.go)
 	leader := p.leader()
+	for _, t := range p.tasks {
+		k.stopTask(t) // out of user mode before its memory goes
+	}
 	for _, t := range slices.Clone(p.tasks) {
 		k.clearChildTID(t)
 		k.exitRobustList(t)
@@ -593,6 +597,7 @@ func (k *Kernel) signalProcess(p *Process, sig, code int, prefer *Task) {
 func (k *Kernel) pendingKill(p *Process) {
 	for _, t := range p.tasks {
 		t.pending |= sigBit(int(unix.SIGKILL))
+		k.interrupt(t)
 	}
 }
 

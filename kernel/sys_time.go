@@ -266,7 +266,7 @@ func (k *Kernel) sysGetrusage(t *Task, a *args) (uint64, unix.Errno) {
 	b := make([]byte, 144) // struct rusage
 	switch int64(int32(a[0])) {
 	case rusageSelf, rusageThread:
-		c := k.cpu()
+		c := k.cpuTime()
 		putTimeval(b[0:], c.user)
 		putTimeval(b[16:], c.sys)
 		le := binary.LittleEndian
@@ -285,7 +285,7 @@ func (k *Kernel) sysGetrusage(t *Task, a *args) (uint64, unix.Errno) {
 func (k *Kernel) sysTimes(t *Task, a *args) (uint64, unix.Errno) {
 	const tick = 1e9 / userHZ
 	if a[0] != 0 {
-		c := k.cpu()
+		c := k.cpuTime()
 		var b [32]byte
 		binary.LittleEndian.PutUint64(b[0:], uint64(c.user/tick))
 		binary.LittleEndian.PutUint64(b[8:], uint64(c.sys/tick))

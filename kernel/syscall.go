@@ -215,7 +215,7 @@ func SyscallName(nr uint64) string {
 // makes again the call it blocked in (see sched.go): only a first call is
 // counted and ticks the clock.
 func (k *Kernel) syscall(t *Task, resumed bool) error {
-	r := k.vcpu.Regs()
+	r := &t.ctx.Regs
 	nr := r.RAX
 	a := args{r.RDI, r.RSI, r.RDX, r.R10, r.R8, r.R9}
 	if !resumed {

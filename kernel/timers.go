@@ -120,11 +120,11 @@ type timerTable struct {
 	stopped bool
 	// hostDue is set by the host timer; it only says "look".
 	hostDue atomic.Bool
-	// cpuBase is the CPU time before this run (from an image); cpuStart
-	// the run thread's own CPU times when Run began.
-	cpuBase, cpuStart cpuTimes
-	minFaults         uint64
-	maxRSSKB          uint64
+	// cpuBase is the CPU time before this run (from an image) and of the
+	// vCPU threads that ended (see cpu.loop).
+	cpuBase   cpuTimes
+	minFaults uint64
+	maxRSSKB  uint64
 }
 
 // cpuTimes is user and system CPU time in nanoseconds.
@@ -139,21 +139,40 @@ func hostThreadCPU() cpuTimes {
 	return cpuTimes{user: ru.Utime.Nano(), sys: ru.Stime.Nano()}
 }
 
-// cpu is the guest's CPU time. Under --deterministic it is the virtual
+// cpuTime is the guest's CPU time. Under --deterministic it is the virtual
 // monotonic clock, all of it user time. In host mode it is what the host
-// thread that runs the vCPU and the system calls used since Run began
-// (Run locks its goroutine to one thread), plus what earlier runs used.
-func (k *Kernel) cpu() cpuTimes {
+// threads that run the vCPUs and the system calls used since Run began
+// (each vCPU has a thread of its own, see cpus.go), plus what earlier runs
+// used. Another vCPU's thread is read through its thread CPU clock, which
+// does not tell user from system time: it counts as user time.
+func (k *Kernel) cpuTime() cpuTimes {
 	tt := &k.timers
 	if _, virtual := k.clock.(*VirtualClock); virtual {
 		ns, _ := k.clock.Now(unix.CLOCK_MONOTONIC)
 		return cpuTimes{user: ns}
 	}
-	now := hostThreadCPU()
-	if k.ctx == nil {
-		now = tt.cpuStart
+	sum := tt.cpuBase
+	for _, c := range k.cpus {
+		switch {
+		case c.tid == 0: // not running
+		case c == k.smp.holder:
+			sum = sum.add(c.used())
+		default:
+			sum.user += threadCPU(c.tid).user - c.cpuStart.user - c.cpuStart.sys
+		}
 	}
-	return cpuTimes{user: tt.cpuBase.user + now.user - tt.cpuStart.user, sys: tt.cpuBase.sys + now.sys - tt.cpuStart.sys}
+	return sum
+}
+
+func (a cpuTimes) add(b cpuTimes) cpuTimes {
+	return cpuTimes{user: a.user + b.user, sys: a.sys + b.sys}
+}
+
+// used is the CPU time of c's thread since the run began; only that
+// thread may ask.
+func (c *cpu) used() cpuTimes {
+	now := hostThreadCPU()
+	return cpuTimes{user: now.user - c.cpuStart.user, sys: now.sys - c.cpuStart.sys}
 }
 
 // cpuClock decodes a CPU-time clock id: CLOCK_PROCESS_CPUTIME_ID,
@@ -191,7 +210,7 @@ func (k *Kernel) clockNow(id int32) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	c := k.cpu()
+	c := k.cpuTime()
 	if which == cpuclockVirt {
 		return c.user, true
 	}
@@ -404,7 +423,7 @@ func (k *Kernel) setHostTimer() {
 	}
 	tt.host = time.AfterFunc(time.Duration(d), func() {
 		tt.hostDue.Store(true)
-		k.vcpu.Kick()
+		k.kickAll()
 		k.poke()
 	})
 }
@@ -438,7 +457,7 @@ func interruptingSignal(t *Task) bool {
 // become times remaining on their clocks, except CLOCK_REALTIME's.
 func (k *Kernel) timeState() TimeState {
 	tt := &k.timers
-	c := k.cpu()
+	c := k.cpuTime()
 	ts := TimeState{NextTimerID: tt.nextID, NextTimerFD: tt.nextFD, UserNS: c.user, SysNS: c.sys, MinFaults: tt.minFaults, MaxRSSKB: tt.maxRSSKB}
 	for _, tm := range tt.list {
 		s := *tm

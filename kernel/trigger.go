@@ -116,7 +116,7 @@ func (k *Kernel) watchRequests(stop <-chan struct{}) {
 					return
 				}
 				k.ckpt.requested.Store(true)
-				k.vcpu.Kick()
+				k.kickAll()
 				select {
 				case k.wake <- struct{}{}:
 				default:
@@ -160,6 +160,9 @@ func (k *Kernel) save(rax *uint64) error {
 	case <-k.wake:
 	default:
 	}
+	// Every task stops at a clean boundary (cpus.go).
+	k.stopAll(k.smp.holder, rax != nil)
+	defer k.resumeAll()
 	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
 	repatch := k.frames.TSCPatch().Unpatch()
 	snap, err := k.Snapshot(rax)

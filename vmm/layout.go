@@ -17,6 +17,13 @@ const (
 
 	kstackTop = 0x8000
 
+	// Each vCPU has its own IDT, TSS, stubs, ring-0 stack and refresh
+	// list: vCPU i's copy of the pages above (from idtPA to listPA, not
+	// the GDT and the trampoline, which all share) is cpuStride*i bytes
+	// higher. MaxCPUs of them fit below ramBase.
+	cpuStride = 0x10000
+	MaxCPUs   = 16
+
 	// KernelBase is where the VMM's pages appear in every address space:
 	// guest-virtual KernelBase+pa maps guest-physical pa, supervisor only.
 	KernelBase = 0xffffff8000000000
@@ -35,7 +42,7 @@ const (
 	userCS32 = 0x18 | 3 // STAR user base; sysret uses base+16 for CS and base+8 for SS
 	UserSS   = 0x20 | 3
 	UserCS   = 0x28 | 3
-	tssSel   = 0x30
+	tssSel   = 0x30 // vCPU i's TSS descriptor is at tssSel+16*i
 
 	// Vectors 0-31 each have a stubStride-byte stub.
 	numVectors = 32

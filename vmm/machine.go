@@ -189,11 +189,11 @@ func (m *Machine) Close() error {
 
 func (m *Machine) put64(pa, v uint64) { binary.LittleEndian.PutUint64(m.mem[pa:], v) }
 
-// writeSystemPages lays out the GDT, IDT, TSS, ring-0 stubs and the
-// syscall trampoline in guest-physical memory below RAMBase.
+// writeSystemPages lays out the GDT and the syscall trampoline, which
+// every vCPU shares, and the pages of each vCPU (writeCPUPages).
 func (m *Machine) writeSystemPages() {
 	// GDT: null, kernel code64, kernel data, user code32, user data,
-	// user code64, then the 16-byte TSS descriptor.
+	// user code64, then a 16-byte TSS descriptor per vCPU.
 	gdt := []uint64{
 		0,
 		0x00af9b000000ffff, // 0x08 kernel CS: L=1, DPL0
@@ -205,15 +205,31 @@ func (m *Machine) writeSystemPages() {
 	for i, d := range gdt {
 		m.put64(gdtPA+uint64(i)*8, d)
 	}
-	base, limit := uint64(tssBase), uint64(tssLimit)
-	m.put64(gdtPA+tssSel, (limit&0xffff)|(base&0xffffff)<<16|uint64(0x89)<<40|((limit>>16)&0xf)<<48|((base>>24)&0xff)<<56)
-	m.put64(gdtPA+tssSel+8, base>>32)
+	for i := range uint64(MaxCPUs) {
+		m.writeCPUPages(i)
+	}
+
+	// Syscall trampoline: `out SyscallPort, al; ud2`, and at
+	// refreshOffset the ud2 that leads to refreshStub.
+	copy(m.mem[tramPA:], []byte{0xE6, SyscallPort, 0x0F, 0x0B})
+	copy(m.mem[tramPA+refreshOffset:], []byte{0x0F, 0x0B})
+}
+
+// writeCPUPages writes vCPU i's TSS and its GDT descriptor, IDT and ring-0
+// stubs, all cpuStride*i above vCPU 0's.
+func (m *Machine) writeCPUPages(i uint64) {
+	off := i * cpuStride
+	tss := tssPA + off
+	base, limit := KernelBase+tss, uint64(tssLimit)
+	desc := gdtPA + tssSel + 16*i
+	m.put64(desc, (limit&0xffff)|(base&0xffffff)<<16|uint64(0x89)<<40|((limit>>16)&0xf)<<48|((base>>24)&0xff)<<56)
+	m.put64(desc+8, base>>32)
 
 	// TSS: RSP0 for traps from CPL3 and an I/O bitmap that opens only the
 	// syscall port to user mode.
-	m.put64(tssPA+4, KernelBase+kstackTop)
-	binary.LittleEndian.PutUint16(m.mem[tssPA+0x66:], 0x68)
-	bitmap := m.mem[tssPA+0x68 : tssPA+0x68+33]
+	m.put64(tss+4, KernelBase+kstackTop+off)
+	binary.LittleEndian.PutUint16(m.mem[tss+0x66:], 0x68)
+	bitmap := m.mem[tss+0x68 : tss+0x68+33]
 	for i := range bitmap {
 		bitmap[i] = 0xff
 	}
@@ -222,31 +238,27 @@ func (m *Machine) writeSystemPages() {
 	// Exception stubs: `out exceptionPort, al; hlt`, one per vector. The
 	// VMM tells the vector from RIP and never lets the hlt run.
 	for v := uint64(0); v < numVectors; v++ {
-		stub := stubPA + v*stubStride
+		stub := stubPA + off + v*stubStride
 		copy(m.mem[stub:], []byte{0xE6, exceptionPort, 0xF4, 0x0F, 0x0B})
 		dpl := uint64(0)
 		if v == 3 || v == 4 { // int3 and into are allowed from user mode
 			dpl = 3
 		}
-		m.setGate(v, stub, dpl)
+		m.setGate(off, v, stub, dpl)
 	}
-	copy(m.mem[refreshStub:], refreshCode)
-	m.put64(refreshStub+refreshListPtr, KernelBase+listPA)
-	m.put64(refreshStub+refreshFramePtr, KernelBase+refreshFrame)
-	copy(m.mem[udDispatch:], udDispatchCode)
-	m.put64(udDispatch+32, TrampolineVA+refreshOffset)
-	m.setGate(VecUD, udDispatch, 0)
-
-	// Syscall trampoline: `out SyscallPort, al; ud2`, and at
-	// refreshOffset the ud2 that leads to refreshStub.
-	copy(m.mem[tramPA:], []byte{0xE6, SyscallPort, 0x0F, 0x0B})
-	copy(m.mem[tramPA+refreshOffset:], []byte{0x0F, 0x0B})
+	copy(m.mem[refreshStub+off:], refreshCode)
+	m.put64(refreshStub+off+refreshListPtr, KernelBase+listPA+off)
+	m.put64(refreshStub+off+refreshFramePtr, KernelBase+refreshFrame+off)
+	copy(m.mem[udDispatch+off:], udDispatchCode)
+	m.put64(udDispatch+off+32, TrampolineVA+refreshOffset)
+	m.setGate(off, VecUD, udDispatch+off, 0)
 }
 
-// setGate points IDT vector v at the ring-0 code at guest-physical pa,
-// as a 64-bit interrupt gate that CPL dpl may raise with int.
-func (m *Machine) setGate(v, pa, dpl uint64) {
-	h, gate := KernelBase+pa, idtPA+v*16
+// setGate points IDT vector v of the vCPU whose pages are off above vCPU
+// 0's at the ring-0 code at guest-physical pa, as a 64-bit interrupt gate
+// that CPL dpl may raise with int.
+func (m *Machine) setGate(off, v, pa, dpl uint64) {
+	h, gate := KernelBase+pa, idtPA+off+v*16
 	m.put64(gate, (h&0xffff)|kernelCS<<16|(0x8e|dpl<<5)<<40|((h>>16)&0xffff)<<48)
 	m.put64(gate+8, h>>32)
 }
@@ -317,7 +329,6 @@ const (
 )
 
 const (
-	tssBase  = KernelBase + tssPA
 	tssLimit = 0x68 + 33 - 1
 )
 
@@ -329,17 +340,28 @@ type KernelPage struct {
 }
 
 // KernelPages lists the machine's pages for the kernel layer to map into
-// each address space (see guestmm.PageTables.Map).
+// each address space (see guestmm.PageTables.Map): the shared ones and
+// those of every vCPU the machine can have.
 func KernelPages() []KernelPage {
-	return []KernelPage{
+	pages := []KernelPage{
 		{VA: KernelBase + gdtPA, PA: gdtPA, Write: true},
-		{VA: KernelBase + idtPA, PA: idtPA},
-		{VA: KernelBase + tssPA, PA: tssPA, Write: true},
-		{VA: KernelBase + tssPA + pageSize, PA: tssPA + pageSize},
-		{VA: KernelBase + stubPA, PA: stubPA, Exec: true},
-		{VA: KernelBase + kstack, PA: kstack, Write: true},
-		{VA: KernelBase + kstack + pageSize, PA: kstack + pageSize, Write: true},
-		{VA: KernelBase + listPA, PA: listPA, Write: true},
 		{VA: TrampolineVA, PA: tramPA, User: true, Exec: true},
 	}
+	for i := range uint64(MaxCPUs) {
+		off := i * cpuStride
+		for _, p := range []KernelPage{
+			{PA: idtPA},
+			{PA: tssPA, Write: true},
+			{PA: tssPA + pageSize},
+			{PA: stubPA, Exec: true},
+			{PA: kstack, Write: true},
+			{PA: kstack + pageSize, Write: true},
+			{PA: listPA, Write: true},
+		} {
+			p.PA += off
+			p.VA = KernelBase + p.PA
+			pages = append(pages, p)
+		}
+	}
+	return pages
 }

@@ -275,14 +275,15 @@ func (c *VCPU) portExit() (Exit, error) {
 }
 
 func (c *VCPU) exceptionExit() (Exit, error) {
-	rip := c.sync.RIP - KernelBase - stubPA
+	stubs, top := KernelBase+stubPA+c.off, KernelBase+kstackTop+c.off
+	rip := c.sync.RIP - stubs
 	vec := int(rip / stubStride)
-	if c.sync.RIP >= KernelBase+udDispatch && c.sync.RIP < KernelBase+udDispatch+32 {
+	if ud := KernelBase + udDispatch + c.off; c.sync.RIP >= ud && c.sync.RIP < ud+32 {
 		vec = VecUD
-	} else if c.sync.RIP < KernelBase+stubPA || vec >= numVectors {
+	} else if c.sync.RIP < stubs || vec >= numVectors {
 		return Exit{}, fmt.Errorf("vcpu: exception port from unknown RIP %#x", c.sync.RIP)
 	}
-	if c.sync.RSP < KernelBase+kstack || c.sync.RSP > KernelBase+kstackTop-40 {
+	if c.sync.RSP < KernelBase+kstack+c.off || c.sync.RSP > top-40 {
 		return Exit{}, fmt.Errorf("vcpu: exception frame at %#x is outside the ring-0 stack", c.sync.RSP)
 	}
 	frame := c.sync.RSP - KernelBase
@@ -290,7 +291,7 @@ func (c *VCPU) exceptionExit() (Exit, error) {
 	if hasErrorCode(vec) {
 		ex.ErrorCode = c.m.le64(frame)
 		frame += 8
-		if frame+40 > kstackTop {
+		if frame+40 > top-KernelBase {
 			return Exit{}, fmt.Errorf("vcpu: exception %d frame at %#x is outside the ring-0 stack", vec, c.sync.RSP)
 		}
 	}
@@ -419,8 +420,11 @@ func (c *VCPU) load() error {
 // from ring 0 (through the recursive mapping): a guest write to a page
 // table is what KVM's shadow MMU watches. More runs than one list holds
 // fall back to FlushTLB.
+//
+// A vCPU without a context (Release) has no address space to refresh
+// them in: it flushes instead.
 func (c *VCPU) RefreshPages(runs []guestmm.PageRange) {
-	if len(c.refresh)+len(runs) > listCap {
+	if len(c.refresh)+len(runs) > listCap || c.cur == nil {
 		c.flush = true
 		return
 	}
@@ -432,23 +436,23 @@ func (c *VCPU) RefreshPages(runs []guestmm.PageRange) {
 // frame, and points the vCPU at the stub (from ring 0) or at the ud2 at
 // TrampolineVA+refreshOffset (from user mode).
 func (c *VCPU) routeThroughRefresh(u Regs) {
-	m := c.m
-	m.put64(listPA, uint64(len(c.refresh)))
+	m, list := c.m, listPA+c.off
+	m.put64(list, uint64(len(c.refresh)))
 	for i, r := range c.refresh {
-		m.put64(listPA+8+uint64(i)*16, recursiveBase+(r.Start>>9)&0x7ffffffff8)
-		m.put64(listPA+16+uint64(i)*16, r.Pages)
+		m.put64(list+8+uint64(i)*16, recursiveBase+(r.Start>>9)&0x7ffffffff8)
+		m.put64(list+16+uint64(i)*16, r.Pages)
 	}
 	c.refreshArmed, c.refreshUser = true, u
-	f := uint64(refreshFrame)
+	f := refreshFrame + c.off
 	m.put64(f, u.RIP)
 	m.put64(f+8, UserCS)
 	m.put64(f+16, u.RFLAGS)
 	m.put64(f+24, u.RSP)
 	m.put64(f+32, UserSS)
 	if c.place == stoppedRing0 {
-		c.sync.RSP = KernelBase + kstackTop - 64
+		c.sync.RSP = KernelBase + kstackTop + c.off - 64
 		c.sync.RFLAGS = 2
-		c.sync.RIP = KernelBase + refreshStub
+		c.sync.RIP = KernelBase + refreshStub + c.off
 	} else {
 		c.sync.RIP = TrampolineVA + refreshOffset
 	}
@@ -457,7 +461,7 @@ func (c *VCPU) routeThroughRefresh(u Regs) {
 // settleRefresh notices, at any exit, that the refresh stub has finished:
 // its last act before returning to user mode is to empty the list.
 func (c *VCPU) settleRefresh() {
-	if c.refreshArmed && c.m.le64(listPA) == 0 {
+	if c.refreshArmed && c.m.le64(listPA+c.off) == 0 {
 		c.refreshArmed = false
 		c.refresh = c.refresh[:0]
 	}
@@ -468,5 +472,5 @@ func (c *VCPU) settleRefresh() {
 func (c *VCPU) dropRefresh() {
 	c.refresh = c.refresh[:0]
 	c.refreshArmed = false
-	c.m.put64(listPA, 0)
+	c.m.put64(listPA+c.off, 0)
 }

@@ -113,6 +113,9 @@ const (
 type VCPU struct {
 	m     *Machine
 	fd    uintptr
+	// id is the vCPU's index; its own pages (IDT, TSS, stubs, ring-0
+	// stack, refresh list) are off bytes above vCPU 0's.
+	id, off uint64
 	run   []byte
 	sync  *kvm.Regs
 	sregs *kvm.Sregs
@@ -134,7 +137,7 @@ type VCPU struct {
 	initFPU []byte
 	refresh []guestmm.PageRange // user pages whose PTEs the guest must rewrite
 	// refreshArmed means the vCPU was sent through refreshStub with the
-	// list at listPA; the stub empties the list as its last act before
+	// list at listPA (+off); the stub empties the list as its last act before
 	// returning to user mode, so a non-zero count there means it has not
 	// finished. refreshUser is the user state it returns to.
 	refreshArmed bool
@@ -151,7 +154,11 @@ type VCPU struct {
 
 // NewVCPU creates a vCPU in 64-bit mode, ready for Start.
 func (m *Machine) NewVCPU() (*VCPU, error) {
-	fd, err := retryValue(func() (uintptr, error) { return kvm.CreateVCPU(m.vmFd, len(m.vcpus)) })
+	id := uint64(len(m.vcpus))
+	if id >= MaxCPUs {
+		return nil, fmt.Errorf("vcpu: at most %d vCPUs", MaxCPUs)
+	}
+	fd, err := retryValue(func() (uintptr, error) { return kvm.CreateVCPU(m.vmFd, int(id)) })
 	if err != nil {
 		return nil, fmt.Errorf("KVM_CREATE_VCPU: %w", err)
 	}
@@ -160,7 +167,7 @@ func (m *Machine) NewVCPU() (*VCPU, error) {
 		unix.Close(int(fd))
 		return nil, fmt.Errorf("mapping kvm_run: %w", err)
 	}
-	c := &VCPU{m: m, fd: fd, run: run}
+	c := &VCPU{m: m, fd: fd, run: run, id: id, off: id * cpuStride}
 	c.sync = (*kvm.Regs)(unsafe.Pointer(&run[runSyncRegs]))
 	c.sregs = (*kvm.Sregs)(unsafe.Pointer(&run[runSyncSregs]))
 	c.dirty = (*uint64)(unsafe.Pointer(&run[runDirtyRegs]))
@@ -222,10 +229,10 @@ func (c *VCPU) setupCPU() error {
 	sregs.SS, sregs.DS, sregs.ES = userData, userData, userData
 	sregs.FS, sregs.GS = userData, userData
 	sregs.FS.Selector, sregs.GS.Selector = 0, 0
-	sregs.TR = kvm.Segment{Base: tssBase, Limit: tssLimit, Selector: tssSel, Typ: 11, Present: 1}
+	sregs.TR = kvm.Segment{Base: KernelBase + tssPA + c.off, Limit: tssLimit, Selector: uint16(tssSel + 16*c.id), Typ: 11, Present: 1}
 	sregs.LDT = kvm.Segment{Unusable: 1}
-	sregs.GDT = kvm.Descriptor{Base: KernelBase + gdtPA, Limit: 0x3f + 16}
-	sregs.IDT = kvm.Descriptor{Base: KernelBase + idtPA, Limit: numVectors*16 - 1}
+	sregs.GDT = kvm.Descriptor{Base: KernelBase + gdtPA, Limit: tssSel + 16*MaxCPUs - 1}
+	sregs.IDT = kvm.Descriptor{Base: KernelBase + idtPA + c.off, Limit: numVectors*16 - 1}
 	sregs.CR0 = 0x80050033 // PG WP NE ET MP PE
 	sregs.CR4 = cr4
 	sregs.EFER = 0xd01 // NXE LMA LME SCE
@@ -307,11 +314,20 @@ func (c *VCPU) Switch(ctx *Context) error {
 	if ctx == c.cur {
 		return nil
 	}
-	if len(c.refresh) > 0 {
+	if c.cur == nil { // released
+		if err := c.loadFPU(ctx); err != nil {
+			return err
+		}
+		c.cur, c.setBases = ctx, true
+		return nil
+	}
+	if len(c.refresh) > 0 && ctx.CR3 != c.cur.CR3 {
 		// A refresh lists entries of the old address space, reached
 		// through the recursive mapping of the loaded CR3: it cannot
-		// run in the new one (the old context stopped before it ran,
-		// e.g. killed by a fault). Drop every translation instead.
+		// run in another one (the old context stopped before it ran,
+		// e.g. killed by a fault, or another vCPU changed its tables).
+		// Drop every translation instead. A context of the same address
+		// space (a thread) runs it.
 		c.dropRefresh()
 		c.flush = true
 	}
@@ -368,7 +384,14 @@ func (c *VCPU) GSBase() uint64 { return c.cur.GSBase }
 func (c *VCPU) SetGSBase(v uint64) { c.cur.GSBase, c.setBases = v, true }
 
 // SetCR3 switches address space at the next Run.
-func (c *VCPU) SetCR3(cr3 uint64) { c.cur.CR3, c.setBases = cr3, true }
+// A pending refresh of the old address space becomes a flush (see Switch).
+func (c *VCPU) SetCR3(cr3 uint64) {
+	if len(c.refresh) > 0 && cr3 != c.cur.CR3 {
+		c.dropRefresh()
+		c.flush = true
+	}
+	c.cur.CR3, c.setBases = cr3, true
+}
 
 // FlushTLB makes the next Run discard every cached translation, after the
 // kernel layer changed or removed many present PTEs.
@@ -380,7 +403,55 @@ func (c *VCPU) SetCR3(cr3 uint64) { c.cur.CR3, c.setBases = cr3, true }
 // every shadow page (on EPT: every EPT entry and, with them, the guest's
 // combined TLB entries), and the guest then re-walks the tables. That is
 // expensive; RefreshPages is the cheap way for a few pages.
+//
+// The flush is machine-wide and done at the next Run; with several vCPUs
+// no other may be in Run then, so the kernel layer flushes by itself
+// (Machine.FlushTranslations) when FlushPending says one is due.
 func (c *VCPU) FlushTLB() { c.flush = true }
+
+// FlushPending reports that the next Run would flush every translation
+// (FlushTLB, or a refresh too big for the list).
+func (c *VCPU) FlushPending() bool { return c.flush }
+
+// FlushTranslations makes KVM forget every translation it derived from
+// the guest page tables, for every vCPU, at once, and drops the pending
+// refreshes and flushes that it covers. No vCPU may be in Run.
+func (m *Machine) FlushTranslations() error {
+	if err := m.zapTranslations(); err != nil {
+		return err
+	}
+	for _, c := range m.vcpus {
+		c.flush = false
+		c.dropRefresh()
+	}
+	return nil
+}
+
+// ID is the vCPU's index in its machine, from 0.
+func (c *VCPU) ID() int { return int(c.id) }
+
+// Release takes the vCPU's user context off it, keeping its FPU state in
+// the context, so that another vCPU can run it (Switch). It must not be
+// called while the vCPU is in Run. A vCPU without a context does nothing.
+func (c *VCPU) Release() error {
+	if c.cur == nil {
+		return nil
+	}
+	xs, err := getXSave(c.fd)
+	if err != nil {
+		return err
+	}
+	if len(c.refresh) > 0 {
+		c.dropRefresh() // as in Switch
+		c.flush = true
+	}
+	c.cur.FPU = xs
+	c.cur = nil
+	return nil
+}
+
+// Holds reports whether ctx is the vCPU's user context.
+func (c *VCPU) Holds(ctx *Context) bool { return c.cur == ctx }
 
 func (m *Machine) le64(pa uint64) uint64 { return binary.LittleEndian.Uint64(m.mem[pa:]) }
 

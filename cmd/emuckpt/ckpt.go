@@ -204,6 +204,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	cfg := machine.config(stdin, stdout, stderr)
 	cfg.Program, cfg.Path = prog, path
+	cfg.CPUs, _ = machine.cpuCount("restore", false, stderr) // an image of a deterministic run restores on one
 	cfg.PreserveDevices = *policy == "preserve"
 	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger{}, *leave, stderr)
 	defer stopRequests()

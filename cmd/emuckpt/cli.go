@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -162,6 +163,38 @@ type machineFlags struct {
 	bsrs    bsrFlag
 	hpet    hpetFlag
 	tmpfs   tmpfsFlag
+	cpus    cpusFlag
+}
+
+// cpusFlag is --cpus N: 0 (not given) means the default (see cpuCount).
+type cpusFlag int
+
+func (c *cpusFlag) String() string { return strconv.Itoa(int(*c)) }
+
+func (c *cpusFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > vmm.MaxCPUs {
+		return fmt.Errorf("want a number of vCPUs from 1 to %d", vmm.MaxCPUs)
+	}
+	*c = cpusFlag(n)
+	return nil
+}
+
+// cpuCount is the number of vCPUs for a run: --cpus, or by default the
+// host's CPUs (at most vmm.MaxCPUs), and one for a deterministic run,
+// which cannot have more.
+func (m *machineFlags) cpuCount(cmd string, deterministic bool, stderr io.Writer) (int, bool) {
+	n := int(m.cpus)
+	switch {
+	case n == 0 && deterministic:
+		return 1, true
+	case n == 0:
+		return min(runtime.NumCPU(), vmm.MaxCPUs), true
+	case n > 1 && deterministic:
+		fmt.Fprintf(stderr, "emuckpt: %s: --cpus %d: a deterministic run has one vCPU\n", cmd, n)
+		return 0, false
+	}
+	return n, true
 }
 
 func addMachineFlags(fs *flag.FlagSet) *machineFlags {
@@ -174,6 +207,7 @@ func addMachineFlags(fs *flag.FlagSet) *machineFlags {
 	m.hpet.cfg = hpet.DefaultConfig()
 	fs.Var(&m.bsrs, "bsr", "a BSR register BYTES[:STRIDE[:LENGTH]] (repeatable; replaces the default bsr8, bsr16, bsr64, bsr128)")
 	fs.Var(&m.hpet, "hpet", "HPET configuration timers=N,period=FS (default timers=3,period=69841279)")
+	fs.Var(&m.cpus, "cpus", fmt.Sprintf("vCPUs that run the guest's tasks in parallel, 1 to %d (default: the host's CPUs; 1 with --deterministic)", vmm.MaxCPUs))
 	fs.Var(&m.tmpfs, "tmpfs", "mount an in-memory tmpfs at PATH[:SIZE] (repeatable; /tmp is always one, of half the guest RAM by default; on restore see the README)")
 	return m
 }
@@ -318,6 +352,10 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		return status
 	}
 	cfg.Deterministic, cfg.Seed = *det, *seed
+	var ok bool
+	if cfg.CPUs, ok = machine.cpuCount("run", *det, stderr); !ok {
+		return exitFailure
+	}
 	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, stderr)
 	defer stopRequests()
 	tj, ok := openTraceJSON("run", *traceTo, &cfg, stderr)

@@ -154,6 +154,10 @@ func cmdVerify(args []string, stdout, stderr *os.File) int {
 		return status
 	}
 	kc.Seed = *seed
+	var ok bool
+	if kc.CPUs, ok = machine.cpuCount("verify", true, stderr); !ok {
+		return exitFailure
+	}
 	cfg.Kernel = kc
 	progress := &progressLine{w: stderr, on: !*quiet && isTerminal(stderr)}
 	cfg.Progress = progress.show

@@ -12,6 +12,10 @@
  *               and pthread_join.
  *   futex N     N round trips between two threads handing a word back and
  *               forth with FUTEX_WAIT/FUTEX_WAKE (private).
+ *   cpu N T     N million steps of a hash chain, split between T threads
+ *               that make no system call while they compute; ns_per_op is
+ *               the wall time per million steps. Also prints the combined
+ *               "checksum=X", which depends only on N and T.
  */
 #define _GNU_SOURCE
 #define FUTEX_WAIT_PRIVATE 128
@@ -61,6 +65,26 @@ static void *pong(void *arg)
 	return arg;
 }
 
+struct chain {
+	unsigned long long steps, seed, out;
+};
+
+/* work runs a splitmix64 chain: dependent multiplies, no memory traffic. */
+static void *work(void *arg)
+{
+	struct chain *c = arg;
+	unsigned long long x = c->seed;
+	for (unsigned long long i = 0; i < c->steps; i++) {
+		x += 0x9e3779b97f4a7c15ull;
+		unsigned long long z = x;
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		x ^= z ^ (z >> 31);
+	}
+	c->out = x;
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -108,6 +132,26 @@ int main(int argc, char **argv)
 		}
 		end = now();
 		pthread_join(t, NULL);
+	} else if (strcmp(argv[1], "cpu") == 0 && argc == 4) {
+		int threads = atoi(argv[3]);
+		if (threads < 1 || threads > 64)
+			return 2;
+		struct chain c[64];
+		pthread_t t[64];
+		start = now();
+		for (int i = 0; i < threads; i++) {
+			c[i] = (struct chain){.steps = n * 1000000ull / threads, .seed = i};
+			if (i > 0 && pthread_create(&t[i], NULL, work, &c[i]) != 0)
+				return 1;
+		}
+		work(&c[0]);
+		unsigned long long sum = c[0].out;
+		for (int i = 1; i < threads; i++) {
+			pthread_join(t[i], NULL);
+			sum += c[i].out;
+		}
+		end = now();
+		printf("checksum=%llx\n", sum);
 	} else {
 		return 2;
 	}
