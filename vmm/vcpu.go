@@ -111,14 +111,14 @@ const (
 // copy stands is the VCPU's business alone (place, refresh*); Run brings
 // it back in line with the user state before it enters the guest.
 type VCPU struct {
-	m     *Machine
-	fd    uintptr
+	m  *Machine
+	fd uintptr
 	// id is the vCPU's index; its own pages (IDT, TSS, stubs, ring-0
 	// stack, refresh list) are off bytes above vCPU 0's.
 	id, off uint64
-	run   []byte
-	sync  *kvm.Regs
-	sregs *kvm.Sregs
+	run     []byte
+	sync    *kvm.Regs
+	sregs   *kvm.Sregs
 	// dirty is kvm_run.kvm_dirty_regs: the sync-area parts KVM must load
 	// at the next KVM_RUN. Bits are only ever added here; KVM clears
 	// each one as it loads it, so an entry that did not happen yet
