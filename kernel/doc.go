@@ -8,11 +8,12 @@
 // Every piece of kernel-side state is a plain Go value so that a checkpoint
 // can save it and a restore can build it again.
 //
-// Run schedules the tasks on the vCPU in turns (sched.go) and drives it:
+// Run schedules the tasks on the vCPUs in turns (sched.go), each vCPU
+// driven by a host thread of its own under one big kernel lock (cpus.go):
 // at each exit it dispatches a system call, resolves a page fault from the
 // process's VMAs, emulates a trapped rdtsc under deterministic time, or
 // turns an exception into the signal Linux would send. A call that must
-// wait blocks its task, never the host thread, and is made again when the
+// wait blocks its task, never a host thread, and is made again when the
 // wait is over. A fatal signal ends its process; the run ends when the
 // first process does, with its status (128+signo for a signal, and a
 // report on the log writer).

@@ -10,12 +10,11 @@ import (
 
 // The scheduler.
 //
-// The guest's tasks share one vCPU, and the kernel runs on the single
-// host thread that drives it: KVM makes a vCPU pay a full RCU grace period
-// each time a different thread runs it, so the thread never changes. A
-// task runs a *turn* on the vCPU: the loop in runTurn enters user mode,
-// handles each exit, and goes on until the task blocks, exits or is
-// preempted; then the next task in the run queue gets its turn.
+// The guest's tasks run on the vCPUs (cpus.go: one host thread per vCPU,
+// one big kernel lock). A task runs a *turn* on a vCPU: the loop in
+// runTurn enters user mode, handles each exit, and goes on until the task
+// blocks, exits or is preempted; then the vCPU takes the next task from
+// the run queue, or waits for one.
 //
 // A system call that has to wait does not wait in Go. It records what it
 // waits for (a waitSpec: a deadline, a readiness test, the files whose
@@ -29,12 +28,12 @@ import (
 // and keep their deadline in the waitSpec. So a blocked task has no state
 // outside its Task, and a checkpoint can save it as it is.
 //
-// Order. The run queue is first in, first out; blocked tasks are looked
-// at in the order they were created; a task's turn ends after
-// turnExits exits when others are waiting for the vCPU, or (host clock
-// only) after turnTime. Under --deterministic the clock is virtual and
-// nothing depends on host timing, so two runs with the same seed schedule
-// alike. A task that spins in user mode without ever making an exit is
+// Order. The run queue is first in, first out (a vCPU takes the first
+// task its affinity allows); blocked tasks are looked at in the order they
+// were created; a task's turn ends after turnExits exits when others are
+// waiting for a vCPU, or (host clock only) after turnTime. Under
+// --deterministic there is one vCPU, the clock is virtual and nothing
+// depends on host timing, so two runs with the same seed schedule alike. A task that spins in user mode without ever making an exit is
 // not preempted under the virtual clock: no exit, no time, no turn end.
 // Under the host clock a kick ends its turn after turnTime.
 

@@ -36,7 +36,13 @@
 //
 // A vCPU runs one user context (Context: registers, FS/GS base, CR3, FPU
 // state) at a time; Switch changes it between two Runs, keeping the FPU
-// state of the context it leaves.
+// state of the context it leaves, and Release hands it to another vCPU.
+//
+// A machine has up to MaxCPUs vCPUs. Each has its own IDT, TSS, exception
+// stubs, ring-0 stack and refresh list (cpuStride apart); the GDT and the
+// trampoline are shared. A translation flush re-adds the RAM slot, which
+// no vCPU may be running through: with several vCPUs the kernel layer
+// stops the others first (Machine.FlushTranslations).
 //
 // Nothing here knows about processes, files or VMAs: that is the kernel
 // layer's job (package kernel). Page tables are built by package guestmm in
