@@ -89,9 +89,9 @@ func (c *cpu) loop() {
 	// CPU time is the guest's (see cpuTime).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	c.lock()
 	c.tid = unix.Gettid()
 	c.cpuStart = hostThreadCPU()
-	c.lock()
 	defer func() {
 		k.timers.cpuBase = k.timers.cpuBase.add(c.used())
 		c.tid = 0

@@ -104,14 +104,16 @@ round_trip() {
 	done
 }
 
-# split_run TRIGGER PROG: a run stopped by --checkpoint-at TRIGGER plus
-# its restore print what an uninterrupted run prints.
+# split_run TRIGGER PROG [FLAGS...]: a run stopped by --checkpoint-at
+# TRIGGER plus its restore print what an uninterrupted run prints; FLAGS
+# go to the three runs.
 split_run() {
-	local whole first second
-	whole=$(emuckpt run "$IMG/$2") || return 1
+	local trigger=$1 prog=$2 whole first second
+	shift 2
+	whole=$(emuckpt run "$@" "$IMG/$prog") || return 1
 	rm -f /tmp/split.img
-	first=$(emuckpt run --checkpoint-to /tmp/split.img --checkpoint-at "$1" "$IMG/$2") || return 1
-	second=$(emuckpt restore --device-state=preserve /tmp/split.img) || return 1
+	first=$(emuckpt run "$@" --checkpoint-to /tmp/split.img --checkpoint-at "$trigger" "$IMG/$prog") || return 1
+	second=$(emuckpt restore --device-state=preserve "$@" /tmp/split.img) || return 1
 	echo "$first"
 	echo "--- restored:"
 	echo "$second"
@@ -164,6 +166,15 @@ if [ -c /dev/kvm ] && [ "$PHASE" != full ]; then
 	step tasks-deterministic 0 twice_identical "$IMG/treeckpt"
 	step checkpoint-tree 0 split_run syscall:40 treeckpt
 	step checkpoint-tree-late 0 split_run syscall:90 treeckpt
+	# Two vCPUs on the one CPU QEMU gives: per-vCPU IDT, TSS and stubs,
+	# page-table changes shot down across vCPUs (hardware TLBs are per
+	# vCPU, unlike PVM's shared shadow), stop-all for a checkpoint.
+	step smp-stale 0 output_is "rounds=40 faults=40 stale=0
+ok" emuckpt run --cpus 2 "$IMG/smpstress" 40
+	step smp-cpus 0 output_is "cpus=2
+ok" emuckpt run --cpus 2 "$IMG/cpus"
+	step smp-threads 0 emuckpt run --cpus 2 "$IMG/threads"
+	step smp-checkpoint-tree 0 split_run syscall:60 treeckpt --cpus 2
 fi
 if [ -c /dev/kvm ] && [ "$PHASE" != quick ]; then
 	for p in $PKGS; do
