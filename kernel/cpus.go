@@ -182,9 +182,12 @@ func (k *Kernel) kickAll() {
 // checkpoint the guest asked for): if another vCPU stops everything first,
 // its image shows that task about to make the call, which it makes again
 // after a restore.
-func (k *Kernel) stopAll(self *cpu, inCall bool) {
+//
+// It reports false when the run ended meanwhile: there is nothing left to
+// save, and the vCPUs that ended their loops never park.
+func (k *Kernel) stopAll(self *cpu, inCall bool) bool {
 	if len(k.cpus) == 1 {
-		return
+		return true
 	}
 	for k.smp.stopping {
 		// Another vCPU stops the others first.
@@ -196,8 +199,15 @@ func (k *Kernel) stopAll(self *cpu, inCall bool) {
 			k.park(self)
 		}
 	}
+	if k.smp.done {
+		return false
+	}
 	k.smp.stopping = true
 	for {
+		if k.smp.done {
+			k.resumeAll()
+			return false
+		}
 		all := true
 		for _, c := range k.cpus {
 			if c != self && !c.parked {
@@ -208,7 +218,7 @@ func (k *Kernel) stopAll(self *cpu, inCall bool) {
 			}
 		}
 		if all {
-			return
+			return true
 		}
 		k.smp.idle.Broadcast()
 		self.waitTimeout(k.smp.stopped, time.Millisecond)

@@ -111,6 +111,9 @@ func (c *cpu) loop() {
 // the next task's turn.
 func (k *Kernel) loopStep(c *cpu) error {
 	k.park(c)
+	if k.smp.done {
+		return nil
+	}
 	if k.ckpt.requested.Swap(false) {
 		if err := k.endOrFail(k.checkpoint(nil)); err != nil || k.end != nil {
 			return err

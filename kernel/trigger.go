@@ -161,7 +161,9 @@ func (k *Kernel) save(rax *uint64) error {
 	default:
 	}
 	// Every task stops at a clean boundary (cpus.go).
-	k.stopAll(k.smp.holder, rax != nil)
+	if !k.stopAll(k.smp.holder, rax != nil) {
+		return nil // the run ended first
+	}
 	defer k.resumeAll()
 	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
 	repatch := k.frames.TSCPatch().Unpatch()
