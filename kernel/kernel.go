@@ -111,6 +111,7 @@ type Kernel struct {
 	asyncUsed bool
 	// trace is the --trace and --trace-json state (strace.go).
 	trace tracer
+	vdso  vdsoState // the vDSO and its clock (vdso.go)
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"
@@ -200,6 +201,7 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 		k.Close()
 		return nil, err
 	}
+	k.setupVDSO()
 	return k, nil
 }
 
