@@ -266,11 +266,7 @@ func (k *Kernel) setupVDSO() {
 }
 
 func (k *Kernel) startTSCClock() error {
-	mode, err := vmm.GuestTSCMode()
-	if err != nil {
-		return err
-	}
-	off, _, err := k.vcpu.GuestTSCOffset(mode)
+	off, err := k.measureTSC()
 	if err != nil {
 		return err
 	}
@@ -286,6 +282,36 @@ func (k *Kernel) startTSCClock() error {
 	k.vdso = vdsoState{clock: c, vvarPA: pa}
 	k.clock = c
 	return nil
+}
+
+// measureTSC returns the guest TSC's offset from the host's. The first
+// time in a process it runs vmm.TSCProbeCode on the kernel's vCPU, in
+// page tables of its own that it frees again, before the first task
+// starts there; later kernels reuse the mode it found.
+func (k *Kernel) measureTSC() (int64, error) {
+	if off, ok, err := k.vcpu.TSCOffset(); ok || err != nil {
+		return off, err
+	}
+	pt, err := guestmm.NewPageTables(k.m.Mem(), k.frames)
+	if err != nil {
+		return 0, err
+	}
+	defer pt.Destroy()
+	if err := vmm.MapKernel(pt); err != nil {
+		return 0, err
+	}
+	pa, err := k.frames.Alloc()
+	if err != nil {
+		return 0, err
+	}
+	defer k.frames.DecRef(pa)
+	const codeVA = 0x400000
+	copy(k.m.Mem()[pa:pa+guestmm.PageSize], vmm.TSCProbeCode)
+	if err := pt.Map(codeVA, pa, guestmm.Present|guestmm.User); err != nil {
+		return 0, err
+	}
+	_, off, err := k.vcpu.MeasureTSC(pt.Root(), codeVA)
+	return off, err
 }
 
 // vvarBacking maps the kernel's vvar frame.
