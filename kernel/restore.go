@@ -379,8 +379,8 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]
 		}
 		v.Backing = b
 	case guestmm.KindVVar:
-		if k.vdso.clock == nil {
-			return v, fmt.Errorf("the image maps a vvar and this run has no vDSO clock: %v", k.vdso.why)
+		if k.vdso.vvarPA == 0 {
+			return v, fmt.Errorf("the image maps a vvar, which a run on the virtual clock does not have")
 		}
 		v.Backing = vvarBacking{k}
 	case guestmm.KindDevice:

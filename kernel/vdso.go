@@ -245,7 +245,8 @@ func (c *tscClock) advance(d int64) {
 }
 
 // vdsoState is the kernel's vDSO: the vvar frame and the clock that
-// writes it. clock is nil when the run has no vDSO.
+// writes it. clock is nil when the run has no vDSO; vvarPA is 0 under
+// --deterministic.
 type vdsoState struct {
 	clock  *tscClock
 	vvarPA uint64
@@ -255,11 +256,19 @@ type vdsoState struct {
 
 // setupVDSO gives the run a vDSO unless it is deterministic or the
 // guest's TSC cannot be related to the host's; the clock becomes the TSC
-// clock. Call it once the vCPU exists.
+// clock. Without the TSC clock the vvar page stays zero (not valid): a
+// restored process's vDSO then makes system calls. Call it once the vCPU
+// exists.
 func (k *Kernel) setupVDSO() {
 	if k.cfg.Deterministic {
 		return
 	}
+	pa, err := k.frames.Alloc()
+	if err != nil {
+		k.vdso.why = err
+		return
+	}
+	k.vdso.vvarPA = pa
 	if err := k.startTSCClock(); err != nil {
 		k.vdso.why = err
 	}
@@ -274,12 +283,9 @@ func (k *Kernel) startTSCClock() error {
 	if err != nil {
 		return err
 	}
-	pa, err := k.frames.Alloc()
-	if err != nil {
-		return err
-	}
+	pa := k.vdso.vvarPA
 	c := newTSCClock(k.clock, k.m.Mem()[pa:pa+guestmm.PageSize], off, khz)
-	k.vdso = vdsoState{clock: c, vvarPA: pa}
+	k.vdso.clock = c
 	k.clock = c
 	return nil
 }
@@ -325,7 +331,7 @@ func (vvarBacking) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (b vvarBacking) Frame(off uint64) (uint64, error) {
-	if off != 0 || b.k.vdso.clock == nil {
+	if off != 0 || b.k.vdso.vvarPA == 0 {
 		return 0, unix.EFAULT
 	}
 	b.k.frames.IncRef(b.k.vdso.vvarPA)

@@ -73,6 +73,34 @@ func TestVDSOClocks(t *testing.T) {
 	t.Log(strings.TrimSpace(out))
 }
 
+// TestVDSOFallback: with a vvar page that is not valid (a restore where
+// the TSC clock could not start) every vDSO function makes the system
+// call, and the clock check still holds.
+func TestVDSOFallback(t *testing.T) {
+	kvmtest.Require(t)
+	prog, err := testimages.FS.ReadFile("bin/vdso")
+	require.NoError(t, err)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	k, err := New(Config{Program: prog, Name: "vdso", Args: []string{"vdso", "check", "50"}, Stdout: w, MemSize: 64 << 20})
+	require.NoError(t, err)
+	defer k.Close()
+	require.NotNil(t, k.vdso.clock)
+	k.clock, k.vdso.clock = k.vdso.clock.inner, nil
+	clear(k.m.Mem()[k.vdso.vvarPA : k.vdso.vvarPA+guestmm.PageSize])
+	calls := k.Syscalls()
+	st, err := k.Run(context.Background())
+	require.NoError(t, err)
+	w.Close()
+	out, err := io.ReadAll(r)
+	require.NoError(t, err)
+	require.Equal(t, ExitStatus{}, st, string(out))
+	require.Regexp(t, `^ok maxgap \d+ ns\n$`, string(out))
+	// 7 clocks, gettimeofday and time: each read is a system call now.
+	assert.Greater(t, k.Syscalls()-calls, uint64(7*50*2+50*4))
+}
+
 // TestVDSOSpin reads the vDSO's clock for two seconds without a system
 // call, across re-anchorings by the (idle) kernel: it never goes back.
 func TestVDSOSpin(t *testing.T) {
