@@ -36,7 +36,8 @@ func TestBlobMatchesSource(t *testing.T) {
 }
 
 // TestImageShape checks what the C libraries and the Go runtime look for
-// when they parse a vDSO: one PT_LOAD at 0 holding the whole image, a
+// when they parse a vDSO: one PT_LOAD at 0 holding the whole image,
+// unwind tables, a
 // dynamic section with DT_HASH, DT_GNU_HASH, DT_VERSYM and DT_VERDEF, and
 // Linux's symbols in version LINUX_2.6.
 func TestImageShape(t *testing.T) {
@@ -57,6 +58,12 @@ func TestImageShape(t *testing.T) {
 	assert.Equal(t, loads[0].Filesz, loads[0].Memsz, "no bss")
 	assert.LessOrEqual(t, loads[0].Filesz, uint64(len(Image)), "the kernel maps the whole file")
 	assert.Equal(t, elf.PF_R|elf.PF_X, loads[0].Flags)
+
+	var ehFrame bool
+	for _, p := range f.Progs {
+		ehFrame = ehFrame || p.Type == elf.PT_GNU_EH_FRAME && p.Filesz > 0
+	}
+	assert.True(t, ehFrame, "unwind tables for debuggers and unwinders (PT_GNU_EH_FRAME)")
 
 	for _, tag := range []elf.DynTag{elf.DT_HASH, elf.DT_GNU_HASH, elf.DT_VERSYM, elf.DT_VERDEF, elf.DT_SYMTAB, elf.DT_STRTAB} {
 		v, err := f.DynValue(tag)
