@@ -290,33 +290,16 @@ func (k *Kernel) startTSCClock() error {
 	return nil
 }
 
-// measureTSC returns the guest TSC's offset from the host's. The first
-// time in a process it runs vmm.TSCProbeCode on the kernel's vCPU, in
-// page tables of its own that it frees again, before the first task
-// starts there; later kernels reuse the mode it found.
+// measureTSC returns the guest TSC's offset from the host's on the
+// kernel's vCPU, in the mode vmm.GuestTSCMode found (once per process,
+// in a throwaway machine: running the probe on this vCPU before its first
+// task would leave state behind).
 func (k *Kernel) measureTSC() (int64, error) {
-	if off, ok, err := k.vcpu.TSCOffset(); ok || err != nil {
-		return off, err
-	}
-	pt, err := guestmm.NewPageTables(k.m.Mem(), k.frames)
+	mode, err := vmm.GuestTSCMode()
 	if err != nil {
 		return 0, err
 	}
-	defer pt.Destroy()
-	if err := vmm.MapKernel(pt); err != nil {
-		return 0, err
-	}
-	pa, err := k.frames.Alloc()
-	if err != nil {
-		return 0, err
-	}
-	defer k.frames.DecRef(pa)
-	const codeVA = 0x400000
-	copy(k.m.Mem()[pa:pa+guestmm.PageSize], vmm.TSCProbeCode)
-	if err := pt.Map(codeVA, pa, guestmm.Present|guestmm.User); err != nil {
-		return 0, err
-	}
-	_, off, err := k.vcpu.MeasureTSC(pt.Root(), codeVA)
+	off, _, err := k.vcpu.GuestTSCOffset(mode)
 	return off, err
 }
 

@@ -38,10 +38,10 @@
 // state) at a time; Switch changes it between two Runs, keeping the FPU
 // state of the context it leaves.
 //
-// The guest's TSC (tsc.go): RDTSC reads the host's, MeasureTSC finds how
-// the guest's relates to it (unchanged on PVM, KVM's offset on hardware
-// KVM) by running one rdtsc, TSCOffset and TSCKHz give the rest that the
-// kernel's vDSO clock needs.
+// The guest's TSC (tsc.go): RDTSC reads the host's, GuestTSCMode finds
+// how a guest's relates to it (unchanged on PVM, KVM's offset on hardware
+// KVM) by running one rdtsc in a throwaway machine, GuestTSCOffset and
+// TSCKHz give the rest that the kernel's vDSO clock needs.
 //
 // Nothing here knows about processes, files or VMAs: that is the kernel
 // layer's job (package kernel). Page tables are built by package guestmm in

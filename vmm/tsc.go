@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"unsafe"
 
 	"github.com/bobuhiro11/gokvm/kvm"
@@ -98,60 +98,60 @@ func (m TSCMode) String() string {
 	return "unknown"
 }
 
-// knownTSCMode is the mode the first MeasureTSC of this process found:
-// it is a property of the KVM, not of one machine.
-var knownTSCMode atomic.Int32
-
-// TSCOffset is the guest TSC minus the host's on c, without running it,
-// once a MeasureTSC of this process has found the mode (ok false
-// before).
-func (c *VCPU) TSCOffset() (off int64, ok bool, err error) {
-	switch TSCMode(knownTSCMode.Load()) {
-	case TSCHost:
-		return 0, true, nil
-	case TSCOffsetMSR:
-		off, _, err := msrTSCOffset(c.fd)
-		return off, err == nil, err
-	}
-	return 0, false, nil
+var tscModeProbe struct {
+	once sync.Once
+	mode TSCMode
+	err  error
 }
 
-// TSCProbeCode is the code MeasureTSC runs: lfence; rdtsc; syscall.
-var TSCProbeCode = []byte{0x0F, 0xAE, 0xE8, 0x0F, 0x31, 0x0F, 0x05}
+// GuestTSCMode finds out, once per process, how a guest's rdtsc relates
+// to the host's TSC: it runs `lfence; rdtsc` in a throwaway machine and
+// compares the value with host TSC readings around the run and with the
+// guest's IA32_TSC as KVM_GET_MSRS reports it.
+func GuestTSCMode() (TSCMode, error) {
+	tscModeProbe.once.Do(func() { tscModeProbe.mode, tscModeProbe.err = probeTSCMode() })
+	return tscModeProbe.mode, tscModeProbe.err
+}
 
-// MeasureTSC finds out how the guest's rdtsc on c relates to the host's
-// TSC: it runs TSCProbeCode at codeVA, which cr3 must map for user
-// execution, and compares the value with host TSC readings around the
-// run and with the guest's IA32_TSC as KVM_GET_MSRS reports it. It
-// returns the mode and the guest TSC minus the host's. Call it before
-// the vCPU's first user context: that context's StartContext replaces
-// what the probe left.
-func (c *VCPU) MeasureTSC(cr3, codeVA uint64) (TSCMode, int64, error) {
-	if err := c.Start(Regs{RIP: codeVA}, cr3, 0); err != nil {
-		return TSCUnknown, 0, err
+func probeTSCMode() (TSCMode, error) {
+	m, c, err := probeMachine([]byte{0x0F, 0xAE, 0xE8, 0x0F, 0x31, 0x0F, 0x05}, false) // lfence; rdtsc; syscall
+	if err != nil {
+		return TSCUnknown, err
 	}
+	defer m.Close()
 	h0 := RDTSC()
 	ex, err := c.Run()
 	h1 := RDTSC()
 	if err != nil {
-		return TSCUnknown, 0, err
+		return TSCUnknown, err
 	}
 	if ex.Kind != ExitSyscall {
-		return TSCUnknown, 0, fmt.Errorf("probing the guest's TSC: exit %v", ex.Kind)
+		return TSCUnknown, fmt.Errorf("probing the guest's TSC: exit %v", ex.Kind)
 	}
 	r := c.Regs()
 	g := r.RDX<<32 | r.RAX&0xffffffff
 	if h0 <= g && g <= h1 {
-		knownTSCMode.Store(int32(TSCHost))
-		return TSCHost, 0, nil
+		return TSCHost, nil
 	}
 	off, width, err := msrTSCOffset(c.fd)
 	if err != nil {
-		return TSCUnknown, 0, err
+		return TSCUnknown, nil
 	}
 	if lo, hi := h0+uint64(off)-width, h1+uint64(off)+width; lo <= g && g <= hi {
-		knownTSCMode.Store(int32(TSCOffsetMSR))
-		return TSCOffsetMSR, off, nil
+		return TSCOffsetMSR, nil
 	}
-	return TSCUnknown, 0, errors.New("the guest's TSC follows neither the host's nor KVM's offset")
+	return TSCUnknown, nil
+}
+
+// GuestTSCOffset is what the guest's rdtsc on c reads minus the host's
+// TSC (RDTSC) at the same moment, in mode, and how uncertain it is, in
+// ticks.
+func (c *VCPU) GuestTSCOffset(mode TSCMode) (off int64, width uint64, err error) {
+	switch mode {
+	case TSCHost:
+		return 0, 0, nil
+	case TSCOffsetMSR:
+		return msrTSCOffset(c.fd)
+	}
+	return 0, 0, errors.New("the guest's TSC does not follow the host's in a known way")
 }
