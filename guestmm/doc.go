@@ -96,7 +96,9 @@
 //
 //   - frames.go: the frame allocator
 //   - pte.go, pagetables.go: page-table entries and the 4-level tables
-//   - vma.go: VMAs, protections, backings and the sorted VMA list
+//   - vma.go: VMAs, protections, backings and the sorted VMA list (with
+//     the kinds of the vDSO's VMAs, KindVDSO and KindVVar, which the
+//     kernel makes and which never merge)
 //   - mm.go: Layout, AddressSpace, mmap, munmap, mprotect, mremap, brk
 //   - madvise.go: madvise
 //   - fault.go: page faults, stack growth, populate

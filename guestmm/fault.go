@@ -182,7 +182,7 @@ func (as *AddressSpace) faultPageOnce(v *VMA, pva uint64, write bool) error {
 // out quietly: these pages are an optimization, not a promise.
 func (as *AddressSpace) faultAround(v *VMA, pva uint64) {
 	n := as.layout.FaultAround
-	if n <= 1 || n&(n-1) != 0 || v.isFile() || v.Kind == KindDevice || v.Prot&protRWX == ProtNone {
+	if n <= 1 || n&(n-1) != 0 || v.isFile() || v.Kind == KindDevice || v.Kind == KindVVar || v.Prot&protRWX == ProtNone {
 		return
 	}
 	block := n * PageSize
@@ -217,6 +217,18 @@ func (as *AddressSpace) faultIn(v *VMA, pva, ea uint64, write bool) error {
 			return errBus
 		}
 		as.pt.set(ea, pva, as.leafPTE(v, d.MMIOBase()+off, Special))
+		return nil
+
+	case KindVVar:
+		pc, ok := v.Backing.(PageCache)
+		if !ok {
+			return errBus
+		}
+		pa, err := pc.Frame(v.offsetOf(pva))
+		if err != nil {
+			return errBus
+		}
+		as.pt.set(ea, pva, as.leafPTE(v, pa, 0))
 		return nil
 
 	case KindFile:

@@ -17,7 +17,7 @@ func (as *AddressSpace) RestoreVMA(v VMA) error {
 		return unix.EINVAL
 	}
 	switch v.Kind {
-	case KindAnon, KindHeap, KindStack:
+	case KindAnon, KindHeap, KindStack, KindVDSO:
 		if !v.Anonymous || v.Backing != nil {
 			return unix.EINVAL
 		}
@@ -26,6 +26,10 @@ func (as *AddressSpace) RestoreVMA(v VMA) error {
 			return unix.EINVAL
 		}
 		if _, isDevice := v.Backing.(DeviceBacking); isDevice {
+			return unix.EINVAL
+		}
+	case KindVVar:
+		if _, ok := v.Backing.(PageCache); v.Anonymous || !ok || v.Prot&ProtWrite != 0 || v.MaxProt&ProtWrite != 0 {
 			return unix.EINVAL
 		}
 	case KindDevice:

@@ -44,9 +44,17 @@ const (
 	KindHeap                  // the brk area, "[heap]"
 	KindStack                 // the main thread stack, "[stack]"
 	KindDevice                // mmap of a device's MMIO window
+	// KindVDSO is the vDSO's code, "[vdso]": private anonymous memory
+	// that the kernel fills at exec (a private copy per process, shared
+	// copy-on-write after fork).
+	KindVDSO
+	// KindVVar is the vDSO's data page, "[vvar]": one frame the kernel
+	// owns and rewrites, mapped read-only from its Backing, which must be
+	// a PageCache. Its MaxProt keeps it read-only.
+	KindVVar
 )
 
-var kindNames = [...]string{"anon", "file", "heap", "stack", "device"}
+var kindNames = [...]string{"anon", "file", "heap", "stack", "device", "vdso", "vvar"}
 
 func (k VMAKind) String() string {
 	if int(k) < len(kindNames) {
@@ -54,6 +62,10 @@ func (k VMAKind) String() string {
 	}
 	return "kind?"
 }
+
+// special reports whether k is a VMA the kernel makes itself (the vDSO
+// and its data page): such VMAs never merge, as Linux's special mappings.
+func (k VMAKind) special() bool { return k == KindVDSO || k == KindVVar }
 
 // Backing is the file (or device) behind a mapping.
 type Backing interface {
@@ -104,7 +116,7 @@ type VMA struct {
 	MaxProt    Prot // what mprotect may grant (VM_MAYREAD/MAYWRITE/MAYEXEC)
 
 	Shared     bool // MAP_SHARED
-	Anonymous  bool // no Backing (KindAnon, KindHeap, KindStack)
+	Anonymous  bool // no Backing (KindAnon, KindHeap, KindStack, KindVDSO)
 	GrowsDown  bool // grows down on faults below Start (stacks)
 	DontDump   bool // MADV_DONTDUMP: excluded from core dumps / checkpoints
 	DontFork   bool // MADV_DONTFORK: not inherited by a child
@@ -133,7 +145,7 @@ func (v *VMA) offsetOf(va uint64) uint64 { return v.Offset + (va - v.Start) }
 // canMerge reports whether b can be appended to a (a.End == b.Start) to
 // form one VMA: identical attributes and, for files, contiguous offsets.
 func canMerge(a, b *VMA) bool {
-	if a.End != b.Start || a.Kind == KindDevice || b.Kind == KindDevice {
+	if a.End != b.Start || a.Kind == KindDevice || b.Kind == KindDevice || a.Kind.special() || b.Kind.special() {
 		return false
 	}
 	if a.Prot != b.Prot || a.MaxProt != b.MaxProt || a.Shared != b.Shared ||

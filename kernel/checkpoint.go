@@ -263,7 +263,7 @@ func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAStat
 				return vs, fmt.Errorf("cannot checkpoint: device %s: %w", v.Name, err)
 			}
 		}
-	case VMAScratch, VMAFileShared:
+	case VMAScratch, VMAFileShared, VMAVVar:
 	default:
 		ms.pages(as, &vs)
 	}

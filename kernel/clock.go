@@ -173,6 +173,10 @@ func (k *Kernel) AdvanceClock(d time.Duration) {
 		vc.Sleep(int64(d))
 		return
 	}
+	if tc, ok := k.clock.(*tscClock); ok {
+		tc.advance(int64(d))
+		return
+	}
 	k.clock = offsetClock{Clock: k.clock, off: int64(d)}
 }
 

@@ -18,6 +18,11 @@
 // first process does, with its status (128+signo for a signal, and a
 // report on the log writer).
 //
+// Outside deterministic time every process has a vDSO (vdso.go, the
+// image in kernel/vdso): its clock functions read the guest's TSC and a
+// page of parameters the kernel keeps, and the kernel's own clock
+// computes the same formula, so neither can contradict the other.
+//
 // Guest pointers never reach Go slices directly: every read and write goes
 // through the address space's CopyIn/CopyOut, so a bad pointer is EFAULT
 // for the guest, never a panic in the VMM.

@@ -98,8 +98,13 @@ func (k *Kernel) fillImage(as *guestmm.AddressSpace, img *loader.Image, file gue
 	if _, err := k.rand.Read(info.Random[:]); err != nil {
 		return nil, vmm.Regs{}, err
 	}
+	vdsoBase, err := k.mapVDSO(as)
+	if err != nil {
+		return nil, vmm.Regs{}, err
+	}
 	auxv := img.Auxv(loader.AuxvParams{
-		UID: uint64(unix.Getuid()), EUID: uint64(unix.Geteuid()),
+		SysinfoEHDR: vdsoBase,
+		UID:         uint64(unix.Getuid()), EUID: uint64(unix.Geteuid()),
 		GID: uint64(unix.Getgid()), EGID: uint64(unix.Getegid()),
 		HWCap: k.hwcap, MinSigStkSz: 2048,
 	})

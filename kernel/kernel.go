@@ -120,6 +120,7 @@ type Kernel struct {
 	asyncUsed bool
 	// trace is the --trace and --trace-json state (strace.go).
 	trace tracer
+	vdso  vdsoState // the vDSO and its clock (vdso.go)
 }
 
 // ErrLoad wraps every error that means "this program cannot be run"
@@ -219,6 +220,7 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 		k.Close()
 		return nil, err
 	}
+	k.setupVDSO()
 	return k, nil
 }
 

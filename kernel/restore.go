@@ -386,6 +386,11 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]
 			return v, fmt.Errorf("file %s has changed since the checkpoint (%v then; %v now)", vs.Name, o.Identity, now)
 		}
 		v.Backing = b
+	case guestmm.KindVVar:
+		if k.vdso.vvarPA == 0 {
+			return v, fmt.Errorf("the image maps a vvar, which a run on the virtual clock does not have")
+		}
+		v.Backing = vvarBacking{k}
 	case guestmm.KindDevice:
 		saved, ok := k.vmaTypes[vs.Device]
 		if !ok && vs.Device != VanillaDevice {

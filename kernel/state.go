@@ -191,6 +191,8 @@ const (
 	VMAFileShared = "FILE_SHARED" // shared file (read-only root): no pages
 	VMAScratch    = "SCRATCH"     // MADV_DONTDUMP: mapping only, restored zero-filled
 	VMADevice     = "DEVICE"      // device mapping: mapping only, no contents
+	VMAVDSO       = "VDSO"        // the vDSO's code: as ANON (its bytes as they were)
+	VMAVVar       = "VVAR"        // the vDSO's data page: mapping only, rewritten by the restoring kernel
 )
 
 // VMAState is one VMA of the image.
@@ -283,12 +285,16 @@ func vmaKindName(k guestmm.VMAKind) string {
 		return "stack"
 	case guestmm.KindDevice:
 		return "device"
+	case guestmm.KindVDSO:
+		return "vdso"
+	case guestmm.KindVVar:
+		return "vvar"
 	}
 	return fmt.Sprintf("kind%d", k)
 }
 
 func vmaKindFromName(s string) (guestmm.VMAKind, bool) {
-	for _, k := range []guestmm.VMAKind{guestmm.KindAnon, guestmm.KindFile, guestmm.KindHeap, guestmm.KindStack, guestmm.KindDevice} {
+	for _, k := range []guestmm.VMAKind{guestmm.KindAnon, guestmm.KindFile, guestmm.KindHeap, guestmm.KindStack, guestmm.KindDevice, guestmm.KindVDSO, guestmm.KindVVar} {
 		if vmaKindName(k) == s {
 			return k, true
 		}
@@ -305,6 +311,10 @@ func vmaTypeFor(kind guestmm.VMAKind, dontDump, shared bool) string {
 	switch {
 	case kind == guestmm.KindDevice:
 		return VMADevice
+	case kind == guestmm.KindVVar:
+		return VMAVVar
+	case kind == guestmm.KindVDSO && !dontDump:
+		return VMAVDSO
 	case dontDump:
 		return VMAScratch
 	case kind == guestmm.KindStack:

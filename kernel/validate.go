@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/emuckpt/emuckpt/guestmm"
+	"github.com/emuckpt/emuckpt/kernel/vdso"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"golang.org/x/sys/unix"
 )
@@ -379,7 +380,10 @@ func (st *State) validateVMA(v *VMAState, prevEnd uint64, objects map[int]*Objec
 	if v.Locked && kind == guestmm.KindDevice {
 		return fmt.Errorf("a device mapping cannot be locked")
 	}
-	anonymous := kind == guestmm.KindAnon || kind == guestmm.KindHeap || kind == guestmm.KindStack
+	anonymous := kind == guestmm.KindAnon || kind == guestmm.KindHeap || kind == guestmm.KindStack || kind == guestmm.KindVDSO
+	if kind == guestmm.KindVVar && (v.Shared || v.Prot&unix.PROT_WRITE != 0 || v.MaxProt&unix.PROT_WRITE != 0 || v.End-v.Start != vdso.VVarSize || v.Offset != 0) {
+		return fmt.Errorf("a vvar VMA is one private read-only page at offset 0")
+	}
 	if v.Anonymous != anonymous {
 		return fmt.Errorf("anonymous is %v for kind %s", v.Anonymous, v.Kind)
 	}
@@ -442,7 +446,7 @@ func (st *State) validatePages(v *VMAState) error {
 		return fmt.Errorf("%d zero pages in a VMA of %d pages", v.ZeroPages, pages)
 	}
 	switch v.Type {
-	case VMAScratch, VMAFileShared, VMADevice:
+	case VMAScratch, VMAFileShared, VMADevice, VMAVVar:
 		if len(v.Pages) > 0 || v.ZeroPages > 0 {
 			return fmt.Errorf("a %s VMA stores no pages, this one has %d runs and %d zero pages", v.Type, len(v.Pages), v.ZeroPages)
 		}

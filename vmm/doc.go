@@ -44,6 +44,11 @@
 // no vCPU may be running through: with several vCPUs the kernel layer
 // stops the others first (Machine.FlushTranslations).
 //
+// The guest's TSC (tsc.go): RDTSC reads the host's, GuestTSCMode finds
+// how a guest's relates to it (unchanged on PVM, KVM's offset on hardware
+// KVM) by running one rdtsc in a throwaway machine, GuestTSCOffset and
+// TSCKHz give the rest that the kernel's vDSO clock needs.
+//
 // Nothing here knows about processes, files or VMAs: that is the kernel
 // layer's job (package kernel). Page tables are built by package guestmm in
 // guest RAM; the machine only installs its own kernel pages into them with

@@ -106,7 +106,7 @@ func TestDemo(t *testing.T) {
 	for _, part := range []string{fresh, preserve} {
 		assert.Contains(t, part, "| anon: intact")
 		assert.Contains(t, part, "| scratch: zero")
-		assert.Contains(t, part, "| mappings: hpet=0x7ffff7ffe000 bsr=0x7ffff7ffd000")
+		assert.Contains(t, part, "| mappings: hpet=0x7ffff7ffc000 bsr=0x7ffff7ffb000")
 	}
 }
 

@@ -293,6 +293,14 @@ func TestRealProgramsCheckpoint(t *testing.T) {
 			for k := 1; k < n; k += max(1, n/6) { // the last call is exit_group
 				os.Remove(image)
 				first := runReal(t, root, true, []string{"--checkpoint-to", image, "--checkpoint-at", "syscall:" + itoa(k)}, row.prog, row.args...)
+				// glibc's bash briefly holds a socket (it asks nscd for
+				// the user): a checkpoint there is refused, as documented;
+				// take the next call instead.
+				for first.status == 125 && strings.Contains(first.stderr, "which images do not hold yet") && k+1 < n {
+					os.Remove(image)
+					k++
+					first = runReal(t, root, true, []string{"--checkpoint-to", image, "--checkpoint-at", "syscall:" + itoa(k)}, row.prog, row.args...)
+				}
 				require.Equal(t, 0, first.status, "k=%d: %s", k, first.stderr)
 				require.Contains(t, first.stderr, "checkpoint written to "+image)
 				cmd := exec.Command(os.Args[0], "restore", "--root", root, image)
