@@ -65,6 +65,9 @@ func (as *AddressSpace) HandleFault(va uint64, errorCode uint64) FaultResult {
 	if !accessAllowed(v.Prot, write, fetch) {
 		return FaultResult{Signal: unix.SIGSEGV, Code: SegvAccErr, Addr: va}
 	}
+	if as.faultHuge(v, va) {
+		return FaultResult{Resolved: true, Addr: va}
+	}
 	switch err := as.faultPage(v, va&^pageMask, write); {
 	case err == nil:
 		if !write && (fetch || v.Prot&ProtWrite == 0) && as.tscPatchable(v) {
@@ -175,6 +178,39 @@ func (as *AddressSpace) faultPageOnce(v *VMA, pva uint64, write bool) error {
 	// Also repairs a present entry that is merely stale.
 	as.pt.set(ea, pva, as.leafPTE(v, pa, soft))
 	return nil
+}
+
+// hugeEligible reports whether anonymous memory of v may be mapped in
+// 2 MiB pages, as Linux's transparent huge pages in mode "always" would:
+// private anonymous memory (heap included) that is not a grows-down
+// stack, not MADV_NOHUGEPAGE and, here, not executable (rdtsc patching
+// works on 4 KiB pages).
+func (as *AddressSpace) hugeEligible(v *VMA) bool {
+	return as.layout.HugePages && v.Anonymous && !v.Shared && !v.GrowsDown &&
+		!v.NoHugePage && v.Prot&ProtExec == 0 && v.Prot&protRWX != ProtNone
+}
+
+// faultHuge maps the 2 MiB aligned page around va with fresh zero
+// frames when it lies wholly inside v, v allows it (hugeEligible) and no
+// page table exists there yet. It reports whether it did; when frames
+// run out, or no 2 MiB block is free, the caller maps a single page.
+func (as *AddressSpace) faultHuge(v *VMA, va uint64) bool {
+	base := va &^ hugeMask
+	if !as.hugeEligible(v) || base < v.Start || v.End-base < HugePageSize || !as.pt.hugeFree(base) {
+		return false
+	}
+	pa, err := as.frames.AllocHuge()
+	if err != nil {
+		return false
+	}
+	ok, err := as.pt.mapHuge(base, pa, as.leafPTE(v, pa, 0))
+	if !ok || err != nil {
+		for i := uint64(0); i < HugeFrames; i++ {
+			as.frames.DecRef(pa + i*PageSize)
+		}
+		return false
+	}
+	return true
 }
 
 // faultAround maps fresh zero pages into the empty slots of the aligned

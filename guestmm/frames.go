@@ -3,6 +3,7 @@ package guestmm
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -45,6 +46,10 @@ type Frames struct {
 	free  []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
 	next  uint32   // frames with index >= next have never been allocated
 	inUse int
+	// frees counts frames returned to the pool; hugeMiss is its value
+	// when AllocHuge last found no free aligned block below next, so that
+	// it does not scan again before a frame was freed.
+	frees, hugeMiss uint64
 
 	tsc *TSCPatch // rdtsc patching of executable frames; nil when off
 }
@@ -157,6 +162,90 @@ func (f *Frames) alloc() (uint64, bool, error) {
 	return f.start + uint64(i)<<pageShift, zeroed, nil
 }
 
+// HugePageSize is the size of a 2 MiB page: HugeFrames frames at a
+// physical address that is a multiple of it.
+const (
+	HugePageSize = 2 << 20
+	HugeFrames   = HugePageSize / PageSize
+	hugeMask     = HugePageSize - 1
+)
+
+// AllocHuge returns the physical address of HugeFrames zero-filled frames
+// at consecutive physical addresses, the first one 2 MiB aligned, each
+// with reference count 1 (they stay separate frames: each can be freed
+// or shared on its own). It takes never-used frames first, then a block
+// of free ones; frames never used are not cleared. When no such block is
+// left the error wraps ErrNoMemory, though single frames may remain.
+func (f *Frames) AllocHuge() (uint64, error) {
+	f.mu.Lock()
+	first, ok := f.takeHugeLocked()
+	if !ok {
+		used := f.inUse
+		f.mu.Unlock()
+		return 0, fmt.Errorf("%w: no free 2 MiB block (%d of %d frames in use)", ErrNoMemory, used, f.count)
+	}
+	var dirty [HugeFrames]bool
+	for i := first; i < first+HugeFrames; i++ {
+		f.refs[i] = 1
+		w, bit := i/64, uint64(1)<<(i%64)
+		dirty[i-first] = f.zero[w]&bit == 0
+		f.zero[w] &^= bit
+	}
+	f.inUse += HugeFrames
+	f.mu.Unlock()
+	pa := f.start + uint64(first)<<pageShift
+	for j := 0; j < HugeFrames; {
+		if !dirty[j] {
+			j++
+			continue
+		}
+		k := j
+		for k < HugeFrames && dirty[k] {
+			k++
+		}
+		clear(f.mem[pa+uint64(j)<<pageShift : pa+uint64(k)<<pageShift])
+		j = k
+	}
+	return pa, nil
+}
+
+// takeHugeLocked finds the index of the first frame of a free, 2 MiB
+// aligned block: at the top of the never-used frames (the frames skipped
+// to align it go to the free list, still zero), or else among the freed
+// frames below next.
+func (f *Frames) takeHugeLocked() (uint32, bool) {
+	align := func(i uint32) uint64 {
+		pa := f.start + uint64(i)<<pageShift
+		return ((pa+hugeMask)&^hugeMask - f.start) >> pageShift
+	}
+	if a := align(f.next); a+HugeFrames <= uint64(f.count) {
+		for i := f.next; i < uint32(a); i++ {
+			f.free = append(f.free, i)
+		}
+		f.next = uint32(a) + HugeFrames
+		return uint32(a), true
+	}
+	if len(f.free) < HugeFrames || f.hugeMiss == f.frees {
+		return 0, false
+	}
+	for a := align(0); a+HugeFrames <= uint64(f.next); a += HugeFrames {
+		free := true
+		for i := a; i < a+HugeFrames; i++ {
+			if f.refs[i] != 0 {
+				free = false
+				break
+			}
+		}
+		if free {
+			lo, hi := uint32(a), uint32(a)+HugeFrames
+			f.free = slices.DeleteFunc(f.free, func(i uint32) bool { return i >= lo && i < hi })
+			return lo, true
+		}
+	}
+	f.hugeMiss = f.frees
+	return 0, false
+}
+
 // IncRef adds a reference to the in-use frame at pa. Addresses outside f and
 // free frames are ignored.
 func (f *Frames) IncRef(pa uint64) {
@@ -185,6 +274,7 @@ func (f *Frames) DecRef(pa uint64) {
 		if f.refs[i] == 0 {
 			f.inUse--
 			f.free = append(f.free, i)
+			f.frees++
 			freed = true
 		}
 	}

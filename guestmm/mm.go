@@ -69,6 +69,12 @@ type Layout struct {
 	// costs far more than zero-filling a few pages. 0 or 1 fault single
 	// pages; other values must be powers of two.
 	FaultAround uint64
+	// HugePages maps private anonymous memory in 2 MiB pages where a
+	// fault finds the aligned 2 MiB around it inside one VMA that allows
+	// them (like Linux's transparent huge pages, mode "always"; see
+	// hugeEligible). Under a shadow MMU each 4 KiB page costs a fault in
+	// the host; a 2 MiB page backed by a host huge page costs one.
+	HugePages bool
 
 	// MmapBase is the top of the area searched, top down, for mappings
 	// without an address. Default: StackTop minus the stack gap, clamped

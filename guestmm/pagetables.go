@@ -58,6 +58,10 @@ type PageTables struct {
 	// the last Reclaim (one found again counts again: that only brings the
 	// next Reclaim forward); reclaimAt is the count that triggers one.
 	emptied, reclaimAt int
+	// deposit holds, per PD entry that maps a 2 MiB page, the table page
+	// set aside for splitting it (as Linux deposits one with every
+	// transparent huge page), so that a split never runs out of memory.
+	deposit map[uint64]uint64
 }
 
 // maxChanged bounds the change log; past it TakeChanged reports "all".
@@ -160,6 +164,10 @@ func (pt *PageTables) leafEntry(va uint64, create bool) (uint64, error) {
 		}
 		ea := table + (va>>shiftOf(level))%entriesPerTable*8
 		e := pt.load(ea)
+		if level == 1 && e&(Present|PS) == Present|PS {
+			pt.split(ea)
+			e = pt.load(ea)
+		}
 		if e&Present == 0 {
 			if !create {
 				return 0, errNotMapped
@@ -239,7 +247,12 @@ func (pt *PageTables) Unmap(va uint64) (old PTE, ok bool) {
 }
 
 // Lookup returns the leaf entry of the page containing va if it is present.
+// Inside a 2 MiB page it is the entry the page would have once split:
+// the 2 MiB entry without PS, pointing at the 4 KiB frame of va.
 func (pt *PageTables) Lookup(va uint64) (PTE, bool) {
+	if e, ok := pt.hugeEntry(va); ok {
+		return subPage(e, va), true
+	}
 	ea, err := pt.leafEntry(va, false)
 	if err != nil {
 		return 0, false
@@ -266,9 +279,13 @@ func (pt *PageTables) Walk(start, end uint64, fn func(va uint64, pte PTE) bool) 
 	if !ok {
 		return
 	}
-	pt.visit(lo, hi, false, func(va uint64, e PTE) (PTE, bool) {
+	if pt.destroyed {
+		return
+	}
+	// Read only: 2 MiB pages are shown as their 4 KiB pages, not split.
+	pt.visitTable(pt.root, levels-1, 0, lo, hi, func(va uint64, e PTE) (PTE, bool) {
 		return e, !fn(va, e)
-	})
+	}, false, true)
 }
 
 // linearRange converts the canonical range [start, end) to the 48-bit
@@ -306,7 +323,7 @@ func (pt *PageTables) visit(lo, hi uint64, prune bool, fn visitFunc) {
 	if pt.destroyed {
 		return
 	}
-	pt.visitTable(pt.root, levels-1, 0, lo, hi, fn, prune)
+	pt.visitTable(pt.root, levels-1, 0, lo, hi, fn, prune, false)
 	if prune && pt.emptied >= pt.reclaimAt {
 		pt.Reclaim()
 	}
@@ -316,7 +333,10 @@ func (pt *PageTables) visit(lo, hi uint64, prune bool, fn visitFunc) {
 // address base, applying fn to the present leaves in [lo, hi). With
 // countEmpty, every child table that is empty after its part of the walk
 // adds to emptied. It returns whether fn stopped the walk.
-func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, fn visitFunc, countEmpty bool) (stop bool) {
+//
+// A 2 MiB page in the range is split first (see split), unless ro says
+// that fn only reads: it then gets the 4 KiB entries the split would make.
+func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, fn visitFunc, countEmpty, ro bool) (stop bool) {
 	if !pt.validTable(table) {
 		return false
 	}
@@ -330,6 +350,18 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, f
 			continue
 		}
 		start := base + idx<<shift
+		if level == 1 && e&PS != 0 {
+			if ro {
+				for va := max(lo, start); va < min(hi, start+HugePageSize); va += PageSize {
+					if _, st := fn(signExtend(va), subPage(e, va)); st {
+						return true
+					}
+				}
+				continue
+			}
+			pt.split(ea)
+			e = pt.load(ea)
+		}
 		if level == 0 {
 			ne, st := fn(signExtend(start), e)
 			if ne != e {
@@ -345,7 +377,7 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, f
 		}
 		end := start + 1<<shift
 		child := e.Addr()
-		st := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), fn, countEmpty)
+		st := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), fn, countEmpty, ro)
 		if countEmpty && pt.tableEmpty(child) {
 			pt.emptied++
 		}
@@ -392,6 +424,13 @@ func (pt *PageTables) freeTable(table uint64, level int) {
 				continue
 			}
 			e := pt.load(table + idx*8)
+			if level == 1 && e&PS != 0 {
+				// A 2 MiB page: its frames belong to the caller; only
+				// the deposited table is ours.
+				pt.frames.DecRef(pt.deposit[table+idx*8])
+				delete(pt.deposit, table+idx*8)
+				continue
+			}
 			if e&Present != 0 {
 				pt.freeTable(e.Addr(), level-1)
 			}
@@ -399,3 +438,139 @@ func (pt *PageTables) freeTable(table uint64, level int) {
 	}
 	pt.frames.DecRef(table)
 }
+
+// pdEntry returns the guest-physical address of the page-directory entry
+// for va, creating the PDPT and PD on the way.
+func (pt *PageTables) pdEntry(va uint64) (uint64, error) {
+	if pt.destroyed {
+		return 0, errNotMapped
+	}
+	if !Canonical(va) {
+		return 0, unix.EINVAL
+	}
+	table := pt.root
+	for level := levels - 1; level > 1; level-- {
+		if !pt.validTable(table) {
+			return 0, errCorrupt
+		}
+		ea := table + (va>>shiftOf(level))%entriesPerTable*8
+		e := pt.load(ea)
+		if e&Present == 0 {
+			child, err := pt.frames.Alloc()
+			if err != nil {
+				return 0, err
+			}
+			pt.tables++
+			pt.store(ea, MakePTE(child, intermediateFlags))
+			e = pt.load(ea)
+		}
+		table = e.Addr()
+	}
+	if !pt.validTable(table) {
+		return 0, errCorrupt
+	}
+	return table + (va>>shiftOf(1))%entriesPerTable*8, nil
+}
+
+// hugeEntry returns the 2 MiB entry that maps va, if there is one.
+func (pt *PageTables) hugeEntry(va uint64) (PTE, bool) {
+	if pt.destroyed || len(pt.deposit) == 0 || !Canonical(va) {
+		return 0, false
+	}
+	table := pt.root
+	for level := levels - 1; level > 0; level-- {
+		if !pt.validTable(table) {
+			return 0, false
+		}
+		e := pt.load(table + (va>>shiftOf(level))%entriesPerTable*8)
+		if e&Present == 0 {
+			return 0, false
+		}
+		if level == 1 {
+			return e, e&PS != 0
+		}
+		table = e.Addr()
+	}
+	return 0, false
+}
+
+// subPage is the 4 KiB leaf entry for va inside the 2 MiB page of e.
+func subPage(e PTE, va uint64) PTE {
+	return MakePTE(e.Addr()+va&hugeMask&^pageMask, e.Flags()&^PS)
+}
+
+// mapHuge maps the 2 MiB page at va (2 MiB aligned) to the HugeFrames
+// frames at pa (2 MiB aligned) with leaf entry flags e (PS is added),
+// if the page-directory entry for va is empty; a PD entry that points
+// to a page table, even an empty one, is left alone (ok false). It
+// allocates the table deposited for a later split; err reports that it
+// or the tables on the way could not be allocated.
+func (pt *PageTables) mapHuge(va, pa uint64, flags PTE) (ok bool, err error) {
+	if va&hugeMask != 0 || pa&hugeMask != 0 || pa > uint64(AddrMask) {
+		return false, unix.EINVAL
+	}
+	ea, err := pt.pdEntry(va)
+	if err != nil {
+		return false, err
+	}
+	if pt.load(ea)&Present != 0 {
+		return false, nil
+	}
+	t, err := pt.frames.Alloc()
+	if err != nil {
+		return false, err
+	}
+	if pt.deposit == nil {
+		pt.deposit = make(map[uint64]uint64)
+	}
+	pt.deposit[ea] = t
+	pt.tables++
+	pt.store(ea, MakePTE(pa, flags|Present|PS))
+	return true, nil
+}
+
+// hugeFree reports whether the PD entry for va (2 MiB aligned) is empty,
+// so that mapHuge could use it, without creating anything.
+func (pt *PageTables) hugeFree(va uint64) bool {
+	if pt.destroyed || !Canonical(va) {
+		return false
+	}
+	table := pt.root
+	for level := levels - 1; level > 0; level-- {
+		if !pt.validTable(table) {
+			return false
+		}
+		e := pt.load(table + (va>>shiftOf(level))%entriesPerTable*8)
+		if e&Present == 0 {
+			return true
+		}
+		if level == 1 {
+			return false
+		}
+		table = e.Addr()
+	}
+	return false
+}
+
+// split turns the 2 MiB entry at ea into a page table (the deposited one)
+// of 512 leaf entries with the same frames and flags. The translation
+// does not change, but the shadow MMU and the TLB may hold the 2 MiB
+// mapping, which later changes of the 4 KiB entries must not leave
+// behind: TakeChanged reports "all".
+func (pt *PageTables) split(ea uint64) {
+	e := pt.load(ea)
+	t, ok := pt.deposit[ea]
+	if !ok {
+		panic("guestmm: 2 MiB page without a deposited table")
+	}
+	delete(pt.deposit, ea)
+	flags := e.Flags() &^ PS
+	for i := uint64(0); i < entriesPerTable; i++ {
+		pt.store(t+i*8, MakePTE(e.Addr()+i*PageSize, flags))
+	}
+	pt.store(ea, MakePTE(t, intermediateFlags))
+	pt.flush, pt.all = true, true
+}
+
+// HugePages returns how many 2 MiB pages are mapped.
+func (pt *PageTables) HugePages() int { return len(pt.deposit) }

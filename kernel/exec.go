@@ -33,8 +33,9 @@ func (b *programBacking) ReadAt(p []byte, off int64) (int, error) {
 const initialStackSize = 128 << 10
 
 // addressLayout is the layout of every process: Linux's defaults, with
-// anonymous faults filling 64 KiB at a time (each fault is a VM exit).
-var addressLayout = guestmm.Layout{FaultAround: 16}
+// anonymous faults filling 64 KiB at a time (each fault is a VM exit), and
+// 2 MiB pages for anonymous memory where the VMA allows them.
+var addressLayout = guestmm.Layout{FaultAround: 16, HugePages: true}
 
 // exec builds the run's first process from the configured program.
 func (k *Kernel) exec(img *loader.Image) (*Process, vmm.Regs, error) {
