@@ -1,0 +1,279 @@
+package guestmm
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// newHugeAS returns an address space with 2 MiB pages on over ramPages
+// frames.
+func newHugeAS(tb testing.TB, ramPages int) *AddressSpace {
+	tb.Helper()
+	mem, frames := newTestFrames(tb, ramPages)
+	as, err := NewAddressSpace(mem, frames, Layout{HugePages: true})
+	require.NoError(tb, err)
+	return as
+}
+
+// hugeRegion maps 3 x 2 MiB of private anonymous memory and returns the
+// 2 MiB aligned address in its middle.
+func hugeRegion(tb testing.TB, as *AddressSpace) uint64 {
+	tb.Helper()
+	addr := mustMmap(tb, as, 0x40000000-HugePageSize/2, 3*HugePageSize, rw, anonPriv|MapFixed, nil, 0)
+	return addr + HugePageSize/2
+}
+
+// fillHuge faults the 2 MiB page at base in and writes a pattern over it.
+func fillHuge(tb testing.TB, as *AddressSpace, base uint64) []byte {
+	tb.Helper()
+	mustFault(tb, as, base+12345, PFUser|PFWrite)
+	require.Equal(tb, 1, as.pt.HugePages(), "a 2 MiB page after the fault")
+	data := pattern(HugePageSize, 3)
+	require.NoError(tb, as.CopyOut(base, data))
+	as.pt.TakeChanged()
+	return data
+}
+
+func TestHugeFault(t *testing.T) {
+	as := newHugeAS(t, 4096)
+	base := hugeRegion(t, as)
+	mustFault(t, as, base+HugePageSize/2, PFUser|PFWrite)
+	require.Equal(t, 1, as.pt.HugePages())
+	assert.False(t, as.pt.NeedFlush(), "an empty PD entry filled: nothing to flush")
+
+	first, ok := as.pt.Lookup(base)
+	require.True(t, ok)
+	assert.Zero(t, first.Addr()&hugeMask, "2 MiB aligned frame")
+	n := 0
+	for va, e := range as.PresentPages(base-PageSize, base+HugePageSize+PageSize) {
+		require.Equal(t, base+uint64(n)*PageSize, va)
+		require.Equal(t, first.Addr()+uint64(n)*PageSize, e.Addr())
+		require.Zero(t, e&PS, "4 KiB entries shown")
+		require.NotZero(t, e&Writable)
+		n++
+	}
+	assert.Equal(t, HugeFrames, n, "page-exact: every 4 KiB page, nothing outside")
+	assert.Equal(t, 1, as.pt.HugePages(), "reading does not split")
+	checkInvariants(t, 0, as)
+
+	// The 2 MiB around the region's unaligned edges are not wholly
+	// inside the VMA: single pages (with the 64 KiB fault-around off).
+	mustFault(t, as, base-PageSize, PFUser|PFWrite)
+	mustFault(t, as, base+2*HugePageSize, PFUser)
+	assert.Equal(t, 1, as.pt.HugePages())
+	_, ok = as.pt.Lookup(base - 2*PageSize)
+	assert.False(t, ok)
+
+	data := pattern(3*PageSize, 9)
+	require.NoError(t, as.CopyOut(base+HugePageSize-PageSize-100, data))
+	got := make([]byte, len(data))
+	require.NoError(t, as.CopyIn(base+HugePageSize-PageSize-100, got))
+	assert.Equal(t, data, got)
+	checkInvariants(t, 0, as)
+	as.Destroy()
+	assert.Zero(t, as.frames.Used(), "every frame freed")
+}
+
+// TestHugeSplit changes part of a 2 MiB page in every way that needs 4 KiB
+// entries and checks that the rest keeps its data, the tables stay
+// consistent, the TLB is flushed completely and no frame leaks.
+func TestHugeSplit(t *testing.T) {
+	tests := []struct {
+		name string
+		op   func(t *testing.T, as *AddressSpace, base uint64)
+		// changed is the page (offset from base) whose contents the
+		// operation changed; -1 for none.
+		changed int64
+		want    func(t *testing.T, as *AddressSpace, base uint64)
+	}{
+		{"munmap a page", func(t *testing.T, as *AddressSpace, base uint64) {
+			require.NoError(t, as.Munmap(base+5*PageSize, PageSize))
+		}, 5 * PageSize, func(t *testing.T, as *AddressSpace, base uint64) {
+			r := as.HandleFault(base+5*PageSize, PFUser)
+			assert.False(t, r.Resolved, "unmapped page faults: %+v", r)
+		}},
+		{"mprotect a page read-only", func(t *testing.T, as *AddressSpace, base uint64) {
+			require.NoError(t, as.Mprotect(base+7*PageSize, PageSize, ProtRead))
+		}, -1, func(t *testing.T, as *AddressSpace, base uint64) {
+			e, ok := as.pt.Lookup(base + 7*PageSize)
+			require.True(t, ok)
+			assert.Zero(t, e&Writable)
+			r := as.HandleFault(base+7*PageSize, PFUser|PFWrite|PFPresent)
+			assert.False(t, r.Resolved)
+			e, _ = as.pt.Lookup(base + 8*PageSize)
+			assert.NotZero(t, e&Writable, "the neighbour stays writable")
+		}},
+		{"madvise DONTNEED a page", func(t *testing.T, as *AddressSpace, base uint64) {
+			require.NoError(t, as.Madvise(base+HugePageSize-PageSize, PageSize, MadvDontNeed))
+		}, HugePageSize - PageSize, func(t *testing.T, as *AddressSpace, base uint64) {
+			mustFault(t, as, base+HugePageSize-PageSize, PFUser)
+			got := make([]byte, PageSize)
+			require.NoError(t, as.CopyIn(base+HugePageSize-PageSize, got))
+			assert.Equal(t, make([]byte, PageSize), got, "zero again")
+		}},
+		{"mremap shrinks into it", func(t *testing.T, as *AddressSpace, base uint64) {
+			v, _ := as.FindVMA(base)
+			_, err := as.Mremap(v.Start, v.End-v.Start, base+HugePageSize/2-v.Start, 0, 0)
+			require.NoError(t, err)
+		}, -1, func(t *testing.T, as *AddressSpace, base uint64) {
+			_, ok := as.pt.Lookup(base + HugePageSize/2)
+			assert.False(t, ok)
+		}},
+		{"mremap moves part of it", func(t *testing.T, as *AddressSpace, base uint64) {
+			dst, err := as.Mremap(base+PageSize, 2*PageSize, 2*PageSize, MremapMayMove|MremapFixed, 0x50000000)
+			require.NoError(t, err)
+			got := make([]byte, 2*PageSize)
+			require.NoError(t, as.CopyIn(dst, got))
+			assert.Equal(t, pattern(HugePageSize, 3)[PageSize:3*PageSize], got)
+		}, -1, nil},
+		{"copy on write after fork", func(t *testing.T, as *AddressSpace, base uint64) {
+			child, err := as.Fork()
+			require.NoError(t, err)
+			defer child.Destroy()
+			mustFault(t, as, base+9*PageSize, PFUser|PFWrite|PFPresent)
+			require.NoError(t, as.CopyOut(base+9*PageSize, []byte("parent")))
+			got := make([]byte, HugePageSize)
+			require.NoError(t, child.CopyIn(base, got))
+			assert.Equal(t, pattern(HugePageSize, 3), got, "the child keeps the data at the fork")
+			checkInvariants(t, 0, as, child)
+		}, 9 * PageSize, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			as := newHugeAS(t, 8192)
+			base := hugeRegion(t, as)
+			data := fillHuge(t, as, base)
+			tt.op(t, as, base)
+			assert.Zero(t, as.pt.HugePages(), "split")
+			_, all := as.pt.TakeChanged()
+			assert.True(t, all, "a split needs every translation dropped")
+			for off := uint64(0); off < HugePageSize; off += PageSize {
+				if int64(off) == tt.changed {
+					continue
+				}
+				if _, ok := as.pt.Lookup(base + off); !ok {
+					continue
+				}
+				got := make([]byte, PageSize)
+				require.NoError(t, as.CopyIn(base+off, got))
+				if off == 9*PageSize && tt.changed == int64(off) {
+					continue
+				}
+				require.True(t, bytes.Equal(data[off:off+PageSize], got), "page %#x", off)
+			}
+			if tt.want != nil {
+				tt.want(t, as, base)
+			}
+			checkInvariants(t, 0, as)
+			as.Destroy()
+		})
+	}
+}
+
+func TestHugeMunmapWhole(t *testing.T) {
+	as := newHugeAS(t, 4096)
+	base := hugeRegion(t, as)
+	fillHuge(t, as, base)
+	used := as.frames.Used()
+	require.NoError(t, as.Munmap(base-HugePageSize/2, 3*HugePageSize))
+	assert.Zero(t, as.pt.HugePages())
+	assert.LessOrEqual(t, as.frames.Used(), used-HugeFrames, "the 2 MiB of frames are free")
+	as.pt.Reclaim()
+	checkInvariants(t, 0, as) // counts every frame still in use
+
+	// The top of the pool is used up now; the freed block is found again,
+	// and its frames come back zero.
+	base = hugeRegion(t, as)
+	mustFault(t, as, base, PFUser)
+	assert.Equal(t, 1, as.pt.HugePages())
+	got := make([]byte, HugePageSize)
+	require.NoError(t, as.CopyIn(base, got))
+	assert.True(t, bytes.Equal(make([]byte, HugePageSize), got), "recycled frames are cleared")
+	checkInvariants(t, 0, as)
+}
+
+func TestHugeNoHugePage(t *testing.T) {
+	as := newHugeAS(t, 4096)
+	base := hugeRegion(t, as)
+	require.NoError(t, as.Madvise(base, HugePageSize, MadvNoHugePage))
+	v, _ := as.FindVMA(base)
+	assert.True(t, v.NoHugePage)
+	assert.Equal(t, base, v.Start, "the advice splits the VMA")
+	mustFault(t, as, base, PFUser|PFWrite)
+	assert.Zero(t, as.pt.HugePages())
+	_, ok := as.pt.Lookup(base + PageSize)
+	assert.False(t, ok, "one 4 KiB page")
+	checkInvariants(t, 0, as)
+
+	require.NoError(t, as.Madvise(base, HugePageSize, MadvHugePage))
+	assert.Len(t, as.VMAs(), 1, "merged again")
+	mustFault(t, as, base+HugePageSize, PFUser|PFWrite)
+	assert.Equal(t, 1, as.pt.HugePages(), "allowed again")
+	checkInvariants(t, 0, as)
+
+	// A 2 MiB slot whose page table exists (a 4 KiB page was mapped
+	// there) keeps 4 KiB pages.
+	assert.False(t, as.hugeEligible(&VMA{Anonymous: true, Shared: true, Prot: rw}), "shared")
+	assert.False(t, as.hugeEligible(&VMA{Anonymous: true, Prot: rw | ProtExec}), "executable")
+	assert.False(t, as.hugeEligible(&VMA{Anonymous: true, GrowsDown: true, Prot: rw}), "stack")
+	assert.False(t, as.hugeEligible(&VMA{Kind: KindFile, Prot: rw}), "file")
+	assert.True(t, as.hugeEligible(&VMA{Anonymous: true, Kind: KindHeap, Prot: rw}), "heap")
+}
+
+// TestHugeOutOfMemory: with no free 2 MiB block the fault maps one page,
+// and a guest RAM too small for even that still gets SIGKILL.
+func TestHugeOutOfMemory(t *testing.T) {
+	as := newHugeAS(t, 600) // 1 MiB + 2.3 MiB: no aligned 2 MiB block fits
+	base := hugeRegion(t, as)
+	mustFault(t, as, base, PFUser|PFWrite)
+	assert.Zero(t, as.pt.HugePages())
+	_, ok := as.pt.Lookup(base)
+	assert.True(t, ok)
+	checkInvariants(t, 0, as)
+
+	var last FaultResult
+	for va := base + PageSize; va < base+2*HugePageSize; va += PageSize {
+		if last = as.HandleFault(va, PFUser|PFWrite); !last.Resolved {
+			break
+		}
+	}
+	assert.False(t, last.Resolved)
+	assert.Equal(t, "killed", last.Signal.String())
+	checkInvariants(t, 0, as)
+}
+
+func TestFramesAllocHuge(t *testing.T) {
+	mem, f := newTestFrames(t, 1536) // 1 MiB .. 7 MiB: two aligned blocks
+	pa, err := f.AllocHuge()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(0x200000), pa)
+	assert.Equal(t, HugeFrames, f.Used(), "the frames skipped for alignment stay free")
+	pb, err := f.AllocHuge()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(0x400000), pb)
+	_, err = f.AllocHuge()
+	require.ErrorIs(t, err, ErrNoMemory)
+	one, err := f.Alloc()
+	require.NoError(t, err, "single frames remain")
+	assert.Less(t, one, uint64(0x200000))
+
+	copy(mem[pa:pa+HugePageSize], pattern(HugePageSize, 1))
+	f.DecRef(pa + 5*PageSize) // one frame of the first block is free
+	_, err = f.AllocHuge()
+	require.ErrorIs(t, err, ErrNoMemory, "a block with a frame in use is not free")
+	for i := uint64(0); i < HugeFrames; i++ {
+		if i != 5 {
+			f.DecRef(pa + i*PageSize)
+		}
+	}
+	pc, err := f.AllocHuge()
+	require.NoError(t, err)
+	assert.Equal(t, pa, pc)
+	assert.True(t, bytes.Equal(make([]byte, HugePageSize), mem[pc:pc+HugePageSize]), "cleared")
+	for i := uint64(0); i < HugeFrames; i++ {
+		assert.Equal(t, 1, f.RefCount(pc+i*PageSize))
+	}
+}
