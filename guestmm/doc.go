@@ -33,6 +33,19 @@
 //     window with caching disabled and the software bit Special; they use
 //     no RAM frame and are never copied.
 //
+// With Layout.HugePages, a fault in private anonymous memory whose 2 MiB
+// aligned neighbourhood lies wholly inside its VMA maps all of it at once
+// with one 2 MiB page (PS in the page-directory entry) of HugeFrames
+// fresh zero frames at a 2 MiB aligned physical address, as Linux's
+// transparent huge pages do in mode "always" (MADV_NOHUGEPAGE opts out).
+// The frames stay separately reference counted 4 KiB frames. Everything
+// that reads page tables by page (PresentPages, Lookup, and so a
+// checkpoint) sees the 512 4 KiB entries the page stands for; anything
+// that changes part of it (munmap, mprotect, madvise, mremap, fork's
+// write protection, a write fault) first splits it into a page table,
+// using a table set aside when the page was mapped, so a split never
+// fails. See fault.go (faultHuge) and pagetables.go (split).
+//
 // A frame mapped by more than one address space (after Fork) is mapped
 // read-only; a write fault on a private mapping copies it. PROT_NONE pages
 // keep their frame but lose the User bit, so every user access faults.
@@ -79,8 +92,16 @@
 //     Fork faults all of it in first, and MADV_DONTNEED leaves shared pages
 //     in place (Linux would drop the PTEs and find the same data again).
 //   - CopyIn/CopyOut on device mappings fail with EFAULT (MMIO is not RAM).
-//   - No huge pages (anonymous MAP_HUGETLB gives ENOMEM) and no RLIMIT_DATA
+//   - No hugetlbfs (anonymous MAP_HUGETLB gives ENOMEM) and no RLIMIT_DATA
 //     or RLIMIT_AS accounting.
+//   - 2 MiB pages: a page of them is split on any change to part of it
+//     and never collapsed again (no khugepaged); no huge zero page (a
+//     read fault takes real frames); they are not used for executable,
+//     shared or grows-down memory, nor where a page table is already in
+//     place (a 2 MiB slot that held 4 KiB pages), nor when fewer than
+//     hugeReserve frames would be left; a restored process gets 4 KiB
+//     pages. A fork copies on write by 4 KiB page, as Linux does since
+//     it splits the huge PMD on a copy-on-write fault.
 //
 // # State for checkpoint and fork
 //

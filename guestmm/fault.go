@@ -191,12 +191,16 @@ func (as *AddressSpace) hugeEligible(v *VMA) bool {
 }
 
 // faultHuge maps the 2 MiB aligned page around va with fresh zero
-// frames when it lies wholly inside v, v allows it (hugeEligible) and no
-// page table exists there yet. It reports whether it did; when frames
-// run out, or no 2 MiB block is free, the caller maps a single page.
+// frames when it lies wholly inside v, v allows it (hugeEligible), no
+// page table exists there yet and guest RAM has room to spare (see
+// hugeReserve). It reports whether it did; otherwise the caller maps a
+// single page.
 func (as *AddressSpace) faultHuge(v *VMA, va uint64) bool {
 	base := va &^ hugeMask
 	if !as.hugeEligible(v) || base < v.Start || v.End-base < HugePageSize || !as.pt.hugeFree(base) {
+		return false
+	}
+	if free := as.frames.Capacity() - as.frames.Used(); free < HugeFrames+hugeReserve(as.frames.Capacity()) {
 		return false
 	}
 	pa, err := as.frames.AllocHuge()
@@ -211,6 +215,15 @@ func (as *AddressSpace) faultHuge(v *VMA, va uint64) bool {
 		return false
 	}
 	return true
+}
+
+// hugeReserve is how many frames a 2 MiB page must leave free: 1/16 of
+// guest RAM, at least 4 MiB. Linux splits underused huge pages when
+// memory runs short; here none is split for that, so a nearly full
+// guest uses 4 KiB pages, which a program touching memory sparsely
+// fills far more slowly.
+func hugeReserve(capacity int) int {
+	return max(capacity/16, 2*HugeFrames)
 }
 
 // faultAround maps fresh zero pages into the empty slots of the aligned

@@ -277,3 +277,23 @@ func TestFramesAllocHuge(t *testing.T) {
 		assert.Equal(t, 1, f.RefCount(pc+i*PageSize))
 	}
 }
+
+// TestHugeReserve: a 2 MiB page is only taken while it leaves hugeReserve
+// frames free; past that, faults map single pages.
+func TestHugeReserve(t *testing.T) {
+	as := newHugeAS(t, 4096) // 16 MiB: 4 MiB kept in reserve
+	base := mustMmap(t, as, 0x40000000, 12*HugePageSize, rw, anonPriv|MapFixed, nil, 0)
+	for i := uint64(0); i < 12; i++ {
+		before := as.pt.HugePages()
+		free := as.frames.Capacity() - as.frames.Used()
+		mustFault(t, as, base+i*HugePageSize, PFUser|PFWrite)
+		if as.pt.HugePages() == before {
+			assert.Less(t, free, HugeFrames+hugeReserve(as.frames.Capacity()), "4 KiB page at block %d with %d frames free", i, free)
+			break
+		}
+	}
+	assert.Greater(t, as.pt.HugePages(), 2)
+	assert.Less(t, as.pt.HugePages(), 6)
+	assert.GreaterOrEqual(t, as.frames.Capacity()-as.frames.Used(), hugeReserve(as.frames.Capacity()))
+	checkInvariants(t, 0, as)
+}
