@@ -29,6 +29,10 @@
 //     write faults again; the page then becomes the process's own and its
 //     PTE gets the software bit Copied, which tells a checkpoint that the
 //     page must be saved rather than re-read from the file;
+//   - with Layout.FaultAround, the empty slots of the aligned block around
+//     the fault are filled too: zero pages in anonymous memory, and after
+//     a read fault the file's pages in a file mapping (not past the page
+//     holding the end of the file, not in shared PageCache mappings);
 //   - device mappings (DeviceBacking) map straight to the device's MMIO
 //     window with caching disabled and the software bit Special; they use
 //     no RAM frame and are never copied.

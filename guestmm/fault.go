@@ -73,7 +73,7 @@ func (as *AddressSpace) HandleFault(va uint64, errorCode uint64) FaultResult {
 		if !write && (fetch || v.Prot&ProtWrite == 0) && as.tscPatchable(v) {
 			as.clearExec(v, va&^pageMask)
 		}
-		as.faultAround(v, va&^pageMask)
+		as.faultAround(v, va&^pageMask, write)
 		return FaultResult{Resolved: true, Addr: va}
 	case errors.Is(err, unix.ENOMEM):
 		return FaultResult{Signal: unix.SIGKILL, Addr: va}
@@ -226,13 +226,25 @@ func hugeReserve(capacity int) int {
 	return max(capacity/16, 2*HugeFrames)
 }
 
-// faultAround maps fresh zero pages into the empty slots of the aligned
-// Layout.FaultAround block around pva, inside anonymous VMA v. Frames run
-// out quietly: these pages are an optimization, not a promise.
-func (as *AddressSpace) faultAround(v *VMA, pva uint64) {
+// faultAround fills the empty slots of the aligned Layout.FaultAround
+// block around pva, inside v, after a fault at pva: fresh zero pages in
+// anonymous memory, and after a read fault in a file mapping the file's
+// pages up to the page holding its end, as Linux's fault_around_bytes
+// maps the neighbouring pages of its page cache. File pages are mapped
+// as a read fault would map them (read-only until written in a private
+// mapping). Shared mappings of PageCache files are left alone (their
+// holes would become pages of the file), and so are device mappings.
+// Frames run out quietly: these pages are an optimization, not a promise.
+func (as *AddressSpace) faultAround(v *VMA, pva uint64, write bool) {
 	n := as.layout.FaultAround
-	if n <= 1 || n&(n-1) != 0 || v.isFile() || v.Kind == KindDevice || v.Prot&protRWX == ProtNone {
+	if n <= 1 || n&(n-1) != 0 || v.Kind == KindDevice || v.Prot&protRWX == ProtNone {
 		return
+	}
+	file := v.isFile()
+	if file {
+		if _, pc := v.Backing.(PageCache); write || pc && v.Shared {
+			return
+		}
 	}
 	block := n * PageSize
 	lo := max(pva&^(block-1), v.Start)
@@ -243,6 +255,14 @@ func (as *AddressSpace) faultAround(v *VMA, pva uint64) {
 		}
 		ea, err := as.pt.leafEntry(p, true)
 		if err != nil || as.pt.load(ea)&Present != 0 {
+			continue
+		}
+		if file {
+			if err := as.faultIn(v, p, ea, false); err != nil {
+				if p > pva || errors.Is(err, unix.ENOMEM) {
+					return // past the end of the file, or out of frames
+				}
+			}
 			continue
 		}
 		pa, err := as.frames.Alloc()

@@ -129,14 +129,8 @@ func (as *AddressSpace) advise(v *VMA, lo, hi uint64, advice int) error {
 		}
 		return as.setFlag(lo, hi, !v.DontFork, func(v *VMA) { v.DontFork = false })
 	case MadvHugePage:
-		if v.Kind == KindDevice {
-			return unix.EINVAL
-		}
 		return as.setFlag(lo, hi, !v.NoHugePage, func(v *VMA) { v.NoHugePage = false })
 	case MadvNoHugePage:
-		if v.Kind == KindDevice {
-			return unix.EINVAL
-		}
 		return as.setFlag(lo, hi, v.NoHugePage, func(v *VMA) { v.NoHugePage = true })
 	case MadvWipeOnFork:
 		if !v.Anonymous || v.Shared {

@@ -63,11 +63,13 @@ const (
 // Layout holds the address-space parameters of a process. Zero fields get
 // Linux's defaults (without address randomization).
 type Layout struct {
-	// FaultAround is how many pages around an anonymous demand fault are
-	// filled at once: the aligned block containing the fault, like a
-	// small transparent huge page. In a VM each fault is an exit, which
-	// costs far more than zero-filling a few pages. 0 or 1 fault single
-	// pages; other values must be powers of two.
+	// FaultAround is how many pages around a demand fault are filled at
+	// once: the aligned block containing the fault, with zero pages in
+	// anonymous memory and, after a read fault, the file's pages in a
+	// file mapping (Linux's fault_around_bytes). In a VM each fault is an
+	// exit, which costs far more than zero-filling or reading a few
+	// pages. 0 or 1 fault single pages; other values must be powers of
+	// two.
 	FaultAround uint64
 	// HugePages maps private anonymous memory in 2 MiB pages where a
 	// fault finds the aligned 2 MiB around it inside one VMA that allows

@@ -33,8 +33,9 @@ func (b *programBacking) ReadAt(p []byte, off int64) (int, error) {
 const initialStackSize = 128 << 10
 
 // addressLayout is the layout of every process: Linux's defaults, with
-// anonymous faults filling 64 KiB at a time (each fault is a VM exit), and
-// 2 MiB pages for anonymous memory where the VMA allows them.
+// faults filling 64 KiB at a time (anonymous memory, and file mappings on
+// a read fault: each fault is a VM exit), and 2 MiB pages for anonymous
+// memory where the VMA allows them.
 var addressLayout = guestmm.Layout{FaultAround: 16, HugePages: true}
 
 // exec builds the run's first process from the configured program.
@@ -179,9 +180,17 @@ func exePath(hostPath, name, root string) string {
 	return "/" + filepath.Base(p)
 }
 
+// preloadMax bounds the file part of a segment that loadSegment maps
+// at once; larger ones fault in, 64 KiB at a time (fault-around).
+const preloadMax = 16 << 20
+
 // loadSegment maps one PT_LOAD segment like Linux's elf_map/set_brk: the
 // file part as a private file mapping, the tail of its last file page
-// zeroed, and the rest of memsz as anonymous memory.
+// zeroed, and the rest of memsz as anonymous memory. Unlike Linux it maps
+// the file part's pages right away, as a read fault would (clean and
+// read-only, so a checkpoint still reads them from the file): each
+// fault would be a VM exit. That is only an optimization; if guest RAM
+// runs short the pages fault in later.
 func loadSegment(as *guestmm.AddressSpace, prog guestmm.Backing, s loader.Segment, bias uint64) error {
 	prot := guestmm.Prot(s.Prot)
 	va := s.Vaddr + bias
@@ -192,6 +201,9 @@ func loadSegment(as *guestmm.AddressSpace, prog guestmm.Backing, s loader.Segmen
 	if s.Filesz > 0 {
 		if _, err := as.Mmap(start, fileEnd-start, prot, flags, prog, loader.PageDown(s.Offset)); err != nil {
 			return err
+		}
+		if fileEnd-start <= preloadMax && prot != guestmm.ProtNone {
+			_ = as.Madvise(start, fileEnd-start, guestmm.MadvPopulateRead)
 		}
 		if tail := fileEnd - (va + s.Filesz); s.Memsz > s.Filesz && tail > 0 {
 			if err := as.WriteForce(va+s.Filesz, make([]byte, tail)); err != nil {
