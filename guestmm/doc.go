@@ -45,10 +45,14 @@
 // The frames stay separately reference counted 4 KiB frames. Everything
 // that reads page tables by page (PresentPages, Lookup, and so a
 // checkpoint) sees the 512 4 KiB entries the page stands for; anything
-// that changes part of it (munmap, mprotect, madvise, mremap, fork's
-// write protection, a write fault) first splits it into a page table,
-// using a table set aside when the page was mapped, so a split never
-// fails. See fault.go (faultHuge) and pagetables.go (split).
+// that changes part of it (munmap, mprotect, madvise, mremap of part, a
+// write fault after fork) first splits it into a page table, using a
+// table set aside when the page was mapped, so a split never fails; a
+// change to all of it (munmap, mprotect, fork's write protection)
+// removes or changes the 2 MiB entry itself. A changed 2 MiB entry is
+// logged for TakeChanged as the page at the address the recursive slot
+// shows its PD entry as a leaf (see PageTables.logPDE). See fault.go
+// (faultHuge) and pagetables.go (split, visitWholeHuge).
 //
 // A frame mapped by more than one address space (after Fork) is mapped
 // read-only; a write fault on a private mapping copies it. PROT_NONE pages
@@ -105,7 +109,9 @@
 //     place (a 2 MiB slot that held 4 KiB pages), nor when fewer than
 //     hugeReserve frames would be left; a restored process gets 4 KiB
 //     pages. A fork copies on write by 4 KiB page, as Linux does since
-//     it splits the huge PMD on a copy-on-write fault.
+//     it splits the huge PMD on a copy-on-write fault. As on Linux,
+//     private anonymous mmaps of a multiple of 2 MiB are placed 2 MiB
+//     aligned and MAP_STACK implies MADV_NOHUGEPAGE.
 //
 // # State for checkpoint and fork
 //

@@ -46,10 +46,11 @@ type Frames struct {
 	free  []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
 	next  uint32   // frames with index >= next have never been allocated
 	inUse int
-	// frees counts frames returned to the pool; hugeMiss is its value
-	// when AllocHuge last found no free aligned block below next, so that
-	// it does not scan again before a frame was freed.
-	frees, hugeMiss uint64
+	// blockFree counts the free frames of each 2 MiB aligned block of
+	// guest-physical addresses (frame i is in block blockOf(i)); a block
+	// only partly managed never reaches HugeFrames.
+	blockFree []uint16
+	block0    uint64 // the block of frame 0
 
 	tsc *TSCPatch // rdtsc patching of executable frames; nil when off
 }
@@ -83,7 +84,19 @@ func NewFrames(mem []byte, start, end uint64) *Frames {
 	for i := range f.zero {
 		f.zero[i] = ^uint64(0)
 	}
+	if n > 0 {
+		f.block0 = start >> 21
+		f.blockFree = make([]uint16, f.blockOf(uint32(n-1))+1)
+		for i := uint32(0); i < uint32(n); i++ {
+			f.blockFree[f.blockOf(i)]++
+		}
+	}
 	return f
+}
+
+// blockOf returns the index of the 2 MiB block frame i is in.
+func (f *Frames) blockOf(i uint32) uint32 {
+	return uint32((f.start>>pageShift+uint64(i))>>9 - f.block0)
 }
 
 // Mem returns the guest RAM the frames live in.
@@ -155,6 +168,7 @@ func (f *Frames) alloc() (uint64, bool, error) {
 	}
 	f.refs[i] = 1
 	f.inUse++
+	f.blockFree[f.blockOf(i)]--
 	w, bit := i/64, uint64(1)<<(i%64)
 	zeroed := f.zero[w]&bit != 0
 	f.zero[w] &^= bit // in use: the owner may write to it
@@ -185,6 +199,7 @@ func (f *Frames) AllocHuge() (uint64, error) {
 		return 0, fmt.Errorf("%w: no free 2 MiB block (%d of %d frames in use)", ErrNoMemory, used, f.count)
 	}
 	var dirty [HugeFrames]bool
+	f.blockFree[f.blockOf(first)] = 0
 	for i := first; i < first+HugeFrames; i++ {
 		f.refs[i] = 1
 		w, bit := i/64, uint64(1)<<(i%64)
@@ -210,40 +225,32 @@ func (f *Frames) AllocHuge() (uint64, error) {
 }
 
 // takeHugeLocked finds the index of the first frame of a free, 2 MiB
-// aligned block: at the top of the never-used frames (the frames skipped
-// to align it go to the free list, still zero), or else among the freed
-// frames below next.
+// aligned block: one of freed frames below next if there is one (their
+// host memory is already there; clearing them costs less than the host's
+// first touch of fresh memory), else at the top of the never-used frames
+// (the frames skipped to align it go to the free list, still zero).
 func (f *Frames) takeHugeLocked() (uint32, bool) {
-	align := func(i uint32) uint64 {
-		pa := f.start + uint64(i)<<pageShift
-		return ((pa+hugeMask)&^hugeMask - f.start) >> pageShift
-	}
-	if a := align(f.next); a+HugeFrames <= uint64(f.count) {
-		for i := f.next; i < uint32(a); i++ {
-			f.free = append(f.free, i)
-		}
-		f.next = uint32(a) + HugeFrames
-		return uint32(a), true
-	}
-	if len(f.free) < HugeFrames || f.hugeMiss == f.frees {
-		return 0, false
-	}
-	for a := align(0); a+HugeFrames <= uint64(f.next); a += HugeFrames {
-		free := true
-		for i := a; i < a+HugeFrames; i++ {
-			if f.refs[i] != 0 {
-				free = false
-				break
+	firstOf := func(b uint32) uint64 { return (f.block0+uint64(b))<<9 - f.start>>pageShift }
+	if len(f.free) >= HugeFrames {
+		for b, n := range f.blockFree {
+			if n == HugeFrames && firstOf(uint32(b))+HugeFrames <= uint64(f.next) {
+				lo := uint32(firstOf(uint32(b)))
+				hi := lo + HugeFrames
+				f.free = slices.DeleteFunc(f.free, func(i uint32) bool { return i >= lo && i < hi })
+				return lo, true
 			}
 		}
-		if free {
-			lo, hi := uint32(a), uint32(a)+HugeFrames
-			f.free = slices.DeleteFunc(f.free, func(i uint32) bool { return i >= lo && i < hi })
-			return lo, true
-		}
 	}
-	f.hugeMiss = f.frees
-	return 0, false
+	pa := f.start + uint64(f.next)<<pageShift
+	a := ((pa+hugeMask)&^hugeMask - f.start) >> pageShift
+	if a+HugeFrames > uint64(f.count) {
+		return 0, false
+	}
+	for i := f.next; i < uint32(a); i++ {
+		f.free = append(f.free, i)
+	}
+	f.next = uint32(a) + HugeFrames
+	return uint32(a), true
 }
 
 // IncRef adds a reference to the in-use frame at pa. Addresses outside f and
@@ -274,7 +281,7 @@ func (f *Frames) DecRef(pa uint64) {
 		if f.refs[i] == 0 {
 			f.inUse--
 			f.free = append(f.free, i)
-			f.frees++
+			f.blockFree[f.blockOf(i)]++
 			freed = true
 		}
 	}
@@ -380,6 +387,7 @@ func (f *Frames) AllocRun(n int) (pa uint64, err error) {
 	for i := first; i < first+uint32(n); i++ {
 		f.refs[i] = 1
 		f.zero[i/64] &^= 1 << (i % 64)
+		f.blockFree[f.blockOf(i)]--
 	}
 	f.next += uint32(n)
 	f.inUse += n

@@ -297,3 +297,136 @@ func TestHugeReserve(t *testing.T) {
 	assert.GreaterOrEqual(t, as.frames.Capacity()-as.frames.Used(), hugeReserve(as.frames.Capacity()))
 	checkInvariants(t, 0, as)
 }
+
+// recursiveLeaf is where the recursive slot shows the leaf entry of va.
+func recursiveLeaf(slot int, va uint64) uint64 {
+	return signExtend(uint64(slot)<<39 | (va&linearMask)>>9&^7)
+}
+
+// TestHugeChangeLog: with a recursive slot, a change to a 2 MiB entry is
+// logged as the page recursiveLeaf(va) (its PD entry is that page's leaf
+// entry), ahead of the 4 KiB entries changed after a split, and no
+// longer makes every translation stale.
+func TestHugeChangeLog(t *testing.T) {
+	const slot = 510
+	tests := []struct {
+		name  string
+		op    func(as *AddressSpace, base uint64) error
+		runs  func(base uint64) []PageRange
+		huge  int
+		fault uint64 // a user access that must not resolve afterwards
+		code  uint64
+	}{
+		{"munmap of the whole 2 MiB: no split", func(as *AddressSpace, base uint64) error {
+			return as.Munmap(base, HugePageSize)
+		}, func(base uint64) []PageRange {
+			return []PageRange{{recursiveLeaf(slot, base), 1}}
+		}, 0, 0x10, PFUser},
+		{"munmap of one page: split, then the page", func(as *AddressSpace, base uint64) error {
+			return as.Munmap(base+3*PageSize, PageSize)
+		}, func(base uint64) []PageRange {
+			return []PageRange{{recursiveLeaf(slot, base), 1}, {base + 3*PageSize, 1}}
+		}, 0, 3 * PageSize, PFUser},
+		{"mprotect of the whole 2 MiB: still a 2 MiB page", func(as *AddressSpace, base uint64) error {
+			return as.Mprotect(base, HugePageSize, ProtRead)
+		}, func(base uint64) []PageRange {
+			return []PageRange{{recursiveLeaf(slot, base), 1}}
+		}, 1, 5 * PageSize, PFUser | PFWrite | PFPresent},
+		{"mprotect to the same protection: nothing", func(as *AddressSpace, base uint64) error {
+			return as.Mprotect(base, HugePageSize, rw)
+		}, func(uint64) []PageRange { return nil }, 1, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			as := newHugeAS(t, 4096)
+			require.NoError(t, as.pt.SetRecursiveSlot(slot))
+			base := hugeRegion(t, as)
+			data := fillHuge(t, as, base)
+			require.NoError(t, tt.op(as, base))
+			runs, all := as.pt.TakeChanged()
+			assert.False(t, all)
+			assert.Equal(t, tt.runs(base), runs)
+			assert.Equal(t, tt.huge, as.pt.HugePages())
+			if tt.code != 0 {
+				r := as.HandleFault(base+tt.fault, tt.code)
+				assert.False(t, r.Resolved, "%+v", r)
+			}
+			if tt.huge == 1 {
+				got := make([]byte, HugePageSize)
+				require.NoError(t, as.CopyIn(base, got))
+				assert.True(t, bytes.Equal(data, got))
+			}
+			checkInvariants(t, 0, as)
+		})
+	}
+}
+
+// TestHugeAgainAfterMunmap: a 2 MiB page unmapped as a whole leaves no
+// page table behind, so the next mapping there gets a 2 MiB page again,
+// of zeros.
+func TestHugeAgainAfterMunmap(t *testing.T) {
+	as := newHugeAS(t, 4096)
+	base := hugeRegion(t, as)
+	fillHuge(t, as, base)
+	tables := as.pt.TablePages()
+	require.NoError(t, as.Munmap(base, HugePageSize))
+	assert.Equal(t, tables-1, as.pt.TablePages(), "the deposited table is freed")
+	mustMmap(t, as, base, HugePageSize, rw, anonPriv|MapFixed, nil, 0)
+	mustFault(t, as, base+HugePageSize-1, PFUser)
+	assert.Equal(t, 1, as.pt.HugePages())
+	got := make([]byte, HugePageSize)
+	require.NoError(t, as.CopyIn(base, got))
+	assert.True(t, bytes.Equal(make([]byte, HugePageSize), got))
+	checkInvariants(t, 0, as)
+	as.Destroy()
+	assert.Zero(t, as.frames.Used())
+}
+
+// TestFramesAllocHugePrefersFreed: a freed 2 MiB block is taken before
+// never-used frames, and cleared.
+func TestFramesAllocHugePrefersFreed(t *testing.T) {
+	mem, f := newTestFrames(t, 2048) // 1 MiB .. 9 MiB: blocks at 2, 4 and 6 MiB
+	pa, err := f.AllocHuge()
+	require.NoError(t, err)
+	copy(mem[pa:pa+HugePageSize], pattern(HugePageSize, 1))
+	for i := uint64(0); i < HugeFrames; i++ {
+		f.DecRef(pa + i*PageSize)
+	}
+	pb, err := f.AllocHuge()
+	require.NoError(t, err)
+	assert.Equal(t, pa, pb, "the freed block, not the next never-used one")
+	assert.True(t, bytes.Equal(make([]byte, HugePageSize), mem[pb:pb+HugePageSize]), "cleared")
+	pc, err := f.AllocHuge()
+	require.NoError(t, err)
+	assert.Equal(t, pa+HugePageSize, pc)
+	assert.Equal(t, 2*HugeFrames, f.Used())
+}
+
+// TestHugeArea: as on Linux, private anonymous mappings without a hint
+// whose length is a multiple of 2 MiB are placed 2 MiB aligned;
+// MAP_STACK mappings get no 2 MiB pages.
+func TestHugeArea(t *testing.T) {
+	as := newHugeAS(t, 64)
+	odd := mustMmap(t, as, 0, 3*PageSize, rw, anonPriv, nil, 0)
+	a := mustMmap(t, as, 0, 2*HugePageSize, rw, anonPriv, nil, 0)
+	assert.Zero(t, a&hugeMask, "aligned: %#x", a)
+	assert.Less(t, a, odd)
+	b := mustMmap(t, as, 0, HugePageSize, rw, anonPriv, nil, 0)
+	assert.Equal(t, a-HugePageSize, b, "an aligned gap is used at its top")
+	c := mustMmap(t, as, 0, HugePageSize+PageSize, rw, anonPriv, nil, 0)
+	assert.NotZero(t, c&hugeMask, "not a multiple of 2 MiB: placed as usual")
+	f := &memFile{name: "/f", data: pattern(PageSize, 1)}
+	d := mustMmap(t, as, 0, HugePageSize, ProtRead, MapPrivate, f, 0)
+	assert.Equal(t, c-HugePageSize, d, "file mappings are placed as usual")
+	h := mustMmap(t, as, 0x50000000+PageSize, HugePageSize, rw, anonPriv, nil, 0)
+	assert.Equal(t, uint64(0x50000000+PageSize), h, "a free hint is honoured")
+
+	s := mustMmap(t, as, 0, HugePageSize, rw, anonPriv|MapStack, nil, 0)
+	v, _ := as.FindVMA(s)
+	assert.True(t, v.NoHugePage, "MAP_STACK is MADV_NOHUGEPAGE")
+
+	plain := newTestAS(t, 64)
+	a = mustMmap(t, plain, 0, 3*PageSize, rw, anonPriv, nil, 0)
+	b = mustMmap(t, plain, 0, 2*HugePageSize, rw, anonPriv, nil, 0)
+	assert.Equal(t, a-2*HugePageSize, b, "without 2 MiB pages, no alignment")
+}

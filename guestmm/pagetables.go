@@ -103,7 +103,10 @@ func (pt *PageTables) FlushAll() bool { return pt.flush && pt.all }
 // TakeChanged returns the runs of pages whose present leaf entries
 // changed since the last call, and resets the log (and NeedFlush). all
 // means: treat every translation as stale, because the log overflowed or
-// because Reclaim freed table pages (see there).
+// because Reclaim freed table pages (see there). A changed 2 MiB entry
+// appears as a page inside the recursive slot's window (see logPDE):
+// rewriting the leaf entry of that page, through the recursive slot,
+// rewrites the PD entry.
 func (pt *PageTables) TakeChanged() (runs []PageRange, all bool) {
 	runs, all = pt.changed, pt.all
 	pt.changed, pt.all, pt.flush = nil, false, false
@@ -165,7 +168,7 @@ func (pt *PageTables) leafEntry(va uint64, create bool) (uint64, error) {
 		ea := table + (va>>shiftOf(level))%entriesPerTable*8
 		e := pt.load(ea)
 		if level == 1 && e&(Present|PS) == Present|PS {
-			pt.split(ea)
+			pt.split(ea, va)
 			e = pt.load(ea)
 		}
 		if e&Present == 0 {
@@ -197,17 +200,22 @@ func (pt *PageTables) set(ea, va uint64, e PTE) {
 		return
 	}
 	if old&Present != 0 {
-		pt.flush = true
-		va &^= pageMask
-		if n := len(pt.changed); n > 0 && pt.changed[n-1].Start+pt.changed[n-1].Pages<<pageShift == va {
-			pt.changed[n-1].Pages++
-		} else if n < maxChanged {
-			pt.changed = append(pt.changed, PageRange{Start: va, Pages: 1})
-		} else {
-			pt.all = true
-		}
+		pt.logChange(va)
 	}
 	pt.store(ea, e)
+}
+
+// logChange adds the page at va to the change log and asks for a flush.
+func (pt *PageTables) logChange(va uint64) {
+	pt.flush = true
+	va &^= pageMask
+	if n := len(pt.changed); n > 0 && pt.changed[n-1].Start+pt.changed[n-1].Pages<<pageShift == va {
+		pt.changed[n-1].Pages++
+	} else if n < maxChanged {
+		pt.changed = append(pt.changed, PageRange{Start: va, Pages: 1})
+	} else {
+		pt.all = true
+	}
 }
 
 // Map maps the 4 KiB page at va to the frame at pa with flags (Present is
@@ -359,7 +367,13 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, f
 				}
 				continue
 			}
-			pt.split(ea)
+			if lo <= start && start+HugePageSize <= hi {
+				if pt.visitWholeHuge(ea, start, e, fn) {
+					return true
+				}
+				continue
+			}
+			pt.split(ea, signExtend(start))
 			e = pt.load(ea)
 		}
 		if level == 0 {
@@ -386,6 +400,69 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, f
 		}
 	}
 	return false
+}
+
+// visitWholeHuge applies fn to the 512 pages of the 2 MiB entry e at ea
+// (mapping linear address start), all inside the visited range. When fn
+// clears them all (munmap, MADV_DONTNEED, the source of an mremap) the
+// entry goes away without a split, its deposited table is freed (it was
+// never a table the MMU saw) and the 2 MiB can be a 2 MiB page again.
+// When fn makes the same change to every page (mprotect of all of it)
+// the 2 MiB entry is changed in place; when it changes nothing, nothing
+// happens; otherwise the page is split and fn's results stored. It
+// returns whether fn stopped the walk.
+func (pt *PageTables) visitWholeHuge(ea, start uint64, e PTE, fn visitFunc) (stop bool) {
+	var results [entriesPerTable]PTE
+	n := 0
+	cleared := true
+	for ; n < entriesPerTable; n++ {
+		va := start + uint64(n)*PageSize
+		old := subPage(e, va)
+		ne, st := fn(signExtend(va), old)
+		results[n] = ne
+		cleared = cleared && ne == 0
+		if st {
+			stop = true
+			n++
+			break
+		}
+	}
+	if cleared && n == entriesPerTable {
+		pt.store(ea, 0)
+		pt.frames.DecRef(pt.deposit[ea])
+		delete(pt.deposit, ea)
+		pt.tables--
+		pt.logPDE(signExtend(start))
+		return stop
+	}
+	changed := false
+	for i := 0; i < n; i++ {
+		changed = changed || results[i] != subPage(e, start+uint64(i)*PageSize)
+	}
+	if !changed {
+		return stop
+	}
+	if n == entriesPerTable && results[0]&Present != 0 {
+		// The same change for every page (mprotect of the whole 2 MiB):
+		// still one 2 MiB page.
+		whole := MakePTE(e.Addr(), results[0].Flags()|PS)
+		same := results[0].Addr() == e.Addr()
+		for i := 1; same && i < n; i++ {
+			same = results[i] == subPage(whole, start+uint64(i)*PageSize)
+		}
+		if same {
+			pt.store(ea, whole)
+			pt.logPDE(signExtend(start))
+			return stop
+		}
+	}
+	pt.split(ea, signExtend(start))
+	t := pt.load(ea).Addr()
+	for i := 0; i < n; i++ {
+		va := start + uint64(i)*PageSize
+		pt.set(t+uint64(i)*8, signExtend(va), results[i])
+	}
+	return stop
 }
 
 // tableEmpty reports whether no entry of the table is in use.
@@ -552,12 +629,13 @@ func (pt *PageTables) hugeFree(va uint64) bool {
 	return false
 }
 
-// split turns the 2 MiB entry at ea into a page table (the deposited one)
-// of 512 leaf entries with the same frames and flags. The translation
-// does not change, but the shadow MMU and the TLB may hold the 2 MiB
-// mapping, which later changes of the 4 KiB entries must not leave
-// behind: TakeChanged reports "all".
-func (pt *PageTables) split(ea uint64) {
+// split turns the 2 MiB entry at ea, which maps va, into a page table
+// (the deposited one) of 512 leaf entries with the same frames and
+// flags. The translation does not change, but the shadow MMU and the TLB
+// may hold the 2 MiB mapping, which later changes of the 4 KiB entries
+// must not leave behind: the PD entry is logged for refresh (see
+// logPDE).
+func (pt *PageTables) split(ea, va uint64) {
 	e := pt.load(ea)
 	t, ok := pt.deposit[ea]
 	if !ok {
@@ -569,7 +647,27 @@ func (pt *PageTables) split(ea uint64) {
 		pt.store(t+i*8, MakePTE(e.Addr()+i*PageSize, flags))
 	}
 	pt.store(ea, MakePTE(t, intermediateFlags))
-	pt.flush, pt.all = true, true
+	pt.logPDE(va)
+}
+
+// logPDE records that the present PD entry of the 2 MiB at va changed.
+// The change log holds leaf entries by the pages they map; the refresh
+// finds the leaf entry of page p at recursive(p), the address the
+// recursive slot shows it at. The PD entry of va is the leaf entry of
+// recursive(va), so it is logged as the page recursive(va): the refresh
+// rewrites it through the PD page, which the shadow MMU write-protects
+// like every table it uses, and so drops what it derived from the old
+// entry. The run comes before those of the entry's 4 KiB pages, which
+// the refresh must reach through the new table. Without a recursive
+// slot every translation is treated as stale.
+func (pt *PageTables) logPDE(va uint64) {
+	pt.flush = true
+	if pt.recursive < 0 {
+		pt.all = true
+		return
+	}
+	lin := uint64(pt.recursive)<<shiftOf(levels-1) | (va&linearMask)>>9&^7
+	pt.logChange(signExtend(lin))
 }
 
 // HugePages returns how many 2 MiB pages are mapped.

@@ -68,7 +68,9 @@ func TestLoadSegmentMapsFilePages(t *testing.T) {
 	const va = 0x400000
 	seg := loader.Segment{Vaddr: va + 0x10, Offset: 0x10, Filesz: 5*guestmm.PageSize + 90,
 		Memsz: 8 * guestmm.PageSize, Prot: uint32(guestmm.ProtRead | guestmm.ProtWrite)}
-	require.NoError(t, loadSegment(as, prog, seg, 0))
+	n, err := loadSegment(as, prog, seg, 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(6), n, "pages mapped at load")
 	var present []uint64
 	for pva, e := range as.PresentPages(va, va+9*guestmm.PageSize) {
 		i := (pva - va) / guestmm.PageSize
@@ -90,7 +92,9 @@ func TestLoadSegmentMapsFilePages(t *testing.T) {
 
 	big := &programBacking{data: make([]byte, preloadMax+guestmm.PageSize), name: "big"}
 	seg = loader.Segment{Vaddr: 0x10000000, Filesz: uint64(len(big.data)), Memsz: uint64(len(big.data)), Prot: uint32(guestmm.ProtRead)}
-	require.NoError(t, loadSegment(as, big, seg, 0))
+	n, err = loadSegment(as, big, seg, 0)
+	require.NoError(t, err)
+	assert.Zero(t, n)
 	for range as.PresentPages(0x10000000, 0x10000000+uint64(len(big.data))) {
 		t.Fatal("a segment above preloadMax is mapped at load")
 	}
