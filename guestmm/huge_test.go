@@ -2,6 +2,7 @@ package guestmm
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -429,4 +430,40 @@ func TestHugeArea(t *testing.T) {
 	a = mustMmap(t, plain, 0, 3*PageSize, rw, anonPriv, nil, 0)
 	b = mustMmap(t, plain, 0, 2*HugePageSize, rw, anonPriv, nil, 0)
 	assert.Equal(t, a-2*HugePageSize, b, "without 2 MiB pages, no alignment")
+}
+
+// TestHugeVisitMixed: a visit that changes some pages of a whole 2 MiB
+// page differently from others splits it and stores each result; one
+// that stops half way applies its results up to there.
+func TestHugeVisitMixed(t *testing.T) {
+	for _, stopAt := range []int{-1, 100} {
+		t.Run(fmt.Sprint("stop at ", stopAt), func(t *testing.T) {
+			as := newHugeAS(t, 4096)
+			base := hugeRegion(t, as)
+			fillHuge(t, as, base)
+			lo, hi, _ := linearRange(base, base+HugePageSize)
+			n := 0
+			as.pt.visit(lo, hi, false, func(va uint64, e PTE) (PTE, bool) {
+				i := n
+				n++
+				if i%2 == 1 {
+					e &^= Writable
+				}
+				return e, i == stopAt
+			})
+			if stopAt >= 0 {
+				assert.Equal(t, stopAt+1, n)
+			} else {
+				assert.Equal(t, HugeFrames, n)
+			}
+			assert.Zero(t, as.pt.HugePages(), "split")
+			for i := 0; i < HugeFrames; i++ {
+				e, ok := as.pt.Lookup(base + uint64(i)*PageSize)
+				require.True(t, ok)
+				changed := i%2 == 1 && (stopAt < 0 || i <= stopAt)
+				assert.Equal(t, changed, e&Writable == 0, "page %d", i)
+			}
+			checkInvariants(t, 0, as)
+		})
+	}
 }
