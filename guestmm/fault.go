@@ -368,9 +368,14 @@ func (as *AddressSpace) Populate(va, length uint64) error {
 }
 
 // populateRange faults in [lo, hi) of v; pages already mapped as wanted
-// are skipped cheaply.
+// are skipped cheaply. Where v allows 2 MiB pages, each 2 MiB aligned
+// block of the range that is still empty gets one.
 func (as *AddressSpace) populateRange(v *VMA, lo, hi uint64, write bool) error {
 	for pva := lo; pva < hi; pva += PageSize {
+		if pva&hugeMask == 0 && hi-pva >= HugePageSize && as.faultHuge(v, pva) {
+			pva += HugePageSize - PageSize
+			continue
+		}
 		if e, ok := as.pt.Lookup(pva); ok && (!write || e&Writable != 0 || e&Special != 0) {
 			continue
 		}

@@ -51,7 +51,7 @@ func hugeRandomOps(t *testing.T, seed uint64) {
 		return lo, hi
 	}
 	va := func(i int) uint64 { return base + uint64(i)*PageSize }
-	for step := 0; step < 150; step++ {
+	for step := 0; step < 100; step++ {
 		op := rng.IntN(9)
 		lo, hi := span()
 		what := ""

@@ -467,3 +467,22 @@ func TestHugeVisitMixed(t *testing.T) {
 		})
 	}
 }
+
+// TestHugePopulate: MAP_POPULATE and MADV_POPULATE_WRITE map the 2 MiB
+// aligned blocks of the range with 2 MiB pages, the rest with 4 KiB ones.
+func TestHugePopulate(t *testing.T) {
+	as := newHugeAS(t, 8192)
+	addr := mustMmap(t, as, 0x60000000-PageSize, 2*HugePageSize+2*PageSize, rw, anonPriv|MapFixed|MapPopulate, nil, 0)
+	assert.Equal(t, 2, as.pt.HugePages())
+	n := 0
+	for range as.PresentPages(addr, addr+2*HugePageSize+2*PageSize) {
+		n++
+	}
+	assert.Equal(t, 2*HugeFrames+2, n, "every page present")
+	checkInvariants(t, 0, as)
+
+	b := hugeRegion(t, as)
+	require.NoError(t, as.Madvise(b, HugePageSize, MadvPopulateWrite))
+	assert.Equal(t, 3, as.pt.HugePages())
+	checkInvariants(t, 0, as)
+}
