@@ -65,7 +65,7 @@ func (as *AddressSpace) HandleFault(va uint64, errorCode uint64) FaultResult {
 	if !accessAllowed(v.Prot, write, fetch) {
 		return FaultResult{Signal: unix.SIGSEGV, Code: SegvAccErr, Addr: va}
 	}
-	if as.faultHuge(v, va) {
+	if as.faultHuge(v, va) || write && as.reuseHuge(v, va) {
 		return FaultResult{Resolved: true, Addr: va}
 	}
 	switch err := as.faultPage(v, va&^pageMask, write); {
@@ -214,6 +214,27 @@ func (as *AddressSpace) faultHuge(v *VMA, va uint64) bool {
 		}
 		return false
 	}
+	return true
+}
+
+// reuseHuge makes the read-only 2 MiB page at va writable in place on a
+// write fault when every one of its frames is the process's own again
+// (the other side of a fork has exited or written its own copies), as
+// Linux reuses an exclusive huge page instead of copying or splitting.
+func (as *AddressSpace) reuseHuge(v *VMA, va uint64) bool {
+	if v.Prot&ProtWrite == 0 || v.Shared || !v.Anonymous || as.tscPatchable(v) {
+		return false
+	}
+	ea, e, ok := as.pt.hugeEntryAt(va)
+	if !ok || e&(User|Writable) != User {
+		return false
+	}
+	for i := uint64(0); i < HugeFrames; i++ {
+		if as.frames.RefCount(e.Addr()+i*PageSize) != 1 {
+			return false
+		}
+	}
+	as.pt.setHuge(ea, va, e|Writable)
 	return true
 }
 

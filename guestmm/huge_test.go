@@ -486,3 +486,39 @@ func TestHugePopulate(t *testing.T) {
 	assert.Equal(t, 3, as.pt.HugePages())
 	checkInvariants(t, 0, as)
 }
+
+// TestHugeReuseAfterFork: once the child of a fork is gone, a write to a
+// 2 MiB page the fork made read-only makes it writable again in place,
+// without a split; while the child holds its frames it splits and copies.
+func TestHugeReuseAfterFork(t *testing.T) {
+	as := newHugeAS(t, 8192)
+	require.NoError(t, as.pt.SetRecursiveSlot(testRecursiveSlot))
+	base := hugeRegion(t, as)
+	data := fillHuge(t, as, base)
+	child, err := as.Fork()
+	require.NoError(t, err)
+	e, _ := as.pt.Lookup(base)
+	assert.Zero(t, e&Writable, "write-protected by the fork")
+	assert.Equal(t, 1, as.pt.HugePages(), "still a 2 MiB page")
+	child.Destroy()
+	as.pt.TakeChanged()
+
+	mustFault(t, as, base+7*PageSize, PFUser|PFWrite|PFPresent)
+	assert.Equal(t, 1, as.pt.HugePages(), "reused, not split")
+	e, _ = as.pt.Lookup(base + 100*PageSize)
+	assert.NotZero(t, e&Writable, "all of it writable")
+	runs, all := as.pt.TakeChanged()
+	assert.False(t, all)
+	assert.Equal(t, []PageRange{{recursiveLeaf(testRecursiveSlot, base), 1}}, runs)
+	got := make([]byte, HugePageSize)
+	require.NoError(t, as.CopyIn(base, got))
+	assert.True(t, bytes.Equal(data, got))
+	checkInvariants(t, 0, as)
+
+	child, err = as.Fork()
+	require.NoError(t, err)
+	defer child.Destroy()
+	mustFault(t, as, base+7*PageSize, PFUser|PFWrite|PFPresent)
+	assert.Zero(t, as.pt.HugePages(), "shared with the child: split")
+	checkInvariants(t, 0, as, child)
+}

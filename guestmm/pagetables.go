@@ -551,24 +551,40 @@ func (pt *PageTables) pdEntry(va uint64) (uint64, error) {
 
 // hugeEntry returns the 2 MiB entry that maps va, if there is one.
 func (pt *PageTables) hugeEntry(va uint64) (PTE, bool) {
+	_, e, ok := pt.hugeEntryAt(va)
+	return e, ok
+}
+
+// hugeEntryAt returns the address and value of the 2 MiB entry that maps
+// va, if there is one.
+func (pt *PageTables) hugeEntryAt(va uint64) (ea uint64, e PTE, ok bool) {
 	if pt.destroyed || len(pt.deposit) == 0 || !Canonical(va) {
-		return 0, false
+		return 0, 0, false
 	}
 	table := pt.root
 	for level := levels - 1; level > 0; level-- {
 		if !pt.validTable(table) {
-			return 0, false
+			return 0, 0, false
 		}
-		e := pt.load(table + (va>>shiftOf(level))%entriesPerTable*8)
+		ea = table + (va>>shiftOf(level))%entriesPerTable*8
+		e = pt.load(ea)
 		if e&Present == 0 {
-			return 0, false
+			return 0, 0, false
 		}
 		if level == 1 {
-			return e, e&PS != 0
+			return ea, e, e&PS != 0
 		}
 		table = e.Addr()
 	}
-	return 0, false
+	return 0, 0, false
+}
+
+// setHuge changes the 2 MiB entry at ea, which maps va, to e.
+func (pt *PageTables) setHuge(ea, va uint64, e PTE) {
+	if pt.load(ea) != e {
+		pt.store(ea, e|PS)
+		pt.logPDE(va &^ hugeMask)
+	}
 }
 
 // subPage is the 4 KiB leaf entry for va inside the 2 MiB page of e.
