@@ -49,7 +49,8 @@
 // write fault after fork) first splits it into a page table, using a
 // table set aside when the page was mapped, so a split never fails; a
 // change to all of it (munmap, mprotect, fork's write protection)
-// removes or changes the 2 MiB entry itself. A changed 2 MiB entry is
+// removes or changes the 2 MiB entry itself, and Fork gives the child a
+// read-only 2 MiB entry of the same frames. A changed 2 MiB entry is
 // logged for TakeChanged as the page at the address the recursive slot
 // shows its PD entry as a leaf (see PageTables.logPDE). See fault.go
 // (faultHuge) and pagetables.go (split, visitWholeHuge).
