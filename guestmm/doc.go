@@ -29,9 +29,31 @@
 //     write faults again; the page then becomes the process's own and its
 //     PTE gets the software bit Copied, which tells a checkpoint that the
 //     page must be saved rather than re-read from the file;
+//   - with Layout.FaultAround, the empty slots of the aligned block around
+//     the fault are filled too: zero pages in anonymous memory, and after
+//     a read fault the file's pages in a file mapping (not past the page
+//     holding the end of the file, not in shared PageCache mappings);
 //   - device mappings (DeviceBacking) map straight to the device's MMIO
 //     window with caching disabled and the software bit Special; they use
 //     no RAM frame and are never copied.
+//
+// With Layout.HugePages, a fault in private anonymous memory whose 2 MiB
+// aligned neighbourhood lies wholly inside its VMA maps all of it at once
+// with one 2 MiB page (PS in the page-directory entry) of HugeFrames
+// fresh zero frames at a 2 MiB aligned physical address, as Linux's
+// transparent huge pages do in mode "always" (MADV_NOHUGEPAGE opts out).
+// The frames stay separately reference counted 4 KiB frames. Everything
+// that reads page tables by page (PresentPages, Lookup, and so a
+// checkpoint) sees the 512 4 KiB entries the page stands for; anything
+// that changes part of it (munmap, mprotect, madvise, mremap of part, a
+// write fault after fork) first splits it into a page table, using a
+// table set aside when the page was mapped, so a split never fails; a
+// change to all of it (munmap, mprotect, fork's write protection)
+// removes or changes the 2 MiB entry itself, and Fork gives the child a
+// read-only 2 MiB entry of the same frames. A changed 2 MiB entry is
+// logged for TakeChanged as the page at the address the recursive slot
+// shows its PD entry as a leaf (see PageTables.logPDE). See fault.go
+// (faultHuge) and pagetables.go (split, visitWholeHuge).
 //
 // A frame mapped by more than one address space (after Fork) is mapped
 // read-only; a write fault on a private mapping copies it. PROT_NONE pages
@@ -79,8 +101,18 @@
 //     Fork faults all of it in first, and MADV_DONTNEED leaves shared pages
 //     in place (Linux would drop the PTEs and find the same data again).
 //   - CopyIn/CopyOut on device mappings fail with EFAULT (MMIO is not RAM).
-//   - No huge pages (anonymous MAP_HUGETLB gives ENOMEM) and no RLIMIT_DATA
+//   - No hugetlbfs (anonymous MAP_HUGETLB gives ENOMEM) and no RLIMIT_DATA
 //     or RLIMIT_AS accounting.
+//   - 2 MiB pages: a page of them is split on any change to part of it
+//     and never collapsed again (no khugepaged); no huge zero page (a
+//     read fault takes real frames); they are not used for executable,
+//     shared or grows-down memory, nor where a page table is already in
+//     place (a 2 MiB slot that held 4 KiB pages), nor when fewer than
+//     hugeReserve frames would be left; a restored process gets 4 KiB
+//     pages. A fork copies on write by 4 KiB page, as Linux does since
+//     it splits the huge PMD on a copy-on-write fault. As on Linux,
+//     private anonymous mmaps of a multiple of 2 MiB are placed 2 MiB
+//     aligned and MAP_STACK implies MADV_NOHUGEPAGE.
 //
 // # State for checkpoint and fork
 //

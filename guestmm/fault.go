@@ -65,12 +65,15 @@ func (as *AddressSpace) HandleFault(va uint64, errorCode uint64) FaultResult {
 	if !accessAllowed(v.Prot, write, fetch) {
 		return FaultResult{Signal: unix.SIGSEGV, Code: SegvAccErr, Addr: va}
 	}
+	if as.faultHuge(v, va) || write && as.reuseHuge(v, va) {
+		return FaultResult{Resolved: true, Addr: va}
+	}
 	switch err := as.faultPage(v, va&^pageMask, write); {
 	case err == nil:
 		if !write && (fetch || v.Prot&ProtWrite == 0) && as.tscPatchable(v) {
 			as.clearExec(v, va&^pageMask)
 		}
-		as.faultAround(v, va&^pageMask)
+		as.faultAround(v, va&^pageMask, write)
 		return FaultResult{Resolved: true, Addr: va}
 	case errors.Is(err, unix.ENOMEM):
 		return FaultResult{Signal: unix.SIGKILL, Addr: va}
@@ -177,13 +180,92 @@ func (as *AddressSpace) faultPageOnce(v *VMA, pva uint64, write bool) error {
 	return nil
 }
 
-// faultAround maps fresh zero pages into the empty slots of the aligned
-// Layout.FaultAround block around pva, inside anonymous VMA v. Frames run
-// out quietly: these pages are an optimization, not a promise.
-func (as *AddressSpace) faultAround(v *VMA, pva uint64) {
+// hugeEligible reports whether anonymous memory of v may be mapped in
+// 2 MiB pages, as Linux's transparent huge pages in mode "always" would:
+// private anonymous memory (heap included) that is not a grows-down
+// stack, not MADV_NOHUGEPAGE and, here, not executable (rdtsc patching
+// works on 4 KiB pages).
+func (as *AddressSpace) hugeEligible(v *VMA) bool {
+	return as.layout.HugePages && v.Anonymous && !v.Shared && !v.GrowsDown &&
+		!v.NoHugePage && v.Prot&ProtExec == 0 && v.Prot&protRWX != ProtNone
+}
+
+// faultHuge maps the 2 MiB aligned page around va with fresh zero
+// frames when it lies wholly inside v, v allows it (hugeEligible), no
+// page table exists there yet and guest RAM has room to spare (see
+// hugeReserve). It reports whether it did; otherwise the caller maps a
+// single page.
+func (as *AddressSpace) faultHuge(v *VMA, va uint64) bool {
+	base := va &^ hugeMask
+	if !as.hugeEligible(v) || base < v.Start || v.End-base < HugePageSize || !as.pt.hugeFree(base) {
+		return false
+	}
+	if free := as.frames.Capacity() - as.frames.Used(); free < HugeFrames+hugeReserve(as.frames.Capacity()) {
+		return false
+	}
+	pa, err := as.frames.AllocHuge()
+	if err != nil {
+		return false
+	}
+	ok, err := as.pt.mapHuge(base, pa, as.leafPTE(v, pa, 0))
+	if !ok || err != nil {
+		for i := uint64(0); i < HugeFrames; i++ {
+			as.frames.DecRef(pa + i*PageSize)
+		}
+		return false
+	}
+	return true
+}
+
+// reuseHuge makes the read-only 2 MiB page at va writable in place on a
+// write fault when every one of its frames is the process's own again
+// (the other side of a fork has exited or written its own copies), as
+// Linux reuses an exclusive huge page instead of copying or splitting.
+func (as *AddressSpace) reuseHuge(v *VMA, va uint64) bool {
+	if v.Prot&ProtWrite == 0 || v.Shared || !v.Anonymous || as.tscPatchable(v) {
+		return false
+	}
+	ea, e, ok := as.pt.hugeEntryAt(va)
+	if !ok || e&(User|Writable) != User {
+		return false
+	}
+	for i := uint64(0); i < HugeFrames; i++ {
+		if as.frames.RefCount(e.Addr()+i*PageSize) != 1 {
+			return false
+		}
+	}
+	as.pt.setHuge(ea, va, e|Writable)
+	return true
+}
+
+// hugeReserve is how many frames a 2 MiB page must leave free: 1/16 of
+// guest RAM, at least 4 MiB. Linux splits underused huge pages when
+// memory runs short; here none is split for that, so a nearly full
+// guest uses 4 KiB pages, which a program touching memory sparsely
+// fills far more slowly.
+func hugeReserve(capacity int) int {
+	return max(capacity/16, 2*HugeFrames)
+}
+
+// faultAround fills the empty slots of the aligned Layout.FaultAround
+// block around pva, inside v, after a fault at pva: fresh zero pages in
+// anonymous memory, and after a read fault in a file mapping the file's
+// pages up to the page holding its end, as Linux's fault_around_bytes
+// maps the neighbouring pages of its page cache. File pages are mapped
+// as a read fault would map them (read-only until written in a private
+// mapping). Shared mappings of PageCache files are left alone (their
+// holes would become pages of the file), and so are device mappings.
+// Frames run out quietly: these pages are an optimization, not a promise.
+func (as *AddressSpace) faultAround(v *VMA, pva uint64, write bool) {
 	n := as.layout.FaultAround
-	if n <= 1 || n&(n-1) != 0 || v.isFile() || v.Kind == KindDevice || v.Kind == KindVVar || v.Prot&protRWX == ProtNone {
+	if n <= 1 || n&(n-1) != 0 || v.Kind == KindDevice || v.Kind == KindVVar || v.Prot&protRWX == ProtNone {
 		return
+	}
+	file := v.isFile()
+	if file {
+		if _, pc := v.Backing.(PageCache); write || pc && v.Shared {
+			return
+		}
 	}
 	block := n * PageSize
 	lo := max(pva&^(block-1), v.Start)
@@ -194,6 +276,14 @@ func (as *AddressSpace) faultAround(v *VMA, pva uint64) {
 		}
 		ea, err := as.pt.leafEntry(p, true)
 		if err != nil || as.pt.load(ea)&Present != 0 {
+			continue
+		}
+		if file {
+			if err := as.faultIn(v, p, ea, false); err != nil {
+				if p > pva || errors.Is(err, unix.ENOMEM) {
+					return // past the end of the file, or out of frames
+				}
+			}
 			continue
 		}
 		pa, err := as.frames.Alloc()
@@ -311,9 +401,14 @@ func (as *AddressSpace) Populate(va, length uint64) error {
 }
 
 // populateRange faults in [lo, hi) of v; pages already mapped as wanted
-// are skipped cheaply.
+// are skipped cheaply. Where v allows 2 MiB pages, each 2 MiB aligned
+// block of the range that is still empty gets one.
 func (as *AddressSpace) populateRange(v *VMA, lo, hi uint64, write bool) error {
 	for pva := lo; pva < hi; pva += PageSize {
+		if pva&hugeMask == 0 && hi-pva >= HugePageSize && as.faultHuge(v, pva) {
+			pva += HugePageSize - PageSize
+			continue
+		}
 		if e, ok := as.pt.Lookup(pva); ok && (!write || e&Writable != 0 || e&Special != 0) {
 			continue
 		}

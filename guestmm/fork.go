@@ -49,24 +49,64 @@ func (as *AddressSpace) Fork() (*AddressSpace, error) {
 		if v.WipeOnFork {
 			continue // the child starts with zero pages
 		}
-		lo, hi, _ := linearRange(v.Start, v.End)
-		as.pt.visit(lo, hi, false, func(va uint64, e PTE) (PTE, bool) {
-			if e&Special == 0 && !v.Shared {
-				e &^= Writable // both copies fault on write and copy
+		copyPages := func(start, end uint64) {
+			lo, hi, _ := linearRange(start, end)
+			as.pt.visit(lo, hi, false, func(va uint64, e PTE) (PTE, bool) {
+				if e&Special == 0 && !v.Shared {
+					e &^= Writable // both copies fault on write and copy
+				}
+				if err := child.pt.SetPTE(va, e); err != nil {
+					failed = err
+					return e, true
+				}
+				if e&Special == 0 {
+					as.frames.IncRef(e.Addr())
+				}
+				return e, false
+			})
+		}
+		// 2 MiB at a time: a 2 MiB page is shared as one, read-only on
+		// both sides.
+		for cur := v.Start; cur < v.End && failed == nil; {
+			next := min(v.End, (cur+HugePageSize)&^hugeMask)
+			if next-cur == HugePageSize {
+				copied, err := as.forkHuge(child, cur)
+				if err != nil {
+					failed = err
+					break
+				}
+				if copied {
+					cur = next
+					continue
+				}
 			}
-			if err := child.pt.SetPTE(va, e); err != nil {
-				failed = err
-				return e, true
-			}
-			if e&Special == 0 {
-				as.frames.IncRef(e.Addr())
-			}
-			return e, false
-		})
+			copyPages(cur, next)
+			cur = next
+		}
 	}
 	if failed != nil {
 		child.Destroy()
 		return nil, errno(failed)
 	}
 	return child, nil
+}
+
+// forkHuge gives child the 2 MiB page of the address space at va (2 MiB
+// aligned), if there is one, as a read-only 2 MiB page of the same
+// frames, and write-protects it here: Linux's copy_huge_pmd. copied
+// false means there is none (or the child's tables are in the way).
+func (as *AddressSpace) forkHuge(child *AddressSpace, va uint64) (copied bool, err error) {
+	ea, e, ok := as.pt.hugeEntryAt(va)
+	if !ok {
+		return false, nil
+	}
+	ro := e &^ Writable
+	if ok, err := child.pt.mapHuge(va, e.Addr(), ro.Flags()&^PS); !ok || err != nil {
+		return false, err
+	}
+	for i := uint64(0); i < HugeFrames; i++ {
+		as.frames.IncRef(e.Addr() + i*PageSize)
+	}
+	as.pt.setHuge(ea, va, ro)
+	return true, nil
 }

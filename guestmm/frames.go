@@ -3,6 +3,7 @@ package guestmm
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -45,6 +46,11 @@ type Frames struct {
 	free  []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
 	next  uint32   // frames with index >= next have never been allocated
 	inUse int
+	// blockFree counts the free frames of each 2 MiB aligned block of
+	// guest-physical addresses (frame i is in block blockOf(i)); a block
+	// only partly managed never reaches HugeFrames.
+	blockFree []uint16
+	block0    uint64 // the block of frame 0
 
 	tsc *TSCPatch // rdtsc patching of executable frames; nil when off
 }
@@ -78,7 +84,19 @@ func NewFrames(mem []byte, start, end uint64) *Frames {
 	for i := range f.zero {
 		f.zero[i] = ^uint64(0)
 	}
+	if n > 0 {
+		f.block0 = start >> 21
+		f.blockFree = make([]uint16, f.blockOf(uint32(n-1))+1)
+		for i := uint32(0); i < uint32(n); i++ {
+			f.blockFree[f.blockOf(i)]++
+		}
+	}
 	return f
+}
+
+// blockOf returns the index of the 2 MiB block frame i is in.
+func (f *Frames) blockOf(i uint32) uint32 {
+	return uint32((f.start>>pageShift+uint64(i))>>9 - f.block0)
 }
 
 // Mem returns the guest RAM the frames live in.
@@ -150,11 +168,89 @@ func (f *Frames) alloc() (uint64, bool, error) {
 	}
 	f.refs[i] = 1
 	f.inUse++
+	f.blockFree[f.blockOf(i)]--
 	w, bit := i/64, uint64(1)<<(i%64)
 	zeroed := f.zero[w]&bit != 0
 	f.zero[w] &^= bit // in use: the owner may write to it
 	f.mu.Unlock()
 	return f.start + uint64(i)<<pageShift, zeroed, nil
+}
+
+// HugePageSize is the size of a 2 MiB page: HugeFrames frames at a
+// physical address that is a multiple of it.
+const (
+	HugePageSize = 2 << 20
+	HugeFrames   = HugePageSize / PageSize
+	hugeMask     = HugePageSize - 1
+)
+
+// AllocHuge returns the physical address of HugeFrames zero-filled frames
+// at consecutive physical addresses, the first one 2 MiB aligned, each
+// with reference count 1 (they stay separate frames: each can be freed
+// or shared on its own). It takes never-used frames first, then a block
+// of free ones; frames never used are not cleared. When no such block is
+// left the error wraps ErrNoMemory, though single frames may remain.
+func (f *Frames) AllocHuge() (uint64, error) {
+	f.mu.Lock()
+	first, ok := f.takeHugeLocked()
+	if !ok {
+		used := f.inUse
+		f.mu.Unlock()
+		return 0, fmt.Errorf("%w: no free 2 MiB block (%d of %d frames in use)", ErrNoMemory, used, f.count)
+	}
+	var dirty [HugeFrames]bool
+	f.blockFree[f.blockOf(first)] = 0
+	for i := first; i < first+HugeFrames; i++ {
+		f.refs[i] = 1
+		w, bit := i/64, uint64(1)<<(i%64)
+		dirty[i-first] = f.zero[w]&bit == 0
+		f.zero[w] &^= bit
+	}
+	f.inUse += HugeFrames
+	f.mu.Unlock()
+	pa := f.start + uint64(first)<<pageShift
+	for j := 0; j < HugeFrames; {
+		if !dirty[j] {
+			j++
+			continue
+		}
+		k := j
+		for k < HugeFrames && dirty[k] {
+			k++
+		}
+		clear(f.mem[pa+uint64(j)<<pageShift : pa+uint64(k)<<pageShift])
+		j = k
+	}
+	return pa, nil
+}
+
+// takeHugeLocked finds the index of the first frame of a free, 2 MiB
+// aligned block: one of freed frames below next if there is one (their
+// host memory is already there; clearing them costs less than the host's
+// first touch of fresh memory), else at the top of the never-used frames
+// (the frames skipped to align it go to the free list, still zero).
+func (f *Frames) takeHugeLocked() (uint32, bool) {
+	firstOf := func(b uint32) uint64 { return (f.block0+uint64(b))<<9 - f.start>>pageShift }
+	if len(f.free) >= HugeFrames {
+		for b, n := range f.blockFree {
+			if n == HugeFrames && firstOf(uint32(b))+HugeFrames <= uint64(f.next) {
+				lo := uint32(firstOf(uint32(b)))
+				hi := lo + HugeFrames
+				f.free = slices.DeleteFunc(f.free, func(i uint32) bool { return i >= lo && i < hi })
+				return lo, true
+			}
+		}
+	}
+	pa := f.start + uint64(f.next)<<pageShift
+	a := ((pa+hugeMask)&^hugeMask - f.start) >> pageShift
+	if a+HugeFrames > uint64(f.count) {
+		return 0, false
+	}
+	for i := f.next; i < uint32(a); i++ {
+		f.free = append(f.free, i)
+	}
+	f.next = uint32(a) + HugeFrames
+	return uint32(a), true
 }
 
 // IncRef adds a reference to the in-use frame at pa. Addresses outside f and
@@ -185,6 +281,7 @@ func (f *Frames) DecRef(pa uint64) {
 		if f.refs[i] == 0 {
 			f.inUse--
 			f.free = append(f.free, i)
+			f.blockFree[f.blockOf(i)]++
 			freed = true
 		}
 	}
@@ -290,6 +387,7 @@ func (f *Frames) AllocRun(n int) (pa uint64, err error) {
 	for i := first; i < first+uint32(n); i++ {
 		f.refs[i] = 1
 		f.zero[i/64] &^= 1 << (i % 64)
+		f.blockFree[f.blockOf(i)]--
 	}
 	f.next += uint32(n)
 	f.inUse += n

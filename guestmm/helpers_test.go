@@ -111,7 +111,12 @@ func tablePages(pt *PageTables) []uint64 {
 			if level == levels-1 && int(idx) == pt.recursive {
 				continue
 			}
-			if e := pt.load(table + idx*8); e&Present != 0 {
+			e := pt.load(table + idx*8)
+			if level == 1 && e&PS != 0 {
+				out = append(out, pt.deposit[table+idx*8]) // a 2 MiB page
+				continue
+			}
+			if e&Present != 0 {
 				walk(e.Addr(), level-1)
 			}
 		}

@@ -34,8 +34,9 @@ const (
 )
 
 // Madvise implements madvise(2). Hints without an effect here (NORMAL,
-// RANDOM, SEQUENTIAL, WILLNEED, MERGEABLE, HUGEPAGE, COLD, PAGEOUT, ...)
-// are accepted. DONTNEED and FREE drop private pages (anonymous memory
+// RANDOM, SEQUENTIAL, WILLNEED, MERGEABLE, COLD, PAGEOUT, ...) are
+// accepted. NOHUGEPAGE keeps later faults from mapping 2 MiB pages (those
+// already mapped stay, as on Linux); HUGEPAGE undoes it. DONTNEED and FREE drop private pages (anonymous memory
 // reads back as zero, private file pages re-read from the file); on shared
 // mappings, whose pages have no other home here, they keep the pages.
 // DONTDUMP/DODUMP, DONTFORK/DOFORK and WIPEONFORK/KEEPONFORK set VMA flags,
@@ -127,6 +128,10 @@ func (as *AddressSpace) advise(v *VMA, lo, hi uint64, advice int) error {
 			return unix.EINVAL
 		}
 		return as.setFlag(lo, hi, !v.DontFork, func(v *VMA) { v.DontFork = false })
+	case MadvHugePage:
+		return as.setFlag(lo, hi, !v.NoHugePage, func(v *VMA) { v.NoHugePage = false })
+	case MadvNoHugePage:
+		return as.setFlag(lo, hi, v.NoHugePage, func(v *VMA) { v.NoHugePage = true })
 	case MadvWipeOnFork:
 		if !v.Anonymous || v.Shared {
 			return unix.EINVAL

@@ -63,12 +63,20 @@ const (
 // Layout holds the address-space parameters of a process. Zero fields get
 // Linux's defaults (without address randomization).
 type Layout struct {
-	// FaultAround is how many pages around an anonymous demand fault are
-	// filled at once: the aligned block containing the fault, like a
-	// small transparent huge page. In a VM each fault is an exit, which
-	// costs far more than zero-filling a few pages. 0 or 1 fault single
-	// pages; other values must be powers of two.
+	// FaultAround is how many pages around a demand fault are filled at
+	// once: the aligned block containing the fault, with zero pages in
+	// anonymous memory and, after a read fault, the file's pages in a
+	// file mapping (Linux's fault_around_bytes). In a VM each fault is an
+	// exit, which costs far more than zero-filling or reading a few
+	// pages. 0 or 1 fault single pages; other values must be powers of
+	// two.
 	FaultAround uint64
+	// HugePages maps private anonymous memory in 2 MiB pages where a
+	// fault finds the aligned 2 MiB around it inside one VMA that allows
+	// them (like Linux's transparent huge pages, mode "always"; see
+	// hugeEligible). Under a shadow MMU each 4 KiB page costs a fault in
+	// the host; a 2 MiB page backed by a host huge page costs one.
+	HugePages bool
 
 	// MmapBase is the top of the area searched, top down, for mappings
 	// without an address. Default: StackTop minus the stack gap, clamped
@@ -277,6 +285,9 @@ func (as *AddressSpace) Mmap(addr, length uint64, prot Prot, flags uint32, b Bac
 		Anonymous: anon,
 		NoReserve: flags&MapNoReserve != 0,
 		Locked:    flags&MapLocked != 0,
+		// Linux maps MAP_STACK to VM_NOHUGEPAGE: thread stacks touch
+		// little of their size.
+		NoHugePage: flags&MapStack != 0,
 	}
 	if anon {
 		v.Kind = KindAnon
@@ -309,6 +320,8 @@ func (as *AddressSpace) Mmap(addr, length uint64, prot Prot, flags uint32, b Bac
 		if flags&MapFixedNoReplace != 0 && as.vmas.overlaps(addr, addr+length) {
 			return 0, unix.EEXIST
 		}
+	} else if a, ok := as.hugeArea(addr, length, flags, anon && !shared); ok {
+		addr = a
 	} else {
 		var err error
 		if addr, err = as.unmappedArea(addr, length, flags); err != nil {
@@ -409,6 +422,27 @@ func (as *AddressSpace) unmappedArea(hint, length uint64, flags uint32) (uint64,
 		return a, nil
 	}
 	return 0, unix.ENOMEM
+}
+
+// hugeArea places a private anonymous mapping without a hint whose
+// length is a multiple of 2 MiB at a 2 MiB aligned address, when 2 MiB
+// pages are on, as Linux's thp_get_unmapped_area does: it looks for a
+// gap 2 MiB longer and aligns inside it (top down, an aligned gap is
+// used at its top, so that the mapping can merge with the one above).
+// ok false leaves the placement to unmappedArea.
+func (as *AddressSpace) hugeArea(hint, length uint64, flags uint32, privAnon bool) (uint64, bool) {
+	if !as.layout.HugePages || !privAnon || hint != 0 || length%HugePageSize != 0 ||
+		flags&(Map32Bit|MapGrowsDown|MapStack) != 0 || length > TaskSize-HugePageSize {
+		return 0, false
+	}
+	a, err := as.unmappedArea(0, length+HugePageSize, flags)
+	if err != nil {
+		return 0, false
+	}
+	if a&hugeMask == 0 {
+		return a + HugePageSize, true
+	}
+	return (a + hugeMask) &^ hugeMask, true
 }
 
 // findGapTopDown returns the highest address a with [a, a+length) free and

@@ -58,6 +58,10 @@ type PageTables struct {
 	// the last Reclaim (one found again counts again: that only brings the
 	// next Reclaim forward); reclaimAt is the count that triggers one.
 	emptied, reclaimAt int
+	// deposit holds, per PD entry that maps a 2 MiB page, the table page
+	// set aside for splitting it (as Linux deposits one with every
+	// transparent huge page), so that a split never runs out of memory.
+	deposit map[uint64]uint64
 }
 
 // maxChanged bounds the change log; past it TakeChanged reports "all".
@@ -99,7 +103,10 @@ func (pt *PageTables) FlushAll() bool { return pt.flush && pt.all }
 // TakeChanged returns the runs of pages whose present leaf entries
 // changed since the last call, and resets the log (and NeedFlush). all
 // means: treat every translation as stale, because the log overflowed or
-// because Reclaim freed table pages (see there).
+// because Reclaim freed table pages (see there). A changed 2 MiB entry
+// appears as a page inside the recursive slot's window (see logPDE):
+// rewriting the leaf entry of that page, through the recursive slot,
+// rewrites the PD entry.
 func (pt *PageTables) TakeChanged() (runs []PageRange, all bool) {
 	runs, all = pt.changed, pt.all
 	pt.changed, pt.all, pt.flush = nil, false, false
@@ -160,6 +167,10 @@ func (pt *PageTables) leafEntry(va uint64, create bool) (uint64, error) {
 		}
 		ea := table + (va>>shiftOf(level))%entriesPerTable*8
 		e := pt.load(ea)
+		if level == 1 && e&(Present|PS) == Present|PS {
+			pt.split(ea, va)
+			e = pt.load(ea)
+		}
 		if e&Present == 0 {
 			if !create {
 				return 0, errNotMapped
@@ -189,17 +200,22 @@ func (pt *PageTables) set(ea, va uint64, e PTE) {
 		return
 	}
 	if old&Present != 0 {
-		pt.flush = true
-		va &^= pageMask
-		if n := len(pt.changed); n > 0 && pt.changed[n-1].Start+pt.changed[n-1].Pages<<pageShift == va {
-			pt.changed[n-1].Pages++
-		} else if n < maxChanged {
-			pt.changed = append(pt.changed, PageRange{Start: va, Pages: 1})
-		} else {
-			pt.all = true
-		}
+		pt.logChange(va)
 	}
 	pt.store(ea, e)
+}
+
+// logChange adds the page at va to the change log and asks for a flush.
+func (pt *PageTables) logChange(va uint64) {
+	pt.flush = true
+	va &^= pageMask
+	if n := len(pt.changed); n > 0 && pt.changed[n-1].Start+pt.changed[n-1].Pages<<pageShift == va {
+		pt.changed[n-1].Pages++
+	} else if n < maxChanged {
+		pt.changed = append(pt.changed, PageRange{Start: va, Pages: 1})
+	} else {
+		pt.all = true
+	}
 }
 
 // Map maps the 4 KiB page at va to the frame at pa with flags (Present is
@@ -239,7 +255,12 @@ func (pt *PageTables) Unmap(va uint64) (old PTE, ok bool) {
 }
 
 // Lookup returns the leaf entry of the page containing va if it is present.
+// Inside a 2 MiB page it is the entry the page would have once split:
+// the 2 MiB entry without PS, pointing at the 4 KiB frame of va.
 func (pt *PageTables) Lookup(va uint64) (PTE, bool) {
+	if e, ok := pt.hugeEntry(va); ok {
+		return subPage(e, va), true
+	}
 	ea, err := pt.leafEntry(va, false)
 	if err != nil {
 		return 0, false
@@ -266,9 +287,13 @@ func (pt *PageTables) Walk(start, end uint64, fn func(va uint64, pte PTE) bool) 
 	if !ok {
 		return
 	}
-	pt.visit(lo, hi, false, func(va uint64, e PTE) (PTE, bool) {
+	if pt.destroyed {
+		return
+	}
+	// Read only: 2 MiB pages are shown as their 4 KiB pages, not split.
+	pt.visitTable(pt.root, levels-1, 0, lo, hi, func(va uint64, e PTE) (PTE, bool) {
 		return e, !fn(va, e)
-	})
+	}, false, true)
 }
 
 // linearRange converts the canonical range [start, end) to the 48-bit
@@ -306,7 +331,7 @@ func (pt *PageTables) visit(lo, hi uint64, prune bool, fn visitFunc) {
 	if pt.destroyed {
 		return
 	}
-	pt.visitTable(pt.root, levels-1, 0, lo, hi, fn, prune)
+	pt.visitTable(pt.root, levels-1, 0, lo, hi, fn, prune, false)
 	if prune && pt.emptied >= pt.reclaimAt {
 		pt.Reclaim()
 	}
@@ -316,7 +341,10 @@ func (pt *PageTables) visit(lo, hi uint64, prune bool, fn visitFunc) {
 // address base, applying fn to the present leaves in [lo, hi). With
 // countEmpty, every child table that is empty after its part of the walk
 // adds to emptied. It returns whether fn stopped the walk.
-func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, fn visitFunc, countEmpty bool) (stop bool) {
+//
+// A 2 MiB page in the range is split first (see split), unless ro says
+// that fn only reads: it then gets the 4 KiB entries the split would make.
+func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, fn visitFunc, countEmpty, ro bool) (stop bool) {
 	if !pt.validTable(table) {
 		return false
 	}
@@ -330,6 +358,24 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, f
 			continue
 		}
 		start := base + idx<<shift
+		if level == 1 && e&PS != 0 {
+			if ro {
+				for va := max(lo, start); va < min(hi, start+HugePageSize); va += PageSize {
+					if _, st := fn(signExtend(va), subPage(e, va)); st {
+						return true
+					}
+				}
+				continue
+			}
+			if lo <= start && start+HugePageSize <= hi {
+				if pt.visitWholeHuge(ea, start, e, fn) {
+					return true
+				}
+				continue
+			}
+			pt.split(ea, signExtend(start))
+			e = pt.load(ea)
+		}
 		if level == 0 {
 			ne, st := fn(signExtend(start), e)
 			if ne != e {
@@ -345,7 +391,7 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, f
 		}
 		end := start + 1<<shift
 		child := e.Addr()
-		st := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), fn, countEmpty)
+		st := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), fn, countEmpty, ro)
 		if countEmpty && pt.tableEmpty(child) {
 			pt.emptied++
 		}
@@ -354,6 +400,69 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, f
 		}
 	}
 	return false
+}
+
+// visitWholeHuge applies fn to the 512 pages of the 2 MiB entry e at ea
+// (mapping linear address start), all inside the visited range. When fn
+// clears them all (munmap, MADV_DONTNEED, the source of an mremap) the
+// entry goes away without a split, its deposited table is freed (it was
+// never a table the MMU saw) and the 2 MiB can be a 2 MiB page again.
+// When fn makes the same change to every page (mprotect of all of it)
+// the 2 MiB entry is changed in place; when it changes nothing, nothing
+// happens; otherwise the page is split and fn's results stored. It
+// returns whether fn stopped the walk.
+func (pt *PageTables) visitWholeHuge(ea, start uint64, e PTE, fn visitFunc) (stop bool) {
+	var results [entriesPerTable]PTE
+	n := 0
+	cleared := true
+	for ; n < entriesPerTable; n++ {
+		va := start + uint64(n)*PageSize
+		old := subPage(e, va)
+		ne, st := fn(signExtend(va), old)
+		results[n] = ne
+		cleared = cleared && ne == 0
+		if st {
+			stop = true
+			n++
+			break
+		}
+	}
+	if cleared && n == entriesPerTable {
+		pt.store(ea, 0)
+		pt.frames.DecRef(pt.deposit[ea])
+		delete(pt.deposit, ea)
+		pt.tables--
+		pt.logPDE(signExtend(start))
+		return stop
+	}
+	changed := false
+	for i := 0; i < n; i++ {
+		changed = changed || results[i] != subPage(e, start+uint64(i)*PageSize)
+	}
+	if !changed {
+		return stop
+	}
+	if n == entriesPerTable && results[0]&Present != 0 {
+		// The same change for every page (mprotect of the whole 2 MiB):
+		// still one 2 MiB page.
+		whole := MakePTE(e.Addr(), results[0].Flags()|PS)
+		same := results[0].Addr() == e.Addr()
+		for i := 1; same && i < n; i++ {
+			same = results[i] == subPage(whole, start+uint64(i)*PageSize)
+		}
+		if same {
+			pt.store(ea, whole)
+			pt.logPDE(signExtend(start))
+			return stop
+		}
+	}
+	pt.split(ea, signExtend(start))
+	t := pt.load(ea).Addr()
+	for i := 0; i < n; i++ {
+		va := start + uint64(i)*PageSize
+		pt.set(t+uint64(i)*8, signExtend(va), results[i])
+	}
+	return stop
 }
 
 // tableEmpty reports whether no entry of the table is in use.
@@ -392,6 +501,13 @@ func (pt *PageTables) freeTable(table uint64, level int) {
 				continue
 			}
 			e := pt.load(table + idx*8)
+			if level == 1 && e&PS != 0 {
+				// A 2 MiB page: its frames belong to the caller; only
+				// the deposited table is ours.
+				pt.frames.DecRef(pt.deposit[table+idx*8])
+				delete(pt.deposit, table+idx*8)
+				continue
+			}
 			if e&Present != 0 {
 				pt.freeTable(e.Addr(), level-1)
 			}
@@ -399,3 +515,176 @@ func (pt *PageTables) freeTable(table uint64, level int) {
 	}
 	pt.frames.DecRef(table)
 }
+
+// pdEntry returns the guest-physical address of the page-directory entry
+// for va, creating the PDPT and PD on the way.
+func (pt *PageTables) pdEntry(va uint64) (uint64, error) {
+	if pt.destroyed {
+		return 0, errNotMapped
+	}
+	if !Canonical(va) {
+		return 0, unix.EINVAL
+	}
+	table := pt.root
+	for level := levels - 1; level > 1; level-- {
+		if !pt.validTable(table) {
+			return 0, errCorrupt
+		}
+		ea := table + (va>>shiftOf(level))%entriesPerTable*8
+		e := pt.load(ea)
+		if e&Present == 0 {
+			child, err := pt.frames.Alloc()
+			if err != nil {
+				return 0, err
+			}
+			pt.tables++
+			pt.store(ea, MakePTE(child, intermediateFlags))
+			e = pt.load(ea)
+		}
+		table = e.Addr()
+	}
+	if !pt.validTable(table) {
+		return 0, errCorrupt
+	}
+	return table + (va>>shiftOf(1))%entriesPerTable*8, nil
+}
+
+// hugeEntry returns the 2 MiB entry that maps va, if there is one.
+func (pt *PageTables) hugeEntry(va uint64) (PTE, bool) {
+	_, e, ok := pt.hugeEntryAt(va)
+	return e, ok
+}
+
+// hugeEntryAt returns the address and value of the 2 MiB entry that maps
+// va, if there is one.
+func (pt *PageTables) hugeEntryAt(va uint64) (ea uint64, e PTE, ok bool) {
+	if pt.destroyed || len(pt.deposit) == 0 || !Canonical(va) {
+		return 0, 0, false
+	}
+	table := pt.root
+	for level := levels - 1; level > 0; level-- {
+		if !pt.validTable(table) {
+			return 0, 0, false
+		}
+		ea = table + (va>>shiftOf(level))%entriesPerTable*8
+		e = pt.load(ea)
+		if e&Present == 0 {
+			return 0, 0, false
+		}
+		if level == 1 {
+			return ea, e, e&PS != 0
+		}
+		table = e.Addr()
+	}
+	return 0, 0, false
+}
+
+// setHuge changes the 2 MiB entry at ea, which maps va, to e.
+func (pt *PageTables) setHuge(ea, va uint64, e PTE) {
+	if pt.load(ea) != e {
+		pt.store(ea, e|PS)
+		pt.logPDE(va &^ hugeMask)
+	}
+}
+
+// subPage is the 4 KiB leaf entry for va inside the 2 MiB page of e.
+func subPage(e PTE, va uint64) PTE {
+	return MakePTE(e.Addr()+va&hugeMask&^pageMask, e.Flags()&^PS)
+}
+
+// mapHuge maps the 2 MiB page at va (2 MiB aligned) to the HugeFrames
+// frames at pa (2 MiB aligned) with leaf entry flags e (PS is added),
+// if the page-directory entry for va is empty; a PD entry that points
+// to a page table, even an empty one, is left alone (ok false). It
+// allocates the table deposited for a later split; err reports that it
+// or the tables on the way could not be allocated.
+func (pt *PageTables) mapHuge(va, pa uint64, flags PTE) (ok bool, err error) {
+	if va&hugeMask != 0 || pa&hugeMask != 0 || pa > uint64(AddrMask) {
+		return false, unix.EINVAL
+	}
+	ea, err := pt.pdEntry(va)
+	if err != nil {
+		return false, err
+	}
+	if pt.load(ea)&Present != 0 {
+		return false, nil
+	}
+	t, err := pt.frames.Alloc()
+	if err != nil {
+		return false, err
+	}
+	if pt.deposit == nil {
+		pt.deposit = make(map[uint64]uint64)
+	}
+	pt.deposit[ea] = t
+	pt.tables++
+	pt.store(ea, MakePTE(pa, flags|Present|PS))
+	return true, nil
+}
+
+// hugeFree reports whether the PD entry for va (2 MiB aligned) is empty,
+// so that mapHuge could use it, without creating anything.
+func (pt *PageTables) hugeFree(va uint64) bool {
+	if pt.destroyed || !Canonical(va) {
+		return false
+	}
+	table := pt.root
+	for level := levels - 1; level > 0; level-- {
+		if !pt.validTable(table) {
+			return false
+		}
+		e := pt.load(table + (va>>shiftOf(level))%entriesPerTable*8)
+		if e&Present == 0 {
+			return true
+		}
+		if level == 1 {
+			return false
+		}
+		table = e.Addr()
+	}
+	return false
+}
+
+// split turns the 2 MiB entry at ea, which maps va, into a page table
+// (the deposited one) of 512 leaf entries with the same frames and
+// flags. The translation does not change, but the shadow MMU and the TLB
+// may hold the 2 MiB mapping, which later changes of the 4 KiB entries
+// must not leave behind: the PD entry is logged for refresh (see
+// logPDE).
+func (pt *PageTables) split(ea, va uint64) {
+	e := pt.load(ea)
+	t, ok := pt.deposit[ea]
+	if !ok {
+		panic("guestmm: 2 MiB page without a deposited table")
+	}
+	delete(pt.deposit, ea)
+	flags := e.Flags() &^ PS
+	for i := uint64(0); i < entriesPerTable; i++ {
+		pt.store(t+i*8, MakePTE(e.Addr()+i*PageSize, flags))
+	}
+	pt.store(ea, MakePTE(t, intermediateFlags))
+	pt.logPDE(va)
+}
+
+// logPDE records that the present PD entry of the 2 MiB at va changed.
+// The change log holds leaf entries by the pages they map; the refresh
+// finds the leaf entry of page p at recursive(p), the address the
+// recursive slot shows it at. The PD entry of va is the leaf entry of
+// recursive(va), so it is logged as the page recursive(va): the refresh
+// rewrites it through the PD page, which the shadow MMU write-protects
+// like every table it uses, and so drops what it derived from the old
+// entry. The run comes before those of the entry's 4 KiB pages, which
+// the refresh must reach through the new table. Without a recursive
+// slot every translation is treated as stale.
+func (pt *PageTables) logPDE(va uint64) {
+	pt.flush = true
+	if pt.recursive < 0 {
+		pt.all = true
+		return
+	}
+	lin := uint64(pt.recursive)<<shiftOf(levels-1) | (va&linearMask)>>9&^7
+	pt.logChange(signExtend(lin))
+}
+
+// HugePages returns how many 2 MiB pages are mapped.
+func (pt *PageTables) HugePages() int { return len(pt.deposit) }

@@ -59,7 +59,7 @@ func (pt *PageTables) Reclaim() int {
 func (pt *PageTables) freeEmptyBelow(ea uint64, level int) {
 	e := pt.load(ea)
 	child := e.Addr()
-	if e&Present == 0 || !pt.validTable(child) {
+	if e&Present == 0 || e&PS != 0 || !pt.validTable(child) {
 		return
 	}
 	if level > 1 {

@@ -19,7 +19,7 @@ const (
 	PCD      PTE = 1 << 4  // page-level cache disable
 	Accessed PTE = 1 << 5  // set by the CPU on access
 	Dirty    PTE = 1 << 6  // set by the CPU on write (leaf only)
-	PS       PTE = 1 << 7  // huge page in PDPT/PD entries (never created here)
+	PS       PTE = 1 << 7  // 2 MiB page in a PD entry (1 GiB pages are never created)
 	Global   PTE = 1 << 8  // not flushed on CR3 reload (leaf only)
 	NX       PTE = 1 << 63 // instruction fetches not allowed
 

@@ -122,6 +122,7 @@ type VMA struct {
 	DontFork   bool // MADV_DONTFORK: not inherited by a child
 	WipeOnFork bool // MADV_WIPEONFORK: the child sees zero pages
 	NoReserve  bool // MAP_NORESERVE
+	NoHugePage bool // MADV_NOHUGEPAGE: no 2 MiB pages
 	Locked     bool // MAP_LOCKED
 
 	Kind    VMAKind
@@ -152,7 +153,7 @@ func canMerge(a, b *VMA) bool {
 		a.Anonymous != b.Anonymous || a.GrowsDown != b.GrowsDown ||
 		a.DontDump != b.DontDump || a.DontFork != b.DontFork ||
 		a.WipeOnFork != b.WipeOnFork || a.NoReserve != b.NoReserve ||
-		a.Locked != b.Locked || a.Kind != b.Kind || a.Name != b.Name {
+		a.Locked != b.Locked || a.NoHugePage != b.NoHugePage || a.Kind != b.Kind || a.Name != b.Name {
 		return false
 	}
 	if a.Anonymous {

@@ -338,3 +338,32 @@ func TestSIGUSR1Checkpoint(t *testing.T) {
 	second := emuckpt(t, "restore", "--timeout", "200ms", image)
 	assert.Equal(t, 124, second.status, "the restored guest spins on: %s", second.stderr)
 }
+
+// TestHugePageCheckpointIsPageExact: memory mapped with 2 MiB pages is
+// saved page by page: of four 2 MiB regions with one byte written each,
+// the image stores the four 4 KiB pages written and counts the other
+// 2044 as zero pages; the restored program finds its bytes and zeros.
+func TestHugePageCheckpointIsPageExact(t *testing.T) {
+	kvmtest.Require(t)
+	image := filepath.Join(t.TempDir(), "huge.img")
+	r := emuckpt(t, "run", "--checkpoint-to", image, img("hugeckpt"))
+	require.Equal(t, 0, r.status, r.stderr)
+	r = emuckpt(t, "inspect", "--json", image)
+	require.Equal(t, 0, r.status, r.stderr)
+	var in inspection
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &in))
+	require.Len(t, in.Tasks, 1)
+	var found bool
+	for _, v := range in.Tasks[0].VMAs {
+		if v.Type == "ANON" && v.End-v.Start == 8<<20 {
+			found = true
+			assert.Zero(t, v.Start%(2<<20), "2 MiB aligned")
+			assert.Equal(t, uint64(4*4096), v.StoredBytes)
+			assert.Equal(t, uint64(2044), v.ZeroPages)
+		}
+	}
+	require.True(t, found, "the 8 MiB mapping: %s", r.stdout)
+	r = emuckpt(t, "restore", image)
+	assert.Equal(t, 0, r.status, r.stderr)
+	assert.Equal(t, "hugeckpt: ok (checkpoint returned 2)\n", r.stdout)
+}

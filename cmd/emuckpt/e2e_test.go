@@ -80,7 +80,7 @@ func TestMatchesNative(t *testing.T) {
 	for _, args := range [][]string{
 		{"mmap"}, {"fdops"}, {"efault"}, {"sigs"}, {"malloc"},
 		{"args", "one", "two words", ""}, {"cpubound", "3"}, {"exitcode", "42"},
-		{"sighandler"}, {"bigio"}, {"bigread"}, {"procself"},
+		{"sighandler"}, {"bigio"}, {"bigread"}, {"procself"}, {"hugepages"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			argv := append([]string{img(args[0])}, args[1:]...)
