@@ -194,9 +194,21 @@ func (i *Image) Close() error { return i.img.Close() }
 // standard streams, devices and the device-state policy.
 //
 // The page data is copied into guest RAM and each chunk's checksum is
-// checked on the copy, so the guest runs on exactly the verified bytes
-// and the image file is not used once Restore returns: it may then be
-// closed, deleted or overwritten.
+// checked on the copy, so the guest runs on exactly the verified bytes.
+// The copy goes on in the background after Restore returns, while the
+// guest runs (see kernel.PageSource), through a descriptor of its own:
+// the Image may be closed, and the file deleted or replaced by a new
+// image (rename, as Write does), at once. A file changed in place before
+// the copy is done makes the run stop with an error at the first chunk
+// whose checksum no longer matches, before the guest sees that chunk.
 func (i *Image) Restore(cfg kernel.Config) (*kernel.Kernel, error) {
-	return kernel.Restore(cfg, i.State, i)
+	own, err := i.img.Clone()
+	if err != nil {
+		return nil, err
+	}
+	k, err := kernel.Restore(cfg, i.State, &Image{img: own, State: i.State})
+	if err != nil {
+		own.Close()
+	}
+	return k, err
 }

@@ -130,6 +130,9 @@ func (k *Kernel) runTurn(t *Task) error {
 			// again at once cannot keep the vCPU from the others.
 			t.resume = false
 			t.slice++
+			if err := k.awaitPages(); err != nil {
+				return err
+			}
 			if err := k.settle(t, vmm.ExitSyscall, k.syscall(t, true)); err != nil {
 				return err
 			}
@@ -141,6 +144,9 @@ func (k *Kernel) runTurn(t *Task) error {
 		ex, err := k.vcpu.Run()
 		if err != nil {
 			return fmt.Errorf("internal error: %w", err)
+		}
+		if err := k.awaitPages(); err != nil {
+			return err
 		}
 		t.slice++
 		switch ex.Kind {
