@@ -158,3 +158,43 @@ func TestReplaceOpenImage(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "no temporary file left")
 }
+
+// TestClone: a clone reads the same image through its own descriptor,
+// after the original is closed and the path is replaced by another image.
+func TestClone(t *testing.T) {
+	dir := t.TempDir()
+	a, b := randContent(3, []int{7}, []int{300}), randContent(4, []int{2}, []int{1})
+	path := buildFile(t, dir, "img", a)
+	for _, lazy := range []bool{false, true} {
+		var opts []Option
+		if lazy {
+			opts = append(opts, LazyPages())
+		}
+		img, err := Open(path, opts...)
+		require.NoError(t, err)
+		c, err := img.Clone()
+		require.NoError(t, err)
+		require.NoError(t, img.Close())
+		_, err = img.Page(0)
+		require.ErrorContains(t, err, "closed")
+		check(t, c, a)
+		require.NoError(t, c.Close())
+		_, err = img.Clone()
+		require.ErrorContains(t, err, "closed", "a closed image has no clone")
+	}
+	img, err := Open(path)
+	require.NoError(t, err)
+	c, err := img.Clone()
+	require.NoError(t, err)
+	defer c.Close()
+	img.Close()
+	buildFile(t, dir, "img", b)
+	check(t, c, a)
+
+	mem, err := Parse(build(t, b))
+	require.NoError(t, err)
+	mc, err := mem.Clone()
+	require.NoError(t, err)
+	mem.Close()
+	check(t, mc, b)
+}
