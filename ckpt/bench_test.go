@@ -159,7 +159,8 @@ func BenchmarkCheckpoint256(b *testing.B) {
 
 // BenchmarkRestore reports the time from opening an image to a machine
 // ready to run the guest's next instruction, for a small program and for
-// 256 MiB: restore maps page data, so both should be a few ms.
+// 256 MiB: restore copies the page data in the background while the guest
+// runs, so both should be a few ms.
 func BenchmarkRestore(b *testing.B) {
 	kvmtest.Require(b)
 	for _, mib := range []int{1, 256} {
