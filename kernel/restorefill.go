@@ -28,18 +28,22 @@ import (
 // checked: the guest can never see a byte that was not. The guest's page
 // tables are complete at restore, as before.
 //
-// The VMM's own code does not wait for single pages: every exit of the
-// guest first waits for the whole fill (awaitPages), so system calls,
-// signals, faults and checkpoints see guest RAM complete, as after a
-// synchronous restore. A fill that fails (a chunk whose checksum does not
+// The VMM's own code must never touch a page that is not filled yet: a
+// goroutine blocked in a page fault keeps its P, and cannot be stopped
+// for a garbage collection inside runtime code such as memmove, which
+// would then wait for it while the filler waits for the collection. So
+// every exit of the guest first waits for the whole fill (awaitPages),
+// and system calls, signals, faults and checkpoints see guest RAM
+// complete, as after a synchronous restore; restore itself reads no page
+// data after starting the fill. A fill that fails (a chunk whose checksum does not
 // match, an image truncated meanwhile) kicks the vCPU, and the run ends at
 // that exit with the error, before the guest used any byte of the bad
 // chunk (its pages were never filled).
 //
 // Where no userfaultfd can be had (a kernel without it, an unprivileged
-// user without vm.unprivileged_userfaultfd=1), or with a single P (a Go
-// goroutine that touched an unfilled page would hold the only P the
-// filler needs), the fill is done before Restore returns, as before.
+// user without vm.unprivileged_userfaultfd=1), or with a single P (the
+// filler would compete with the vCPU's thread for it), the fill is done
+// before Restore returns, as before.
 
 // restoreChunk is the number of pages the filler reads, checks and puts
 // into guest RAM at a time: the image's checksum chunk.
