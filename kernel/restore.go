@@ -90,7 +90,7 @@ func (k *Kernel) restorePages(st *State, pages PageSource) (uint64, error) {
 		if base, err = k.frames.AllocRun(int(st.PageCount)); err != nil {
 			return 0, err
 		}
-		if err := k.fillPages(base, st.PageCount, pages); err != nil {
+		if err := k.fillPages(base, st.PageCount, pages, hotChunks(st)); err != nil {
 			return 0, err
 		}
 	}
@@ -330,8 +330,8 @@ func (k *Kernel) restoreDeviceStates(recs []DeviceRecord) error {
 // bytes whose checksums were checked. Where it can, the copy is made in
 // the background while the guest runs, each page checked before the
 // guest can see it (restorefill.go).
-func (k *Kernel) fillPages(base, n uint64, src PageSource) error {
-	if k.fill = startFill(k.m.Mem()[base:base+n*guestmm.PageSize], src, k.vcpu.Kick); k.fill != nil {
+func (k *Kernel) fillPages(base, n uint64, src PageSource, hot []uint64) error {
+	if k.fill = startFill(k.m.Mem()[base:base+n*guestmm.PageSize], src, k.vcpu.Kick, hot); k.fill != nil {
 		return nil
 	}
 	defer closeSource(src)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -24,7 +25,9 @@ import (
 // pages, the image's checksum chunks), in page order, into a buffer of its
 // own, where PageSource.ReadPages checks the checksums, and only then puts
 // the chunk's pages into guest RAM with UFFDIO_COPY, which also wakes
-// whatever waited for them. A page therefore appears in guest RAM already
+// whatever waited for them. The chunks of the pages each task needs at
+// once (at its stack pointer, instruction pointer and thread pointer) go
+// first: the stack's pages come last in the page data. A page therefore appears in guest RAM already
 // checked: the guest can never see a byte that was not. The guest's page
 // tables are complete at restore, as before.
 //
@@ -54,7 +57,8 @@ type pageFill struct {
 	uffd   int
 	region []byte // the frames of the page data, in guest RAM
 	src    PageSource
-	kick   func() // stops the vCPU at its next clean point
+	hot    []uint64 // chunks to fill first
+	kick   func()   // stops the vCPU at its next clean point
 	stop   atomic.Bool
 	done   chan struct{}
 	err    error // set before done is closed
@@ -107,7 +111,7 @@ var backgroundFillDisabled bool
 // touched) with a new userfaultfd and starts the filler. It returns nil
 // when a background fill is not possible here; the caller then fills
 // synchronously.
-func startFill(region []byte, src PageSource, kick func()) *pageFill {
+func startFill(region []byte, src PageSource, kick func(), hot []uint64) *pageFill {
 	if backgroundFillDisabled || len(region) == 0 || runtime.GOMAXPROCS(0) < 2 {
 		return nil
 	}
@@ -115,7 +119,7 @@ func startFill(region []byte, src PageSource, kick func()) *pageFill {
 	if e != 0 {
 		return nil
 	}
-	f := &pageFill{uffd: int(fd), region: region, src: src, kick: kick, done: make(chan struct{})}
+	f := &pageFill{uffd: int(fd), region: region, src: src, hot: hot, kick: kick, done: make(chan struct{})}
 	api := uffdioAPIArg{API: uffdAPI}
 	if uffdIoctl(f.uffd, uffdioAPI, unsafe.Pointer(&api)) != nil {
 		unix.Close(f.uffd)
@@ -145,7 +149,21 @@ func (f *pageFill) run() {
 	defer close(f.done)
 	buf := make([]byte, restoreChunk*guestmm.PageSize)
 	n := uint64(len(f.region) / guestmm.PageSize)
-	for first := uint64(0); first < n && !f.stop.Load(); first += restoreChunk {
+	chunks := (n + restoreChunk - 1) / restoreChunk
+	filled := make([]bool, chunks)
+	order := append(slices.Clone(f.hot), make([]uint64, 0, chunks)...)
+	for c := range chunks {
+		order = append(order, c)
+	}
+	for _, c := range order {
+		if f.stop.Load() {
+			return
+		}
+		if c >= chunks || filled[c] {
+			continue
+		}
+		filled[c] = true
+		first := c * restoreChunk
 		count := min(restoreChunk, n-first)
 		b := buf[:count*guestmm.PageSize]
 		if err := f.src.ReadPages(b, first); err != nil {
@@ -237,4 +255,37 @@ func closeSource(src PageSource) {
 	if c, ok := src.(io.Closer); ok {
 		c.Close()
 	}
+}
+
+// hotChunks returns the chunks of the page data that hold the pages the
+// live tasks of st touch first: at their stack pointer (and the page
+// below it), instruction pointer and thread pointer.
+func hotChunks(st *State) []uint64 {
+	var hot []uint64
+	for i := range st.Processes {
+		ps := &st.Processes[i]
+		for j := range ps.Tasks {
+			ts := &ps.Tasks[j]
+			for _, va := range []uint64{ts.Regs.RSP, ts.Regs.RSP - guestmm.PageSize, ts.Regs.RIP, ts.FSBase} {
+				if idx, ok := storedPage(ps, va&^(guestmm.PageSize-1)); ok && !slices.Contains(hot, idx/restoreChunk) {
+					hot = append(hot, idx/restoreChunk)
+				}
+			}
+		}
+	}
+	return hot
+}
+
+// storedPage returns the index in the page data of the page at va of ps,
+// if the image stores it (a process that shares its memory stores none:
+// the one it shares with does).
+func storedPage(ps *ProcessState, va uint64) (uint64, bool) {
+	for i := range ps.VMAs {
+		for _, r := range ps.VMAs[i].Pages {
+			if va >= r.VA && (va-r.VA)/guestmm.PageSize < r.Count {
+				return r.Index + (va-r.VA)/guestmm.PageSize, true
+			}
+		}
+	}
+	return 0, false
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,23 +44,28 @@ func snapshotReadback(t *testing.T, mib string) (*State, []byte, []byte) {
 	return st, pages, prog
 }
 
-// testSource is page data that fails from page bad on (as a chunk whose
-// checksum does not match), after delay per read, and counts its reads
-// and whether it was closed.
+// testSource is page data whose chunk at page bad fails (as a chunk whose
+// checksum does not match), read after delay per read; it records its
+// reads and whether it was closed.
 type testSource struct {
 	PageBytes
 	bad    uint64
 	delay  time.Duration
 	reads  atomic.Int32
 	closed atomic.Bool
+	mu     sync.Mutex
+	order  []uint64 // the first page of each read
 }
 
 var errTestChecksum = errors.New("page data checksum mismatch in pages 512-767 (test)")
 
 func (s *testSource) ReadPages(dst []byte, first uint64) error {
 	s.reads.Add(1)
+	s.mu.Lock()
+	s.order = append(s.order, first)
+	s.mu.Unlock()
 	time.Sleep(s.delay)
-	if first+uint64(len(dst))/guestmm.PageSize > s.bad {
+	if first < s.bad+restoreChunk && first+uint64(len(dst))/guestmm.PageSize > s.bad {
 		return errTestChecksum
 	}
 	return s.PageBytes.ReadPages(dst, first)
@@ -159,6 +166,30 @@ func TestRestoreFill(t *testing.T) {
 			})
 		}
 	}
+	t.Run("the chunk waited for first", func(t *testing.T) {
+		// The restored task returns from its call on its stack, whose
+		// page is the last of the page data: with the fill slowed down,
+		// that chunk must come before the ones the guest needs later.
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		defer r.Close()
+		src := &testSource{PageBytes: PageBytes(pages), bad: st.PageCount, delay: 30 * time.Millisecond}
+		k, err := restoreReadback(t, st, prog, src, w)
+		require.NoError(t, err)
+		defer k.Close()
+		require.NotNil(t, k.fill)
+		_, err = k.Run(context.Background())
+		require.NoError(t, err)
+		w.Close()
+		out, _ := io.ReadAll(r)
+		require.Equal(t, "readback 4 MiB: ok (checkpoint returned 2)\n", string(out))
+		last := (st.PageCount - 1) / restoreChunk * restoreChunk
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		require.Len(t, src.order, int((st.PageCount+restoreChunk-1)/restoreChunk), "each chunk read once")
+		at := slices.Index(src.order, last)
+		require.Less(t, at, len(src.order)-1, "the stack's chunk was read last: %v", src.order)
+	})
 	t.Run("close while filling", func(t *testing.T) {
 		src := &testSource{PageBytes: PageBytes(pages), bad: st.PageCount, delay: 20 * time.Millisecond}
 		k, err := restoreReadback(t, st, prog, src, nil)
@@ -170,4 +201,38 @@ func TestRestoreFill(t *testing.T) {
 		require.Less(t, time.Since(start), 5*time.Second)
 		require.True(t, src.closed.Load())
 	})
+}
+
+func TestHotChunks(t *testing.T) {
+	const pg = guestmm.PageSize
+	task := func(rsp, rip, fs uint64) TaskState {
+		ts := TaskState{FSBase: fs}
+		ts.Regs.RSP, ts.Regs.RIP = rsp, rip
+		return ts
+	}
+	ps := ProcessState{
+		VMAs: []VMAState{
+			{Start: 0x400000, End: 0x402000, Pages: []PageRun{{VA: 0x401000, Count: 1, Index: 0}}},
+			{Start: 0x10000000, End: 0x20000000, Pages: []PageRun{{VA: 0x10000000, Count: 1000, Index: 1}}},
+			{Start: 0x7fff0000, End: 0x80000000, Pages: []PageRun{{VA: 0x7fffe000, Count: 2, Index: 1001}}},
+		},
+	}
+	for _, tc := range []struct {
+		name  string
+		tasks []TaskState
+		want  []uint64
+	}{
+		{"stack and tls", []TaskState{task(0x7ffff010, 0x400100, 0x401008)}, []uint64{1001 / restoreChunk, 0}},
+		{"stack page below", []TaskState{task(0x7ffff000+8, 0x400100, 0)}, []uint64{1001 / restoreChunk}},
+		{"code in anonymous memory", []TaskState{task(0x7ffff010, 0x10000000+600*pg, 0)}, []uint64{1001 / restoreChunk, 601 / restoreChunk}},
+		{"nothing stored", []TaskState{task(0x1000, 0x2000, 0)}, nil},
+		{"two threads, each chunk once", []TaskState{task(0x7ffff010, 0, 0), task(0x10000000+300*pg, 0, 0)},
+			[]uint64{1001 / restoreChunk, 301 / restoreChunk}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := ps
+			p.Tasks = tc.tasks
+			require.Equal(t, tc.want, hotChunks(&State{Processes: []ProcessState{p}}))
+		})
+	}
 }
