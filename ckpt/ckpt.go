@@ -23,8 +23,11 @@ var ErrImage = errors.New("bad checkpoint image")
 //
 // Page data goes out with direct I/O where the file system allows it:
 // straight from guest RAM to the device, with no copy into the page cache
-// for fsync to write back afterwards. Measured here for 256 MiB, that
-// halves the time to a durable image (about 135 ms against 290 ms).
+// for fsync to write back afterwards, in vectored writes of many runs of
+// frames each, several in flight (image.Writer.PageRuns). Measured here
+// for 256 MiB, that halves the time to a durable image (about 135 ms
+// against 290 ms), and the whole checkpoint takes 1.05-1.2 times a bare
+// O_DIRECT write of the same bytes (BenchmarkCheckpoint256).
 func Write(path string, snap *kernel.Snapshot) error {
 	w, err := image.Create(path, image.DirectIO())
 	if err != nil {
@@ -68,18 +71,21 @@ func encode(w *image.Writer, snap *kernel.Snapshot) error {
 	if err := w.Record(RecState, meta); err != nil {
 		return err
 	}
-	// Pages go out in runs of physically contiguous frames: one write per
-	// run instead of one per page.
+	// Pages go out in runs of physically contiguous frames, all runs in
+	// one call: the writer writes many runs per system call, several
+	// calls in flight (guest RAM does not change until Write returns).
 	pages := snap.Pages
+	var runs [][]byte
 	for i := 0; i < len(pages); {
 		j := i + 1
 		for j < len(pages) && pages[j] == pages[j-1]+guestmm.PageSize {
 			j++
 		}
-		if _, err := w.Pages(snap.Mem[pages[i] : pages[j-1]+guestmm.PageSize]); err != nil {
-			return err
-		}
+		runs = append(runs, snap.Mem[pages[i]:pages[j-1]+guestmm.PageSize])
 		i = j
+	}
+	if _, err := w.PageRuns(runs); err != nil {
+		return err
 	}
 	return nil
 }
@@ -188,9 +194,21 @@ func (i *Image) Close() error { return i.img.Close() }
 // standard streams, devices and the device-state policy.
 //
 // The page data is copied into guest RAM and each chunk's checksum is
-// checked on the copy, so the guest runs on exactly the verified bytes
-// and the image file is not used once Restore returns: it may then be
-// closed, deleted or overwritten.
+// checked on the copy, so the guest runs on exactly the verified bytes.
+// The copy goes on in the background after Restore returns, while the
+// guest runs (see kernel.PageSource), through a descriptor of its own:
+// the Image may be closed, and the file deleted or replaced by a new
+// image (rename, as Write does), at once. A file changed in place before
+// the copy is done makes the run stop with an error at the first chunk
+// whose checksum no longer matches, before the guest sees that chunk.
 func (i *Image) Restore(cfg kernel.Config) (*kernel.Kernel, error) {
-	return kernel.Restore(cfg, i.State, i)
+	own, err := i.img.Clone()
+	if err != nil {
+		return nil, err
+	}
+	k, err := kernel.Restore(cfg, i.State, &Image{img: own, State: i.State})
+	if err != nil {
+		own.Close()
+	}
+	return k, err
 }

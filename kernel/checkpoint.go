@@ -282,15 +282,19 @@ func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
 		// A zero page is not stored, and comes back as a fresh zero page
 		// at its first touch; but a shared anonymous page that several
 		// mappings (processes after fork) hold must stay one page.
-		sharedFrame := vs.Type == VMAShm && ms.k.frames.RefCount(pa) > 1
+		refs := ms.k.frames.RefCount(pa)
+		sharedFrame := vs.Type == VMAShm && refs > 1
 		if !sharedFrame && bytes.Equal(mem[pa:pa+guestmm.PageSize], zeroPage[:]) {
 			vs.ZeroPages++
 			continue
 		}
+		// Only a frame with other references can be met again.
 		idx, seen := ms.stored[pa]
 		if !seen {
 			idx = uint64(len(ms.snap.Pages))
-			ms.stored[pa] = idx
+			if refs > 1 {
+				ms.stored[pa] = idx
+			}
 			ms.snap.Pages = append(ms.snap.Pages, pa)
 		}
 		copied := pte.Has(guestmm.Copied)

@@ -72,6 +72,7 @@ type Kernel struct {
 	cpus []*cpu
 	bkl  sync.Mutex
 	smp  smp
+	fill *pageFill // a restore's page data still being filled in (restorefill.go)
 	// sched is the run queue and the tasks; procs every process that
 	// was not reaped yet, by pid; first is the run's first process,
 	// whose end ends the run (with end set to its status).
@@ -229,6 +230,7 @@ func (k *Kernel) Machine() *vmm.Machine { return k.m }
 
 // Close releases the machine and every open file.
 func (k *Kernel) Close() error {
+	k.stopFill()
 	for _, p := range k.procs {
 		if !p.exited && p.fds != nil { // nil in a restore that failed
 			p.fds.CloseAll()

@@ -13,12 +13,15 @@ import (
 )
 
 // PageSource is where Restore takes the page data of an image from.
+// Restore may go on reading it after it returned, while the guest runs
+// (restorefill.go); a PageSource that is also an io.Closer is closed once
+// all its pages are in guest RAM, or the kernel is closed.
 type PageSource interface {
 	// ReadPages copies len(dst)/PageSize pages, from page first on, into
-	// dst (guest RAM). When it returns nil, dst must hold exactly bytes
-	// that were checked against the image's checksums: restore runs the
-	// guest on them and never reads the image again, so an image changed
-	// or deleted afterwards cannot affect the run.
+	// dst. When it returns nil, dst must hold exactly bytes that were
+	// checked against the image's checksums: restore runs the guest on
+	// them and never reads those pages again, so an image changed or
+	// deleted afterwards cannot affect them.
 	ReadPages(dst []byte, first uint64) error
 }
 
@@ -90,7 +93,7 @@ func (k *Kernel) restorePages(st *State, pages PageSource) (uint64, error) {
 		if base, err = k.frames.AllocRun(int(st.PageCount)); err != nil {
 			return 0, err
 		}
-		if err := k.fillPages(base, st.PageCount, pages); err != nil {
+		if err := k.fillPages(base, st.PageCount, pages, hotChunks(st)); err != nil {
 			return 0, err
 		}
 	}
@@ -332,9 +335,14 @@ func (k *Kernel) restoreDeviceStates(recs []DeviceRecord) error {
 
 // fillPages puts n pages of image data at guest-physical base. They are
 // copied, not mapped from the image file: the guest runs on exactly the
-// bytes whose checksums were checked, and the image is not needed (nor
-// trusted) afterwards.
-func (k *Kernel) fillPages(base, n uint64, src PageSource) error {
+// bytes whose checksums were checked. Where it can, the copy is made in
+// the background while the guest runs, each page checked before the
+// guest can see it (restorefill.go).
+func (k *Kernel) fillPages(base, n uint64, src PageSource, hot []uint64) error {
+	if k.fill = startFill(k.m.Mem()[base:base+n*guestmm.PageSize], src, k.kickAll, hot); k.fill != nil {
+		return nil
+	}
+	defer closeSource(src)
 	if err := src.ReadPages(k.m.Mem()[base:base+n*guestmm.PageSize], 0); err != nil {
 		return fmt.Errorf("reading the page data of the image: %w", err)
 	}

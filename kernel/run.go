@@ -169,6 +169,9 @@ func (k *Kernel) runTurn(c *cpu, t *Task) error {
 			// again at once cannot keep the vCPU from the others.
 			t.resume = false
 			t.slice++
+			if err := k.awaitPages(); err != nil {
+				return err
+			}
 			if err := k.settle(c, t, vmm.ExitSyscall, k.syscall(t, true)); err != nil {
 				return err
 			}
@@ -182,6 +185,9 @@ func (k *Kernel) runTurn(c *cpu, t *Task) error {
 		ex, err := c.run()
 		if err != nil {
 			return fmt.Errorf("internal error: %w", err)
+		}
+		if err := k.awaitPages(); err != nil {
+			return err
 		}
 		if t.state != taskRunnable {
 			// Killed by another vCPU while it ran: the exit is moot.

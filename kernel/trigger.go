@@ -154,6 +154,9 @@ func (k *Kernel) checkpoint(rax *uint64) error {
 // errExit when the run ends after a checkpoint (not LeaveRunning), and
 // the error when nothing was saved.
 func (k *Kernel) save(rax *uint64) error {
+	if err := k.awaitPages(); err != nil {
+		return err
+	}
 	cc := &k.cfg.Checkpoint
 	// A wake-up meant for this request must not interrupt a later wait.
 	select {

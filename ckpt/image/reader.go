@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/emuckpt/emuckpt/internal/hostfile"
+	"golang.org/x/sys/unix"
 )
 
 // Record is one record of an image's metadata: a type chosen by the
@@ -497,6 +498,26 @@ func (img *Image) chunkErr(c uint64, what string) error {
 	first, end := img.chunkPages(c)
 	return errCorrupt(img.name, "page data %s in pages %d-%d (file offsets %d-%d, chunk %d of %d) (file corrupted?)",
 		what, first, end-1, img.hdr.pageOff+first*PageSize, img.hdr.pageOff+end*PageSize-1, c, len(img.sums))
+}
+
+// Clone returns a second Image of the same image, with a descriptor of its
+// own for the same file (the same inode, even if the path was replaced
+// meanwhile), to be closed independently: a reader that goes on after its
+// caller has closed the Image it was given.
+func (img *Image) Clone() (*Image, error) {
+	if img.closed.Load() {
+		return nil, fmt.Errorf("%s: image is closed", img.name)
+	}
+	c := &Image{name: img.name, hdr: img.hdr, size: img.size, records: img.records, sums: img.sums,
+		pages: img.pages, state: img.state}
+	if img.f != nil {
+		fd, err := unix.FcntlInt(img.f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", img.name, err)
+		}
+		c.f = os.NewFile(uintptr(fd), img.f.Name())
+	}
+	return c, nil
 }
 
 // Close closes the image file. Records stay valid; pages returned before

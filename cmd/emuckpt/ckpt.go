@@ -186,7 +186,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	if err != nil {
 		return imageError(stderr, fs.Arg(0), err)
 	}
-	defer img.Close() // Restore copies what it needs: closed earlier below
+	defer img.Close() // Restore keeps a descriptor of its own: closed earlier below
 	if r := img.State.Root; r != "" && *machine.root == "" {
 		fmt.Fprintf(stderr, "emuckpt: %s: the program ran with --root %s: restore it with --root %s (or a copy of that directory)\n",
 			fs.Arg(0), printable(r), printable(r))
@@ -219,7 +219,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	}
 	defer k.Close()
 	tj.mark("restore", map[string]any{"image": fs.Arg(0), "device-state": *policy})
-	img.Close() // the guest runs on verified copies: the image may now change
+	img.Close() // the restore goes on reading through a descriptor of its own
 	return supervise(k, ref.Name, *machine.timeout, trigger{}, stderr)
 }
 
