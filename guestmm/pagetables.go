@@ -152,8 +152,15 @@ func shiftOf(level int) uint { return pageShift + 9*uint(level) }
 
 // leafEntry returns the guest-physical address of the 4 KiB leaf entry for
 // va. With create, missing intermediate tables are allocated; without it a
-// missing table yields errNotMapped.
+// missing table yields errNotMapped. A 2 MiB page on the way is split.
 func (pt *PageTables) leafEntry(va uint64, create bool) (uint64, error) {
+	return pt.entryAt(va, 0, create)
+}
+
+// entryAt returns the guest-physical address of the entry for va in the
+// table at level stop (0: the 4 KiB leaf, 1: the page directory), walking
+// down as leafEntry does.
+func (pt *PageTables) entryAt(va uint64, stop int, create bool) (uint64, error) {
 	if pt.destroyed {
 		return 0, errNotMapped
 	}
@@ -161,7 +168,7 @@ func (pt *PageTables) leafEntry(va uint64, create bool) (uint64, error) {
 		return 0, unix.EINVAL
 	}
 	table := pt.root
-	for level := levels - 1; level > 0; level-- {
+	for level := levels - 1; level > stop; level-- {
 		if !pt.validTable(table) {
 			return 0, errCorrupt
 		}
@@ -189,7 +196,7 @@ func (pt *PageTables) leafEntry(va uint64, create bool) (uint64, error) {
 	if !pt.validTable(table) {
 		return 0, errCorrupt
 	}
-	return table + (va>>pageShift)%entriesPerTable*8, nil
+	return table + (va>>shiftOf(stop))%entriesPerTable*8, nil
 }
 
 // set stores e into the leaf entry at ea (mapping va) and notes a needed
@@ -519,34 +526,7 @@ func (pt *PageTables) freeTable(table uint64, level int) {
 // pdEntry returns the guest-physical address of the page-directory entry
 // for va, creating the PDPT and PD on the way.
 func (pt *PageTables) pdEntry(va uint64) (uint64, error) {
-	if pt.destroyed {
-		return 0, errNotMapped
-	}
-	if !Canonical(va) {
-		return 0, unix.EINVAL
-	}
-	table := pt.root
-	for level := levels - 1; level > 1; level-- {
-		if !pt.validTable(table) {
-			return 0, errCorrupt
-		}
-		ea := table + (va>>shiftOf(level))%entriesPerTable*8
-		e := pt.load(ea)
-		if e&Present == 0 {
-			child, err := pt.frames.Alloc()
-			if err != nil {
-				return 0, err
-			}
-			pt.tables++
-			pt.store(ea, MakePTE(child, intermediateFlags))
-			e = pt.load(ea)
-		}
-		table = e.Addr()
-	}
-	if !pt.validTable(table) {
-		return 0, errCorrupt
-	}
-	return table + (va>>shiftOf(1))%entriesPerTable*8, nil
+	return pt.entryAt(va, 1, true)
 }
 
 // hugeEntry returns the 2 MiB entry that maps va, if there is one.
