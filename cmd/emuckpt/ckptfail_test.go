@@ -157,7 +157,7 @@ func TestFailedCheckpointWrite(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "images")
 		require.NoError(t, os.Mkdir(dir, 0o755))
 		image := filepath.Join(dir, "x.img")
-		c := startEmuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "time:300ms", img("ckptwait"), "wait")
+		c := startEmuckpt(t, "run", "--checkpoint-to", image, "--checkpoint-at", "time:1s", img("ckptwait"), "wait")
 		c.waitFor(t, &c.stdout, "start\n")
 		require.NoError(t, os.Remove(dir))
 		c.waitFor(t, &c.stderr, "checkpoint failed")
