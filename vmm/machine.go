@@ -289,7 +289,10 @@ var udDispatchCode = []byte{
 // value: a guest write to a page table is what makes a shadow MMU
 // resynchronize the entry (KVM never sees the VMM's writes; after a few
 // writes it stops shadowing the table altogether, so long runs stay
-// cheap). Then it reloads CR3 to drop stale TLB entries, empties the list
+// cheap). The rewrite is one atomic `lock or [entry], 0`, not a load and
+// a store: with several vCPUs the VMM may change the entry on another
+// CPU in between, and a store of the value loaded before would undo that
+// change (KVM emulates the locked instruction with a compare-and-swap). Then it reloads CR3 to drop stale TLB entries, empties the list
 // (so that it cannot be replayed, and so that the VMM can tell that the
 // refresh is complete) and returns to user mode through the frame the VMM
 // prepared at refreshFrame. Rewriting an entry twice is harmless, so an
@@ -307,8 +310,8 @@ var refreshCode = []byte{
 	0x48, 0x8B, 0x7E, 0x08, // mov rdi, [rsi+8]     entries
 	0x48, 0x85, 0xFF, // entry: test rdi, rdi
 	0x74, 0x0F, // jz next
-	0x48, 0x8B, 0x10, // mov rdx, [rax]
-	0x48, 0x89, 0x10, // mov [rax], rdx
+	0xF0, 0x48, 0x83, 0x08, 0x00, // lock or qword [rax], 0
+	0x90,                   // nop
 	0x48, 0x83, 0xC0, 0x08, // add rax, 8
 	0x48, 0xFF, 0xCF, // dec rdi
 	0xEB, 0xEC, // jmp entry

@@ -15,7 +15,7 @@ func TestRefreshCodeDecodes(t *testing.T) {
 		"MOV RSI, [RIP+0x6c]", "MOV RCX, [RSI]", "TEST RCX, RCX", "JE .+79",
 		"ADD RSI, 0x8",
 		"TEST RCX, RCX", "JE .+36", "MOV RAX, [RSI]", "MOV RDI, [RSI+0x8]",
-		"TEST RDI, RDI", "JE .+15", "MOV RDX, [RAX]", "MOV [RAX], RDX", "ADD RAX, 0x8", "DEC RDI", "JMP .-20",
+		"TEST RDI, RDI", "JE .+15", "LOCK OR [RAX], 0x0", "NOP", "ADD RAX, 0x8", "DEC RDI", "JMP .-20",
 		"ADD RSI, 0x10", "DEC RCX", "JMP .-41",
 		"MOV RAX, CR3", "MOV CR3, RAX", "MOV RSI, [RIP+0x2a]", "MOV [RSI], 0x0",
 		"POP RDI", "POP RSI", "POP RDX", "POP RCX", "POP RAX", "MOV RSP, [RIP+0x1f]", "IRETQ",
