@@ -79,6 +79,8 @@ type checkpointer struct {
 	// stats counts the checkpoints requested from outside the guest
 	// (only the Run goroutine touches it).
 	stats CheckpointStats
+	// background is a checkpoint still being written (bgsave.go).
+	background *backgroundSave
 }
 
 // CheckpointStats says how the checkpoints requested from outside the
@@ -164,6 +166,7 @@ func (k *Kernel) save(rax *uint64) error {
 	default:
 	}
 	// Every task stops at a clean boundary (cpus.go).
+	k.awaitBackground() // the one before, written to the same file
 	if !k.stopAll(k.smp.holder, rax != nil) {
 		return nil // the run ended first
 	}
@@ -173,7 +176,14 @@ func (k *Kernel) save(rax *uint64) error {
 	snap, err := k.Snapshot(rax)
 	if err == nil {
 		snap.Self = rax != nil
-		err = cc.Save(snap)
+		// One asked for from outside while the program goes on is
+		// written in the background (bgsave.go). Guest RAM is
+		// protected before repatch writes the patched rdtscs back,
+		// so the image keeps the program's own bytes.
+		background := cc.LeaveRunning && rax == nil && k.saveInBackground(snap, cc.Save)
+		if !background {
+			err = cc.Save(snap)
+		}
 	}
 	repatch()
 	if err != nil {
