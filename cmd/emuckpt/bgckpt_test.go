@@ -94,4 +94,3 @@ func BenchmarkBackgroundCheckpoint(b *testing.B) {
 	b.ReportMetric(stop/float64(n), "stop-ms")
 	b.ReportMetric(pause/stop, "pause/stop")
 }
-
