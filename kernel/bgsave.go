@@ -73,7 +73,7 @@ type wpGuard struct {
 	ram   []byte // guest RAM from base on, registered with the userfaultfd
 	base  uint64 // guest-physical address of ram[0]
 	pages []uint64
-	index map[uint64]int // frame -> index in pages
+	index []int32 // frame number from base -> index in pages + 1 (0: none)
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -97,7 +97,7 @@ func newWPGuard(ram []byte, base uint64, pages []uint64) *wpGuard {
 	if e != 0 {
 		return nil
 	}
-	g := &wpGuard{uffd: int(fd), ram: ram, base: base, pages: pages, index: make(map[uint64]int, len(pages)),
+	g := &wpGuard{uffd: int(fd), ram: ram, base: base, pages: pages, index: make([]int32, len(ram)/guestmm.PageSize),
 		state: make([]uint8, len(pages)), copies: map[int][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
 	g.cond = sync.NewCond(&g.mu)
 	api := uffdioAPIArg{API: uffdAPI, Features: uffdFeatureFlagWP}
@@ -108,7 +108,7 @@ func newWPGuard(ram []byte, base uint64, pages []uint64) *wpGuard {
 		return nil
 	}
 	for i, pa := range pages {
-		g.index[pa] = i
+		g.index[(pa-base)/guestmm.PageSize] = int32(i + 1)
 	}
 	if g.protect(0, uint64(len(ram)), true) != nil {
 		g.unregister()
@@ -174,8 +174,8 @@ func (g *wpGuard) handle() {
 func (g *wpGuard) keep(off uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	i, ok := g.index[g.base+off]
-	if !ok {
+	i := int(g.index[off/guestmm.PageSize]) - 1
+	if i < 0 {
 		return
 	}
 	for g.state[i] == pageHeld {
