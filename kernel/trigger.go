@@ -41,6 +41,11 @@ type CheckpointConfig struct {
 	Requests <-chan struct{}
 	// LeaveRunning goes on after a checkpoint instead of ending the run.
 	LeaveRunning bool
+	// Background lets a LeaveRunning checkpoint asked for from outside
+	// the guest be written while the guest runs on (bgsave.go): Save is
+	// then called on another goroutine, with Snapshot.Guard set, and must
+	// look at nothing but the snapshot.
+	Background bool
 }
 
 // syscallDue says whether a checkpoint is due after system call n.
@@ -180,7 +185,7 @@ func (k *Kernel) save(rax *uint64) error {
 		// written in the background (bgsave.go). Guest RAM is
 		// protected before repatch writes the patched rdtscs back,
 		// so the image keeps the program's own bytes.
-		background := cc.LeaveRunning && rax == nil && k.saveInBackground(snap, cc.Save)
+		background := cc.LeaveRunning && cc.Background && rax == nil && k.saveInBackground(snap, cc.Save)
 		if !background {
 			err = cc.Save(snap)
 		}

@@ -119,7 +119,7 @@ func checkpointConfig(cfg *kernel.Config, to string, tr trigger, leave bool, std
 		timer = time.AfterFunc(tr.after, ask)
 	}
 	cfg.Checkpoint = kernel.CheckpointConfig{
-		AtSyscall: tr.syscall, AtDevice: tr.device, Requests: requests, LeaveRunning: leave,
+		AtSyscall: tr.syscall, AtDevice: tr.device, Requests: requests, LeaveRunning: leave, Background: leave,
 	}
 	if to != "" {
 		cfg.Checkpoint.Save = func(s *kernel.Snapshot) error {
