@@ -100,7 +100,13 @@ func (k *Kernel) setupFrame(t *Task, si sigInfo, act sigAction, trapno, errCode,
 	le := binary.LittleEndian
 	le.PutUint32(fpImage[464:], fpXStateMagic1)
 	le.PutUint32(fpImage[468:], fpSize)
-	le.PutUint64(fpImage[472:], le.Uint64(xs[512:])) // xfeatures: XSTATE_BV
+	le.PutUint64(fpImage[472:], t.cpu.vcpu.XCR0()) // xfeatures: what user mode may use
+	// As Linux's save_xstate_epilog: x87 and SSE are always marked in
+	// XSTATE_BV (their registers are in the legacy area in any case), so
+	// that a handler that edits them sees the change after sigreturn;
+	// and the frame does not depend on whether they were in their init
+	// state, which deterministic runs need.
+	le.PutUint64(fpImage[512:], le.Uint64(xs[512:])|3)
 	le.PutUint32(fpImage[480:], vmm.XSaveSize)
 	le.PutUint32(fpImage[vmm.XSaveSize:], fpXStateMagic2)
 

@@ -113,6 +113,8 @@ const (
 type VCPU struct {
 	m  *Machine
 	fd uintptr
+	// xcr0 is the state components user mode may use (XCR0).
+	xcr0 uint64
 	// id is the vCPU's index; its own pages (IDT, TSS, stubs, ring-0
 	// stack, refresh list) are off bytes above vCPU 0's.
 	id, off uint64
@@ -239,7 +241,9 @@ func (c *VCPU) setupCPU() error {
 	if err := setSregs(c.fd, sregs); err != nil {
 		return err
 	}
+	c.xcr0 = 3
 	if xsave {
+		c.xcr0 = xcr0
 		if err := setXCR0(c.fd, xcr0); err != nil {
 			return err
 		}
@@ -426,6 +430,10 @@ func (m *Machine) FlushTranslations() error {
 	}
 	return nil
 }
+
+// XCR0 is the set of state components user mode may use, as XGETBV
+// reads it (x87 and SSE without XSAVE).
+func (c *VCPU) XCR0() uint64 { return c.xcr0 }
 
 // ID is the vCPU's index in its machine, from 0.
 func (c *VCPU) ID() int { return int(c.id) }
