@@ -130,6 +130,12 @@ func (f *Frames) bumpNext() {
 	}
 }
 
+// inHolePA reports whether the page at pa overlaps the hole.
+func (f *Frames) inHolePA(pa uint64) bool {
+	lo, hi := f.Hole()
+	return lo < hi && pa < hi && pa+PageSize > lo
+}
+
 // blockOf returns the index of the 2 MiB block frame i is in.
 func (f *Frames) blockOf(i uint32) uint32 {
 	return uint32((f.start>>pageShift+uint64(i))>>9 - f.block0)

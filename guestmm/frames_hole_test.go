@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // A small model of guest RAM around the MMIO hole: RAM from 1 MiB to
@@ -187,4 +188,36 @@ func TestFramesAroundRun(t *testing.T) {
 	f := newHoleFrames(t)
 	_, err := f.AllocRun(holeFrames + 1)
 	require.ErrorIs(t, err, ErrNoMemory, "the hole does not count")
+}
+
+// TestAddressSpaceAroundHole: an address space over RAM with a hole
+// works on both sides of it, and an entry that points into the hole
+// (which the allocator never makes) is EFAULT to the kernel's copies,
+// never an access to the hole.
+func TestAddressSpaceAroundHole(t *testing.T) {
+	f := newHoleFrames(t)
+	as, err := NewAddressSpace(f.Mem(), f, Layout{})
+	require.NoError(t, err)
+	const va = 0x10000000
+	const n = 10 << 20 // more than fits below the hole
+	_, err = as.Mmap(va, n, ProtRead|ProtWrite, MapPrivate|MapAnonymous|MapFixed, nil, 0)
+	require.NoError(t, err)
+	for off := uint64(0); off < n; off += PageSize {
+		require.NoError(t, as.CopyOut(va+off, []byte{byte(off >> 12), 1}))
+	}
+	above := 0
+	for off := uint64(0); off < n; off += PageSize {
+		b := make([]byte, 2)
+		require.NoError(t, as.CopyIn(va+off, b))
+		require.Equal(t, []byte{byte(off >> 12), 1}, b)
+		e, ok := as.PageTables().Lookup(va + off)
+		require.True(t, ok)
+		require.False(t, inTestHole(e.Addr()))
+		if e.Addr() >= holeHi {
+			above++
+		}
+	}
+	assert.Positive(t, above)
+	require.NoError(t, as.PageTables().SetPTE(va, MakePTE(holeLo, Present|Writable|User)))
+	assert.ErrorIs(t, as.CopyIn(va, make([]byte, 1)), unix.EFAULT)
 }
