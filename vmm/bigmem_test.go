@@ -100,3 +100,38 @@ func TestMemSizeLimits(t *testing.T) {
 	assert.Equal(t, uint64(65<<30), uint64(len(m.Mem())))
 	m.Close()
 }
+
+// TestCheckPhysBits: a machine whose RAM ends beyond the physical
+// address width of the guest's CPUID is refused; a CPUID without leaf
+// 0x80000008 is taken at its word.
+func TestCheckPhysBits(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		bits    uint32 // 0: no leaf 0x80000008
+		mem     uint64
+		wantErr string
+	}{
+		{"36 bits, 64 GiB", 36, MaxMemSize, "guest memory 68719476736 bytes ends at guest-physical 0x1040000000, beyond the 36-bit physical addresses of this CPU"},
+		{"36 bits, 32 GiB", 36, 32 << 30, ""},
+		{"39 bits, 64 GiB", 39, MaxMemSize, ""},
+		{"32 bits, 3 GiB", 32, 3 << 30, ""},
+		{"32 bits, 3 GiB and a page", 32, 3<<30 + 4096, "beyond the 32-bit physical addresses"},
+		{"no leaf", 0, MaxMemSize, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tab := &cpuidTable{Nent: 2}
+			tab.Entries[0] = cpuidEntry{Function: 0x80000000, Eax: 0x80000008}
+			if tt.bits != 0 {
+				tab.Entries[1] = cpuidEntry{Function: 0x80000008, Eax: 48<<8 | tt.bits}
+			}
+			assert.Equal(t, uint(tt.bits), tab.physBits())
+			m := &Machine{cfg: Config{MemSize: tt.mem}, cpuid: tab}
+			err := m.checkPhysBits()
+			if tt.wantErr == "" {
+				assert.NoError(t, err)
+			} else {
+				assert.ErrorContains(t, err, tt.wantErr)
+			}
+		})
+	}
+}
