@@ -28,6 +28,8 @@ func TestUsageErrors(t *testing.T) {
 			`emuckpt: run: invalid value "1T" for flag -mem: 1T is more than the maximum, 64G`},
 		{"memory just above the maximum", []string{"run", "--mem", "65537M", img("hello")},
 			`emuckpt: run: invalid value "65537M" for flag -mem: 65537M is more than the maximum, 64G`},
+		{"memory above the maximum, verify", []string{"verify", "--mem", "65G", img("hello")},
+			`emuckpt: verify: invalid value "65G" for flag -mem: 65G is more than the maximum, 64G`},
 		{"memory below the minimum", []string{"run", "--mem", "1M", img("hello")},
 			`emuckpt: run: invalid value "1M" for flag -mem: 1M is less than the minimum, 4M`},
 		{"unknown flag of run", []string{"run", "--bogus", img("hello")},
