@@ -90,8 +90,11 @@ func NewFrames(mem []byte, start, end uint64) *Frames {
 	if n > 0 {
 		f.block0 = start >> 21
 		f.blockFree = make([]uint16, f.blockOf(uint32(n-1))+1)
-		for i := uint32(0); i < uint32(n); i++ {
-			f.blockFree[f.blockOf(i)]++
+		end := start + n<<pageShift
+		for b := range f.blockFree {
+			lo := max(start, (f.block0+uint64(b))<<21)
+			hi := min(end, (f.block0+uint64(b)+1)<<21)
+			f.blockFree[b] = uint16((hi - lo) >> pageShift)
 		}
 	}
 	return f
@@ -112,7 +115,6 @@ func NewFramesAround(mem []byte, start, end, holeStart, holeEnd uint64) *Frames 
 	f.holeLo, f.holeHi = lo, hi
 	for i := lo; i < hi; i++ {
 		f.blockFree[f.blockOf(i)]--
-		f.zero[i/64] &^= 1 << (i % 64)
 	}
 	if f.next == lo {
 		f.next = hi
