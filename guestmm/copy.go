@@ -131,9 +131,10 @@ func (as *AddressSpace) userPage(va uint64, write, force bool) (uint64, error) {
 	return as.ramFrame(e.Addr())
 }
 
-// ramFrame checks that a frame address lies inside guest RAM.
+// ramFrame checks that a frame address lies inside guest RAM (not in the
+// hole that guest RAM's host mapping spans).
 func (as *AddressSpace) ramFrame(pa uint64) (uint64, error) {
-	if pa > uint64(len(as.mem)) || uint64(len(as.mem))-pa < PageSize {
+	if pa > uint64(len(as.mem)) || uint64(len(as.mem))-pa < PageSize || as.frames.inHolePA(pa) {
 		return 0, unix.EFAULT
 	}
 	return pa, nil

@@ -9,7 +9,9 @@
 //     byte slice whose index is the guest-physical address. Frames are
 //     reference counted (for copy on write after fork) and the allocator
 //     remembers which frames are known to be zero, so pages the guest never
-//     touched are never written by the host either.
+//     touched are never written by the host either. NewFramesAround
+//     leaves out a hole (the MMIO hole between guest RAM's two slots): no
+//     frame, run or 2 MiB block handed out reaches into it.
 //   - PageTables builds x86-64 4-level page tables inside guest RAM, from
 //     frames of the same allocator. Its Root is the guest's CR3. munmap
 //     and mremap free the tables they leave empty, as Linux does.

@@ -46,6 +46,9 @@ type Frames struct {
 	free  []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
 	next  uint32   // frames with index >= next have never been allocated
 	inUse int
+	// Frames [holeLo, holeHi) are not RAM (the MMIO hole): never handed
+	// out, never counted; next jumps over them. holeLo == holeHi: none.
+	holeLo, holeHi uint32
 	// blockFree counts the free frames of each 2 MiB aligned block of
 	// guest-physical addresses (frame i is in block blockOf(i)); a block
 	// only partly managed never reaches HugeFrames.
@@ -87,11 +90,52 @@ func NewFrames(mem []byte, start, end uint64) *Frames {
 	if n > 0 {
 		f.block0 = start >> 21
 		f.blockFree = make([]uint16, f.blockOf(uint32(n-1))+1)
-		for i := uint32(0); i < uint32(n); i++ {
-			f.blockFree[f.blockOf(i)]++
+		end := start + n<<pageShift
+		for b := range f.blockFree {
+			lo := max(start, (f.block0+uint64(b))<<21)
+			hi := min(end, (f.block0+uint64(b)+1)<<21)
+			f.blockFree[b] = uint16((hi - lo) >> pageShift)
 		}
 	}
 	return f
+}
+
+// NewFramesAround is NewFrames for RAM with a hole: the frames inside
+// [holeStart, holeEnd) (rounded out to 2 MiB) are never handed out, so no
+// run of AllocRun and no 2 MiB block of AllocHuge includes them; Capacity
+// does not count them.
+func NewFramesAround(mem []byte, start, end, holeStart, holeEnd uint64) *Frames {
+	f := NewFrames(mem, start, end)
+	holeStart &^= hugeMask
+	holeEnd = (holeEnd + hugeMask) &^ hugeMask
+	lo, hi, ok := f.clip(holeStart, holeEnd)
+	if !ok || holeStart >= holeEnd {
+		return f
+	}
+	f.holeLo, f.holeHi = lo, hi
+	for i := lo; i < hi; i++ {
+		f.blockFree[f.blockOf(i)]--
+	}
+	if f.next == lo {
+		f.next = hi
+	}
+	return f
+}
+
+// inHole reports whether frame i lies in the hole.
+func (f *Frames) inHole(i uint32) bool { return i >= f.holeLo && i < f.holeHi }
+
+// bumpNext moves next past the hole when it reached it.
+func (f *Frames) bumpNext() {
+	if f.next == f.holeLo && f.holeLo < f.holeHi {
+		f.next = f.holeHi
+	}
+}
+
+// inHolePA reports whether the page at pa overlaps the hole.
+func (f *Frames) inHolePA(pa uint64) bool {
+	lo, hi := f.Hole()
+	return lo < hi && pa < hi && pa+PageSize > lo
 }
 
 // blockOf returns the index of the 2 MiB block frame i is in.
@@ -107,8 +151,15 @@ func (f *Frames) Range() (start, end uint64) {
 	return f.start, f.start + uint64(f.count)<<pageShift
 }
 
-// Capacity returns the number of frames f manages.
-func (f *Frames) Capacity() int { return int(f.count) }
+// Capacity returns the number of frames f manages (not those of the
+// hole).
+func (f *Frames) Capacity() int { return int(f.count - (f.holeHi - f.holeLo)) }
+
+// Hole returns the guest-physical range [start, end) inside Range whose
+// frames f never hands out; start == end when there is none.
+func (f *Frames) Hole() (start, end uint64) {
+	return f.start + uint64(f.holeLo)<<pageShift, f.start + uint64(f.holeHi)<<pageShift
+}
 
 // Used returns the number of frames in use.
 func (f *Frames) Used() int {
@@ -129,7 +180,7 @@ func (f *Frames) index(pa uint64) (uint32, bool) {
 		return 0, false
 	}
 	i := (pa - f.start) >> pageShift
-	if i >= uint64(f.count) {
+	if i >= uint64(f.count) || f.inHole(uint32(i)) {
 		return 0, false
 	}
 	return uint32(i), true
@@ -161,6 +212,7 @@ func (f *Frames) alloc() (uint64, bool, error) {
 	case f.next < f.count:
 		i = f.next
 		f.next++
+		f.bumpNext()
 	default:
 		used := f.inUse
 		f.mu.Unlock()
@@ -243,13 +295,21 @@ func (f *Frames) takeHugeLocked() (uint32, bool) {
 	}
 	pa := f.start + uint64(f.next)<<pageShift
 	a := ((pa+hugeMask)&^hugeMask - f.start) >> pageShift
+	if a+HugeFrames > uint64(f.holeLo) && a < uint64(f.holeHi) {
+		// The block would reach into the hole: take the first one
+		// above it (the hole's ends are 2 MiB aligned).
+		a = uint64(f.holeHi)
+	}
 	if a+HugeFrames > uint64(f.count) {
 		return 0, false
 	}
 	for i := f.next; i < uint32(a); i++ {
-		f.free = append(f.free, i)
+		if !f.inHole(i) {
+			f.free = append(f.free, i)
+		}
 	}
 	f.next = uint32(a) + HugeFrames
+	f.bumpNext()
 	return uint32(a), true
 }
 
@@ -373,23 +433,57 @@ func alignUp(x uint64) uint64 {
 	return (x + pageMask) &^ pageMask
 }
 
-// AllocRun takes n never-used frames at consecutive physical addresses,
+// AllocRun takes n never-used frames at consecutive physical addresses
+// (but for the hole, which the run skips: see RunFrame and RunSegments),
 // each with reference count 1, without clearing them: the caller fills
 // them (a restore maps image pages over them). It fails if fewer than n
 // untouched frames are left at the top of the allocator.
 func (f *Frames) AllocRun(n int) (pa uint64, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if n < 0 || uint64(f.next)+uint64(n) > uint64(f.count) {
-		return 0, fmt.Errorf("%w: no run of %d free frames (%d of %d used)", ErrNoMemory, n, f.inUse, f.count)
+	span := uint64(n)
+	if n >= 0 && f.next < f.holeLo && uint64(f.next)+span > uint64(f.holeLo) {
+		span += uint64(f.holeHi - f.holeLo)
+	}
+	if n < 0 || uint64(f.next)+span > uint64(f.count) {
+		return 0, fmt.Errorf("%w: no run of %d free frames (%d of %d used)", ErrNoMemory, n, f.inUse, f.Capacity())
 	}
 	first := f.next
-	for i := first; i < first+uint32(n); i++ {
+	for i := first; i < first+uint32(span); i++ {
+		if f.inHole(i) {
+			continue
+		}
 		f.refs[i] = 1
 		f.zero[i/64] &^= 1 << (i % 64)
 		f.blockFree[f.blockOf(i)]--
 	}
-	f.next += uint32(n)
+	f.next += uint32(span)
+	f.bumpNext()
 	f.inUse += n
 	return f.start + uint64(first)<<pageShift, nil
+}
+
+// RunFrame returns the physical address of frame i of the run AllocRun
+// returned at base: base+i pages, and past the hole for a run that
+// crosses it.
+func (f *Frames) RunFrame(base, i uint64) uint64 {
+	pa := base + i<<pageShift
+	if lo, hi := f.Hole(); lo < hi && base < lo && pa >= lo {
+		pa += hi - lo
+	}
+	return pa
+}
+
+// Segment is a part of a run of frames: Count frames from guest-physical
+// PA on, frames First to First+Count-1 of the run.
+type Segment struct{ PA, First, Count uint64 }
+
+// RunSegments returns the parts of the physically consecutive frames of
+// a run of n frames at base: one, or two for a run that crosses the hole.
+func (f *Frames) RunSegments(base, n uint64) []Segment {
+	if lo, hi := f.Hole(); lo < hi && base < lo && base+n<<pageShift > lo {
+		k := (lo - base) >> pageShift
+		return []Segment{{PA: base, First: 0, Count: k}, {PA: hi, First: k, Count: n - k}}
+	}
+	return []Segment{{PA: base, First: 0, Count: n}}
 }

@@ -144,7 +144,7 @@ func (pt *PageTables) store(ea uint64, e PTE) {
 
 // validTable reports whether a table page at pa lies inside guest RAM.
 func (pt *PageTables) validTable(pa uint64) bool {
-	return pa <= uint64(len(pt.mem)) && uint64(len(pt.mem))-pa >= PageSize
+	return pa <= uint64(len(pt.mem)) && uint64(len(pt.mem))-pa >= PageSize && !pt.frames.inHolePA(pa)
 }
 
 // shiftOf returns the address shift of the table at level (3 = PML4, 0 = PT).

@@ -77,8 +77,10 @@ func (k *Kernel) attachDevices() error {
 			return err
 		}
 		for _, r := range d.MMIO {
-			if r.Base < k.m.MemSize() {
-				return fmt.Errorf("device %s at %#x lies inside guest RAM (%d bytes): use less --mem", r.Dev.Name(), r.Base, k.m.MemSize())
+			for _, ram := range k.m.RAMRanges() {
+				if r.Base < ram.End && r.Base+r.Size > ram.Start {
+					return fmt.Errorf("device %s at %#x lies inside guest RAM (%#x-%#x): devices belong in the MMIO hole [%#x, %#x)", r.Dev.Name(), r.Base, ram.Start, ram.End, uint64(vmm.LowMemEnd), uint64(vmm.HighMemBase))
+				}
 			}
 			if err := k.m.Bus.Register(r.Base, r.Size, tickingDevice{r.Dev, k.clock}); err != nil {
 				return err

@@ -189,7 +189,7 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.frames = guestmm.NewFrames(k.m.Mem(), vmm.RAMBase, k.m.MemSize())
+	k.frames = k.m.NewFrames()
 	k.fs, err = vfs.New(vfs.Options{
 		Root: cfg.Root, Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr,
 		Random: k.rand, Frames: k.frames,

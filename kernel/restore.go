@@ -101,7 +101,7 @@ func (k *Kernel) restorePages(st *State, pages PageSource) (uint64, error) {
 	// are (Validate made sure no VMA uses them): mappings of its files
 	// are restored from it.
 	err = k.restoreTmpfs(st.Tmpfs, func(page uint64) (uint64, error) {
-		return base + page*guestmm.PageSize, nil // inside the page data (Validate)
+		return k.frames.RunFrame(base, page), nil // inside the page data (Validate)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrRestore, err)
@@ -116,7 +116,7 @@ func (k *Kernel) restorePages(st *State, pages PageSource) (uint64, error) {
 			for _, r := range ps.VMAs[i].Pages { // inside the page data (Validate)
 				for j := uint64(0); j < r.Count; j++ {
 					if uses[r.Index+j]++; uses[r.Index+j] > 1 {
-						k.frames.IncRef(base + (r.Index+j)*guestmm.PageSize)
+						k.frames.IncRef(k.frames.RunFrame(base, r.Index+j))
 					}
 				}
 			}
@@ -152,7 +152,7 @@ func (k *Kernel) restoreMemory(st *State, ps *ProcessState, base uint64) (*guest
 		}
 		for _, r := range vs.Pages { // inside the VMA (Validate)
 			for j := uint64(0); j < r.Count; j++ {
-				if err := as.InstallPage(r.VA+j*guestmm.PageSize, base+(r.Index+j)*guestmm.PageSize, r.Copied); err != nil {
+				if err := as.InstallPage(r.VA+j*guestmm.PageSize, k.frames.RunFrame(base, r.Index+j), r.Copied); err != nil {
 					return nil, fmt.Errorf("%w: page %#x: %v", ErrRestore, r.VA+j*guestmm.PageSize, err)
 				}
 			}
@@ -333,18 +333,25 @@ func (k *Kernel) restoreDeviceStates(recs []DeviceRecord) error {
 	return nil
 }
 
-// fillPages puts n pages of image data at guest-physical base. They are
+// fillPages puts n pages of image data in the run of frames at
+// guest-physical base (in two parts when it crosses the MMIO hole). They are
 // copied, not mapped from the image file: the guest runs on exactly the
 // bytes whose checksums were checked. Where it can, the copy is made in
 // the background while the guest runs, each page checked before the
 // guest can see it (restorefill.go).
 func (k *Kernel) fillPages(base, n uint64, src PageSource, hot []uint64) error {
-	if k.fill = startFill(k.m.Mem()[base:base+n*guestmm.PageSize], src, k.kickAll, hot); k.fill != nil {
+	var parts []fillPart
+	for _, s := range k.frames.RunSegments(base, n) {
+		parts = append(parts, fillPart{mem: k.m.Mem()[s.PA : s.PA+s.Count*guestmm.PageSize], first: s.First})
+	}
+	if k.fill = startFill(parts, src, k.kickAll, hot); k.fill != nil {
 		return nil
 	}
 	defer closeSource(src)
-	if err := src.ReadPages(k.m.Mem()[base:base+n*guestmm.PageSize], 0); err != nil {
-		return fmt.Errorf("reading the page data of the image: %w", err)
+	for _, p := range parts {
+		if err := src.ReadPages(p.mem, p.first); err != nil {
+			return fmt.Errorf("reading the page data of the image: %w", err)
+		}
 	}
 	return nil
 }

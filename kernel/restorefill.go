@@ -52,10 +52,18 @@ import (
 // into guest RAM at a time: the image's checksum chunk.
 const restoreChunk = 256
 
+// fillPart is a physically consecutive part of the frames of the page
+// data: mem holds pages first, first+1, ... of it.
+type fillPart struct {
+	mem   []byte
+	first uint64
+}
+
 // pageFill is a background fill of page data into guest RAM.
 type pageFill struct {
 	uffd   int
-	region []byte // the frames of the page data, in guest RAM
+	parts  []fillPart // the frames of the page data, in guest RAM
+	pages  uint64     // the number of pages in parts
 	src    PageSource
 	hot    []uint64 // chunks to fill first
 	kick   func()   // stops the vCPU at its next clean point
@@ -107,19 +115,24 @@ func uffdIoctl(fd int, req uintptr, arg unsafe.Pointer) error {
 // synchronous path).
 var backgroundFillDisabled bool
 
-// startFill registers region (page-aligned guest RAM that nothing has
-// touched) with a new userfaultfd and starts the filler. It returns nil
-// when a background fill is not possible here; the caller then fills
-// synchronously.
-func startFill(region []byte, src PageSource, kick func(), hot []uint64) *pageFill {
-	if backgroundFillDisabled || len(region) == 0 || runtime.GOMAXPROCS(0) < 2 {
+// startFill registers parts (page-aligned guest RAM that nothing has
+// touched; more than one when the frames cross the MMIO hole) with a new
+// userfaultfd and starts the filler. It returns nil when a background
+// fill is not possible here; the caller then fills synchronously.
+func startFill(parts []fillPart, src PageSource, kick func(), hot []uint64) *pageFill {
+	var pages uint64
+	for _, p := range parts {
+		pages += uint64(len(p.mem)) / guestmm.PageSize
+	}
+	if backgroundFillDisabled || pages == 0 || runtime.GOMAXPROCS(0) < 2 {
 		return nil
 	}
 	fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK, 0, 0)
 	if e != 0 {
 		return nil
 	}
-	f := &pageFill{uffd: int(fd), region: region, src: src, hot: hot, kick: kick, done: make(chan struct{})}
+	parts = slices.DeleteFunc(slices.Clone(parts), func(p fillPart) bool { return len(p.mem) == 0 })
+	f := &pageFill{uffd: int(fd), parts: parts, pages: pages, src: src, hot: hot, kick: kick, done: make(chan struct{})}
 	api := uffdioAPIArg{API: uffdAPI}
 	if uffdIoctl(f.uffd, uffdioAPI, unsafe.Pointer(&api)) != nil {
 		unix.Close(f.uffd)
@@ -127,28 +140,40 @@ func startFill(region []byte, src PageSource, kick func(), hot []uint64) *pageFi
 	}
 	// The frames are fresh, but make sure no host page is behind them:
 	// UFFDIO_COPY fills only missing pages.
-	if unix.Madvise(region, unix.MADV_DONTNEED) != nil {
-		unix.Close(f.uffd)
-		return nil
-	}
-	reg := uffdioRegisterArg{Range: f.rangeArg(), Mode: uffdRegisterMissng}
-	if uffdIoctl(f.uffd, uffdioRegister, unsafe.Pointer(&reg)) != nil {
-		unix.Close(f.uffd)
-		return nil
+	for i, p := range parts {
+		if unix.Madvise(p.mem, unix.MADV_DONTNEED) != nil {
+			f.unregister(i)
+			unix.Close(f.uffd)
+			return nil
+		}
+		reg := uffdioRegisterArg{Range: rangeOf(p.mem), Mode: uffdRegisterMissng}
+		if uffdIoctl(f.uffd, uffdioRegister, unsafe.Pointer(&reg)) != nil {
+			f.unregister(i)
+			unix.Close(f.uffd)
+			return nil
+		}
 	}
 	go f.run()
 	return f
 }
 
-func (f *pageFill) rangeArg() uffdioRange {
-	return uffdioRange{Start: uint64(uintptr(unsafe.Pointer(&f.region[0]))), Len: uint64(len(f.region))}
+func rangeOf(b []byte) uffdioRange {
+	return uffdioRange{Start: uint64(uintptr(unsafe.Pointer(&b[0]))), Len: uint64(len(b))}
+}
+
+// unregister unregisters the first n parts (which wakes any waiter left).
+func (f *pageFill) unregister(n int) {
+	for _, p := range f.parts[:n] {
+		r := rangeOf(p.mem)
+		uffdIoctl(f.uffd, uffdioUnregister, unsafe.Pointer(&r))
+	}
 }
 
 // run fills the region chunk by chunk, in page order.
 func (f *pageFill) run() {
 	defer close(f.done)
 	buf := make([]byte, restoreChunk*guestmm.PageSize)
-	n := uint64(len(f.region) / guestmm.PageSize)
+	n := f.pages
 	chunks := (n + restoreChunk - 1) / restoreChunk
 	filled := make([]bool, chunks)
 	order := append(slices.Clone(f.hot), make([]uint64, 0, chunks)...)
@@ -171,7 +196,7 @@ func (f *pageFill) run() {
 			f.kick()
 			return
 		}
-		if err := f.copyIn(b, first*guestmm.PageSize); err != nil {
+		if err := f.copyIn(b, first); err != nil {
 			f.err = fmt.Errorf("%w: putting pages %d-%d of the image into guest memory: %w", ErrRestore, first, first+count-1, err)
 			f.kick()
 			return
@@ -179,11 +204,31 @@ func (f *pageFill) run() {
 	}
 }
 
-// copyIn puts the checked bytes b into the region at offset off.
-func (f *pageFill) copyIn(b []byte, off uint64) error {
+// copyIn puts the checked bytes b, the pages from page first on, into
+// their frames.
+func (f *pageFill) copyIn(b []byte, first uint64) error {
+	for _, p := range f.parts {
+		n := uint64(len(p.mem)) / guestmm.PageSize
+		if len(b) == 0 || first < p.first || first >= p.first+n {
+			continue
+		}
+		k := min(uint64(len(b)), (p.first+n-first)*guestmm.PageSize)
+		if err := f.copyPart(p.mem, b[:k], (first-p.first)*guestmm.PageSize); err != nil {
+			return err
+		}
+		b, first = b[k:], first+k/guestmm.PageSize
+	}
+	if len(b) != 0 {
+		return fmt.Errorf("page %d is outside the page data's frames", first)
+	}
+	return nil
+}
+
+// copyPart puts b into region at offset off.
+func (f *pageFill) copyPart(region, b []byte, off uint64) error {
 	for len(b) > 0 {
 		c := uffdioCopyArg{
-			Dst: uint64(uintptr(unsafe.Pointer(&f.region[off]))),
+			Dst: uint64(uintptr(unsafe.Pointer(&region[off]))),
 			Src: uint64(uintptr(unsafe.Pointer(&b[0]))),
 			Len: uint64(len(b)),
 		}
@@ -224,8 +269,7 @@ func (f *pageFill) cancel() {
 func (f *pageFill) release() {
 	f.closed.Do(func() {
 		closeSource(f.src)
-		r := f.rangeArg()
-		uffdIoctl(f.uffd, uffdioUnregister, unsafe.Pointer(&r)) // wakes any waiter left
+		f.unregister(len(f.parts)) // wakes any waiter left
 		unix.Close(f.uffd)
 	})
 }

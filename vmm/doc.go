@@ -1,7 +1,9 @@
 // Package vmm is the KVM machine underneath emuckpt's guest kernel.
 //
-// A Machine is one KVM virtual machine: a single slot of guest RAM that the
-// host allocates lazily, the x86-64 structures a CPU needs to take traps
+// A Machine is one KVM virtual machine: guest RAM that the host allocates
+// lazily, in one slot below the MMIO hole at 3 GiB and, for more RAM, a
+// second one from 4 GiB on (RAMRanges; Mem spans both, and the hole's part
+// of it is PROT_NONE), the x86-64 structures a CPU needs to take traps
 // (GDT, IDT, TSS) and a few bytes of ring-0 entry code. A VCPU runs user code
 // at CPL3 and returns to its caller with an Exit each time the guest needs
 // the kernel: a system call, an exception, or an MMIO access that no device
@@ -40,9 +42,11 @@
 //
 // A machine has up to MaxCPUs vCPUs. Each has its own IDT, TSS, exception
 // stubs, ring-0 stack and refresh list (cpuStride apart); the GDT and the
-// trampoline are shared. A translation flush re-adds the RAM slot, which
-// no vCPU may be running through: with several vCPUs the kernel layer
-// stops the others first (Machine.FlushTranslations).
+// trampoline are shared. A translation flush deletes and re-adds a
+// one-page slot in the MMIO hole (zapSlot: deleting any slot makes KVM
+// forget every translation), which no vCPU may be running through: with
+// several vCPUs the kernel layer stops the others first
+// (Machine.FlushTranslations).
 //
 // The guest's TSC (tsc.go): RDTSC reads the host's, GuestTSCMode finds
 // how a guest's relates to it (unchanged on PVM, KVM's offset on hardware

@@ -143,6 +143,17 @@ type cpuidTable struct {
 	Entries [maxCPUIDEntries]cpuidEntry
 }
 
+// physBits returns the physical address width in CPUID leaf 0x80000008
+// (EAX[7:0]), 0 when the table lacks the leaf.
+func (t *cpuidTable) physBits() uint {
+	for _, e := range t.Entries[:min(t.Nent, maxCPUIDEntries)] {
+		if e.Function == 0x80000008 {
+			return uint(e.Eax & 0xff)
+		}
+	}
+	return 0
+}
+
 // supportedCPUID asks KVM which CPUID leaves it can present to a guest.
 // The answer is the host's, the same for every machine, so it is asked
 // once per process (it costs about a third of making a machine, which

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/bobuhiro11/gokvm/kvm"
+	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,12 +18,43 @@ var ErrNoKVM = errors.New("KVM is not available")
 // DefaultMemSize is the guest RAM size when Config.MemSize is zero.
 const DefaultMemSize = 512 << 20
 
-// MinMemSize and MaxMemSize bound Config.MemSize: guest RAM ends below
-// the MMIO hole at 3 GiB.
+// MinMemSize and MaxMemSize bound Config.MemSize.
 const (
 	MinMemSize = 4 << 20
-	MaxMemSize = 0xC0000000
+	MaxMemSize = 64 << 30
 )
+
+// Guest RAM is at most LowMemEnd bytes from guest-physical 0 (KVM slot 0);
+// the rest of it is in a second slot from HighMemBase on (slot 1), so that
+// RAM never covers the MMIO hole [LowMemEnd, HighMemBase), where the
+// devices live.
+const (
+	LowMemEnd   = 0xC0000000
+	HighMemBase = 1 << 32
+)
+
+// PhysEnd returns the guest-physical address where guest RAM of memSize
+// bytes ends: memSize when it fits below the hole, else HighMemBase plus
+// what lies above it.
+func PhysEnd(memSize uint64) uint64 {
+	if memSize <= LowMemEnd {
+		return memSize
+	}
+	return HighMemBase + memSize - LowMemEnd
+}
+
+// RAMRange is a range [Start, End) of guest-physical RAM.
+type RAMRange struct{ Start, End uint64 }
+
+// RAMRanges returns the guest-physical ranges of guest RAM of memSize
+// bytes: one below the hole, and one above it when memSize exceeds
+// LowMemEnd.
+func RAMRanges(memSize uint64) []RAMRange {
+	if memSize <= LowMemEnd {
+		return []RAMRange{{0, memSize}}
+	}
+	return []RAMRange{{0, LowMemEnd}, {HighMemBase, PhysEnd(memSize)}}
+}
 
 // Config describes a machine.
 type Config struct {
@@ -46,6 +78,7 @@ type Machine struct {
 	Bus     *Bus
 	vcpus   []*VCPU
 	zaps    uint64
+	zapPage []byte // host page behind zapSlot
 }
 
 // New creates a VM with cfg.MemSize bytes of lazily allocated guest RAM and
@@ -59,7 +92,7 @@ func New(cfg Config) (*Machine, error) {
 		return nil, fmt.Errorf("guest memory %d bytes is too small: need at least 4 MiB", cfg.MemSize)
 	}
 	if cfg.MemSize > MaxMemSize {
-		return nil, fmt.Errorf("guest memory %d bytes is too large: at most 3 GiB (the MMIO hole starts there)", cfg.MemSize)
+		return nil, fmt.Errorf("guest memory %d bytes is too large: at most %d GiB", cfg.MemSize, MaxMemSize>>30)
 	}
 	path := cfg.KVMPath
 	if path == "" {
@@ -105,16 +138,34 @@ func (m *Machine) init() error {
 	if err := m.disableQuirks(kfd); err != nil {
 		return err
 	}
-	m.mem, err = unix.Mmap(-1, 0, int(m.cfg.MemSize), unix.PROT_READ|unix.PROT_WRITE,
+	if err := m.checkPhysBits(); err != nil {
+		return err
+	}
+	// One host reservation indexed by guest-physical address, across the
+	// MMIO hole when RAM goes above it: the hole's part is PROT_NONE,
+	// never touched and in no slot, so it costs no memory.
+	end := PhysEnd(m.cfg.MemSize)
+	m.mem, err = unix.Mmap(-1, 0, int(end), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return fmt.Errorf("allocating %d bytes of guest memory: %w", m.cfg.MemSize, err)
+	}
+	if end > LowMemEnd {
+		if err := unix.Mprotect(m.mem[LowMemEnd:HighMemBase], unix.PROT_NONE); err != nil {
+			return fmt.Errorf("reserving the MMIO hole in the guest memory mapping: %w", err)
+		}
 	}
 	// Host huge pages under the guest's 2 MiB pages let the shadow MMU
 	// map 2 MiB at one fault instead of one fault per 4 KiB (guestmm's
 	// Layout.HugePages). Only an optimization: a host without THP is fine.
 	_ = unix.Madvise(m.mem, unix.MADV_HUGEPAGE)
-	if err := m.setRAMSlot(m.cfg.MemSize); err != nil {
+	if err := m.setRAMSlots(true); err != nil {
+		return err
+	}
+	if m.zapPage, err = unix.Mmap(-1, 0, pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+		return fmt.Errorf("allocating the zap slot's page: %w", err)
+	}
+	if err := m.setZapSlot(true); err != nil {
 		return err
 	}
 	m.writeSystemPages()
@@ -138,37 +189,97 @@ func (m *Machine) disableQuirks(kfd uintptr) error {
 	return nil
 }
 
-func (m *Machine) setRAMSlot(size uint64) error {
-	region := &kvm.UserspaceMemoryRegion{
-		Slot: 0, GuestPhysAddr: 0, MemorySize: size,
-		UserspaceAddr: uint64(uintptr(unsafe.Pointer(&m.mem[0]))),
-	}
-	err := retry(func() error { return kvm.SetUserMemoryRegion(m.vmFd, region) })
-	if err != nil {
-		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION: %w", err)
+// checkPhysBits makes sure that the physical address width the guest's
+// CPUID reports (leaf 0x80000008, EAX[7:0]) covers guest RAM: the guest's
+// page tables could not address frames above it.
+func (m *Machine) checkPhysBits() error {
+	bits := m.cpuid.physBits()
+	if end := PhysEnd(m.cfg.MemSize); bits != 0 && bits < 64 && end > 1<<bits {
+		return fmt.Errorf("guest memory %d bytes ends at guest-physical %#x, beyond the %d-bit physical addresses of this CPU", m.cfg.MemSize, end, bits)
 	}
 	return nil
 }
 
-// zapTranslations deletes and re-adds the RAM slot so that KVM forgets
-// every translation it derived from the guest page tables (see
-// VCPU.FlushTLB).
+// setRAMSlots adds (on) or deletes the RAM slots: slot 0 below the MMIO
+// hole and, for RAM above it, slot 1 from HighMemBase.
+func (m *Machine) setRAMSlots(on bool) error {
+	for i, r := range RAMRanges(m.cfg.MemSize) {
+		size := r.End - r.Start
+		if !on {
+			size = 0
+		}
+		region := &kvm.UserspaceMemoryRegion{
+			Slot: uint32(i), GuestPhysAddr: r.Start, MemorySize: size,
+			UserspaceAddr: uint64(uintptr(unsafe.Pointer(&m.mem[r.Start]))),
+		}
+		err := retry(func() error { return kvm.SetUserMemoryRegion(m.vmFd, region) })
+		if err != nil {
+			return fmt.Errorf("KVM_SET_USER_MEMORY_REGION (slot %d at %#x): %w", i, r.Start, err)
+		}
+	}
+	return nil
+}
+
+// zapSlot is a one-page memory slot in the MMIO hole that no guest page
+// table ever points at: deleting a slot makes KVM forget every
+// translation it derived from the guest page tables, in every slot
+// (kvm_mmu_zap_all_fast; KVM_X86_QUIRK_SLOT_ZAP_ALL, on by default, in
+// kernels that can zap less), and deleting and re-adding this one costs
+// the same at any size of guest RAM, where a RAM slot's cost grows with
+// it (about 30 ms for 64 GiB, 0.5 ms for 512 MiB here).
+const (
+	zapSlot   = 2
+	zapSlotPA = HighMemBase - pageSize
+)
+
+func (m *Machine) setZapSlot(on bool) error {
+	size := uint64(pageSize)
+	if !on {
+		size = 0
+	}
+	region := &kvm.UserspaceMemoryRegion{
+		Slot: zapSlot, GuestPhysAddr: zapSlotPA, MemorySize: size,
+		UserspaceAddr: uint64(uintptr(unsafe.Pointer(&m.zapPage[0]))),
+	}
+	if err := retry(func() error { return kvm.SetUserMemoryRegion(m.vmFd, region) }); err != nil {
+		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION (slot %d at %#x): %w", zapSlot, uint64(zapSlotPA), err)
+	}
+	return nil
+}
+
+// zapTranslations deletes and re-adds zapSlot so that KVM forgets every
+// translation it derived from the guest page tables (see VCPU.FlushTLB).
 func (m *Machine) zapTranslations() error {
 	m.zaps++
-	if err := m.setRAMSlot(0); err != nil {
+	if err := m.setZapSlot(false); err != nil {
 		return err
 	}
-	return m.setRAMSlot(m.cfg.MemSize)
+	return m.setZapSlot(true)
 }
 
 // Zaps counts the translation flushes the machine has done.
 func (m *Machine) Zaps() uint64 { return m.zaps }
 
-// Mem is guest RAM: index i is guest-physical address i.
+// Mem is guest RAM: index i is guest-physical address i. Above
+// LowMemEnd it spans the MMIO hole, whose bytes must never be touched
+// (they are PROT_NONE): only the RAMRanges are RAM.
 func (m *Machine) Mem() []byte { return m.mem }
 
 // MemSize is the size of guest RAM.
 func (m *Machine) MemSize() uint64 { return m.cfg.MemSize }
+
+// RAMRanges returns the guest-physical ranges of the machine's RAM.
+func (m *Machine) RAMRanges() []RAMRange { return RAMRanges(m.cfg.MemSize) }
+
+// NewFrames returns a frame allocator for the RAM the machine leaves to
+// the guest: from RAMBase to the end of RAM, without the MMIO hole.
+func (m *Machine) NewFrames() *guestmm.Frames {
+	end := PhysEnd(m.cfg.MemSize)
+	if end <= LowMemEnd {
+		return guestmm.NewFrames(m.mem, RAMBase, end)
+	}
+	return guestmm.NewFramesAround(m.mem, RAMBase, end, LowMemEnd, HighMemBase)
+}
 
 // Close releases the VM, its vCPUs and guest RAM.
 func (m *Machine) Close() error {
@@ -183,6 +294,10 @@ func (m *Machine) Close() error {
 	if m.mem != nil {
 		unix.Munmap(m.mem)
 		m.mem = nil
+	}
+	if m.zapPage != nil {
+		unix.Munmap(m.zapPage)
+		m.zapPage = nil
 	}
 	if m.kvm != nil {
 		m.kvm.Close()

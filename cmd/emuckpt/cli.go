@@ -144,7 +144,7 @@ func (m *memFlag) Set(v string) error {
 	case s < lo:
 		return fmt.Errorf("%s is less than the minimum, %s", v, humanSize(uint64(lo)))
 	case s > hi:
-		return fmt.Errorf("%s is more than the maximum, %s (guest RAM ends where the MMIO hole starts)", v, humanSize(uint64(hi)))
+		return fmt.Errorf("%s is more than the maximum, %s", v, humanSize(uint64(hi)))
 	}
 	m.sizeFlag = s
 	return nil

@@ -25,9 +25,11 @@ func TestUsageErrors(t *testing.T) {
 		{"bad size", []string{"run", "--mem", "xx", img("hello")},
 			`emuckpt: run: invalid value "xx" for flag -mem: want a size like 512M or 2G`},
 		{"memory above the maximum", []string{"run", "--mem", "1T", img("hello")},
-			`emuckpt: run: invalid value "1T" for flag -mem: 1T is more than the maximum, 3G (guest RAM ends where the MMIO hole starts)`},
-		{"memory just above the maximum", []string{"run", "--mem", "3073M", img("hello")},
-			`emuckpt: run: invalid value "3073M" for flag -mem: 3073M is more than the maximum, 3G (guest RAM ends where the MMIO hole starts)`},
+			`emuckpt: run: invalid value "1T" for flag -mem: 1T is more than the maximum, 64G`},
+		{"memory just above the maximum", []string{"run", "--mem", "65537M", img("hello")},
+			`emuckpt: run: invalid value "65537M" for flag -mem: 65537M is more than the maximum, 64G`},
+		{"memory above the maximum, verify", []string{"verify", "--mem", "65G", img("hello")},
+			`emuckpt: verify: invalid value "65G" for flag -mem: 65G is more than the maximum, 64G`},
 		{"memory below the minimum", []string{"run", "--mem", "1M", img("hello")},
 			`emuckpt: run: invalid value "1M" for flag -mem: 1M is less than the minimum, 4M`},
 		{"unknown flag of run", []string{"run", "--bogus", img("hello")},
@@ -60,7 +62,7 @@ func TestUsageErrors(t *testing.T) {
 func TestHelpShowsMemoryLimits(t *testing.T) {
 	r := emuckpt(t, "run", "--help")
 	require.Equal(t, 0, r.status)
-	assert.Contains(t, r.stderr, "guest RAM size, from 4M to 3G (e.g. 512M, 2G) (default 512M)")
+	assert.Contains(t, r.stderr, "guest RAM size, from 4M to 64G (e.g. 512M, 2G) (default 512M)")
 	assert.NotContains(t, r.stderr, "536870912")
 }
 
@@ -85,6 +87,27 @@ func TestSizeFlag(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.n, uint64(s))
 			assert.Equal(t, tt.show, s.String())
+		})
+	}
+}
+
+// TestMemAboveTheHole: --mem takes sizes beyond the MMIO hole at 3 GiB
+// up to the maximum, and a guest that touches more than fits below the
+// hole runs with its data intact (its frames above 4 GiB).
+func TestMemAboveTheHole(t *testing.T) {
+	kvmtest.Require(t)
+	for _, tt := range []struct {
+		mem  string
+		args []string
+		want string
+	}{
+		{"64G", []string{img("hello")}, "hello, world\n"},
+		{"4G", []string{img("bigmem"), "3150"}, "bigmem 3150 MiB: ok (checkpoint returned -89)\n"},
+	} {
+		t.Run(tt.mem, func(t *testing.T) {
+			r := emuckpt(t, append([]string{"run", "--mem", tt.mem}, tt.args...)...)
+			assert.Equal(t, 0, r.status, r.stderr)
+			assert.Equal(t, tt.want, r.stdout)
 		})
 	}
 }

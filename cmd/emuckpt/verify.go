@@ -81,7 +81,7 @@ func cmdVerify(args []string, stdout, stderr *os.File) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	var (
 		env      envList
-		mem      = sizeFlag(vmm.DefaultMemSize)
+		mem      = memFlag{sizeFlag(vmm.DefaultMemSize)}
 		perturbs listFlag
 		cwd      = fs.String("cwd", "/", "guest working directory")
 		seed     = fs.Uint64("seed", 0, "seed for the deterministic randomness")
@@ -99,7 +99,7 @@ func cmdVerify(args []string, stdout, stderr *os.File) int {
 		machine  = addMachineFlags(fs)
 	)
 	fs.Var(&env, "env", "add KEY=VALUE to the guest environment (repeatable)")
-	fs.Var(&mem, "mem", "guest RAM size (e.g. 512M, 2G)")
+	fs.Var(&mem, "mem", fmt.Sprintf("guest RAM size, from %s to %s (e.g. 512M, 2G)", humanSize(vmm.MinMemSize), humanSize(vmm.MaxMemSize)))
 	fs.Var(&perturbs, "perturb", "a perturbation to restore with (repeatable; see above)")
 	fs.Lookup("v").Usage = "list every result, passed ones too"
 	fs.Lookup("trace").Usage = "(for run and restore only; verify refuses it)"
@@ -150,7 +150,7 @@ func cmdVerify(args []string, stdout, stderr *os.File) int {
 		return bad("%v", err)
 	}
 	kc := machine.config(nil, nil, nil)
-	if status, ok := programConfig(&kc, fs.Args(), env, *cwd, uint64(mem), stderr); !ok {
+	if status, ok := programConfig(&kc, fs.Args(), env, *cwd, uint64(mem.sizeFlag), stderr); !ok {
 		return status
 	}
 	kc.Seed = *seed
