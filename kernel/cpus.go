@@ -28,8 +28,9 @@ import (
 //     returns to user mode, the others get the changed pages in their
 //     refresh lists and are kicked out of user mode (stopOut), so that
 //     they cannot use a stale translation after the call returned.
-//   - Freed page tables and full flushes: KVM forgets every translation by
-//     re-adding the RAM slot, which no vCPU may be running through.
+//   - Freed page tables and full flushes: KVM forgets every translation
+//     (vmm.Machine.FlushTranslations), and no vCPU may go on with one it
+//     cached before.
 //   - Killing a task that runs on another vCPU: its vCPU leaves user mode
 //     before its memory can be freed.
 //

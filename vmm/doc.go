@@ -44,9 +44,9 @@
 // stubs, ring-0 stack and refresh list (cpuStride apart); the GDT and the
 // trampoline are shared. A translation flush deletes and re-adds a
 // one-page slot in the MMIO hole (zapSlot: deleting any slot makes KVM
-// forget every translation), which no vCPU may be running through: with
-// several vCPUs the kernel layer stops the others first
-// (Machine.FlushTranslations).
+// forget every translation); with several vCPUs the kernel layer stops
+// the others first (Machine.FlushTranslations), so that none goes on with
+// a translation cached before.
 //
 // The guest's TSC (tsc.go): RDTSC reads the host's, GuestTSCMode finds
 // how a guest's relates to it (unchanged on PVM, KVM's offset on hardware

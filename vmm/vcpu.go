@@ -403,14 +403,15 @@ func (c *VCPU) SetCR3(cr3 uint64) {
 // Neither a guest CR3 reload nor invlpg is enough: KVM's shadow MMU (PVM
 // here, and hardware without EPT) write-protects guest page tables against
 // the guest, not against the VMM writing them through its own mapping, so
-// its shadow entries stay stale. Re-adding the memory slot makes KVM drop
-// every shadow page (on EPT: every EPT entry and, with them, the guest's
+// its shadow entries stay stale. Deleting a memory slot (zapSlot, a page
+// in the MMIO hole) makes KVM drop every shadow page (on EPT: every EPT entry and, with them, the guest's
 // combined TLB entries), and the guest then re-walks the tables. That is
 // expensive; RefreshPages is the cheap way for a few pages.
 //
 // The flush is machine-wide and done at the next Run; with several vCPUs
-// no other may be in Run then, so the kernel layer flushes by itself
-// (Machine.FlushTranslations) when FlushPending says one is due.
+// the others must not go on with their cached translations, so the kernel
+// layer flushes by itself, with them stopped (Machine.FlushTranslations),
+// when FlushPending says one is due.
 func (c *VCPU) FlushTLB() { c.flush = true }
 
 // FlushPending reports that the next Run would flush every translation
