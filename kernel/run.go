@@ -69,7 +69,6 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	}
 	k.cpus[0].loop()
 	wg.Wait()
-	k.awaitBackground()
 	for _, c := range k.cpus {
 		c.stopKick()
 	}
