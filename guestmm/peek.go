@@ -10,6 +10,12 @@ import "io"
 // anonymous mapping not yet touched reads as zeros. It stops at the first
 // byte outside a readable, non-device mapping.
 func (as *AddressSpace) Peek(va uint64, buf []byte) int {
+	return as.peek(va, buf, ProtRead)
+}
+
+// peek is Peek for mappings that allow need (ProtRead, or ProtExec for
+// code the program would fetch: see peekCode).
+func (as *AddressSpace) peek(va uint64, buf []byte, need Prot) int {
 	done := 0
 	for done < len(buf) {
 		cur := va + uint64(done)
@@ -17,7 +23,7 @@ func (as *AddressSpace) Peek(va uint64, buf []byte) int {
 			break
 		}
 		v, _ := as.vmas.find(cur)
-		if v == nil || v.Kind == KindDevice || v.Prot&ProtRead == 0 {
+		if v == nil || v.Kind == KindDevice || v.Prot&need == 0 {
 			break
 		}
 		in := cur & pageMask

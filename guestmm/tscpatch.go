@@ -466,38 +466,7 @@ func isPrefix(b byte) bool {
 // pages as zeros. It stops at a hole, a device or a non-executable
 // mapping and returns how many bytes it copied.
 func (as *AddressSpace) peekCode(va uint64, buf []byte) int {
-	done := 0
-	for done < len(buf) {
-		cur := va + uint64(done)
-		if cur >= TaskSize {
-			break
-		}
-		v, _ := as.vmas.find(cur)
-		if v == nil || v.Kind == KindDevice || v.Prot&ProtExec == 0 {
-			break
-		}
-		in := cur & pageMask
-		n := min(uint64(len(buf)-done), PageSize-in)
-		dst := buf[done : done+int(n)]
-		if e, ok := as.pt.Lookup(cur &^ pageMask); ok && e&Special == 0 && as.frames.Contains(e.Addr()) {
-			pa := e.Addr()
-			copy(dst, as.mem[pa+in:pa+in+n])
-			as.tsc.overlay(pa, in, dst)
-		} else if v.isFile() {
-			m, err := v.Backing.ReadAt(dst, int64(v.offsetOf(cur)))
-			if m < 0 {
-				m = 0
-			}
-			if err != nil && err != io.EOF {
-				break
-			}
-			clear(dst[m:])
-		} else {
-			clear(dst)
-		}
-		done += int(n)
-	}
-	return done
+	return as.peek(va, buf, ProtExec)
 }
 
 // elfCode is the decoding of an executable file's code sections: the file

@@ -178,7 +178,8 @@ func (k *Kernel) runTurn(c *cpu, t *Task) error {
 			continue
 		}
 		k.armKick(c)
-		if err := k.refreshTranslations(c, t); err != nil {
+		// Page-table changes reach every vCPU before this one enters.
+		if err := k.publishChanges(c); err != nil {
 			return fmt.Errorf("internal error: %w", err)
 		}
 		k.armDeviceTurn(c, t)
@@ -300,13 +301,6 @@ func (k *Kernel) settle(c *cpu, t *Task, kind vmm.ExitKind, err error) error {
 	}
 	k.traceCounters(t) // --trace-json (traceevents.go)
 	return nil
-}
-
-// refreshTranslations brings the vCPU's view of t's page tables up to date
-// before it enters user mode, and every other vCPU's view of the address
-// spaces they have loaded (see publishChanges).
-func (k *Kernel) refreshTranslations(c *cpu, t *Task) error {
-	return k.publishChanges(c)
 }
 
 // exception turns a CPU exception into what Linux would do with it.
