@@ -150,7 +150,7 @@ var realTable = []realRow{
 
 // realRoot builds the guest root: the static binaries in bin and the data
 // files the table reads. It skips when a package is missing.
-func realRoot(t *testing.T) string {
+func realRoot(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "bin"), 0o755))
