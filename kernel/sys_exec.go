@@ -120,10 +120,7 @@ func (k *Kernel) replaceImage(t *Task, as *guestmm.AddressSpace, regs vmm.Regs, 
 	k.exitRobustList(t)
 	k.dropMM(p)
 	p.as, p.asUsers = as, newCount()
-	if *p.fdUsers > 1 {
-		*p.fdUsers--
-		p.fds, p.fdUsers = p.fds.Clone(), newCount()
-	}
+	unshareFiles(p)
 	p.fds.CloseOnExec()
 	for sig := range p.actions {
 		if p.actions[sig].Handler == sigIgn {

@@ -245,16 +245,17 @@ func (k *Kernel) sysReadv(t *Task, a *args) (uint64, unix.Errno) {
 	if s, ok := f.(*vfs.Socket); ok {
 		return k.socketReadv(t, s, iov) // one message, as recvmsg
 	}
-	return k.mayBlock(t, f, vfs.PollIn)(k.readv(t, f, iov))
+	return k.mayBlock(t, f, vfs.PollIn)(k.readv(t, iov, f.Read))
 }
 
-func (k *Kernel) readv(t *Task, f vfs.File, iov [][2]uint64) (uint64, unix.Errno) {
+// readv fills the buffers of iov in turn with read.
+func (k *Kernel) readv(t *Task, iov [][2]uint64, read func([]byte) (int, unix.Errno)) (uint64, unix.Errno) {
 	// Fill each buffer in turn, in steps of at most maxIO, and stop at the
 	// first short read: the bytes land where Linux would put them.
 	var done uint64
 	for _, v := range iov {
 		for off := uint64(0); off < v[1]; {
-			n, e := k.readTo(t, v[0]+off, v[1]-off, false, f.Read)
+			n, e := k.readTo(t, v[0]+off, v[1]-off, false, read)
 			if e != 0 {
 				if done > 0 {
 					return done, 0
@@ -271,15 +272,93 @@ func (k *Kernel) readv(t *Task, f vfs.File, iov [][2]uint64) (uint64, unix.Errno
 	return done, 0
 }
 
+// Flags of preadv2 and pwritev2 (RWF_*). HIPRI, DSYNC and SYNC change
+// nothing here: guest files have no device queue to poll and nothing to
+// write back. The others are refused, as by a file system without them.
+const (
+	rwfHipri     = 0x1
+	rwfDsync     = 0x2
+	rwfSync      = 0x4
+	rwfSupported = 0xff // RWF_SUPPORTED of Linux 6.x: unknown bits give EOPNOTSUPP
+)
+
+// positioned returns the read or write of preadv/pwritev at pos, which
+// advances with each transfer and leaves the file offset alone; pos -1
+// (preadv2 and pwritev2 only) is the file offset, as readv and writev.
+func positioned(pos int64, whole bool, at func([]byte, int64) (int, unix.Errno), plain func([]byte) (int, unix.Errno)) (func([]byte) (int, unix.Errno), unix.Errno) {
+	switch {
+	case pos == -1 && !whole:
+		return plain, 0
+	case pos < 0:
+		return nil, unix.EINVAL
+	}
+	return func(p []byte) (int, unix.Errno) {
+		n, e := at(p, pos)
+		pos += int64(n)
+		return n, e
+	}, 0
+}
+
+// rwFlags checks the flags of preadv2/pwritev2.
+func (k *Kernel) rwFlags(flags uint64) unix.Errno {
+	switch {
+	case flags&^rwfSupported != 0:
+		return unix.EOPNOTSUPP
+	case flags&^(rwfHipri|rwfDsync|rwfSync) != 0:
+		k.noteOnce(fmt.Sprintf("rwf-%#x", flags), fmt.Sprintf("preadv2/pwritev2 flags %#x are not implemented: returning EOPNOTSUPP", flags))
+		return unix.EOPNOTSUPP
+	}
+	return 0
+}
+
+// preadv is preadv(2) (whole: pos is an offset) and preadv2(2).
+func (k *Kernel) preadv(t *Task, a *args, whole bool, flags uint64) (uint64, unix.Errno) {
+	f, iov, e := k.fileIovecs(t, a)
+	if e != 0 {
+		return 0, e
+	}
+	if e := k.rwFlags(flags); e != 0 {
+		return 0, e
+	}
+	read, e := positioned(int64(a[3]), whole, f.Pread, f.Read)
+	if e != 0 {
+		return 0, e
+	}
+	return k.mayBlock(t, f, vfs.PollIn)(k.readv(t, iov, read))
+}
+
+func (k *Kernel) sysPreadv(t *Task, a *args) (uint64, unix.Errno)  { return k.preadv(t, a, true, 0) }
+func (k *Kernel) sysPreadv2(t *Task, a *args) (uint64, unix.Errno) { return k.preadv(t, a, false, a[5]) }
+
+// pwritev is pwritev(2) and pwritev2(2), as preadv.
+func (k *Kernel) pwritev(t *Task, a *args, whole bool, flags uint64) (uint64, unix.Errno) {
+	f, iov, e := k.fileIovecs(t, a)
+	if e != 0 {
+		return 0, e
+	}
+	if e := k.rwFlags(flags); e != 0 {
+		return 0, e
+	}
+	write, e := positioned(int64(a[3]), whole, f.Pwrite, f.Write)
+	if e != 0 {
+		return 0, e
+	}
+	return k.mayBlock(t, f, vfs.PollOut)(k.epipe(t, f)(k.writev(t, iov, write)))
+}
+
+func (k *Kernel) sysPwritev(t *Task, a *args) (uint64, unix.Errno)  { return k.pwritev(t, a, true, 0) }
+func (k *Kernel) sysPwritev2(t *Task, a *args) (uint64, unix.Errno) { return k.pwritev(t, a, false, a[5]) }
+
 func (k *Kernel) sysWritev(t *Task, a *args) (uint64, unix.Errno) {
 	f, iov, e := k.fileIovecs(t, a)
 	if e != 0 {
 		return 0, e
 	}
-	return k.mayBlock(t, f, vfs.PollOut)(k.epipe(t, f)(k.writev(t, f, iov)))
+	return k.mayBlock(t, f, vfs.PollOut)(k.epipe(t, f)(k.writev(t, iov, f.Write)))
 }
 
-func (k *Kernel) writev(t *Task, f vfs.File, iov [][2]uint64) (uint64, unix.Errno) {
+// writev gathers the buffers of iov and hands them to write at once.
+func (k *Kernel) writev(t *Task, iov [][2]uint64, write func([]byte) (int, unix.Errno)) (uint64, unix.Errno) {
 	// Gather first, so one writev is one write on the host (stdout lines
 	// stay whole) and a bad buffer fails before anything is written.
 	var data []byte
@@ -303,10 +382,10 @@ func (k *Kernel) writev(t *Task, f vfs.File, iov [][2]uint64) (uint64, unix.Errn
 		data = append(data, buf...)
 	}
 	if len(data) == 0 {
-		_, e := f.Write(nil)
+		_, e := write(nil)
 		return 0, e
 	}
-	n, e := f.Write(data)
+	n, e := write(data)
 	if e != 0 {
 		return 0, e
 	}
@@ -344,6 +423,28 @@ func (k *Kernel) openat(t *Task, dirfd, pathVA, flags, mode uint64) (uint64, uni
 
 func (k *Kernel) sysClose(t *Task, a *args) (uint64, unix.Errno) {
 	return 0, t.proc.fds.Close(int(int32(a[0])))
+}
+
+// sysCloseRange is close_range(2). CLOSE_RANGE_UNSHARE first gives the
+// caller a table of its own when CLONE_FILES shares it.
+func (k *Kernel) sysCloseRange(t *Task, a *args) (uint64, unix.Errno) {
+	first, last, flags := uint64(uint32(a[0])), uint64(uint32(a[1])), uint32(a[2])
+	if flags&^(unix.CLOSE_RANGE_UNSHARE|unix.CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+		return 0, unix.EINVAL
+	}
+	if flags&unix.CLOSE_RANGE_UNSHARE != 0 {
+		unshareFiles(t.proc)
+	}
+	return 0, t.proc.fds.CloseRange(first, last, flags)
+}
+
+// unshareFiles gives p a copy of a descriptor table it shares with other
+// processes (CLONE_FILES), as execve and CLOSE_RANGE_UNSHARE do.
+func unshareFiles(p *Process) {
+	if *p.fdUsers > 1 {
+		*p.fdUsers--
+		p.fds, p.fdUsers = p.fds.Clone(), newCount()
+	}
 }
 
 func (k *Kernel) putStat(t *Task, va uint64, st vfs.Stat, e unix.Errno) (uint64, unix.Errno) {
@@ -485,6 +586,25 @@ func (k *Kernel) sysChdir(t *Task, a *args) (uint64, unix.Errno) {
 		return 0, e
 	}
 	cwd, e := k.fs.Chdir(t.proc.cwd, p)
+	if e != 0 {
+		return 0, e
+	}
+	t.proc.cwd = cwd
+	return 0, 0
+}
+
+// sysFchdir is fchdir(2): the directory open at fd, searchable, becomes
+// the working directory.
+func (k *Kernel) sysFchdir(t *Task, a *args) (uint64, unix.Errno) {
+	f, e := k.file(t, a[0])
+	if e != 0 {
+		return 0, e
+	}
+	dir, e := vfs.DirPath(f)
+	if e != 0 {
+		return 0, e
+	}
+	cwd, e := k.fs.Chdir(dir, ".")
 	if e != 0 {
 		return 0, e
 	}

@@ -189,3 +189,16 @@ func (k *Kernel) sysMunlockall(t *Task, _ *args) (uint64, unix.Errno) {
 	t.proc.lockFuture, t.proc.lockOnFault = false, false
 	return 0, errnoOf(t.proc.as.LockAll(false, false))
 }
+
+func (k *Kernel) sysMsync(t *Task, a *args) (uint64, unix.Errno) {
+	return 0, errnoOf(t.proc.as.Msync(a[0], a[1], int(int32(a[2]))))
+}
+
+// sysMincore is mincore(2): the residency vector goes to a[2].
+func (k *Kernel) sysMincore(t *Task, a *args) (uint64, unix.Errno) {
+	vec, err := t.proc.as.Mincore(a[0], a[1])
+	if err != nil {
+		return 0, errnoOf(err)
+	}
+	return 0, k.copyOut(t, a[2], vec)
+}

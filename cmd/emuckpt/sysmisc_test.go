@@ -28,6 +28,22 @@ func TestSysmiscMatchesNative(t *testing.T) {
 	assert.Empty(t, got.stderr)
 }
 
+// TestSysmoreMatchesNative: write-back, mincore and msync, positioned
+// vector I/O, close_range, fchdir, the ids and the scheduling policies
+// answer as Linux does, result by result and errno by errno.
+func TestSysmoreMatchesNative(t *testing.T) {
+	kvmtest.Require(t)
+	root := t.TempDir()
+	file := filepath.Join(root, "data.txt")
+	require.NoError(t, os.WriteFile(file, []byte("hello, world\n"), 0o644))
+	want := native(t, img("sysmore"), file)
+	require.Equal(t, 0, want.status, want.stderr)
+	got := emuckpt(t, "run", "-v", "--root", root, img("sysmore"), "/data.txt")
+	assert.Equal(t, want.stdout, got.stdout)
+	assert.Equal(t, want.status, got.status)
+	assert.Empty(t, got.stderr, "no call is reported as lacking")
+}
+
 // TestSysmiscCheckpoint: the attributes sysmisc sets before it checkpoints
 // itself are those a restored run sees.
 func TestSysmiscCheckpoint(t *testing.T) {
