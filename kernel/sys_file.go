@@ -327,8 +327,10 @@ func (k *Kernel) preadv(t *Task, a *args, whole bool, flags uint64) (uint64, uni
 	return k.mayBlock(t, f, vfs.PollIn)(k.readv(t, iov, read))
 }
 
-func (k *Kernel) sysPreadv(t *Task, a *args) (uint64, unix.Errno)  { return k.preadv(t, a, true, 0) }
-func (k *Kernel) sysPreadv2(t *Task, a *args) (uint64, unix.Errno) { return k.preadv(t, a, false, a[5]) }
+func (k *Kernel) sysPreadv(t *Task, a *args) (uint64, unix.Errno) { return k.preadv(t, a, true, 0) }
+func (k *Kernel) sysPreadv2(t *Task, a *args) (uint64, unix.Errno) {
+	return k.preadv(t, a, false, a[5])
+}
 
 // pwritev is pwritev(2) and pwritev2(2), as preadv.
 func (k *Kernel) pwritev(t *Task, a *args, whole bool, flags uint64) (uint64, unix.Errno) {
@@ -346,8 +348,10 @@ func (k *Kernel) pwritev(t *Task, a *args, whole bool, flags uint64) (uint64, un
 	return k.mayBlock(t, f, vfs.PollOut)(k.epipe(t, f)(k.writev(t, iov, write)))
 }
 
-func (k *Kernel) sysPwritev(t *Task, a *args) (uint64, unix.Errno)  { return k.pwritev(t, a, true, 0) }
-func (k *Kernel) sysPwritev2(t *Task, a *args) (uint64, unix.Errno) { return k.pwritev(t, a, false, a[5]) }
+func (k *Kernel) sysPwritev(t *Task, a *args) (uint64, unix.Errno) { return k.pwritev(t, a, true, 0) }
+func (k *Kernel) sysPwritev2(t *Task, a *args) (uint64, unix.Errno) {
+	return k.pwritev(t, a, false, a[5])
+}
 
 func (k *Kernel) sysWritev(t *Task, a *args) (uint64, unix.Errno) {
 	f, iov, e := k.fileIovecs(t, a)
