@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -116,4 +117,30 @@ func TestProcView(t *testing.T) {
 	assert.Equal(t, "worker\n", string(b))
 	_, ok = v.File(p.pid, 99, "stat")
 	assert.False(t, ok, "no such thread")
+}
+
+// TestProcSystemFiles: the files of /proc itself, in Linux's formats,
+// with the guest's figures.
+func TestProcSystemFiles(t *testing.T) {
+	k, leader := newTestTask(t, false)
+	v := procView{k}
+	k.sched.cur = leader
+	assert.Same(t, leader.proc.fds, v.Files(leader.proc.pid))
+	assert.Nil(t, v.Files(4242))
+
+	meminfo := string(v.System("meminfo"))
+	assert.Regexp(t, `^MemTotal: +\d+ kB\nMemFree: +\d+ kB\nMemAvailable: +\d+ kB\n`, meminfo)
+	assert.Contains(t, meminfo, "\nSwapTotal:             0 kB\n", "Linux's columns: 16 for the name, 8 for the figure")
+	assert.Equal(t, uint64(k.frames.Capacity())*4, func() uint64 {
+		var n uint64
+		_, err := fmt.Sscanf(meminfo, "MemTotal: %d kB", &n)
+		require.NoError(t, err)
+		return n
+	}(), "MemTotal is the guest's RAM, as sysinfo's totalram")
+	assert.Regexp(t, `^0\.00 0\.00 0\.00 1/1 \d+\n$`, string(v.System("loadavg")))
+	assert.Regexp(t, `^\d+\.\d\d 0\.00\n$`, string(v.System("uptime")))
+	assert.Equal(t, "Linux version 6.1.0-emuckpt (emuckpt@emuckpt) (go) "+utsVersion+"\n", string(v.System("version")))
+	assert.Regexp(t, `^cpu  \d+ 0 \d+ \d+ 0 0 0 0 0 0\ncpu0 `, string(v.System("stat")))
+	assert.Contains(t, string(v.System("stat")), "\nprocs_running 1\n")
+	assert.Nil(t, v.System("nothing"))
 }

@@ -69,7 +69,7 @@ func (k *Kernel) sysUmask(t *Task, a *args) (uint64, unix.Errno) {
 }
 
 // sysSysinfo fills struct sysinfo (112 bytes on x86-64) from the guest's
-// view: its RAM, no swap, one process, no load.
+// view: its RAM, no swap, its tasks, no load.
 func (k *Kernel) sysSysinfo(t *Task, a *args) (uint64, unix.Errno) {
 	var b [112]byte
 	le := binary.LittleEndian
@@ -83,8 +83,9 @@ func (k *Kernel) sysSysinfo(t *Task, a *args) (uint64, unix.Errno) {
 	le.PutUint64(b[32:], total) // totalram
 	le.PutUint64(b[40:], free)  // freeram
 	// sharedram, bufferram, totalswap, freeswap: 0.
-	le.PutUint16(b[80:], uint16(len(t.proc.tasks))) // procs
-	le.PutUint32(b[104:], 1)                        // mem_unit
+	tasks, _ := k.taskCounts()
+	le.PutUint16(b[80:], uint16(tasks)) // procs: every task, as Linux's nr_threads
+	le.PutUint32(b[104:], 1)            // mem_unit
 	return 0, k.copyOut(t, a[0], b[:])
 }
 

@@ -143,6 +143,18 @@ type cpuidTable struct {
 	Entries [maxCPUIDEntries]cpuidEntry
 }
 
+// lookup finds a leaf (and subleaf, where the leaf has significant
+// indexes) in the table.
+func (t *cpuidTable) lookup(leaf, index uint32) (cpuidEntry, bool) {
+	const significantIndex = 1 // KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+	for _, e := range t.Entries[:min(t.Nent, maxCPUIDEntries)] {
+		if e.Function == leaf && (e.Flags&significantIndex == 0 || e.Index == index) {
+			return e, true
+		}
+	}
+	return cpuidEntry{}, false
+}
+
 // physBits returns the physical address width in CPUID leaf 0x80000008
 // (EAX[7:0]), 0 when the table lacks the leaf.
 func (t *cpuidTable) physBits() uint {

@@ -189,6 +189,17 @@ func (m *Machine) disableQuirks(kfd uintptr) error {
 	return nil
 }
 
+// CPUID returns what the guest's CPUID instruction gives for leaf and
+// subleaf index (the same on every vCPU, see setupCPU); ok is false when
+// the guest has no such leaf.
+func (m *Machine) CPUID(leaf, index uint32) (eax, ebx, ecx, edx uint32, ok bool) {
+	e, ok := m.cpuid.lookup(leaf, index)
+	if leaf == 1 && e.Ecx&(1<<26) != 0 {
+		e.Ecx |= 1 << 27 // OSXSAVE: the guest runs with CR4.OSXSAVE where there is XSAVE
+	}
+	return e.Eax, e.Ebx, e.Ecx, e.Edx, ok
+}
+
 // checkPhysBits makes sure that the physical address width the guest's
 // CPUID reports (leaf 0x80000008, EAX[7:0]) covers guest RAM: the guest's
 // page tables could not address frames above it.

@@ -144,6 +144,15 @@ var realTable = []realRow{
 	bashc("x=5; let x*=3; echo $x; false; echo $?"),
 	bashc("echo ${UNSET:-default} ${HOME}"),
 	bashc("IFS=, read -r a b c < data/table.csv; echo $c$b$a"),
+	bashc("while read -r l; do echo \"got $l\"; done < <(printf 'a\\nb\\n')"), // bash opens /dev/fd/63, a pipe
+	bashc("busybox cat <(echo procsub) <(echo two)"),
+	shc("cat /dev/stdin < data/words.txt | wc -l"),
+	shc("echo to-stderr > /dev/stderr; echo to-stdout > /dev/stdout"),
+	shc("readlink /proc/self/fd/0 /dev/stdin /dev/fd"),
+	shc("exec 5< data/words.txt; readlink /proc/self/fd/5; head -1 /proc/self/fd/5").chroot(),
+	shc("head -1 /proc/meminfo | cut -d: -f1; free > /dev/null && echo free-ok"),
+	shc("awk '{print NF}' /proc/uptime /proc/loadavg; cut -c1-14 /proc/version; head -1 /proc/stat | cut -c1-4"),
+	shc("grep -q '^flags' /proc/cpuinfo && grep -q '^processor' /proc/cpuinfo && echo cpuinfo-ok"),
 	bashc("exit 42"),
 	bashc("nosuchcommand"),
 }
@@ -192,6 +201,15 @@ func realRoot(t testing.TB) string {
 	}
 	require.NoError(t, os.Symlink("words.txt", filepath.Join(dir, "data", "link")))
 	if os.Geteuid() == 0 {
+		// The chrooted native run needs /dev/null and udev's links into
+		// /proc/self/fd, as the guest has them.
+		dev := filepath.Join(dir, "dev")
+		require.NoError(t, os.Mkdir(dev, 0o755))
+		require.NoError(t, unix.Mknod(filepath.Join(dev, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+		for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+			"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+			require.NoError(t, os.Symlink(target, filepath.Join(dev, name)))
+		}
 		// The chrooted native run needs /proc/self/exe as the guest has
 		// it: busybox runs its applets by exec'ing it.
 		proc := filepath.Join(dir, "proc")

@@ -584,3 +584,16 @@ func (fs *FS) RestoreFDTableShared(entries []FDEntry, limit int, r *Restored) (*
 	}
 	return t, nil
 }
+
+// Open lists the open descriptors in increasing order (/proc/PID/fd).
+func (t *FDTable) Open() []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var fds []int
+	for fd, s := range t.slots {
+		if s.desc != nil {
+			fds = append(fds, fd)
+		}
+	}
+	return fds
+}

@@ -112,6 +112,14 @@ func New(opts Options) (*FS, error) {
 			fs.Close()
 			return nil, err
 		}
+		// udev's links into /proc/self/fd, which programs open as files.
+		for _, l := range [][2]string{{"/dev/fd", "/proc/self/fd"}, {"/dev/stdin", "/proc/self/fd/0"},
+			{"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"}} {
+			if err := fs.AddSymlink(l[0], l[1]); err != nil {
+				fs.Close()
+				return nil, err
+			}
+		}
 		return fs, nil
 	}
 	maps := opts.Maps
@@ -242,8 +250,11 @@ func (fs *FS) openResolved(r resolved, flags int, state []byte) (File, unix.Errn
 			st := n.stat()
 			fs.mu.RUnlock()
 			return newGeneratedFile(r.path(), st, n.content, flags), 0
-		default: // a symbolic link not followed
-			return nil, unix.ELOOP
+		default:
+			if r.magic {
+				return n.reopen(nil, flags)
+			}
+			return nil, unix.ELOOP // a symbolic link not followed
 		}
 	}
 	switch r.st.Mode & unix.S_IFMT {
@@ -296,6 +307,9 @@ func (fs *FS) statResolved(r *resolved) (Stat, unix.Errno) {
 		return statFromHost(&st), 0
 	}
 	if r.synth != nil {
+		if r.magic {
+			return r.synth.magicStat()
+		}
 		fs.mu.RLock()
 		defer fs.mu.RUnlock()
 		return r.synth.stat(), 0

@@ -145,3 +145,26 @@ func (e *pipeEnd) Close() unix.Errno {
 func (e *pipeEnd) Describe() FileState {
 	return FileState{Kind: KindPipe, Flags: e.Flags()}
 }
+
+// reopenPipe opens another end of the pipe e belongs to, as opening
+// /proc/PID/fd/N does on Linux: for reading or writing, whatever e is,
+// without waiting for a partner (it is a pipe, not a FIFO). An end for
+// both is EINVAL here: an end has one direction.
+func reopenPipe(e *pipeEnd, flags int) (File, unix.Errno) {
+	acc := flags & unix.O_ACCMODE
+	if acc == unix.O_RDWR {
+		return nil, unix.EINVAL
+	}
+	p := e.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := &pipeEnd{p: p, write: acc == unix.O_WRONLY}
+	n.flags = flags&unix.O_NONBLOCK | acc
+	if n.write {
+		p.writers++
+	} else {
+		p.readers++
+	}
+	p.events++
+	return n, 0
+}

@@ -1,8 +1,13 @@
 package vfs
 
 import (
+	"fmt"
+	"os"
 	"sort"
 	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Processes is what /proc shows: the guest's processes as the kernel sees
@@ -24,7 +29,15 @@ type Processes interface {
 	// Exe is the target of /proc/PID/exe: the guest path of the program;
 	// ok is false when there is no such process or it is a zombie.
 	Exe(pid int) (path string, ok bool)
+	// Files is the descriptor table of process pid, for /proc/PID/fd;
+	// nil when there is no such process or it is a zombie.
+	Files(pid int) *FDTable
+	// System generates /proc/NAME, NAME one of SystemFiles.
+	System(name string) []byte
 }
+
+// SystemFiles are the generated files of /proc itself.
+var SystemFiles = []string{"cpuinfo", "loadavg", "meminfo", "stat", "uptime", "version"}
 
 // ProcFiles are the generated files of each /proc/PID and
 // /proc/PID/task/TID directory.
@@ -46,18 +59,34 @@ func procIno(pid, tid, entry int) uint64 {
 	return procInoBase | uint64(entry)<<48 | uint64(pid&0xffffff)<<24 | uint64(tid&0xffffff)
 }
 
+// Entry numbers of procIno for what procfs.go adds after the first ones
+// (1-5 and 6+ for ProcFiles, by position).
+const (
+	procEntryFdDir  = 32
+	procEntryFd     = 33 // procIno(pid, fd, procEntryFd)
+	procEntryMounts = 34
+	procEntryLink   = 35 // /proc/mounts
+	procEntrySystem = 40 // + position in SystemFiles
+)
+
 // procfs builds the /proc directory over p.
-type procfs struct{ p Processes }
+type procfs struct {
+	fs *FS
+	p  Processes
+}
 
 // addProcfs registers /proc over p. /proc hides whatever directory the
 // root has there.
 func (fs *FS) addProcfs(p Processes) error {
-	pf := procfs{p}
+	pf := procfs{fs, p}
 	dir := &node{kind: nodeDir}
 	dir.dyn = &dynDir{
 		lookup: func(name string) *node { return pf.rootEntry(dir, name) },
 		list: func() []*node {
-			out := []*node{pf.rootEntry(dir, "self"), pf.rootEntry(dir, "thread-self")}
+			out := []*node{pf.rootEntry(dir, "self"), pf.rootEntry(dir, "thread-self"), pf.rootEntry(dir, "mounts")}
+			for _, name := range SystemFiles {
+				out = append(out, pf.rootEntry(dir, name))
+			}
 			for _, pid := range p.PIDs() {
 				out = append(out, pf.processDir(dir, pid, 0))
 			}
@@ -77,6 +106,14 @@ func (pf procfs) rootEntry(dir *node, name string) *node {
 		pid, tid := pf.p.Self()
 		return dynNode(dir, name, procIno(0, 0, 2), &node{kind: nodeSymlink,
 			target: strconv.Itoa(pid) + "/task/" + strconv.Itoa(tid)})
+	case "mounts":
+		return dynNode(dir, name, procIno(0, 0, procEntryLink), &node{kind: nodeSymlink, target: "self/mounts"})
+	}
+	for i, f := range SystemFiles {
+		if f == name {
+			return dynNode(dir, name, procIno(0, 0, procEntrySystem+i),
+				&node{kind: nodeGenerated, content: func() []byte { return pf.p.System(name) }})
+		}
 	}
 	pid, ok := procNumber(name)
 	if !ok {
@@ -108,7 +145,7 @@ func (pf procfs) processDir(parent *node, pid, tid int) *node {
 		name = strconv.Itoa(tid)
 	}
 	d := dynNode(parent, name, procIno(pid, tid, 3), &node{kind: nodeDir})
-	entries := append([]string{"exe"}, ProcFiles...)
+	entries := append([]string{"exe", "fd", "mounts"}, ProcFiles...)
 	if tid == 0 {
 		entries = append(entries, "task")
 	}
@@ -138,6 +175,10 @@ func (pf procfs) processEntry(d *node, pid, tid int, name string) *node {
 			return dynNode(d, name, procIno(pid, tid, 4), &node{kind: nodeSymlink})
 		}
 		return dynNode(d, name, procIno(pid, tid, 4), &node{kind: nodeSymlink, target: exe})
+	case "fd":
+		return pf.fdDir(d, pid, tid)
+	case "mounts":
+		return dynNode(d, name, procIno(pid, tid, procEntryMounts), &node{kind: nodeGenerated, content: pf.fs.mountsText})
 	case "task":
 		if tid != 0 {
 			return nil
@@ -206,4 +247,108 @@ func (n *node) child(name string) *node {
 // path: a tmpfs mount, /proc and what is under it.
 func (n *node) hidesHost() bool {
 	return n.ti != nil || n.dyn != nil
+}
+
+// fdDir is /proc/PID/fd: a link per open descriptor, readable only while
+// the process lives.
+func (pf procfs) fdDir(parent *node, pid, tid int) *node {
+	d := dynNode(parent, "fd", procIno(pid, tid, procEntryFdDir), &node{kind: nodeDir})
+	d.dyn = &dynDir{
+		lookup: func(name string) *node {
+			fd, err := strconv.Atoi(name)
+			if err != nil || fd < 0 || strconv.Itoa(fd) != name {
+				return nil
+			}
+			return pf.fdLink(d, pid, fd)
+		},
+		// The listing names the links without looking at their files:
+		// one of them may be the directory being read, whose lock the
+		// read holds.
+		list: func() []*node {
+			var out []*node
+			if t := pf.p.Files(pid); t != nil {
+				for _, fd := range t.Open() {
+					out = append(out, dynNode(d, strconv.Itoa(fd), procIno(pid, fd, procEntryFd), &node{kind: nodeSymlink}))
+				}
+			}
+			return out
+		},
+	}
+	return d
+}
+
+// fdLink is /proc/PID/fd/N: a symbolic link whose target reads as Linux
+// shows it (a path, "pipe:[INO]", "socket:[INO]", "anon_inode:[...]").
+// Opening it opens the file again: through its path where it has one;
+// a standard stream, a pipe, or a tmpfs or memfd file (also once
+// unlinked), is reopened directly, as Linux's magic links do. Sockets and
+// the anonymous inodes cannot be opened this way here (ENOENT, as their
+// target names no file; Linux gives ENXIO).
+func (pf procfs) fdLink(d *node, pid, fd int) *node {
+	t := pf.p.Files(pid)
+	if t == nil {
+		return nil
+	}
+	f, errno := t.Get(fd)
+	if errno != 0 {
+		return nil
+	}
+	desc := f.Describe()
+	n := &node{kind: nodeSymlink, target: fdTarget(f, desc)}
+	switch desc.Kind {
+	case KindStdio, KindTmpfs:
+		n.reopen = func(_ []byte, flags int) (File, unix.Errno) {
+			s := desc
+			s.Flags, s.Offset = flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_NOCTTY|unix.O_TRUNC), 0
+			return pf.fs.Reopen(s)
+		}
+		n.magicStat = f.Stat
+	case KindPipe:
+		if e, ok := f.(*pipeEnd); ok {
+			n.reopen = func(_ []byte, flags int) (File, unix.Errno) { return reopenPipe(e, flags) }
+			n.magicStat = f.Stat
+		}
+	}
+	return dynNode(d, strconv.Itoa(fd), procIno(pid, fd, procEntryFd), n)
+}
+
+// fdTarget is what readlink of /proc/PID/fd/N gives for f.
+func fdTarget(f File, desc FileState) string {
+	ino := func() uint64 {
+		st, _ := f.Stat()
+		return st.Ino
+	}
+	switch desc.Kind {
+	case KindPipe:
+		return fmt.Sprintf("pipe:[%d]", ino())
+	case KindSocket:
+		return fmt.Sprintf("socket:[%d]", ino())
+	case KindStdio:
+		return stdioTarget(f, desc.Path)
+	}
+	if desc.Path == "" {
+		return fmt.Sprintf("anon_inode:[%d]", ino())
+	}
+	return desc.Path
+}
+
+// stdioTarget names a host standard stream as Linux would, without showing
+// a host path: a pipe or socket by its inode, a terminal or other device
+// by its /dev name, and a host file as /dev/stdin, /dev/stdout or
+// /dev/stderr.
+func stdioTarget(f File, name string) string {
+	st, _ := f.Stat()
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return fmt.Sprintf("pipe:[%d]", st.Ino)
+	case unix.S_IFSOCK:
+		return fmt.Sprintf("socket:[%d]", st.Ino)
+	case unix.S_IFCHR:
+		if s, ok := f.(*stdioFile); ok {
+			if p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(s.fd)); err == nil && strings.HasPrefix(p, "/dev/") {
+				return p
+			}
+		}
+	}
+	return "/dev/" + name
 }

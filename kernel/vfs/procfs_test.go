@@ -16,6 +16,7 @@ type fakeProcs struct {
 	self, selfTID int
 	threads       map[int][]int
 	zombie        map[int]bool
+	files         map[int]*FDTable
 }
 
 func (p *fakeProcs) Self() (int, int) { return p.self, p.selfTID }
@@ -39,6 +40,9 @@ func (p *fakeProcs) Exe(pid int) (string, bool) {
 	}
 	return fmt.Sprintf("/bin/prog%d", pid), true
 }
+
+func (p *fakeProcs) Files(pid int) *FDTable    { return p.files[pid] }
+func (p *fakeProcs) System(name string) []byte { return []byte(name + " of the system\n") }
 
 func newProcFS(t *testing.T, root string) (*FS, *fakeProcs) {
 	procs := &fakeProcs{self: 2, selfTID: 3, threads: map[int][]int{2: {2, 3}, 7: {7}, 9: {9}}, zombie: map[int]bool{9: true}}
@@ -126,15 +130,96 @@ func TestProcfsListings(t *testing.T) {
 		path string
 		want []string
 	}{
-		{"/proc", []string{".", "..", "2", "7", "9", "self", "thread-self"}},
-		{"/proc/self", []string{".", "..", "cmdline", "comm", "exe", "maps", "stat", "status", "task"}},
+		{"/proc", []string{".", "..", "2", "7", "9", "cpuinfo", "loadavg", "meminfo", "mounts", "self", "stat", "thread-self", "uptime", "version"}},
+		{"/proc/self", []string{".", "..", "cmdline", "comm", "exe", "fd", "maps", "mounts", "stat", "status", "task"}},
 		{"/proc/2/task", []string{".", "..", "2", "3"}},
-		{"/proc/2/task/3", []string{".", "..", "cmdline", "comm", "exe", "maps", "stat", "status"}},
+		{"/proc/2/task/3", []string{".", "..", "cmdline", "comm", "exe", "fd", "maps", "mounts", "stat", "status"}},
 	}
 	for _, tt := range tests {
 		d, errno := fs.Open("/", tt.path, unix.O_RDONLY|unix.O_DIRECTORY)
 		require.Zero(t, errno, tt.path)
 		assert.Equal(t, tt.want, direntNames(t, d), tt.path)
 		d.Close()
+	}
+}
+
+// TestProcfsDescriptors: /proc/PID/fd lists the open descriptors as links
+// named as Linux names them; a tmpfs file opens again through its link
+// even once unlinked, as through Linux's magic links; /proc/mounts and
+// the system files read.
+func TestProcfsDescriptors(t *testing.T) {
+	fs, procs := newProcFS(t, "")
+	require.NoError(t, fs.MountTmpfs("/tmp", 1<<20))
+	tab := NewFDTable()
+	procs.files = map[int]*FDTable{2: tab}
+	null, errno := fs.Open("/", "/dev/null", unix.O_RDWR)
+	require.Zero(t, errno)
+	tmp, errno := fs.OpenMode("/", "/tmp/f", unix.O_RDWR|unix.O_CREAT, 0o600)
+	require.Zero(t, errno)
+	_, errno = tmp.Write([]byte("kept"))
+	require.Zero(t, errno)
+	r, w := NewPipe(0)
+	for _, f := range []File{null, tmp, r, w} {
+		_, errno := tab.Install(f, false)
+		require.Zero(t, errno)
+	}
+	require.Zero(t, fs.Unlink("/", "/tmp/f"))
+
+	d, errno := fs.Open("/", "/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY)
+	require.Zero(t, errno)
+	assert.Equal(t, []string{".", "..", "0", "1", "2", "3"}, direntNames(t, d))
+	d.Close()
+	target, errno := fs.Readlink("/", "/proc/2/fd/0")
+	require.Zero(t, errno)
+	assert.Equal(t, "/dev/null", target)
+	target, errno = fs.Readlink("/", "/proc/2/fd/2")
+	require.Zero(t, errno)
+	st, _ := r.Stat()
+	assert.Equal(t, fmt.Sprintf("pipe:[%d]", st.Ino), target)
+
+	again, errno := fs.Open("/", "/proc/self/fd/1", unix.O_RDONLY)
+	require.Zero(t, errno, "an unlinked tmpfs file opens through its link")
+	assert.Equal(t, "kept", readAll(t, again))
+	again.Close()
+	fst, errno := fs.Stat("/", "/proc/self/fd/1")
+	require.Zero(t, errno)
+	assert.Equal(t, uint32(unix.S_IFREG), fst.Mode&unix.S_IFMT, "stat follows the magic link")
+	lst, errno := fs.Lstat("/", "/proc/self/fd/1")
+	require.Zero(t, errno)
+	assert.Equal(t, uint32(unix.S_IFLNK), lst.Mode&unix.S_IFMT)
+	_, errno = fs.Open("/", "/proc/self/fd/1", unix.O_RDONLY|unix.O_NOFOLLOW)
+	assert.Equal(t, unix.ELOOP, errno)
+	// A pipe's link opens another end of it, for either direction.
+	w2, errno := fs.Open("/", "/proc/self/fd/2", unix.O_WRONLY)
+	require.Zero(t, errno)
+	_, errno = w2.Write([]byte("via the link"))
+	require.Zero(t, errno)
+	require.Zero(t, w.Close())
+	require.Zero(t, w2.Close())
+	buf := make([]byte, 64)
+	n, errno := r.Read(buf)
+	require.Zero(t, errno)
+	assert.Equal(t, "via the link", string(buf[:n]))
+	n, errno = r.Read(buf)
+	assert.Equal(t, 0, n, "end of file once both write ends are closed")
+	_, errno = fs.Open("/", "/proc/self/fd/2", unix.O_RDWR)
+	assert.Equal(t, unix.EINVAL, errno, "a pipe end has one direction here")
+	_, errno = fs.Stat("/", "/proc/self/fd/4")
+	assert.Equal(t, unix.ENOENT, errno)
+	_, errno = fs.Stat("/", "/proc/7/fd/0")
+	assert.Equal(t, unix.ENOENT, errno, "a process without a table (a zombie)")
+
+	mounts, errno := fs.Open("/", "/proc/mounts", unix.O_RDONLY)
+	require.Zero(t, errno)
+	assert.Equal(t, "none / ramfs ro,relatime 0 0\n"+
+		"proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n"+
+		"devtmpfs /dev devtmpfs rw,nosuid,relatime,mode=755 0 0\n"+
+		"tmpfs /tmp tmpfs rw,relatime,size=1024k 0 0\n", readAll(t, mounts))
+	mounts.Close()
+	for _, name := range SystemFiles {
+		f, errno := fs.Open("/", "/proc/"+name, unix.O_RDONLY)
+		require.Zero(t, errno, name)
+		assert.Equal(t, name+" of the system\n", readAll(t, f))
+		f.Close()
 	}
 }

@@ -20,6 +20,9 @@ type resolved struct {
 	// directory under a synthetic one.
 	host  bool
 	isDir bool
+	// magic is set for a magic link followed (/proc/PID/fd/N): synth is
+	// the link, which opens and stats as the file it stands for.
+	magic bool
 	// st is the host lstat of a host object that is not a directory.
 	st unix.Stat_t
 }
@@ -117,8 +120,8 @@ func (fs *FS) resolve(cwd, p string, follow bool) (resolved, *lookupError) {
 					// /proc hides the root's.
 					levels = append(levels, dirLevel{synth: child, host: here.host && !child.hidesHost() && fs.hostIsDir(next)})
 				case nodeSymlink:
-					if last && !follow && !mustDir {
-						return resolved{comps: next, synth: child}, nil
+					if last && !mustDir && (!follow || child.reopen != nil) {
+						return resolved{comps: next, synth: child, magic: follow}, nil
 					}
 					if e := expand(child.target, last); e != 0 {
 						return fail(e)

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -182,4 +183,64 @@ func (fs *FS) tmpfsStatfs(n *node) (Statfs, bool) {
 		return Statfs{}, false
 	}
 	return n.ti.mnt.statfs(), true
+}
+
+// fsTypeNames names the file systems a root may live on, by magic, for
+// /proc/PID/mounts.
+var fsTypeNames = map[int64]string{
+	0xEF53: "ext4", 0x58465342: "xfs", 0x9123683E: "btrfs", TmpfsMagic: "tmpfs",
+	0x794c7630: "overlay", 0x6969: "nfs", 0x2fc12fc1: "zfs", 0xF2F52010: "f2fs",
+	0x01021997: "9p", 0x65735546: "fuse", 0x73717368: "squashfs", RamfsMagic: "ramfs",
+}
+
+// mountsText is /proc/PID/mounts, in Linux's format: the root (read-only),
+// /proc, /dev and the tmpfs mounts, in the order they were mounted.
+func (fs *FS) mountsText() []byte {
+	root := "none / ramfs ro,relatime 0 0\n"
+	if fs.root != nil {
+		name := "rootfs"
+		if fd, errno := fs.root.open(nil, unix.O_PATH); errno == 0 {
+			if st, errno := hostFstatfs(fd, true); errno == 0 && fsTypeNames[st.Type] != "" {
+				name = fsTypeNames[st.Type]
+			}
+			unix.Close(fd)
+		}
+		root = "/dev/root / " + name + " ro,relatime 0 0\n"
+	}
+	b := []byte(root)
+	b = append(b, "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n"...)
+	b = append(b, "devtmpfs /dev devtmpfs rw,nosuid,relatime,mode=755 0 0\n"...)
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	for _, m := range fs.mounts {
+		b = fmt.Appendf(b, "tmpfs %s tmpfs rw,relatime,size=%dk 0 0\n", escapeMountPath(m.path), m.limit/1024)
+	}
+	return b
+}
+
+// escapeMountPath escapes space, tab, newline and backslash as octal, as
+// Linux's mounts files do.
+func escapeMountPath(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case ' ', '\t', '\n', '\\':
+			fmt.Fprintf(&b, "\\%03o", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// TmpfsBytes is the memory the tmpfs mounts' pages take (Shmem in
+// /proc/meminfo).
+func (fs *FS) TmpfsBytes() int64 {
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	var n int64
+	for _, m := range fs.mounts {
+		n += m.used
+	}
+	return n
 }

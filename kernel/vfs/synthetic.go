@@ -38,12 +38,17 @@ type node struct {
 
 	device DeviceInfo                         // nodeDevice
 	open   func(flags int) (File, unix.Errno) // nodeDevice
-	// reopen re-creates a description from FileState.Device (nodeDevice).
+	// reopen re-creates a description from FileState.Device (nodeDevice),
+	// or opens the file a magic link stands for (nodeSymlink, state nil).
 	reopen func(state []byte, flags int) (File, unix.Errno)
 
 	content func() []byte // nodeGenerated
 
 	target string // nodeSymlink
+	// magicStat, with reopen, makes a symbolic link (/proc/PID/fd/N)
+	// open and stat as the open file it stands for, whatever its target
+	// says, as Linux's magic links.
+	magicStat func() (Stat, unix.Errno)
 
 	// dyn makes a directory's entries come from a function (/proc).
 	dyn *dynDir
