@@ -59,6 +59,11 @@ func (k *Kernel) execveat(t *Task, dirfd, pathVA, argvVA, envpVA, flags uint64) 
 	if e != 0 {
 		return 0, e
 	}
+	if len(argv) == 0 {
+		// An empty argv gets an empty argv[0], as Linux (5.18 on) gives
+		// it, so that argc is never 0.
+		argv = []string{""}
+	}
 	envp, e := k.stringArray(t, envpVA)
 	if e != 0 {
 		return 0, e
