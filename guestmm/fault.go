@@ -258,7 +258,9 @@ func hugeReserve(capacity int) int {
 // Frames run out quietly: these pages are an optimization, not a promise.
 func (as *AddressSpace) faultAround(v *VMA, pva uint64, write bool) {
 	n := as.layout.FaultAround
-	if n <= 1 || n&(n-1) != 0 || v.Kind == KindDevice || v.Kind == KindVVar || v.Prot&protRWX == ProtNone {
+	// A locked VMA is populated when it is locked, unless it locks on
+	// fault, where only the pages touched may come in (and be locked).
+	if n <= 1 || n&(n-1) != 0 || v.Locked || v.Kind == KindDevice || v.Kind == KindVVar || v.Prot&protRWX == ProtNone {
 		return
 	}
 	file := v.isFile()
@@ -290,7 +292,21 @@ func (as *AddressSpace) faultAround(v *VMA, pva uint64, write bool) {
 		if err != nil {
 			return
 		}
-		as.pt.set(ea, p, as.leafPTE(v, pa, 0))
+		// Without the accessed bit until the guest touches the page (the
+		// CPU sets it then): Linux maps no anonymous page around a fault,
+		// so until then it is not resident (Resident).
+		as.pt.set(ea, p, as.leafPTE(v, pa, 0)&^Accessed)
+	}
+}
+
+// markResident sets the accessed bit of the present page at pva, which a
+// page fault-around mapped ahead of the guest lacks: populating it makes
+// it resident (PTE.Resident), as Linux's populate faults it in.
+func (as *AddressSpace) markResident(pva uint64) {
+	if ea, err := as.pt.leafEntry(pva, false); err == nil {
+		if e := as.pt.load(ea); e&Present != 0 && e&Accessed == 0 {
+			as.pt.set(ea, pva, e|Accessed)
+		}
 	}
 }
 
@@ -410,6 +426,7 @@ func (as *AddressSpace) populateRange(v *VMA, lo, hi uint64, write bool) error {
 			continue
 		}
 		if e, ok := as.pt.Lookup(pva); ok && (!write || e&Writable != 0 || e&Special != 0) {
+			as.markResident(pva)
 			continue
 		}
 		if err := as.faultPage(v, pva, write); err != nil {

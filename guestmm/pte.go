@@ -52,6 +52,12 @@ func MakePTE(pa uint64, flags PTE) PTE {
 // Addr returns the physical address the entry points to.
 func (p PTE) Addr() uint64 { return uint64(p & AddrMask) }
 
+// Resident reports whether a present page counts as resident in the
+// process's RSS, smaps and mincore: every page mapped here has the
+// accessed bit, except the anonymous pages fault-around mapped ahead of
+// the guest, until the guest touches them (Linux maps none of those).
+func (p PTE) Resident() bool { return p&(Present|Accessed) == Present|Accessed }
+
 // Flags returns the entry without its address bits.
 func (p PTE) Flags() PTE { return p &^ AddrMask }
 

@@ -52,8 +52,10 @@ func (as *AddressSpace) Msync(start, length uint64, flags int) error {
 // guest's page tables map it; a page of a file or shared mapping counts as
 // resident even before this process touched it, because its data is in
 // memory (guest RAM or the host's page cache), which is what Linux reports
-// for the page cache of a file the caller cannot write. EINVAL for an
-// unaligned start, ENOMEM when part of the range is not mapped.
+// for the page cache of a file the caller cannot write. Anonymous pages
+// mapped ahead of the guest by fault-around are not resident until it
+// touches them (PTE.Resident). EINVAL for an unaligned start, ENOMEM when
+// part of the range is not mapped.
 func (as *AddressSpace) Mincore(start, length uint64) ([]byte, error) {
 	if start&pageMask != 0 {
 		return nil, unix.EINVAL
@@ -75,8 +77,10 @@ func (as *AddressSpace) Mincore(start, length uint64) ([]byte, error) {
 	if holes {
 		return nil, unix.ENOMEM
 	}
-	for va := range as.PresentPages(start, end) {
-		vec[(va-start)/PageSize] = 1
+	for va, pte := range as.PresentPages(start, end) {
+		if pte.Resident() {
+			vec[(va-start)/PageSize] = 1
+		}
 	}
 	return vec, nil
 }

@@ -105,6 +105,11 @@ func (v procView) File(pid, tid int, name string) ([]byte, bool) {
 			return nil, true
 		}
 		return []byte(p.as.MapsText()), true
+	case "smaps":
+		if p.exited {
+			return nil, true
+		}
+		return []byte(p.as.SmapsText()), true
 	case "stat":
 		return []byte(v.stat(p, t)), true
 	case "status":
@@ -154,8 +159,10 @@ func (v procView) memory(p *Process) procMemory {
 	for _, vma := range p.as.VMAs() {
 		m.size += vma.Len()
 		var present uint64
-		for range p.as.PresentPages(vma.Start, vma.End) {
-			present += guestmm.PageSize
+		for _, pte := range p.as.PresentPages(vma.Start, vma.End) {
+			if pte.Resident() {
+				present += guestmm.PageSize
+			}
 		}
 		m.rss += present
 		if vma.Anonymous {

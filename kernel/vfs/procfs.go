@@ -41,7 +41,7 @@ var SystemFiles = []string{"cpuinfo", "loadavg", "meminfo", "stat", "uptime", "v
 
 // ProcFiles are the generated files of each /proc/PID and
 // /proc/PID/task/TID directory.
-var ProcFiles = []string{"cmdline", "comm", "maps", "stat", "status"}
+var ProcFiles = []string{"cmdline", "comm", "maps", "stat", "status", "smaps"}
 
 // dynDir is a directory whose entries the FS asks for at each lookup
 // (/proc and its process directories), rather than a fixed set.

@@ -131,9 +131,9 @@ func TestProcfsListings(t *testing.T) {
 		want []string
 	}{
 		{"/proc", []string{".", "..", "2", "7", "9", "cpuinfo", "loadavg", "meminfo", "mounts", "self", "stat", "thread-self", "uptime", "version"}},
-		{"/proc/self", []string{".", "..", "cmdline", "comm", "exe", "fd", "maps", "mounts", "stat", "status", "task"}},
+		{"/proc/self", []string{".", "..", "cmdline", "comm", "exe", "fd", "maps", "mounts", "smaps", "stat", "status", "task"}},
 		{"/proc/2/task", []string{".", "..", "2", "3"}},
-		{"/proc/2/task/3", []string{".", "..", "cmdline", "comm", "exe", "fd", "maps", "mounts", "stat", "status"}},
+		{"/proc/2/task/3", []string{".", "..", "cmdline", "comm", "exe", "fd", "maps", "mounts", "smaps", "stat", "status"}},
 	}
 	for _, tt := range tests {
 		d, errno := fs.Open("/", tt.path, unix.O_RDONLY|unix.O_DIRECTORY)
