@@ -199,6 +199,9 @@ func newKernel(cfg Config, clock Clock, random io.Reader) (*Kernel, error) {
 			return vfs.Timespec{Sec: ns / 1e9, Nsec: ns % 1e9}
 		},
 	})
+	if err == nil {
+		err = addSysctls(k.fs)
+	}
 	if err != nil {
 		k.m.Close()
 		return nil, fmt.Errorf("setting up files: %w", err)

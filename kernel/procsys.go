@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +36,7 @@ func (v procView) System(name string) []byte {
 		up, _ := k.clock.Now(unix.CLOCK_BOOTTIME)
 		return fmt.Appendf(nil, "%d.%02d 0.00\n", up/1e9, up%1e9/1e7)
 	case "version":
-		return []byte("Linux version 6.1.0-emuckpt (emuckpt@emuckpt) (go) " + utsVersion + "\n")
+		return []byte("Linux version " + utsRelease + " (emuckpt@emuckpt) (go) " + utsVersion + "\n")
 	}
 	return nil
 }
@@ -111,4 +112,35 @@ func (k *Kernel) procStat() []byte {
 	fmt.Fprintf(&b, "intr 0\nctxt 0\nbtime %d\nprocesses %d\nprocs_running %d\nprocs_blocked 0\nsoftirq 0 0 0 0 0 0 0 0 0 0 0\n",
 		(boot-up)/1e9, k.sched.nextPID, running)
 	return []byte(b.String())
+}
+
+// sysctls are the /proc/sys files the guest can read: the values this
+// kernel has (the uname fields, the VMA and descriptor limits, the lowest
+// mapping address) or Linux's defaults. They cannot be written (EACCES).
+func sysctls() map[string]string {
+	return map[string]string{
+		"kernel/ostype":        "Linux",
+		"kernel/osrelease":     utsRelease,
+		"kernel/version":       utsVersion,
+		"kernel/hostname":      utsNodename,
+		"kernel/domainname":    "(none)",
+		"kernel/ngroups_max":   fmt.Sprint(ngroupsMax),
+		"kernel/cap_last_cap":  "40",
+		"kernel/pid_max":       "4194304",
+		"vm/mmap_min_addr":     fmt.Sprint(guestmm.DefaultMmapMin),
+		"vm/max_map_count":     fmt.Sprint(guestmm.DefaultMaxMapCount),
+		"vm/overcommit_memory": "0",
+		"fs/nr_open":           fmt.Sprint(vfs.NrOpen),
+	}
+}
+
+// addSysctls registers the sysctls under /proc/sys.
+func addSysctls(fs *vfs.FS) error {
+	for name, value := range sysctls() {
+		content := []byte(value + "\n")
+		if err := fs.AddFile("/proc/sys/"+name, func() []byte { return content }); err != nil {
+			return err
+		}
+	}
+	return nil
 }

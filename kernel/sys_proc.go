@@ -43,7 +43,12 @@ const (
 // utsVersion is uname's version field as Linux's build writes it
 // (UTS_VERSION): the build number, the preemption configuration and the
 // build date.
-const utsVersion = "#1 SMP PREEMPT_DYNAMIC Thu Jan  1 00:00:00 UTC 2026"
+// The uname fields a real kernel fills from its build and the host name.
+const (
+	utsRelease  = "6.1.0-emuckpt"
+	utsVersion  = "#1 SMP PREEMPT_DYNAMIC Thu Jan  1 00:00:00 UTC 2026"
+	utsNodename = "emuckpt"
+)
 
 // privileged reports whether the guest holds every capability: when the
 // host user it runs as is root (see the note at the top of this file).
@@ -56,7 +61,7 @@ func (k *Kernel) privileged() bool {
 
 func (k *Kernel) sysUname(t *Task, a *args) (uint64, unix.Errno) {
 	var u [6 * 65]byte
-	for i, s := range []string{"Linux", "emuckpt", "6.1.0-emuckpt", utsVersion, "x86_64", "(none)"} {
+	for i, s := range []string{"Linux", utsNodename, utsRelease, utsVersion, "x86_64", "(none)"} {
 		copy(u[i*65:], s)
 	}
 	return 0, k.copyOut(t, a[0], u[:])
