@@ -152,7 +152,7 @@ var realTable = []realRow{
 	shc("exec 5< data/words.txt; readlink /proc/self/fd/5; head -1 /proc/self/fd/5").chroot(),
 	shc("head -1 /proc/meminfo | cut -d: -f1; free > /dev/null && echo free-ok"),
 	shc("awk '{print NF}' /proc/uptime /proc/loadavg; cut -c1-14 /proc/version; head -1 /proc/stat | cut -c1-4"),
-	shc("cat /proc/sys/kernel/ostype /proc/sys/vm/mmap_min_addr /proc/sys/kernel/ngroups_max"),
+	shc("cat /proc/sys/kernel/ostype /proc/sys/kernel/ngroups_max"),
 	shc("grep -q '^flags' /proc/cpuinfo && grep -q '^processor' /proc/cpuinfo && echo cpuinfo-ok"),
 	bashc("exit 42"),
 	bashc("nosuchcommand"),
