@@ -338,6 +338,10 @@ func (k *Kernel) sysClockNanosleep(t *Task, a *args) (uint64, unix.Errno) {
 	if !ok {
 		return 0, unix.EINVAL
 	}
+	switch id {
+	case unix.CLOCK_MONOTONIC_RAW, unix.CLOCK_REALTIME_COARSE, unix.CLOCK_MONOTONIC_COARSE:
+		return 0, unix.EOPNOTSUPP // Linux cannot sleep on them (no nsleep)
+	}
 	if a[1]&^1 != 0 {
 		return 0, unix.EINVAL
 	}
