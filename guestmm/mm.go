@@ -244,8 +244,10 @@ func errno(err error) error {
 }
 
 // Mmap implements mmap(2). b is the file or device behind a mapping without
-// MapAnonymous (nil gives EBADF); off is the file offset. It returns the
-// address of the new mapping.
+// MapAnonymous (nil gives EBADF); off is the file offset. With
+// MapAnonymous, a b names a private mapping after its file (/dev/zero,
+// which maps zero-filled memory). It returns the address of the new
+// mapping.
 func (as *AddressSpace) Mmap(addr, length uint64, prot Prot, flags uint32, b Backing, off uint64) (uint64, error) {
 	if as.destroyed {
 		return 0, unix.ENOMEM
@@ -291,8 +293,11 @@ func (as *AddressSpace) Mmap(addr, length uint64, prot Prot, flags uint32, b Bac
 	}
 	if anon {
 		v.Kind = KindAnon
-		if shared {
+		switch {
+		case shared:
 			v.Name = "/dev/zero (deleted)" // what Linux shows for shared anonymous memory
+		case b != nil:
+			v.Name = b.Name() // a private mapping of /dev/zero keeps the file's name
 		}
 	} else {
 		if err := as.initFileVMA(v, b, off, length); err != nil {

@@ -21,6 +21,20 @@ func (v procView) Files(pid int) *vfs.FDTable {
 	return p.fds
 }
 
+func (v procView) MappedFiles(pid int) []vfs.MappedFile {
+	p := v.k.procs[pid]
+	if p == nil || p.exited || p.as == nil {
+		return nil
+	}
+	var out []vfs.MappedFile
+	for _, vma := range p.as.VMAs() {
+		if strings.HasPrefix(vma.Name, "/") && (vma.Kind == guestmm.KindFile || vma.Kind == guestmm.KindDevice || vma.Kind == guestmm.KindAnon) {
+			out = append(out, vfs.MappedFile{Start: vma.Start, End: vma.End, Path: vma.Name})
+		}
+	}
+	return out
+}
+
 func (v procView) System(name string) []byte {
 	k := v.k
 	switch name {

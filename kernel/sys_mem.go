@@ -29,11 +29,12 @@ func (k *Kernel) sysMmap(t *Task, a *args) (uint64, unix.Errno) {
 		if e != 0 {
 			return 0, e
 		}
+		backing = b
 		if am, ok := f.(vfs.AnonymousMapper); ok && am.MapsAnonymous() {
+			// Zero-filled memory (/dev/zero): named after the file when
+			// private, as Linux shows it in /proc/PID/maps.
 			flags |= guestmm.MapAnonymous
 			off = 0
-		} else {
-			backing = b
 		}
 	}
 	lockOnFault := false

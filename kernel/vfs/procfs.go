@@ -34,6 +34,16 @@ type Processes interface {
 	Files(pid int) *FDTable
 	// System generates /proc/NAME, NAME one of SystemFiles.
 	System(name string) []byte
+	// MappedFiles lists the mappings of files of process pid, for
+	// /proc/PID/map_files; nil when there is no such process or it is a
+	// zombie.
+	MappedFiles(pid int) []MappedFile
+}
+
+// MappedFile is a mapping of a file: its range and the file's guest path.
+type MappedFile struct {
+	Start, End uint64
+	Path       string
 }
 
 // SystemFiles are the generated files of /proc itself.
@@ -67,6 +77,8 @@ const (
 	procEntryMounts = 34
 	procEntryLink   = 35 // /proc/mounts
 	procEntrySystem = 40 // + position in SystemFiles
+	procEntryMapDir = 36
+	procEntryMap    = 37
 )
 
 // procfs builds the /proc directory over p.
@@ -145,7 +157,7 @@ func (pf procfs) processDir(parent *node, pid, tid int) *node {
 		name = strconv.Itoa(tid)
 	}
 	d := dynNode(parent, name, procIno(pid, tid, 3), &node{kind: nodeDir})
-	entries := append([]string{"exe", "fd", "mounts"}, ProcFiles...)
+	entries := append([]string{"exe", "fd", "map_files", "mounts"}, ProcFiles...)
 	if tid == 0 {
 		entries = append(entries, "task")
 	}
@@ -177,6 +189,8 @@ func (pf procfs) processEntry(d *node, pid, tid int, name string) *node {
 		return dynNode(d, name, procIno(pid, tid, 4), &node{kind: nodeSymlink, target: exe})
 	case "fd":
 		return pf.fdDir(d, pid, tid)
+	case "map_files":
+		return pf.mapFilesDir(d, pid, tid)
 	case "mounts":
 		return dynNode(d, name, procIno(pid, tid, procEntryMounts), &node{kind: nodeGenerated, content: pf.fs.mountsText})
 	case "task":
@@ -351,4 +365,32 @@ func stdioTarget(f File, name string) string {
 		}
 	}
 	return "/dev/" + name
+}
+
+// mapFilesDir is /proc/PID/map_files: a link named START-END (lower-case
+// hex, no leading zeros) per mapping of a file, to the file's path.
+func (pf procfs) mapFilesDir(parent *node, pid, tid int) *node {
+	d := dynNode(parent, "map_files", procIno(pid, tid, procEntryMapDir), &node{kind: nodeDir})
+	link := func(i int, m MappedFile) *node {
+		return dynNode(d, fmt.Sprintf("%x-%x", m.Start, m.End), procIno(pid, i, procEntryMap),
+			&node{kind: nodeSymlink, target: m.Path})
+	}
+	d.dyn = &dynDir{
+		lookup: func(name string) *node {
+			for i, m := range pf.p.MappedFiles(pid) {
+				if name == fmt.Sprintf("%x-%x", m.Start, m.End) {
+					return link(i, m)
+				}
+			}
+			return nil
+		},
+		list: func() []*node {
+			var out []*node
+			for i, m := range pf.p.MappedFiles(pid) {
+				out = append(out, link(i, m))
+			}
+			return out
+		},
+	}
+	return d
 }

@@ -43,6 +43,12 @@ func (p *fakeProcs) Exe(pid int) (string, bool) {
 
 func (p *fakeProcs) Files(pid int) *FDTable    { return p.files[pid] }
 func (p *fakeProcs) System(name string) []byte { return []byte(name + " of the system\n") }
+func (p *fakeProcs) MappedFiles(pid int) []MappedFile {
+	if pid != 2 {
+		return nil
+	}
+	return []MappedFile{{0x400000, 0x401000, "/bin/prog2"}, {0x7f0000001000, 0x7f0000003000, "/dev/zero"}}
+}
 
 func newProcFS(t *testing.T, root string) (*FS, *fakeProcs) {
 	procs := &fakeProcs{self: 2, selfTID: 3, threads: map[int][]int{2: {2, 3}, 7: {7}, 9: {9}}, zombie: map[int]bool{9: true}}
@@ -63,6 +69,8 @@ func TestProcfsLookups(t *testing.T) {
 		{"/proc/thread-self", "2/task/3"},
 		{"/proc/7/exe", "/bin/prog7"},
 		{"/proc/self/task/3/exe", "/bin/prog2"},
+		{"/proc/self/map_files/400000-401000", "/bin/prog2"},
+		{"/proc/2/map_files/7f0000001000-7f0000003000", "/dev/zero"},
 	}
 	for _, tt := range links {
 		got, errno := fs.Readlink("/", tt.path)
@@ -99,6 +107,9 @@ func TestProcfsLookups(t *testing.T) {
 		{"/proc/2/task/3/task", unix.ENOENT},
 		{"/proc/2/nothing", unix.ENOENT},
 		{"/proc/self/stat/x", unix.ENOTDIR},
+		{"/proc/self/map_files/0400000-401000", unix.ENOENT},
+		{"/proc/self/map_files/400000-401000 ", unix.ENOENT},
+		{"/proc/7/map_files/400000-401000", unix.ENOENT},
 	}
 	for _, tt := range missing {
 		_, errno := fs.Stat("/", tt.path)
@@ -131,9 +142,9 @@ func TestProcfsListings(t *testing.T) {
 		want []string
 	}{
 		{"/proc", []string{".", "..", "2", "7", "9", "cpuinfo", "loadavg", "meminfo", "mounts", "self", "stat", "thread-self", "uptime", "version"}},
-		{"/proc/self", []string{".", "..", "cmdline", "comm", "exe", "fd", "maps", "mounts", "smaps", "stat", "status", "task"}},
+		{"/proc/self", []string{".", "..", "cmdline", "comm", "exe", "fd", "map_files", "maps", "mounts", "smaps", "stat", "status", "task"}},
 		{"/proc/2/task", []string{".", "..", "2", "3"}},
-		{"/proc/2/task/3", []string{".", "..", "cmdline", "comm", "exe", "fd", "maps", "mounts", "smaps", "stat", "status"}},
+		{"/proc/2/task/3", []string{".", "..", "cmdline", "comm", "exe", "fd", "map_files", "maps", "mounts", "smaps", "stat", "status"}},
 	}
 	for _, tt := range tests {
 		d, errno := fs.Open("/", tt.path, unix.O_RDONLY|unix.O_DIRECTORY)
