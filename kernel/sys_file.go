@@ -311,44 +311,53 @@ func (k *Kernel) rwFlags(flags uint64) unix.Errno {
 	return 0
 }
 
-// preadv is preadv(2) (whole: pos is an offset) and preadv2(2).
-func (k *Kernel) preadv(t *Task, a *args, whole bool, flags uint64) (uint64, unix.Errno) {
+// vectorAt is the start of preadv, pwritev and their v2 forms: the file,
+// its buffers, and its read (or write) at the position asked (whole:
+// preadv and pwritev, whose position is always an offset).
+func (k *Kernel) vectorAt(t *Task, a *args, whole bool, flags uint64, write bool) (vfs.File, [][2]uint64, func([]byte) (int, unix.Errno), unix.Errno) {
 	f, iov, e := k.fileIovecs(t, a)
 	if e != 0 {
-		return 0, e
+		return nil, nil, nil, e
 	}
 	if e := k.rwFlags(flags); e != 0 {
-		return 0, e
+		return nil, nil, nil, e
 	}
-	read, e := positioned(int64(a[3]), whole, f.Pread, f.Read)
+	at, plain := f.Pread, f.Read
+	if write {
+		at, plain = f.Pwrite, f.Write
+	}
+	io, e := positioned(int64(a[3]), whole, at, plain)
+	return f, iov, io, e
+}
+
+func (k *Kernel) preadv(t *Task, a *args, whole bool, flags uint64) (uint64, unix.Errno) {
+	f, iov, read, e := k.vectorAt(t, a, whole, flags, false)
 	if e != 0 {
 		return 0, e
 	}
 	return k.mayBlock(t, f, vfs.PollIn)(k.readv(t, iov, read))
 }
 
-func (k *Kernel) sysPreadv(t *Task, a *args) (uint64, unix.Errno) { return k.preadv(t, a, true, 0) }
-func (k *Kernel) sysPreadv2(t *Task, a *args) (uint64, unix.Errno) {
-	return k.preadv(t, a, false, a[5])
-}
-
-// pwritev is pwritev(2) and pwritev2(2), as preadv.
 func (k *Kernel) pwritev(t *Task, a *args, whole bool, flags uint64) (uint64, unix.Errno) {
-	f, iov, e := k.fileIovecs(t, a)
-	if e != 0 {
-		return 0, e
-	}
-	if e := k.rwFlags(flags); e != 0 {
-		return 0, e
-	}
-	write, e := positioned(int64(a[3]), whole, f.Pwrite, f.Write)
+	f, iov, write, e := k.vectorAt(t, a, whole, flags, true)
 	if e != 0 {
 		return 0, e
 	}
 	return k.mayBlock(t, f, vfs.PollOut)(k.epipe(t, f)(k.writev(t, iov, write)))
 }
 
-func (k *Kernel) sysPwritev(t *Task, a *args) (uint64, unix.Errno) { return k.pwritev(t, a, true, 0) }
+func (k *Kernel) sysPreadv(t *Task, a *args) (uint64, unix.Errno) {
+	return k.preadv(t, a, true, 0)
+}
+
+func (k *Kernel) sysPreadv2(t *Task, a *args) (uint64, unix.Errno) {
+	return k.preadv(t, a, false, a[5])
+}
+
+func (k *Kernel) sysPwritev(t *Task, a *args) (uint64, unix.Errno) {
+	return k.pwritev(t, a, true, 0)
+}
+
 func (k *Kernel) sysPwritev2(t *Task, a *args) (uint64, unix.Errno) {
 	return k.pwritev(t, a, false, a[5])
 }

@@ -11,37 +11,28 @@ import (
 )
 
 // TestSysmiscMatchesNative compares sysmisc (process attributes, memory
-// locks, statfs/statx, sendfile, copy_file_range, fadvise) under
-// emuckpt --root with a native run on the same file. Both runs have the
-// same privilege: the guest holds every capability exactly when the host
-// user is root (docs/KERNEL.md).
+// locks, statfs/statx, sendfile, copy_file_range, fadvise) and sysmore
+// (write-back, mincore and msync, positioned vector I/O, close_range,
+// fchdir, the ids and the scheduling policies) under emuckpt -v --root
+// with native runs on the same file, result by result and errno by
+// errno; -v names no call as lacking. Both runs have the same privilege:
+// the guest holds every capability exactly when the host user is root
+// (docs/KERNEL.md).
 func TestSysmiscMatchesNative(t *testing.T) {
 	kvmtest.Require(t)
 	root := t.TempDir()
 	file := filepath.Join(root, "data.txt")
 	require.NoError(t, os.WriteFile(file, []byte("hello, world\n"), 0o644))
-	want := native(t, img("sysmisc"), file)
-	require.Equal(t, 0, want.status, want.stderr)
-	got := emuckpt(t, "run", "--root", root, img("sysmisc"), "/data.txt")
-	assert.Equal(t, want.stdout, got.stdout)
-	assert.Equal(t, want.status, got.status)
-	assert.Empty(t, got.stderr)
-}
-
-// TestSysmoreMatchesNative: write-back, mincore and msync, positioned
-// vector I/O, close_range, fchdir, the ids and the scheduling policies
-// answer as Linux does, result by result and errno by errno.
-func TestSysmoreMatchesNative(t *testing.T) {
-	kvmtest.Require(t)
-	root := t.TempDir()
-	file := filepath.Join(root, "data.txt")
-	require.NoError(t, os.WriteFile(file, []byte("hello, world\n"), 0o644))
-	want := native(t, img("sysmore"), file)
-	require.Equal(t, 0, want.status, want.stderr)
-	got := emuckpt(t, "run", "-v", "--root", root, img("sysmore"), "/data.txt")
-	assert.Equal(t, want.stdout, got.stdout)
-	assert.Equal(t, want.status, got.status)
-	assert.Empty(t, got.stderr, "no call is reported as lacking")
+	for _, prog := range []string{"sysmisc", "sysmore"} {
+		t.Run(prog, func(t *testing.T) {
+			want := native(t, img(prog), file)
+			require.Equal(t, 0, want.status, want.stderr)
+			got := emuckpt(t, "run", "-v", "--root", root, img(prog), "/data.txt")
+			assert.Equal(t, want.stdout, got.stdout)
+			assert.Equal(t, want.status, got.status)
+			assert.Empty(t, got.stderr)
+		})
+	}
 }
 
 // TestSysmiscCheckpoint: the attributes sysmisc sets before it checkpoints
