@@ -47,10 +47,16 @@ func (as *AddressSpace) Msync(start, length uint64, flags int) error {
 	return nil
 }
 
-// Mincore implements mincore(2): one byte per page of [start,
-// start+length), 1 when the page is resident. A page is resident when the
-// guest's page tables map it; a page of a file or shared mapping counts as
-// resident even before this process touched it, because its data is in
+// MincoreChunk is the most pages Mincore reports at once; the caller of
+// a longer mincore(2) asks again for the next ones, as Linux copies the
+// vector out a page at a time, so that a huge range costs no huge buffer.
+const MincoreChunk = 1 << 16
+
+// Mincore implements mincore(2) for up to MincoreChunk pages from start:
+// one byte per page, 1 when the page is resident, for the pages of
+// [start, start+length) that fit the chunk. A page is resident when the
+// guest's page tables map it; a page of a file or shared mapping counts
+// as resident even before this process touched it, because its data is in
 // memory (guest RAM or the host's page cache), which is what Linux reports
 // for the page cache of a file the caller cannot write. Anonymous pages
 // mapped ahead of the guest by fault-around are not resident until it
@@ -64,6 +70,7 @@ func (as *AddressSpace) Mincore(start, length uint64) ([]byte, error) {
 	if end < start || end > TaskSize || length != 0 && end == start {
 		return nil, unix.ENOMEM
 	}
+	end = min(end, start+MincoreChunk*PageSize)
 	vec := make([]byte, (end-start)/PageSize)
 	holes, _ := as.eachPiece(start, end, func(v *VMA, lo, hi uint64) error {
 		if v.Anonymous && !v.Shared {

@@ -52,3 +52,22 @@ func TestResidency(t *testing.T) {
 	assert.Contains(t, smaps, "VmFlags: rd wr mr mw me lo ac \n")
 	assert.Equal(t, len(as.VMAs()), strings.Count(smaps, "\nVmFlags: "))
 }
+
+// TestMincoreChunks: a huge range is reported MincoreChunk pages at a
+// time, so that no buffer grows with the range.
+func TestMincoreChunks(t *testing.T) {
+	as := newTestAS(t, 64)
+	const n = 3*MincoreChunk + 5
+	va, err := as.Mmap(0, n*PageSize, ProtNone, MapPrivate|MapAnonymous|MapNoReserve, nil, 0)
+	require.NoError(t, err)
+	vec, err := as.Mincore(va, n*PageSize)
+	require.NoError(t, err)
+	assert.Len(t, vec, MincoreChunk)
+	vec, err = as.Mincore(va+3*MincoreChunk*PageSize, 5*PageSize-1)
+	require.NoError(t, err)
+	assert.Len(t, vec, 5)
+	_, err = as.Mincore(va, (n+1)*PageSize)
+	assert.NoError(t, err, "a hole past the first chunk is found by the call that reaches it")
+	_, err = as.Mincore(va+(n-1)*PageSize, 2*PageSize)
+	assert.Equal(t, unix.ENOMEM, err)
+}

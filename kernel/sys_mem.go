@@ -195,11 +195,23 @@ func (k *Kernel) sysMsync(t *Task, a *args) (uint64, unix.Errno) {
 	return 0, errnoOf(t.proc.as.Msync(a[0], a[1], int(int32(a[2]))))
 }
 
-// sysMincore is mincore(2): the residency vector goes to a[2].
+// sysMincore is mincore(2): the residency vector goes to a[2], a chunk
+// at a time; like Linux, a hole or a bad vector part way leaves the
+// chunks before it written.
 func (k *Kernel) sysMincore(t *Task, a *args) (uint64, unix.Errno) {
-	vec, err := t.proc.as.Mincore(a[0], a[1])
-	if err != nil {
-		return 0, errnoOf(err)
+	start, length, out := a[0], a[1], a[2]
+	for {
+		vec, err := t.proc.as.Mincore(start, length)
+		if err != nil {
+			return 0, errnoOf(err)
+		}
+		if e := k.copyOut(t, out, vec); e != 0 {
+			return 0, e
+		}
+		done := uint64(len(vec)) * guestmm.PageSize
+		if len(vec) < guestmm.MincoreChunk || length <= done {
+			return 0, 0
+		}
+		start, length, out = start+done, length-done, out+uint64(len(vec))
 	}
-	return 0, k.copyOut(t, a[2], vec)
 }

@@ -401,16 +401,20 @@ func TestBSRSigbus(t *testing.T) {
 func TestDeviceNodesAndMaps(t *testing.T) {
 	kvmtest.Require(t)
 	r := emuckpt(t, "run", img("devls"))
-	requireOK(t, r, `/dev: 11 entries
+	requireOK(t, r, `/dev: 15 entries
 dirent . type=dir
 dirent .. type=dir
 dirent bsr128_0 type=chr rdev=241:3
 dirent bsr16_0 type=chr rdev=241:1
 dirent bsr64_0 type=chr rdev=241:2
 dirent bsr8_0 type=chr rdev=241:0
+dirent fd type=lnk
 dirent hpet type=chr rdev=10:228
 dirent null type=chr rdev=1:3
 dirent random type=chr rdev=1:8
+dirent stderr type=lnk
+dirent stdin type=lnk
+dirent stdout type=lnk
 dirent urandom type=chr rdev=1:9
 dirent zero type=chr rdev=1:5
 /sys/class/bsr: 6 entries
@@ -433,12 +437,13 @@ ok
 	// Minors follow the order of the --bsr flags; names count per size.
 	r = emuckpt(t, "run", "--bsr", "16:64", "--bsr", "8", "--bsr", "16", img("devls"), "/dev")
 	assert.Equal(t, 0, r.status, r.stderr)
-	assert.Contains(t, r.stdout, `/dev: 10 entries
+	assert.Contains(t, r.stdout, `/dev: 14 entries
 dirent . type=dir
 dirent .. type=dir
 dirent bsr16_0 type=chr rdev=241:0
 dirent bsr16_1 type=chr rdev=241:2
 dirent bsr8_0 type=chr rdev=241:1
+dirent fd type=lnk
 dirent hpet type=chr rdev=10:228
 `)
 	assert.Contains(t, r.stdout, "maps: 5 device mappings\nok\n")
