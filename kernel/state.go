@@ -208,9 +208,12 @@ type VMAState struct {
 	DontDump  bool   `json:"dont_dump,omitempty"`
 	NoReserve bool   `json:"no_reserve,omitempty"`
 	Locked    bool   `json:"locked,omitempty"` // mlock, MAP_LOCKED
-	Kind      string `json:"kind"`
-	Name      string `json:"name,omitempty"`
-	Offset    uint64 `json:"offset,omitempty"`
+	// NoHugePage: madvise(MADV_NOHUGEPAGE), or MAP_STACK; restore puts
+	// no 2 MiB page there.
+	NoHugePage bool   `json:"no_huge_page,omitempty"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name,omitempty"`
+	Offset     uint64 `json:"offset,omitempty"`
 	// Device is the device VMA type its device registered ("hpet", "bsr",
 	// or "vanilla" for a device that registers nothing special).
 	Device string `json:"device,omitempty"`
