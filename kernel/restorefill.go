@@ -264,6 +264,19 @@ func (f *pageFill) run() {
 		b, direct := f.stager.window(pl, first, count)
 		if !direct {
 			b = buf[:count*guestmm.PageSize]
+		} else if !hot {
+			// Several such chunks at once: the image reads and checks
+			// them in parallel.
+			k := uint64(1)
+			for k < readAhead && c+k < chunks && !fs.filled[c+k] {
+				k++
+			}
+			if wb, ok := f.stager.window(pl, first, min(k*restoreChunk, n-first)); k > 1 && ok {
+				for j := uint64(1); j < k; j++ {
+					fs.filled[c+j] = true
+				}
+				b, count = wb, min(k*restoreChunk, n-first)
+			}
 		}
 		if err := f.src.ReadPages(b, first); err != nil {
 			f.err = fmt.Errorf("%w: reading the page data of the image: %w", ErrRestore, err)
@@ -345,8 +358,12 @@ type stager struct {
 	done  chan struct{}
 }
 
+// readAhead is how many chunks the filler reads at once when they go
+// straight into staging areas (stager.window).
+const readAhead = 4
+
 // stagesAhead is how many blocks past the filler's the stager populates.
-const stagesAhead = 4
+const stagesAhead = 16
 
 // Linux's MADV_POPULATE_WRITE (5.14).
 const madvPopulateWrite = 23
