@@ -18,18 +18,40 @@ import (
 // while the guest already runs (fillPages), so that the time to the first
 // instruction does not grow with the image.
 //
-// The frames of the page data are registered with a userfaultfd (missing
-// mode) on the host mapping of guest RAM, so an access to one that is not
-// filled yet, by the guest through KVM, waits in the host kernel. A
-// goroutine (the filler) reads the page data chunk by chunk (restoreChunk
-// pages, the image's checksum chunks), in page order, into a buffer of its
-// own, where PageSource.ReadPages checks the checksums, and only then puts
-// the chunk's pages into guest RAM with UFFDIO_COPY, which also wakes
-// whatever waited for them. The chunks of the pages each task needs at
-// once (at its stack pointer, instruction pointer and thread pointer) go
-// first: the stack's pages come last in the page data. A page therefore appears in guest RAM already
-// checked: the guest can never see a byte that was not. The guest's page
-// tables are complete at restore, as before.
+// Where the pages go is decided first (placePages): the stored pages of
+// each 2 MiB of anonymous memory that a fresh fault would map with a
+// 2 MiB page get a 2 MiB block of frames, to be mapped with one 2 MiB
+// page (InstallHugePage), and the other pages a run of 4 KiB frames.
+// Those frames are registered with a userfaultfd (missing mode) on the
+// host mapping of guest RAM, so an access to one that is not filled
+// yet, by the guest through KVM, waits in the host kernel. A goroutine
+// (the filler) reads the page data chunk by chunk (restoreChunk pages,
+// the image's checksum chunks), where PageSource.ReadPages checks the
+// checksums, and only then puts the pages into guest RAM, which also
+// wakes whatever waited for them:
+//
+//   - pages in 4 KiB frames are read into a buffer of the filler's and
+//     copied in with UFFDIO_COPY;
+//   - the pages of a block are read into its staging area, 2 MiB of the
+//     filler's own memory where the host has put a huge page (a second
+//     goroutine, the stager, populates the areas of the next blocks
+//     meanwhile: the host clearing a huge page costs about as much as
+//     reading and checking 2 MiB), and once all of them are there the
+//     area goes into guest RAM whole with UFFDIO_MOVE: the huge page
+//     itself moves, so the guest's 2 MiB page has a 2 MiB host page
+//     under it, which PVM's shadow MMU maps at one fault where 4 KiB
+//     host pages cost a fault per 8 pages (README, "Benchmarks"). The
+//     block's pages that the image does not store (zero pages) are the
+//     huge page's zeros. A guest access to any page of a block waits
+//     until all of it is in. Without UFFDIO_MOVE (Linux before 6.8) the
+//     area is copied with UFFDIO_COPY, in 4 KiB host pages.
+//
+// The chunks go in page order, but those of the pages each task needs
+// at once (at its stack pointer, instruction pointer and thread
+// pointer) first, with the rest of any block they begin: the stack's
+// pages come last in the page data. A page therefore appears in guest
+// RAM already checked: the guest can never see a byte that was not.
+// The guest's page tables are complete at restore, as before.
 //
 // The VMM's own code must never touch a page that is not filled yet: a
 // goroutine blocked in a page fault keeps its P, and cannot be stopped
