@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -127,6 +128,20 @@ func TestRestoreHugePages(t *testing.T) {
 				require.True(t, ok)
 				require.Zero(t, pte.Addr()%guestmm.HugePageSize, "region %d at a 2 MiB aligned frame", reg)
 			}
+			// A checkpoint of the restored process stores the same
+			// pages, and not the zero ones inside its 2 MiB pages.
+			require.NoError(t, k.awaitPages())
+			snap, err := k.Snapshot(nil)
+			require.NoError(t, err)
+			again := make([]byte, 0, len(snap.Pages)*guestmm.PageSize)
+			for _, pa := range snap.Pages {
+				again = append(again, snap.Mem[pa:pa+guestmm.PageSize]...)
+			}
+			wantPages, wantZero := storedByVA(st, pages)
+			gotPages, gotZero := storedByVA(snap.State, again)
+			require.Equal(t, len(wantPages), len(gotPages))
+			require.True(t, maps.Equal(wantPages, gotPages), "the stored pages differ")
+			require.Equal(t, wantZero, gotZero)
 			status, err := k.Run(context.Background())
 			require.NoError(t, err)
 			w.Close()
@@ -210,4 +225,22 @@ func TestPlacePagesAboveTheHole(t *testing.T) {
 			}
 		})
 	}
+}
+
+// storedByVA returns the contents of the pages st stores, by virtual
+// address (of its first process), and its count of zero pages not
+// stored.
+func storedByVA(st *State, data []byte) (map[uint64]string, uint64) {
+	m := map[uint64]string{}
+	var zero uint64
+	for _, v := range st.Processes[0].VMAs {
+		zero += v.ZeroPages
+		for _, r := range v.Pages {
+			for j := range r.Count {
+				i := r.Index + j
+				m[r.VA+j*guestmm.PageSize] = string(data[i*guestmm.PageSize : (i+1)*guestmm.PageSize])
+			}
+		}
+	}
+	return m, zero
 }
