@@ -135,8 +135,9 @@ func uffdIoctl(fd int, req uintptr, arg unsafe.Pointer) error {
 }
 
 // backgroundFillDisabled turns the background fill off (tests of the
-// synchronous path).
-var backgroundFillDisabled bool
+// synchronous path); moveDisabled leaves UFFDIO_MOVE unused (tests of a
+// kernel without it).
+var backgroundFillDisabled, moveDisabled bool
 
 // physSpan is the guest-physical range [lo, hi).
 type physSpan struct{ lo, hi uint64 }
@@ -181,6 +182,9 @@ func startFill(mem []byte, spans []physSpan, pl *pagePlace, src PageSource, kick
 // has it.
 func (f *pageFill) open() bool {
 	for _, features := range []uint64{uffdFeatureMove, 0} {
+		if features != 0 && moveDisabled {
+			continue
+		}
 		fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK, 0, 0)
 		if e != 0 {
 			return false

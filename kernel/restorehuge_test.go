@@ -109,12 +109,15 @@ func TestRestoreHugePages(t *testing.T) {
 		true:  noHuge[region+4*guestmm.HugePageSize],
 		false: noHuge[region] || noHuge[region+5*guestmm.HugePageSize],
 	}, "MADV_NOHUGEPAGE is saved: %v", noHuge)
-	for _, background := range []bool{true, false} {
-		name := map[bool]string{true: "background", false: "synchronous"}[background]
-		t.Run(name, func(t *testing.T) {
-			old := backgroundFillDisabled
-			backgroundFillDisabled = !background
-			t.Cleanup(func() { backgroundFillDisabled = old })
+	for _, tc := range []struct {
+		name             string
+		background, move bool
+	}{{"background", true, true}, {"background without UFFDIO_MOVE", true, false}, {"synchronous", false, false}} {
+		background := tc.background
+		t.Run(tc.name, func(t *testing.T) {
+			oldFill, oldMove := backgroundFillDisabled, moveDisabled
+			backgroundFillDisabled, moveDisabled = !background, !tc.move
+			t.Cleanup(func() { backgroundFillDisabled, moveDisabled = oldFill, oldMove })
 			r, w, err := os.Pipe()
 			require.NoError(t, err)
 			defer r.Close()
@@ -122,6 +125,11 @@ func TestRestoreHugePages(t *testing.T) {
 			require.NoError(t, err)
 			defer k.Close()
 			require.Equal(t, background, k.fill != nil)
+			// Host huge pages: moved in, or faulted in by the copy.
+			hostHuge := !background || k.fill.move
+			if background && !tc.move {
+				require.False(t, k.fill.move)
+			}
 			require.Equal(t, 4, k.first.as.PageTables().HugePages(), "regions 0, 1, 5 and 7")
 			for _, reg := range []uint64{0, 1, 5, 7} {
 				pte, ok := k.first.as.PageTables().Lookup(region + reg*guestmm.HugePageSize)
@@ -148,7 +156,7 @@ func TestRestoreHugePages(t *testing.T) {
 			got, _ := io.ReadAll(r)
 			require.Equal(t, "hugerestore: ok (checkpoint returned 2)\n", string(got))
 			require.Equal(t, 0, status.ShellStatus())
-			if thpAvailable() {
+			if thpAvailable() && hostHuge {
 				require.GreaterOrEqual(t, hostHugeKiB(t, k.m.Mem()), 4*2048, "host huge pages under the four 2 MiB pages")
 			}
 		})
