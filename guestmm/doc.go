@@ -110,8 +110,9 @@
 //     read fault takes real frames); they are not used for executable,
 //     shared or grows-down memory, nor where a page table is already in
 //     place (a 2 MiB slot that held 4 KiB pages), nor when fewer than
-//     hugeReserve frames would be left; a restored process gets 4 KiB
-//     pages. A fork copies on write by 4 KiB page, as Linux does since
+//     hugeReserve frames would be left; a restore maps them with
+//     InstallHugePage where the kernel put a 2 MiB block of page data
+//     (Layout.HugeEligible tells where). A fork copies on write by 4 KiB page, as Linux does since
 //     it splits the huge PMD on a copy-on-write fault. As on Linux,
 //     private anonymous mmaps of a multiple of 2 MiB are placed 2 MiB
 //     aligned and MAP_STACK implies MADV_NOHUGEPAGE.
@@ -122,8 +123,9 @@
 // PresentPages enumerates the present pages with their PTEs (the frame is
 // PTE.Addr, its bytes Frames.Bytes), BrkRange and Layout give the rest.
 // A checkpoint saves anonymous pages and file pages marked Copied; clean
-// file pages can be read from the file again. RestoreVMA, RestoreBrk and
-// WriteForce rebuild an address space from such a checkpoint. Fork builds
+// file pages can be read from the file again. RestoreVMA, RestoreBrk,
+// InstallPage and InstallHugePage (or WriteForce) rebuild an address
+// space from such a checkpoint. Fork builds
 // a copy-on-write child.
 //
 // # Files
@@ -138,7 +140,8 @@
 //   - fault.go: page faults, stack growth, populate
 //   - copy.go: CopyIn, CopyOut, ReadString, WriteForce
 //   - maps.go: /proc/self/maps text
-//   - fork.go, restore.go: fork and checkpoint restore support
+//   - fork.go, restore.go: fork and checkpoint restore support (4 KiB
+//     and 2 MiB pages)
 //   - tscpatch.go: making rdtsc and rdtscp trap on PVM
 //
 // # Concurrency

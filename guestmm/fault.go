@@ -186,7 +186,14 @@ func (as *AddressSpace) faultPageOnce(v *VMA, pva uint64, write bool) error {
 // stack, not MADV_NOHUGEPAGE and, here, not executable (rdtsc patching
 // works on 4 KiB pages).
 func (as *AddressSpace) hugeEligible(v *VMA) bool {
-	return as.layout.HugePages && v.Anonymous && !v.Shared && !v.GrowsDown &&
+	return as.layout.HugeEligible(v)
+}
+
+// HugeEligible reports whether anonymous memory of v may be mapped in
+// 2 MiB pages under layout l (see hugeEligible); a restore uses it to
+// place page data (InstallHugePage).
+func (l Layout) HugeEligible(v *VMA) bool {
+	return l.HugePages && v.Anonymous && !v.Shared && !v.GrowsDown &&
 		!v.NoHugePage && v.Prot&ProtExec == 0 && v.Prot&protRWX != ProtNone
 }
 

@@ -82,3 +82,35 @@ func (as *AddressSpace) InstallPage(va, pa uint64, copied bool) error {
 	// two) are back too.
 	return as.pt.SetPTE(va, as.leafPTE(v, pa, soft))
 }
+
+// InstallHugePage maps the HugeFrames in-use frames at pa (2 MiB
+// aligned, already holding the contents) with one 2 MiB page at va
+// (2 MiB aligned), for a restore. The 2 MiB must lie wholly inside one
+// restored VMA that allows 2 MiB pages (Layout.HugeEligible; EINVAL
+// otherwise), and nothing may be mapped there yet (EEXIST). The frames
+// keep their reference counts, one each for this mapping.
+func (as *AddressSpace) InstallHugePage(va, pa uint64) error {
+	if va&hugeMask != 0 || pa&hugeMask != 0 || !as.frames.Contains(pa) || !as.frames.Contains(pa+HugePageSize-PageSize) {
+		return unix.EINVAL
+	}
+	v, _ := as.vmas.find(va)
+	if v == nil || v.End-va < HugePageSize {
+		return unix.EFAULT
+	}
+	if !as.hugeEligible(v) {
+		return unix.EINVAL
+	}
+	ok, err := as.pt.mapHuge(va, pa, as.leafPTE(v, pa, 0))
+	if err != nil {
+		return unix.ENOMEM
+	}
+	if !ok {
+		return unix.EEXIST
+	}
+	return nil
+}
+
+// HugeReserve is how many frames must stay free besides the frames of
+// 2 MiB pages (see hugeReserve): a restore places page data in 2 MiB
+// pages only while it leaves as many free as a fault would.
+func HugeReserve(capacity int) int { return hugeReserve(capacity) }

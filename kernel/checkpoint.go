@@ -242,7 +242,7 @@ func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAStat
 		Type: vmaType(v), Start: v.Start, End: v.End,
 		Prot: uint32(v.Prot), MaxProt: uint32(v.MaxProt),
 		Shared: v.Shared, Anonymous: v.Anonymous, GrowsDown: v.GrowsDown,
-		DontDump: v.DontDump, NoReserve: v.NoReserve, Locked: v.Locked,
+		DontDump: v.DontDump, NoReserve: v.NoReserve, Locked: v.Locked, NoHugePage: v.NoHugePage,
 		Kind: vmaKindName(v.Kind), Name: v.Name, Offset: v.Offset,
 	}
 	var err error

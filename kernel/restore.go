@@ -80,31 +80,13 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 	return k, nil
 }
 
-// restorePages puts the page data of an image in guest RAM, in one run
-// of frames, and brings back the tmpfs mounts whose files use it. It
-// returns the frame of page 0.
-func (k *Kernel) restorePages(st *State, pages PageSource) (uint64, error) {
-	var base uint64
-	var err error
-	if st.PageCount > 0 {
-		if st.PageCount > uint64(k.frames.Capacity()) {
-			return 0, fmt.Errorf("%w: image has %d pages, guest RAM only %d frames", ErrRestore, st.PageCount, k.frames.Capacity())
-		}
-		if base, err = k.frames.AllocRun(int(st.PageCount)); err != nil {
-			return 0, err
-		}
-		if err := k.fillPages(base, st.PageCount, pages, hotChunks(st)); err != nil {
-			return 0, err
-		}
-	}
-	// The tmpfs next, its files' pages taken from the page data as they
-	// are (Validate made sure no VMA uses them): mappings of its files
-	// are restored from it.
-	err = k.restoreTmpfs(st.Tmpfs, func(page uint64) (uint64, error) {
-		return k.frames.RunFrame(base, page), nil // inside the page data (Validate)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrRestore, err)
+// restorePages puts the page data of an image in guest RAM (placePages:
+// 2 MiB blocks for the pages of 2 MiB pages, a run of frames for the
+// rest), and brings back the tmpfs mounts whose files use it. It
+// returns where each page went.
+func (k *Kernel) restorePages(st *State, pages PageSource) (*pagePlace, error) {
+	if st.PageCount > uint64(k.frames.Capacity()) {
+		return nil, fmt.Errorf("%w: image has %d pages, guest RAM only %d frames", ErrRestore, st.PageCount, k.frames.Capacity())
 	}
 	// A frame that several VMAs mapped (in one process or in several,
 	// after fork) was stored once: it gets one reference per mapping,
@@ -115,20 +97,41 @@ func (k *Kernel) restorePages(st *State, pages PageSource) (uint64, error) {
 		for i := range ps.VMAs {
 			for _, r := range ps.VMAs[i].Pages { // inside the page data (Validate)
 				for j := uint64(0); j < r.Count; j++ {
-					if uses[r.Index+j]++; uses[r.Index+j] > 1 {
-						k.frames.IncRef(k.frames.RunFrame(base, r.Index+j))
-					}
+					uses[r.Index+j]++
 				}
 			}
 		}
 	}
-	return base, nil
+	pl, err := k.placePages(st, uses)
+	if err != nil {
+		return nil, err
+	}
+	for i, u := range uses {
+		for ; u > 1; u-- {
+			k.frames.IncRef(pl.pa[i])
+		}
+	}
+	if st.PageCount > 0 {
+		if err := k.fillPages(pl, pages, hotChunks(st)); err != nil {
+			return nil, err
+		}
+	}
+	// The tmpfs next, its files' pages taken from the page data as they
+	// are (Validate made sure no VMA uses them): mappings of its files
+	// are restored from it.
+	err = k.restoreTmpfs(st.Tmpfs, func(page uint64) (uint64, error) {
+		return pl.pa[page], nil // inside the page data (Validate)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRestore, err)
+	}
+	return pl, nil
 }
 
 // restoreMemory builds the address space of one process of an image: its
-// VMAs, with the stored pages mapped from the page data at base, and the
-// heap break.
-func (k *Kernel) restoreMemory(st *State, ps *ProcessState, base uint64) (*guestmm.AddressSpace, error) {
+// VMAs, with the stored pages mapped where pl put them (a 2 MiB block
+// with one 2 MiB page), and the heap break.
+func (k *Kernel) restoreMemory(st *State, ps *ProcessState, pl *pagePlace) (*guestmm.AddressSpace, error) {
 	as, err := guestmm.NewAddressSpace(k.m.Mem(), k.frames, addressLayout)
 	if err != nil {
 		return nil, err
@@ -152,10 +155,26 @@ func (k *Kernel) restoreMemory(st *State, ps *ProcessState, base uint64) (*guest
 		}
 		for _, r := range vs.Pages { // inside the VMA (Validate)
 			for j := uint64(0); j < r.Count; j++ {
-				if err := as.InstallPage(r.VA+j*guestmm.PageSize, k.frames.RunFrame(base, r.Index+j), r.Copied); err != nil {
-					return nil, fmt.Errorf("%w: page %#x: %v", ErrRestore, r.VA+j*guestmm.PageSize, err)
+				va := r.VA + j*guestmm.PageSize
+				var err error
+				if b := pl.block[r.Index+j]; b < 0 {
+					err = as.InstallPage(va, pl.pa[r.Index+j], r.Copied)
+				} else if blk := &pl.huge[b]; !blk.installed {
+					// The block's first page: all of it, at once.
+					err, blk.installed = as.InstallHugePage(blk.va, blk.pa), true
+					va = blk.va
+				}
+				if err != nil {
+					return nil, fmt.Errorf("%w: page %#x: %v", ErrRestore, va, err)
 				}
 			}
+		}
+		// The program's clean pages are mapped at once, as exec maps
+		// them (loadSegment): the guest's first instruction would
+		// otherwise be a fault, and an exit waits for the whole
+		// background fill (restorefill.go). Only an optimization.
+		if v.Backing == prog && v.End-v.Start <= preloadMax && v.Prot != guestmm.ProtNone {
+			_ = as.Madvise(v.Start, v.End-v.Start, guestmm.MadvPopulateRead)
 		}
 	}
 	if err := as.RestoreBrk(ps.BrkStart, ps.Brk); err != nil {
@@ -166,7 +185,7 @@ func (k *Kernel) restoreMemory(st *State, ps *ProcessState, base uint64) (*guest
 
 func (k *Kernel) restore(st *State, pages PageSource) error {
 	k.syscalls = st.Syscalls
-	base, err := k.restorePages(st, pages)
+	pl, err := k.restorePages(st, pages)
 	if err != nil {
 		return err
 	}
@@ -183,7 +202,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	fdEntries := map[*vfs.FDTable][]vfs.FDEntry{}
 	for i := range st.Processes { // parents first (Validate)
 		ps := &st.Processes[i]
-		p, err := k.restoreProcess(st, ps, base, opened, fdEntries)
+		p, err := k.restoreProcess(st, ps, pl, opened, fdEntries)
 		if err != nil {
 			return err
 		}
@@ -230,7 +249,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 // queue. opened holds what the tables of the tree share; fdEntries
 // collects each table's entries for the timerfds, restored after the
 // timers.
-func (k *Kernel) restoreProcess(st *State, ps *ProcessState, base uint64, opened *vfs.Restored, fdEntries map[*vfs.FDTable][]vfs.FDEntry) (*Process, error) {
+func (k *Kernel) restoreProcess(st *State, ps *ProcessState, pl *pagePlace, opened *vfs.Restored, fdEntries map[*vfs.FDTable][]vfs.FDEntry) (*Process, error) {
 	p := &Process{pid: ps.PID, pgid: ps.PGID, sid: ps.SID, exitSignal: ps.ExitSignal,
 		cwd: ps.Cwd, exe: ps.Exe, args: ps.Args, execed: ps.Execed,
 		umask: 0o022, dumpable: 1, groups: ps.Groups, lockFuture: ps.LockFuture, lockOnFault: ps.LockOnFault}
@@ -254,7 +273,7 @@ func (k *Kernel) restoreProcess(st *State, ps *ProcessState, base uint64, opened
 		p.as, p.asUsers = q.as, q.asUsers
 		*p.asUsers++
 	} else {
-		as, err := k.restoreMemory(st, ps, base)
+		as, err := k.restoreMemory(st, ps, pl)
 		if err != nil {
 			return nil, err
 		}
@@ -333,24 +352,42 @@ func (k *Kernel) restoreDeviceStates(recs []DeviceRecord) error {
 	return nil
 }
 
-// fillPages puts n pages of image data in the run of frames at
-// guest-physical base (in two parts when it crosses the MMIO hole). They are
-// copied, not mapped from the image file: the guest runs on exactly the
-// bytes whose checksums were checked. Where it can, the copy is made in
-// the background while the guest runs, each page checked before the
-// guest can see it (restorefill.go).
-func (k *Kernel) fillPages(base, n uint64, src PageSource, hot []uint64) error {
-	var parts []fillPart
-	for _, s := range k.frames.RunSegments(base, n) {
-		parts = append(parts, fillPart{mem: k.m.Mem()[s.PA : s.PA+s.Count*guestmm.PageSize], first: s.First})
+// fillPages puts the pages of image data into their frames, where pl
+// placed them (the run of small frames is in two parts when it crosses
+// the MMIO hole). They are copied, not mapped from the image file: the
+// guest runs on exactly the bytes whose checksums were checked. Where it
+// can, the copy is made in the background while the guest runs, each
+// page checked before the guest can see it (restorefill.go).
+func (k *Kernel) fillPages(pl *pagePlace, src PageSource, hot []uint64) error {
+	mem := k.m.Mem()
+	var spans []physSpan
+	for _, s := range k.frames.RunSegments(pl.smallBase, pl.small) {
+		if s.Count > 0 {
+			spans = append(spans, physSpan{s.PA, s.PA + s.Count*guestmm.PageSize})
+		}
 	}
-	if k.fill = startFill(parts, src, k.kickAll, hot); k.fill != nil {
+	for _, b := range pl.huge {
+		spans = append(spans, physSpan{b.pa, b.pa + guestmm.HugePageSize})
+	}
+	if k.fill = startFill(mem, spans, pl, src, k.kickAll, hot); k.fill != nil {
 		return nil
 	}
 	defer closeSource(src)
-	for _, p := range parts {
-		if err := src.ReadPages(p.mem, p.first); err != nil {
+	// Synchronously: restoreChunk·fillBatch pages at a time (the image
+	// checks the chunks of one read in parallel), each page then copied
+	// to its frame; the frames are fresh, so the zero pages of a block
+	// are zero already.
+	const fillBatch = 16
+	n := uint64(len(pl.pa))
+	buf := make([]byte, min(n, restoreChunk*fillBatch)*guestmm.PageSize)
+	for first := uint64(0); first < n; first += restoreChunk * fillBatch {
+		b := buf[:min(n-first, restoreChunk*fillBatch)*guestmm.PageSize]
+		if err := src.ReadPages(b, first); err != nil {
 			return fmt.Errorf("reading the page data of the image: %w", err)
+		}
+		for j := range uint64(len(b)) / guestmm.PageSize {
+			pa := pl.pa[first+j]
+			copy(mem[pa:pa+guestmm.PageSize], b[j*guestmm.PageSize:])
 		}
 	}
 	return nil
@@ -365,7 +402,7 @@ func (k *Kernel) restoreVMA(vs *VMAState, prog *programBacking, objects map[int]
 	v := guestmm.VMA{
 		Start: vs.Start, End: vs.End, Prot: guestmm.Prot(vs.Prot), MaxProt: guestmm.Prot(vs.MaxProt),
 		Shared: vs.Shared, Anonymous: vs.Anonymous, GrowsDown: vs.GrowsDown, DontDump: vs.DontDump,
-		NoReserve: vs.NoReserve, Locked: vs.Locked, Kind: kind, Offset: vs.Offset, Name: vs.Name,
+		NoReserve: vs.NoReserve, Locked: vs.Locked, NoHugePage: vs.NoHugePage, Kind: kind, Offset: vs.Offset, Name: vs.Name,
 	}
 	switch kind {
 	case guestmm.KindFile:

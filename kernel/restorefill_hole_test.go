@@ -40,7 +40,11 @@ func TestFillPagesAcrossHole(t *testing.T) {
 				pages[i] = byte(i/guestmm.PageSize) ^ byte(i) | 1
 			}
 			src := &testSource{PageBytes: PageBytes(pages), bad: n}
-			require.NoError(t, k.fillPages(base, n, src, []uint64{2}))
+			pl := &pagePlace{pa: make([]uint64, n), block: make([]int32, n), smallBase: base, small: n}
+			for i := range uint64(n) {
+				pl.pa[i], pl.block[i] = k.frames.RunFrame(base, i), -1
+			}
+			require.NoError(t, k.fillPages(pl, src, []uint64{2}))
 			require.Equal(t, background, k.fill != nil)
 			require.NoError(t, k.awaitPages())
 			require.True(t, src.closed.Load())

@@ -218,6 +218,9 @@ type VMAState struct {
 	DeviceParams json.RawMessage `json:"device_params,omitempty"`
 	// Objref names the file a FILE or FILE_SHARED VMA maps (see Object).
 	Objref int `json:"objref,omitempty"`
+	// NoHugePage: madvise(MADV_NOHUGEPAGE), or MAP_STACK; restore puts
+	// no 2 MiB page there.
+	NoHugePage bool `json:"no_huge_page,omitempty"`
 	// Pages are the stored pages, in runs; ZeroPages counts present pages
 	// that were all zero and are not stored.
 	Pages     []PageRun `json:"pages,omitempty"`
