@@ -41,6 +41,11 @@ type CheckpointConfig struct {
 	Requests <-chan struct{}
 	// LeaveRunning goes on after a checkpoint instead of ending the run.
 	LeaveRunning bool
+	// Background lets a LeaveRunning checkpoint asked for from outside
+	// the guest be written while the guest runs on (bgsave.go): Save is
+	// then called on another goroutine, with Snapshot.Guard set, and must
+	// look at nothing but the snapshot.
+	Background bool
 }
 
 // syscallDue says whether a checkpoint is due after system call n.
@@ -79,6 +84,8 @@ type checkpointer struct {
 	// stats counts the checkpoints requested from outside the guest
 	// (only the Run goroutine touches it).
 	stats CheckpointStats
+	// background is a checkpoint still being written (bgsave.go).
+	background *backgroundSave
 }
 
 // CheckpointStats says how the checkpoints requested from outside the
@@ -164,6 +171,7 @@ func (k *Kernel) save(rax *uint64) error {
 	default:
 	}
 	// Every task stops at a clean boundary (cpus.go).
+	k.awaitBackground() // the one before, written to the same file
 	if !k.stopAll(k.smp.holder, rax != nil) {
 		return nil // the run ended first
 	}
@@ -173,7 +181,14 @@ func (k *Kernel) save(rax *uint64) error {
 	snap, err := k.Snapshot(rax)
 	if err == nil {
 		snap.Self = rax != nil
-		err = cc.Save(snap)
+		// One asked for from outside while the program goes on is
+		// written in the background (bgsave.go). Guest RAM is
+		// protected before repatch writes the patched rdtscs back,
+		// so the image keeps the program's own bytes.
+		background := cc.LeaveRunning && cc.Background && rax == nil && k.saveInBackground(snap, cc.Save)
+		if !background {
+			err = cc.Save(snap)
+		}
 	}
 	repatch()
 	if err != nil {
