@@ -69,17 +69,17 @@ const (
 
 // wpGuard is a PageGuard over guest RAM.
 type wpGuard struct {
-	uffd  int
-	ram   []byte // guest RAM from base on, registered with the userfaultfd
-	base  uint64 // guest-physical address of ram[0]
-	pages []uint64
-	index []int32 // frame number from base -> index in pages + 1 (0: none)
+	uffd   int
+	wakeFd int            // an eventfd: close wakes the handler with it
+	mem    []byte         // guest memory from guest-physical 0 (vmm.Machine.Mem)
+	ranges []vmm.RAMRange // the RAM in mem from RAMBase on, each registered
+	pages  []uint64
+	index  []int32 // frame number -> index in pages + 1 (0: none)
 
 	mu     sync.Mutex
 	cond   *sync.Cond
 	state  []uint8
 	copies map[int][]byte
-	stop   chan struct{}
 	done   chan struct{}
 }
 
@@ -87,65 +87,104 @@ type wpGuard struct {
 // stopped path).
 var backgroundSaveDisabled bool
 
-// newWPGuard write-protects guest RAM from base on for the frames of a
-// snapshot, or returns nil when that is not possible here.
-func newWPGuard(ram []byte, base uint64, pages []uint64) *wpGuard {
-	if backgroundSaveDisabled || len(ram) == 0 || runtime.GOMAXPROCS(0) < 2 {
+// newWPGuard write-protects the guest RAM ranges of mem (guest memory
+// from guest-physical 0) from RAMBase on, for the frames of a snapshot,
+// or returns nil when that is not possible here. Each range is
+// registered on its own: with RAM above 4 GiB, the MMIO hole between the
+// two is PROT_NONE and never touched.
+func newWPGuard(mem []byte, ranges []vmm.RAMRange, pages []uint64) *wpGuard {
+	if backgroundSaveDisabled || len(ranges) == 0 || runtime.GOMAXPROCS(0) < 2 {
+		return nil
+	}
+	var rs []vmm.RAMRange
+	for _, r := range ranges {
+		r.Start = max(r.Start, vmm.RAMBase)
+		if r.Start < r.End && r.End <= uint64(len(mem)) {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) == 0 {
 		return nil
 	}
 	fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK, 0, 0)
 	if e != 0 {
 		return nil
 	}
-	g := &wpGuard{uffd: int(fd), ram: ram, base: base, pages: pages, index: make([]int32, len(ram)/guestmm.PageSize),
-		state: make([]uint8, len(pages)), copies: map[int][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(int(fd))
+		return nil
+	}
+	g := &wpGuard{uffd: int(fd), wakeFd: wake, mem: mem, pages: pages, index: make([]int32, rs[len(rs)-1].End/guestmm.PageSize),
+		state: make([]uint8, len(pages)), copies: map[int][]byte{}, done: make(chan struct{})}
 	g.cond = sync.NewCond(&g.mu)
 	api := uffdioAPIArg{API: uffdAPI, Features: uffdFeatureFlagWP}
-	reg := uffdioRegisterArg{Range: g.rangeOf(0, uint64(len(ram))), Mode: uffdRegisterModeWP}
-	if uffdIoctl(g.uffd, uffdioAPI, unsafe.Pointer(&api)) != nil ||
-		uffdIoctl(g.uffd, uffdioRegister, unsafe.Pointer(&reg)) != nil || reg.Ioctls&uffdioWriteprotectOK == 0 {
-		unix.Close(g.uffd)
+	if uffdIoctl(g.uffd, uffdioAPI, unsafe.Pointer(&api)) != nil {
+		g.release()
 		return nil
+	}
+	for _, r := range rs {
+		reg := uffdioRegisterArg{Range: g.rangeOf(r.Start, r.End-r.Start), Mode: uffdRegisterModeWP}
+		if uffdIoctl(g.uffd, uffdioRegister, unsafe.Pointer(&reg)) != nil || reg.Ioctls&uffdioWriteprotectOK == 0 {
+			g.release()
+			return nil
+		}
+		g.ranges = append(g.ranges, r)
 	}
 	for i, pa := range pages {
-		g.index[(pa-base)/guestmm.PageSize] = int32(i + 1)
+		g.index[pa/guestmm.PageSize] = int32(i + 1)
 	}
-	if g.protect(0, uint64(len(ram)), true) != nil {
-		g.unregister()
-		return nil
+	for _, r := range g.ranges {
+		if g.protect(r.Start, r.End-r.Start, true) != nil {
+			g.release()
+			return nil
+		}
 	}
 	go g.handle()
 	return g
 }
 
-func (g *wpGuard) rangeOf(off, n uint64) uffdioRange {
-	return uffdioRange{Start: uint64(uintptr(unsafe.Pointer(&g.ram[0]))) + off, Len: n}
+// rangeOf is the host range of guest-physical [pa, pa+n).
+func (g *wpGuard) rangeOf(pa, n uint64) uffdioRange {
+	return uffdioRange{Start: uint64(uintptr(unsafe.Pointer(&g.mem[0]))) + pa, Len: n}
 }
 
-// protect sets or lifts write protection on ram[off:off+n]; lifting it
-// wakes the writers that wait there.
-func (g *wpGuard) protect(off, n uint64, on bool) error {
-	a := uffdioWriteprotectArg{Range: g.rangeOf(off, n)}
+// protect sets or lifts write protection on guest-physical [pa, pa+n);
+// lifting it wakes the writers that wait there. The host kernel refuses
+// with EAGAIN while the address space changes under it (a concurrent
+// mmap, munmap or madvise): it is tried again, since a fault left
+// protected would wait for ever.
+func (g *wpGuard) protect(pa, n uint64, on bool) error {
+	a := uffdioWriteprotectArg{Range: g.rangeOf(pa, n)}
 	if on {
 		a.Mode = uffdWriteprotectWP
 	}
-	return uffdIoctl(g.uffd, uffdioWriteprotect, unsafe.Pointer(&a))
+	for {
+		err := uffdIoctl(g.uffd, uffdioWriteprotect, unsafe.Pointer(&a))
+		if err != unix.EAGAIN {
+			return err
+		}
+		runtime.Gosched()
+	}
 }
 
 // handle serves write faults until close: a page the image still needs
 // is copied aside first (or, while the writer holds it, written first);
-// then the page is writable again.
+// then the page is writable again. It polls the userfaultfd and the
+// eventfd that close writes, so close does not wait for a timeout.
 func (g *wpGuard) handle() {
 	defer close(g.done)
 	var msg [uffdMsgSize * 16]byte
-	fds := []unix.PollFd{{Fd: int32(g.uffd), Events: unix.POLLIN}}
+	fds := []unix.PollFd{{Fd: int32(g.uffd), Events: unix.POLLIN}, {Fd: int32(g.wakeFd), Events: unix.POLLIN}}
+	base := uint64(uintptr(unsafe.Pointer(&g.mem[0])))
 	for {
-		select {
-		case <-g.stop:
+		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
 			return
-		default:
 		}
-		if n, err := unix.Poll(fds, 10); err != nil || n == 0 {
+		if fds[1].Revents != 0 {
+			return
+		}
+		if fds[0].Revents == 0 {
 			continue
 		}
 		n, err := unix.Read(g.uffd, msg[:])
@@ -159,22 +198,26 @@ func (g *wpGuard) handle() {
 			if b[0] != uffdEventPagefault || flags&uffdPagefaultFlagWP == 0 {
 				continue
 			}
-			off := (addr - uint64(uintptr(unsafe.Pointer(&g.ram[0])))) &^ (guestmm.PageSize - 1)
-			if off >= uint64(len(g.ram)) {
+			pa := (addr - base) &^ (guestmm.PageSize - 1)
+			if pa >= uint64(len(g.mem)) {
 				continue
 			}
-			g.keep(off)
-			g.protect(off, guestmm.PageSize, false)
+			g.keep(pa)
+			g.protect(pa, guestmm.PageSize, false)
 		}
 	}
 }
 
-// keep makes sure the image's data of the page at ram offset off
+// keep makes sure the image's data of the page at guest-physical pa
 // survives a write to it.
-func (g *wpGuard) keep(off uint64) {
+func (g *wpGuard) keep(pa uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	i := int(g.index[off/guestmm.PageSize]) - 1
+	f := pa / guestmm.PageSize
+	if f >= uint64(len(g.index)) {
+		return
+	}
+	i := int(g.index[f]) - 1
 	if i < 0 {
 		return
 	}
@@ -182,7 +225,7 @@ func (g *wpGuard) keep(off uint64) {
 		g.cond.Wait()
 	}
 	if g.state[i] == pageProtected {
-		g.copies[i] = append([]byte(nil), g.ram[off:off+guestmm.PageSize]...)
+		g.copies[i] = append([]byte(nil), g.mem[pa:pa+guestmm.PageSize]...)
 		g.state[i] = pageCopied
 	}
 }
@@ -200,11 +243,11 @@ func (g *wpGuard) Hold(first, n int) [][]byte {
 			continue
 		}
 		g.state[i] = pageHeld
-		off := g.pages[i] - g.base
-		if k := len(runs) - 1; lastPA != 0 && g.pages[i] == lastPA+guestmm.PageSize {
-			runs[k] = g.ram[off-uint64(len(runs[k])) : off+guestmm.PageSize]
+		pa := g.pages[i]
+		if k := len(runs) - 1; lastPA != 0 && pa == lastPA+guestmm.PageSize {
+			runs[k] = g.mem[pa-uint64(len(runs[k])) : pa+guestmm.PageSize]
 		} else {
-			runs = append(runs, g.ram[off:off+guestmm.PageSize])
+			runs = append(runs, g.mem[pa:pa+guestmm.PageSize])
 		}
 		lastPA = g.pages[i]
 	}
@@ -218,66 +261,113 @@ func (g *wpGuard) Release(first, n int) {
 	var lift []uint64
 	for i := first; i < first+n; i++ {
 		if g.state[i] == pageHeld {
-			lift = append(lift, g.pages[i]-g.base)
+			lift = append(lift, g.pages[i])
 		}
 		g.state[i] = pageWritten
 		delete(g.copies, i)
 	}
 	g.cond.Broadcast()
 	g.mu.Unlock()
-	for _, off := range lift {
-		g.protect(off, guestmm.PageSize, false)
+	for _, pa := range lift {
+		g.protect(pa, guestmm.PageSize, false)
 	}
 }
 
-// close lifts every protection and ends the handler.
+// close lifts every protection, which wakes every write that waits, and
+// ends the handler.
 func (g *wpGuard) close() {
-	g.protect(0, uint64(len(g.ram)), false)
-	close(g.stop)
+	for _, r := range g.ranges {
+		g.protect(r.Start, r.End-r.Start, false)
+	}
+	one := [8]byte{1}
+	unix.Write(g.wakeFd, one[:])
 	<-g.done
-	g.unregister()
+	g.release()
 }
 
-func (g *wpGuard) unregister() {
-	r := g.rangeOf(0, uint64(len(g.ram)))
-	uffdIoctl(g.uffd, uffdioUnregister, unsafe.Pointer(&r))
+// release unregisters the ranges registered and closes the descriptors.
+func (g *wpGuard) release() {
+	for _, r := range g.ranges {
+		u := g.rangeOf(r.Start, r.End-r.Start)
+		uffdIoctl(g.uffd, uffdioUnregister, unsafe.Pointer(&u))
+	}
 	unix.Close(g.uffd)
+	unix.Close(g.wakeFd)
 }
 
 // backgroundSave is a checkpoint being written while the guest runs.
 type backgroundSave struct {
-	done chan error
+	done chan struct{} // closed once written, the guard closed
+	err  error         // then: what Save returned
+	over chan struct{} // closed after done, when the goroutine is gone
 }
 
 // saveInBackground hands snap to save on another goroutine with guest RAM
 // write-protected, and returns at once; false means it cannot be done
-// here (the caller saves with the guest stopped).
+// here (the caller saves with the guest stopped). Every vCPU is stopped
+// (stopAll) and no other background checkpoint is being written.
 func (k *Kernel) saveInBackground(snap *Snapshot, save func(*Snapshot) error) bool {
-	ram := k.m.Mem()[vmm.RAMBase:]
 	// The state goes out as it is now: the kernel changes it from here on.
 	meta, err := json.Marshal(snap.State)
 	if err != nil {
 		return false
 	}
-	g := newWPGuard(ram, vmm.RAMBase, snap.Pages)
+	g := newWPGuard(k.m.Mem(), k.m.RAMRanges(), snap.Pages)
 	if g == nil {
 		return false
 	}
 	snap.StateJSON = meta
 	snap.Guard = g
 	snap.Paused = time.Since(snap.Started)
-	bg := &backgroundSave{done: make(chan error, 1)}
+	bg := &backgroundSave{done: make(chan struct{}), over: make(chan struct{})}
 	k.ckpt.background = bg
 	log := k.log
 	go func() {
-		err := save(snap)
+		defer close(bg.over)
+		bg.err = save(snap)
 		g.close()
-		if err != nil {
+		if bg.err != nil {
 			// Said at once; counted by awaitBackground.
-			fmt.Fprintf(log, "emuckpt: checkpoint failed, the program goes on: %v\n", err)
+			fmt.Fprintf(log, "emuckpt: checkpoint failed, the program goes on: %v\n", bg.err)
 		}
-		bg.done <- err
+		close(bg.done)
+		// A request that came in meanwhile was put off (deferBackground):
+		// it is asked for again now.
+		if k.ckpt.deferred.Swap(false) {
+			k.askCheckpoint()
+		}
 	}()
+	return true
+}
+
+// backgroundBusy says whether a background checkpoint is still being
+// written.
+func (k *Kernel) backgroundBusy() bool {
+	bg := k.ckpt.background
+	if bg == nil {
+		return false
+	}
+	select {
+	case <-bg.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// deferBackground puts off a checkpoint asked for from outside while the
+// one before is still being written in the background: it is asked for
+// again once that one is written, and the guest runs on meanwhile.
+// Waiting for it here instead, with the requests coming faster than a
+// checkpoint is written (SIGUSR1 every millisecond), would let the guest
+// run only from one checkpoint to the next request, often not a single
+// instruction. It reports false when the write ended meanwhile: the
+// checkpoint is to be taken now.
+func (k *Kernel) deferBackground() bool {
+	k.ckpt.deferred.Store(true)
+	if !k.backgroundBusy() && k.ckpt.deferred.Swap(false) {
+		return false // the writer missed the flag: take it now
+	}
 	return true
 }
 
@@ -289,7 +379,8 @@ func (k *Kernel) awaitBackground() {
 		return
 	}
 	k.ckpt.background = nil
-	if err := <-bg.done; err != nil {
+	<-bg.over
+	if bg.err != nil {
 		k.ckpt.stats.Failed++
 	}
 }

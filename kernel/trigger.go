@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -84,8 +85,12 @@ type checkpointer struct {
 	// stats counts the checkpoints requested from outside the guest
 	// (only the Run goroutine touches it).
 	stats CheckpointStats
-	// background is a checkpoint still being written (bgsave.go).
+	// background is the last checkpoint written in the background
+	// (bgsave.go); only the holder of the big kernel lock touches it,
+	// with every vCPU stopped.
 	background *backgroundSave
+	// deferred is a request put off until background is written.
+	deferred atomic.Bool
 }
 
 // CheckpointStats says how the checkpoints requested from outside the
@@ -122,15 +127,21 @@ func (k *Kernel) watchRequests(stop <-chan struct{}) {
 				if !ok {
 					return
 				}
-				k.ckpt.requested.Store(true)
-				k.kickAll()
-				select {
-				case k.wake <- struct{}{}:
-				default:
-				}
+				k.askCheckpoint()
 			}
 		}
 	}()
+}
+
+// askCheckpoint asks for a checkpoint at the next exit of any vCPU (a
+// request from outside). It is safe from any goroutine.
+func (k *Kernel) askCheckpoint() {
+	k.ckpt.requested.Store(true)
+	k.kickAll()
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
 }
 
 // checkpoint takes a checkpoint requested from outside the guest (see
@@ -146,8 +157,11 @@ func (k *Kernel) checkpoint(rax *uint64) error {
 	if k.cfg.Checkpoint.Save == nil {
 		return nil
 	}
-	k.ckpt.stats.Requested++
 	err := k.save(rax)
+	if err == errDeferred {
+		return nil
+	}
+	k.ckpt.stats.Requested++
 	if _, ended := err.(*errExit); err == nil || ended {
 		return err
 	}
@@ -170,12 +184,24 @@ func (k *Kernel) save(rax *uint64) error {
 	case <-k.wake:
 	default:
 	}
+	// A request while the checkpoint before is still being written is
+	// put off (bgsave.go); so is one that finds it so after stopAll, which
+	// may have let another vCPU take one meanwhile.
+	deferrable := k.deferrable(rax)
+	if deferrable && k.backgroundBusy() && k.deferBackground() {
+		return errDeferred
+	}
 	// Every task stops at a clean boundary (cpus.go).
-	k.awaitBackground() // the one before, written to the same file
 	if !k.stopAll(k.smp.holder, rax != nil) {
 		return nil // the run ended first
 	}
 	defer k.resumeAll()
+	if deferrable && k.backgroundBusy() && k.deferBackground() {
+		return errDeferred
+	}
+	// The one before is written to the same file: one at a time, and
+	// only the vCPU that stopped the others waits for it.
+	k.awaitBackground()
 	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
 	repatch := k.frames.TSCPatch().Unpatch()
 	snap, err := k.Snapshot(rax)
@@ -198,6 +224,19 @@ func (k *Kernel) save(rax *uint64) error {
 		return &errExit{ExitStatus{Checkpointed: true}}
 	}
 	return nil
+}
+
+// errDeferred is save's answer to a checkpoint put off (deferBackground).
+var errDeferred = errors.New("checkpoint put off")
+
+// deferrable says whether the checkpoint save is asked to take may be put
+// off until a background one is written: one asked for from outside at no
+// particular point (SIGUSR1, time:DUR), not the guest's own
+// emuckpt_checkpoint() or a syscall:N or device:N point, which must be
+// taken where they are.
+func (k *Kernel) deferrable(rax *uint64) bool {
+	cc := &k.cfg.Checkpoint
+	return rax == nil && cc.Background && cc.LeaveRunning && !cc.syscallDue(k.syscalls) && !k.deviceCheckpointDue()
 }
 
 // sysCheckpoint is emuckpt_checkpoint(): the guest checkpoints itself. A
