@@ -194,6 +194,7 @@ func (f *Frames) Alloc() (pa uint64, err error) {
 		return 0, err
 	}
 	if !zeroed {
+		PrepareWrite(f.mem[pa : pa+PageSize])
 		clear(f.mem[pa : pa+PageSize])
 	}
 	return pa, nil
@@ -270,6 +271,7 @@ func (f *Frames) AllocHuge() (uint64, error) {
 		for k < HugeFrames && dirty[k] {
 			k++
 		}
+		PrepareWrite(f.mem[pa+uint64(j)<<pageShift : pa+uint64(k)<<pageShift])
 		clear(f.mem[pa+uint64(j)<<pageShift : pa+uint64(k)<<pageShift])
 		j = k
 	}
