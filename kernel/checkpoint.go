@@ -273,6 +273,10 @@ func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAStat
 // pages records the present pages of vs that its type stores: all-zero
 // pages are only counted, FILE VMAs store just the pages copied on write.
 func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
+	ms.k.frames.RefCounts(func(refCount func(uint64) int) { ms.pagesOf(as, vs, refCount) })
+}
+
+func (ms *memorySnapshot) pagesOf(as *guestmm.AddressSpace, vs *VMAState, refCount func(uint64) int) {
 	mem := ms.snap.Mem
 	for va, pte := range as.PresentPages(vs.Start, vs.End) {
 		if pte.Has(guestmm.Special) || vs.Type == VMAFile && !pte.Has(guestmm.Copied) {
@@ -282,7 +286,7 @@ func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
 		// A zero page is not stored, and comes back as a fresh zero page
 		// at its first touch; but a shared anonymous page that several
 		// mappings (processes after fork) hold must stay one page.
-		refs := ms.k.frames.RefCount(pa)
+		refs := refCount(pa)
 		sharedFrame := vs.Type == VMAShm && refs > 1
 		if !sharedFrame && bytes.Equal(mem[pa:pa+guestmm.PageSize], zeroPage[:]) {
 			vs.ZeroPages++
