@@ -26,7 +26,7 @@ func guardedMem(t *testing.T, ram uint64, pages []uint64) ([]byte, *wpGuard) {
 	for pa := uint64(vmm.RAMBase); pa < uint64(len(mem)); pa += guestmm.PageSize {
 		mem[pa] = byte(pa / guestmm.PageSize)
 	}
-	g := newWPGuard(mem, []vmm.RAMRange{{Start: 0, End: uint64(len(mem))}}, pages)
+	g := newWPGuard(mem, []vmm.RAMRange{{Start: 0, End: uint64(len(mem))}}, pages, nil)
 	if g == nil {
 		kvmtest.Require(t) // the same machines have userfaultfd
 		t.Skip("no userfaultfd write protection here")

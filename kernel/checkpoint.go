@@ -45,6 +45,9 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		}
 	}
 	snap := &Snapshot{State: st, Mem: k.m.Mem(), Started: started}
+	if b := k.ckpt.buffers; b != nil {
+		snap.Pages = b.pages[:0] // room made before the guest stopped
+	}
 	ms := memorySnapshot{k: k, st: st, snap: snap, objrefs: map[string]int{}, stored: map[uint64]uint64{}}
 	shared := vfs.NewShared()
 	memOwner := map[*guestmm.AddressSpace]int{}

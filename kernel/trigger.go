@@ -91,6 +91,9 @@ type checkpointer struct {
 	background *backgroundSave
 	// deferred is a request put off until background is written.
 	deferred atomic.Bool
+	// buffers are those of the checkpoint being taken, if it may be
+	// written in the background (prepareBackground).
+	buffers *bgBuffers
 }
 
 // CheckpointStats says how the checkpoints requested from outside the
@@ -190,6 +193,10 @@ func (k *Kernel) save(rax *uint64) error {
 	deferrable := k.deferrable(rax)
 	if deferrable && k.backgroundBusy() && k.deferBackground() {
 		return errDeferred
+	}
+	if cc.LeaveRunning && cc.Background && rax == nil {
+		k.prepareBackground()
+		defer func() { k.ckpt.buffers = nil }()
 	}
 	// Every task stops at a clean boundary (cpus.go).
 	if !k.stopAll(k.smp.holder, rax != nil) {
