@@ -308,6 +308,7 @@ type bgBuffers struct {
 	pages []uint64 // room for Snapshot.Pages: every frame in use and some
 	index []int32  // wpGuard.index
 	state []uint8  // wpGuard.state, as long as pages
+	cands []pageCand
 }
 
 // prepareBackground allocates the buffers of a checkpoint about to be
@@ -323,9 +324,11 @@ func (k *Kernel) prepareBackground() {
 	touch(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b.pages))), len(b.pages)*8))
 	touch(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b.index))), len(b.index)*4))
 	touch(b.state)
+	b.cands = make([]pageCand, n)
+	touch(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b.cands))), len(b.cands)*int(unsafe.Sizeof(pageCand{}))))
 	b.pages = b.pages[:0]
 	k.ckpt.buffers = b
-	if cap(b.pages)*8+len(b.index)*4 >= 1<<20 {
+	if cap(b.pages)*8+len(b.index)*4+len(b.cands)*int(unsafe.Sizeof(pageCand{})) >= 1<<20 {
 		// Big buffers often take the heap over the collector's goal: a
 		// collection now, not in the pause (where its assists made the
 		// state's JSON encoding 2-3 times slower).
