@@ -140,6 +140,7 @@ func newWPGuard(mem []byte, ranges []vmm.RAMRange, pages []uint64, bufs *bgBuffe
 	}
 	for _, r := range g.ranges {
 		if g.protect(r.Start, r.End-r.Start, true) != nil {
+			g.unprotect()
 			g.release()
 			return nil
 		}
@@ -278,19 +279,30 @@ func (g *wpGuard) Release(first, n int) {
 }
 
 // close lifts every protection, which wakes every write that waits, and
-// ends the handler.
+// ends the handler. It leaves the index all zero again.
 func (g *wpGuard) close() {
-	for _, r := range g.ranges {
-		g.protect(r.Start, r.End-r.Start, false)
-	}
+	g.unprotect()
 	one := [8]byte{1}
 	unix.Write(g.wakeFd, one[:])
 	<-g.done
 	g.release()
 }
 
-// release unregisters the ranges registered and closes the descriptors.
+// unprotect lifts the protection of every range registered.
+func (g *wpGuard) unprotect() {
+	for _, r := range g.ranges {
+		g.protect(r.Start, r.End-r.Start, false)
+	}
+}
+
+// release unregisters the ranges registered, closes the descriptors and
+// clears the index entries it set (for the next guard).
 func (g *wpGuard) release() {
+	for _, pa := range g.pages {
+		if f := pa / guestmm.PageSize; f < uint64(len(g.index)) {
+			g.index[f] = 0
+		}
+	}
 	for _, r := range g.ranges {
 		u := g.rangeOf(r.Start, r.End-r.Start)
 		uffdIoctl(g.uffd, uffdioUnregister, unsafe.Pointer(&u))
@@ -306,7 +318,7 @@ func (g *wpGuard) release() {
 // guard's index were grown there. All zero.
 type bgBuffers struct {
 	pages []uint64 // room for Snapshot.Pages: every frame in use and some
-	index []int32  // wpGuard.index
+	index []int32  // wpGuard.index: Kernel.ckpt.index, all zero
 	state []uint8  // wpGuard.state, as long as pages
 	cands []pageCand
 }
@@ -320,15 +332,19 @@ func (k *Kernel) prepareBackground() {
 	}
 	n := k.frames.Used()
 	n += n/16 + 64 // frames the other vCPUs take before they stop
-	b := &bgBuffers{pages: make([]uint64, n), index: make([]int32, vmm.PhysEnd(k.m.MemSize())/guestmm.PageSize), state: make([]uint8, n)}
+	if k.ckpt.index == nil {
+		// One index for the run: each guard clears what it set.
+		k.ckpt.index = make([]int32, vmm.PhysEnd(k.m.MemSize())/guestmm.PageSize)
+		touch(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(k.ckpt.index))), len(k.ckpt.index)*4))
+	}
+	b := &bgBuffers{pages: make([]uint64, n), index: k.ckpt.index, state: make([]uint8, n)}
 	touch(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b.pages))), len(b.pages)*8))
-	touch(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b.index))), len(b.index)*4))
 	touch(b.state)
 	b.cands = make([]pageCand, n)
 	touch(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b.cands))), len(b.cands)*int(unsafe.Sizeof(pageCand{}))))
 	b.pages = b.pages[:0]
 	k.ckpt.buffers = b
-	if cap(b.pages)*8+len(b.index)*4+len(b.cands)*int(unsafe.Sizeof(pageCand{})) >= 1<<20 {
+	if cap(b.pages)*8+len(b.cands)*int(unsafe.Sizeof(pageCand{})) >= 1<<20 {
 		// Big buffers often take the heap over the collector's goal: a
 		// collection now, not in the pause (where its assists made the
 		// state's JSON encoding 2-3 times slower).

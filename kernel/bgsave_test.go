@@ -125,3 +125,25 @@ func TestWPGuardWritesDuringGC(t *testing.T) {
 	}
 	g.Release(0, len(pages))
 }
+
+// TestWPGuardIndexReused: the run's one frame index is all zero again
+// after each guard, closed or failed, so the next one sees only its own
+// pages.
+func TestWPGuardIndexReused(t *testing.T) {
+	mem, g := guardedMem(t, 1<<20, []uint64{vmm.RAMBase + guestmm.PageSize})
+	g.close()
+	bufs := &bgBuffers{index: make([]int32, len(mem)/guestmm.PageSize), state: make([]uint8, 0, 4)}
+	for round, pages := range [][]uint64{{vmm.RAMBase, vmm.RAMBase + 5*guestmm.PageSize}, {vmm.RAMBase + 3*guestmm.PageSize}} {
+		g := newWPGuard(mem, []vmm.RAMRange{{Start: 0, End: uint64(len(mem))}}, pages, bufs)
+		require.NotNil(t, g)
+		set := 0
+		for _, v := range bufs.index {
+			if v != 0 {
+				set++
+			}
+		}
+		assert.Equal(t, len(pages), set, "round %d: only this guard's pages are indexed", round)
+		g.close()
+		assert.Equal(t, make([]int32, len(bufs.index)), bufs.index, "round %d: cleared", round)
+	}
+}

@@ -92,8 +92,10 @@ type checkpointer struct {
 	// deferred is a request put off until background is written.
 	deferred atomic.Bool
 	// buffers are those of the checkpoint being taken, if it may be
-	// written in the background (prepareBackground).
+	// written in the background (prepareBackground); index is the
+	// guards' frame index, made once (bgsave.go).
 	buffers *bgBuffers
+	index   []int32
 }
 
 // CheckpointStats says how the checkpoints requested from outside the
