@@ -64,12 +64,18 @@ func WriteBuffer(snap *kernel.Snapshot) ([]byte, error) {
 }
 
 func encode(w *image.Writer, snap *kernel.Snapshot) error {
-	meta, err := json.Marshal(snap.State)
-	if err != nil {
-		return err
+	meta := snap.StateJSON
+	if meta == nil {
+		var err error
+		if meta, err = json.Marshal(snap.State); err != nil {
+			return err
+		}
 	}
 	if err := w.Record(RecState, meta); err != nil {
 		return err
+	}
+	if snap.Guard != nil {
+		return encodeGuarded(w, snap)
 	}
 	// Pages go out in runs of physically contiguous frames, all runs in
 	// one call: the writer writes many runs per system call, several
@@ -86,6 +92,24 @@ func encode(w *image.Writer, snap *kernel.Snapshot) error {
 	}
 	if _, err := w.PageRuns(runs); err != nil {
 		return err
+	}
+	return nil
+}
+
+// guardBatch is how many pages a background checkpoint holds at a time:
+// a guest write to a held page waits until the batch is written.
+const guardBatch = 2048
+
+// encodeGuarded writes the page data of a snapshot taken while the guest
+// runs on, batch by batch through its guard (see kernel.PageGuard).
+func encodeGuarded(w *image.Writer, snap *kernel.Snapshot) error {
+	for first := 0; first < len(snap.Pages); first += guardBatch {
+		n := min(guardBatch, len(snap.Pages)-first)
+		_, err := w.PageRuns(snap.Guard.Hold(first, n))
+		snap.Guard.Release(first, n)
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -166,6 +166,7 @@ func (as *AddressSpace) faultPageOnce(v *VMA, pva uint64, write bool) error {
 			if err != nil {
 				return unix.ENOMEM
 			}
+			PrepareWrite(as.mem[npa : npa+PageSize])
 			copy(as.mem[npa:npa+PageSize], as.mem[pa:pa+PageSize])
 			as.tsc.unpatchCopy(pa, npa)
 			as.frames.DecRef(pa)
@@ -360,6 +361,7 @@ func (as *AddressSpace) faultIn(v *VMA, pva, ea uint64, write bool) error {
 			return unix.ENOMEM
 		}
 		page := as.mem[pa : pa+PageSize]
+		PrepareWrite(page) // the backing may copy or clear
 		off := v.offsetOf(pva)
 		n := 0
 		if off <= math.MaxInt64-PageSize {

@@ -145,3 +145,38 @@ func TestFramesForEachUsed(t *testing.T) {
 	assert.Equal(t, want[1:], got)
 	assert.Equal(t, []int{2, 1}, counts)
 }
+
+// TestFramesRefCounts: the batched reader gives what RefCount gives, for
+// frames in use, free frames and addresses outside the allocator.
+func TestFramesRefCounts(t *testing.T) {
+	mem := make([]byte, 16*PageSize)
+	f := NewFrames(mem, 2*PageSize, uint64(len(mem)))
+	a, err := f.Alloc()
+	require.NoError(t, err)
+	b, err := f.Alloc()
+	require.NoError(t, err)
+	f.IncRef(b)
+	f.IncRef(b)
+	c, err := f.Alloc()
+	require.NoError(t, err)
+	f.DecRef(c)
+	tests := []struct {
+		name string
+		pa   uint64
+		want int
+	}{
+		{"one reference", a, 1},
+		{"three references", b + 100, 3},
+		{"freed", c, 0},
+		{"below the allocator", 0, 0},
+		{"beyond it", uint64(len(mem)), 0},
+	}
+	f.RefCounts(func(refCount func(uint64) int) {
+		for _, tt := range tests {
+			assert.Equal(t, tt.want, refCount(tt.pa), tt.name)
+		}
+	})
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, f.RefCount(tt.pa), tt.name)
+	}
+}

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -46,6 +47,10 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	}
 	snap := &Snapshot{State: st, Mem: k.m.Mem(), Started: started}
 	ms := memorySnapshot{k: k, st: st, snap: snap, objrefs: map[string]int{}, stored: map[uint64]uint64{}}
+	if b := k.ckpt.buffers; b != nil {
+		// Room made before the guest stopped.
+		snap.Pages, ms.cands = b.pages[:0], b.cands[:0]
+	}
 	shared := vfs.NewShared()
 	memOwner := map[*guestmm.AddressSpace]int{}
 	filesOwner := map[*vfs.FDTable]int{}
@@ -202,6 +207,8 @@ type memorySnapshot struct {
 	snap    *Snapshot
 	objrefs map[string]int    // file path -> objref
 	stored  map[uint64]uint64 // frame -> page index: shared frames are stored once
+	// cands is pagesOf's buffer, kept from one VMA to the next.
+	cands []pageCand
 }
 
 // object returns the objref of the file v maps, recording it once.
@@ -273,40 +280,70 @@ func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAStat
 // pages records the present pages of vs that its type stores: all-zero
 // pages are only counted, FILE VMAs store just the pages copied on write.
 func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
+	ms.k.frames.RefCounts(func(refCount func(uint64) int) { ms.pagesOf(as, vs, refCount) })
+}
+
+// pageCand is a present page of a VMA that the VMA's type stores, before
+// the zero check.
+type pageCand struct {
+	va, pa uint64
+	refs   int32
+	copied bool
+	zero   bool
+}
+
+func (ms *memorySnapshot) pagesOf(as *guestmm.AddressSpace, vs *VMAState, refCount func(uint64) int) {
 	mem := ms.snap.Mem
+	cands := ms.cands[:0]
 	for va, pte := range as.PresentPages(vs.Start, vs.End) {
 		if pte.Has(guestmm.Special) || vs.Type == VMAFile && !pte.Has(guestmm.Copied) {
 			continue
 		}
 		pa := pte.Addr()
-		// A zero page is not stored, and comes back as a fresh zero page
-		// at its first touch; but a shared anonymous page that several
-		// mappings (processes after fork) hold must stay one page.
-		refs := ms.k.frames.RefCount(pa)
-		sharedFrame := vs.Type == VMAShm && refs > 1
-		if !sharedFrame && bytes.Equal(mem[pa:pa+guestmm.PageSize], zeroPage[:]) {
+		cands = append(cands, pageCand{va: va, pa: pa, refs: int32(refCount(pa)), copied: pte.Has(guestmm.Copied)})
+	}
+	ms.cands = cands
+	// A zero page is not stored, and comes back as a fresh zero page at
+	// its first touch; but a shared anonymous page that several mappings
+	// (processes after fork) hold must stay one page. The check has a
+	// loop of its own: the first line of each page is a cache miss, and
+	// without the walk between them the CPU has several in flight.
+	for i := range cands {
+		c := &cands[i]
+		c.zero = !(vs.Type == VMAShm && c.refs > 1) && isZeroPage(mem[c.pa:c.pa+guestmm.PageSize])
+	}
+	for i := range cands {
+		c := &cands[i]
+		if c.zero {
 			vs.ZeroPages++
 			continue
 		}
 		// Only a frame with other references can be met again.
-		idx, seen := ms.stored[pa]
+		idx, seen := uint64(0), false
+		if c.refs > 1 {
+			idx, seen = ms.stored[c.pa]
+		}
 		if !seen {
 			idx = uint64(len(ms.snap.Pages))
-			if refs > 1 {
-				ms.stored[pa] = idx
+			if c.refs > 1 {
+				ms.stored[c.pa] = idx
 			}
-			ms.snap.Pages = append(ms.snap.Pages, pa)
+			ms.snap.Pages = append(ms.snap.Pages, c.pa)
 		}
-		copied := pte.Has(guestmm.Copied)
 		if n := len(vs.Pages); n > 0 {
 			last := &vs.Pages[n-1]
-			if last.VA+last.Count*guestmm.PageSize == va && last.Index+last.Count == idx && last.Copied == copied {
+			if last.VA+last.Count*guestmm.PageSize == c.va && last.Index+last.Count == idx && last.Copied == c.copied {
 				last.Count++
 				continue
 			}
 		}
-		vs.Pages = append(vs.Pages, PageRun{VA: va, Count: 1, Index: idx, Copied: copied})
+		vs.Pages = append(vs.Pages, PageRun{VA: c.va, Count: 1, Index: idx, Copied: c.copied})
 	}
+}
+
+// isZeroPage says whether page is all zero bytes.
+func isZeroPage(page []byte) bool {
+	return binary.LittleEndian.Uint64(page) == 0 && bytes.Equal(page, zeroPage[:])
 }
 
 func pendingCodes(t *Task) map[int]int {

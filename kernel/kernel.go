@@ -233,6 +233,7 @@ func (k *Kernel) Machine() *vmm.Machine { return k.m }
 
 // Close releases the machine and every open file.
 func (k *Kernel) Close() error {
+	k.awaitBackground()
 	k.stopFill()
 	for _, p := range k.procs {
 		if !p.exited && p.fds != nil { // nil in a restore that failed

@@ -69,6 +69,7 @@ func (k *Kernel) Run(ctx context.Context) (ExitStatus, error) {
 	}
 	k.cpus[0].loop()
 	wg.Wait()
+	k.awaitBackground()
 	for _, c := range k.cpus {
 		c.stopKick()
 	}

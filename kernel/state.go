@@ -263,6 +263,14 @@ type Snapshot struct {
 	Started time.Time
 	// Self says the guest asked for it (emuckpt_checkpoint()).
 	Self bool
+	// Guard, for a checkpoint written while the guest runs on (see
+	// bgsave.go), hands out the page data as it was; nil means the guest
+	// is stopped until Save returns and Mem can be read directly. Paused
+	// is then how long the guest was stopped, and StateJSON the State as
+	// JSON, taken while it was (State itself must not be read).
+	Guard     PageGuard
+	Paused    time.Duration
+	StateJSON []byte
 }
 
 func programRef(name, path string, prog []byte) ProgramRef {

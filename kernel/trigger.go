@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -41,6 +42,11 @@ type CheckpointConfig struct {
 	Requests <-chan struct{}
 	// LeaveRunning goes on after a checkpoint instead of ending the run.
 	LeaveRunning bool
+	// Background lets a LeaveRunning checkpoint asked for from outside
+	// the guest be written while the guest runs on (bgsave.go): Save is
+	// then called on another goroutine, with Snapshot.Guard set, and must
+	// look at nothing but the snapshot.
+	Background bool
 }
 
 // syscallDue says whether a checkpoint is due after system call n.
@@ -79,6 +85,17 @@ type checkpointer struct {
 	// stats counts the checkpoints requested from outside the guest
 	// (only the Run goroutine touches it).
 	stats CheckpointStats
+	// background is the last checkpoint written in the background
+	// (bgsave.go); only the holder of the big kernel lock touches it,
+	// with every vCPU stopped.
+	background *backgroundSave
+	// deferred is a request put off until background is written.
+	deferred atomic.Bool
+	// buffers are those of the checkpoint being taken, if it may be
+	// written in the background (prepareBackground); index is the
+	// guards' frame index, made once (bgsave.go).
+	buffers *bgBuffers
+	index   []int32
 }
 
 // CheckpointStats says how the checkpoints requested from outside the
@@ -115,15 +132,21 @@ func (k *Kernel) watchRequests(stop <-chan struct{}) {
 				if !ok {
 					return
 				}
-				k.ckpt.requested.Store(true)
-				k.kickAll()
-				select {
-				case k.wake <- struct{}{}:
-				default:
-				}
+				k.askCheckpoint()
 			}
 		}
 	}()
+}
+
+// askCheckpoint asks for a checkpoint at the next exit of any vCPU (a
+// request from outside). It is safe from any goroutine.
+func (k *Kernel) askCheckpoint() {
+	k.ckpt.requested.Store(true)
+	k.kickAll()
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
 }
 
 // checkpoint takes a checkpoint requested from outside the guest (see
@@ -139,8 +162,11 @@ func (k *Kernel) checkpoint(rax *uint64) error {
 	if k.cfg.Checkpoint.Save == nil {
 		return nil
 	}
-	k.ckpt.stats.Requested++
 	err := k.save(rax)
+	if err == errDeferred {
+		return nil
+	}
+	k.ckpt.stats.Requested++
 	if _, ended := err.(*errExit); err == nil || ended {
 		return err
 	}
@@ -163,17 +189,41 @@ func (k *Kernel) save(rax *uint64) error {
 	case <-k.wake:
 	default:
 	}
+	// A request while the checkpoint before is still being written is
+	// put off (bgsave.go); so is one that finds it so after stopAll, which
+	// may have let another vCPU take one meanwhile.
+	deferrable := k.deferrable(rax)
+	if deferrable && k.backgroundBusy() && k.deferBackground() {
+		return errDeferred
+	}
+	if cc.LeaveRunning && cc.Background && rax == nil {
+		k.prepareBackground()
+		defer func() { k.ckpt.buffers = nil }()
+	}
 	// Every task stops at a clean boundary (cpus.go).
 	if !k.stopAll(k.smp.holder, rax != nil) {
 		return nil // the run ended first
 	}
 	defer k.resumeAll()
+	if deferrable && k.backgroundBusy() && k.deferBackground() {
+		return errDeferred
+	}
+	// The one before is written to the same file: one at a time, and
+	// only the vCPU that stopped the others waits for it.
+	k.awaitBackground()
 	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
 	repatch := k.frames.TSCPatch().Unpatch()
 	snap, err := k.Snapshot(rax)
 	if err == nil {
 		snap.Self = rax != nil
-		err = cc.Save(snap)
+		// One asked for from outside while the program goes on is
+		// written in the background (bgsave.go). Guest RAM is
+		// protected before repatch writes the patched rdtscs back,
+		// so the image keeps the program's own bytes.
+		background := cc.LeaveRunning && cc.Background && rax == nil && k.saveInBackground(snap, cc.Save)
+		if !background {
+			err = cc.Save(snap)
+		}
 	}
 	repatch()
 	if err != nil {
@@ -183,6 +233,19 @@ func (k *Kernel) save(rax *uint64) error {
 		return &errExit{ExitStatus{Checkpointed: true}}
 	}
 	return nil
+}
+
+// errDeferred is save's answer to a checkpoint put off (deferBackground).
+var errDeferred = errors.New("checkpoint put off")
+
+// deferrable says whether the checkpoint save is asked to take may be put
+// off until a background one is written: one asked for from outside at no
+// particular point (SIGUSR1, time:DUR), not the guest's own
+// emuckpt_checkpoint() or a syscall:N or device:N point, which must be
+// taken where they are.
+func (k *Kernel) deferrable(rax *uint64) bool {
+	cc := &k.cfg.Checkpoint
+	return rax == nil && cc.Background && cc.LeaveRunning && !cc.syscallDue(k.syscalls) && !k.deviceCheckpointDue()
 }
 
 // sysCheckpoint is emuckpt_checkpoint(): the guest checkpoints itself. A

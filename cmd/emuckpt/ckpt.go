@@ -119,15 +119,20 @@ func checkpointConfig(cfg *kernel.Config, to string, tr trigger, leave bool, std
 		timer = time.AfterFunc(tr.after, ask)
 	}
 	cfg.Checkpoint = kernel.CheckpointConfig{
-		AtSyscall: tr.syscall, AtDevice: tr.device, Requests: requests, LeaveRunning: leave,
+		AtSyscall: tr.syscall, AtDevice: tr.device, Requests: requests, LeaveRunning: leave, Background: leave,
 	}
 	if to != "" {
 		cfg.Checkpoint.Save = func(s *kernel.Snapshot) error {
 			if err := ckpt.Write(to, s); err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr, "emuckpt: checkpoint written to %s (%d pages, after %d system calls, in %v)\n",
-				to, s.State.PageCount, s.State.Syscalls, time.Since(s.Started).Round(time.Microsecond))
+			took := time.Since(s.Started).Round(time.Microsecond)
+			how := ""
+			if s.Guard != nil {
+				how = fmt.Sprintf(", written while the program ran on: it paused %v", s.Paused.Round(time.Microsecond))
+			}
+			fmt.Fprintf(stderr, "emuckpt: checkpoint written to %s (%d pages, after %d system calls, in %v%s)\n",
+				to, s.State.PageCount, s.State.Syscalls, took, how)
 			return nil
 		}
 	}

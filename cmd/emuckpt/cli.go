@@ -318,7 +318,7 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		seed    = fs.Uint64("seed", 0, "seed for --deterministic randomness")
 		ckptTo  = fs.String("checkpoint-to", "", "write checkpoints to this image file")
 		ckptAt  = fs.String("checkpoint-at", "", "when to checkpoint: syscall:N, device:N (Nth device MMIO access) or time:DUR")
-		leave   = fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping")
+		leave   = fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping (checkpoints asked for from outside are then written while the program runs on)")
 		machine = addMachineFlags(fs)
 		traceTo = addTraceJSONFlag(fs)
 	)

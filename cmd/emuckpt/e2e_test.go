@@ -30,7 +30,7 @@ type result struct {
 }
 
 // emuckpt runs the CLI with args.
-func emuckpt(t *testing.T, args ...string) result {
+func emuckpt(t testing.TB, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "EMUCKPT_E2E_MAIN=1")
@@ -46,7 +46,7 @@ func native(t *testing.T, args ...string) result {
 	return runCmd(t, cmd)
 }
 
-func runCmd(t *testing.T, cmd *exec.Cmd) result {
+func runCmd(t testing.TB, cmd *exec.Cmd) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -241,6 +241,7 @@ func (ti *tmpInode) writeAt(p []byte, off int64) (int, unix.Errno) {
 			}
 			break
 		}
+		guestmm.PrepareWrite(ti.mnt.frames.Bytes(pa)[in : in+chunk])
 		copy(ti.mnt.frames.Bytes(pa)[in:], p[done:done+chunk])
 		done += chunk
 	}
@@ -284,6 +285,7 @@ func (ti *tmpInode) truncate(size int64) {
 			}
 		}
 		if pa, ok := ti.pages[last]; ok {
+			guestmm.PrepareWrite(ti.mnt.frames.Bytes(pa)[size%pageSize:])
 			clear(ti.mnt.frames.Bytes(pa)[size%pageSize:])
 		}
 	}
