@@ -95,6 +95,7 @@ func (as *AddressSpace) copyUser(va uint64, buf []byte, toGuest, force bool) (in
 		}
 		page := as.mem[pa+cur&pageMask : pa+PageSize]
 		if toGuest {
+			as.frames.MarkWritten(pa)
 			done += copy(page, buf[done:])
 		} else {
 			n := copy(buf[done:], page)

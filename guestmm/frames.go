@@ -41,11 +41,14 @@ type Frames struct {
 	start uint64 // PA of frame 0
 	count uint32 // number of frames managed
 
-	refs  []int32  // reference count per frame
-	zero  []uint64 // bitset: frame contents are known to be zero
-	free  []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
-	next  uint32   // frames with index >= next have never been allocated
-	inUse int
+	refs []int32  // reference count per frame
+	zero []uint64 // bitset: frame contents are known to be zero
+	// written: bitset of the frames the VMM wrote since the last
+	// TakeWritten (written.go); atomic.
+	written []uint64
+	free    []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
+	next    uint32   // frames with index >= next have never been allocated
+	inUse   int
 	// Frames [holeLo, holeHi) are not RAM (the MMIO hole): never handed
 	// out, never counted; next jumps over them. holeLo == holeHi: none.
 	holeLo, holeHi uint32
@@ -84,6 +87,7 @@ func NewFrames(mem []byte, start, end uint64) *Frames {
 		refs:  make([]int32, n),
 		zero:  make([]uint64, (n+63)/64),
 	}
+	f.written = make([]uint64, len(f.zero))
 	for i := range f.zero {
 		f.zero[i] = ^uint64(0)
 	}
@@ -224,6 +228,7 @@ func (f *Frames) alloc() (uint64, bool, error) {
 	w, bit := i/64, uint64(1)<<(i%64)
 	zeroed := f.zero[w]&bit != 0
 	f.zero[w] &^= bit // in use: the owner may write to it
+	f.markWritten(i)
 	f.mu.Unlock()
 	return f.start + uint64(i)<<pageShift, zeroed, nil
 }
@@ -257,6 +262,7 @@ func (f *Frames) AllocHuge() (uint64, error) {
 		w, bit := i/64, uint64(1)<<(i%64)
 		dirty[i-first] = f.zero[w]&bit == 0
 		f.zero[w] &^= bit
+		f.markWritten(i)
 	}
 	f.inUse += HugeFrames
 	f.mu.Unlock()
@@ -455,6 +461,7 @@ func (f *Frames) AllocRun(n int) (pa uint64, err error) {
 		}
 		f.refs[i] = 1
 		f.zero[i/64] &^= 1 << (i % 64)
+		f.markWritten(i)
 		f.blockFree[f.blockOf(i)]--
 	}
 	f.next += uint32(span)

@@ -241,7 +241,7 @@ func (ti *tmpInode) punch(start, end int64) {
 				delete(ti.pages, idx)
 				ti.mnt.used -= pageSize
 			} else {
-				clear(ti.mnt.frames.Bytes(pa)[in : in+n])
+				clear(ti.mnt.frames.WritableBytes(pa)[in : in+n])
 			}
 		}
 		pos += n

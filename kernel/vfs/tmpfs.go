@@ -241,7 +241,7 @@ func (ti *tmpInode) writeAt(p []byte, off int64) (int, unix.Errno) {
 			}
 			break
 		}
-		copy(ti.mnt.frames.Bytes(pa)[in:], p[done:done+chunk])
+		copy(ti.mnt.frames.WritableBytes(pa)[in:], p[done:done+chunk])
 		done += chunk
 	}
 	if end := off + int64(done); end > ti.size {
@@ -284,7 +284,7 @@ func (ti *tmpInode) truncate(size int64) {
 			}
 		}
 		if pa, ok := ti.pages[last]; ok {
-			clear(ti.mnt.frames.Bytes(pa)[size%pageSize:])
+			clear(ti.mnt.frames.WritableBytes(pa)[size%pageSize:])
 		}
 	}
 	ti.size = size
