@@ -369,6 +369,17 @@ func (f *Frames) RefCount(pa uint64) int {
 	return int(f.refs[i])
 }
 
+// RefCountStopped is RefCount without taking the lock, for a caller that
+// reads many counts while nothing can allocate, free or share a frame
+// (a checkpoint, every vCPU stopped): about half the cost per frame.
+func (f *Frames) RefCountStopped(pa uint64) int {
+	i, ok := f.index(pa)
+	if !ok {
+		return 0
+	}
+	return int(f.refs[i])
+}
+
 // Bytes returns the contents of the frame at pa as a slice of guest RAM, or
 // nil when pa is not a frame of f. pa is rounded down to its frame.
 func (f *Frames) Bytes(pa uint64) []byte {

@@ -105,3 +105,10 @@ func (f *Frames) TakeWritten() *WriteSet {
 	}
 	return s
 }
+
+// Or adds the frames of o (a set of the same range) to s.
+func (s *WriteSet) Or(o *WriteSet) {
+	for i := range min(len(s.bits), len(o.bits)) {
+		s.bits[i] |= o.bits[i]
+	}
+}

@@ -1,7 +1,6 @@
 package kernel
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"slices"
@@ -46,6 +45,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	}
 	snap := &Snapshot{State: st, Mem: k.m.Mem(), Started: started}
 	ms := memorySnapshot{k: k, st: st, snap: snap, objrefs: map[string]int{}, stored: map[uint64]uint64{}}
+	ms.delta = k.newDelta(snap)
 	shared := vfs.NewShared()
 	memOwner := map[*guestmm.AddressSpace]int{}
 	filesOwner := map[*vfs.FDTable]int{}
@@ -60,10 +60,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	// tmpfs files' pages go to the page data too, each once: no VMA
 	// stores them (a shared mapping of one stores nothing, a private one
 	// only its own copies).
-	st.Tmpfs = k.fs.TmpfsState(func(frame uint64) uint64 {
-		snap.Pages = append(snap.Pages, frame)
-		return uint64(len(snap.Pages) - 1)
-	})
+	st.Tmpfs = k.fs.TmpfsState(ms.addPage)
 	st.PageCount = uint64(len(snap.Pages))
 	for _, d := range k.deviceStates {
 		data, err := d.Save()
@@ -202,6 +199,7 @@ type memorySnapshot struct {
 	snap    *Snapshot
 	objrefs map[string]int    // file path -> objref
 	stored  map[uint64]uint64 // frame -> page index: shared frames are stored once
+	delta   *deltaState       // incremental checkpoints (incremental.go); nil: none
 }
 
 // object returns the objref of the file v maps, recording it once.
@@ -273,7 +271,6 @@ func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAStat
 // pages records the present pages of vs that its type stores: all-zero
 // pages are only counted, FILE VMAs store just the pages copied on write.
 func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
-	mem := ms.snap.Mem
 	for va, pte := range as.PresentPages(vs.Start, vs.End) {
 		if pte.Has(guestmm.Special) || vs.Type == VMAFile && !pte.Has(guestmm.Copied) {
 			continue
@@ -282,20 +279,19 @@ func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
 		// A zero page is not stored, and comes back as a fresh zero page
 		// at its first touch; but a shared anonymous page that several
 		// mappings (processes after fork) hold must stay one page.
-		refs := ms.k.frames.RefCount(pa)
+		refs := ms.k.frames.RefCountStopped(pa) // every task is stopped
 		sharedFrame := vs.Type == VMAShm && refs > 1
-		if !sharedFrame && bytes.Equal(mem[pa:pa+guestmm.PageSize], zeroPage[:]) {
+		if !sharedFrame && ms.isZero(pa) {
 			vs.ZeroPages++
 			continue
 		}
 		// Only a frame with other references can be met again.
 		idx, seen := ms.stored[pa]
 		if !seen {
-			idx = uint64(len(ms.snap.Pages))
+			idx = ms.addPage(pa)
 			if refs > 1 {
 				ms.stored[pa] = idx
 			}
-			ms.snap.Pages = append(ms.snap.Pages, pa)
 		}
 		copied := pte.Has(guestmm.Copied)
 		if n := len(vs.Pages); n > 0 {

@@ -41,6 +41,15 @@ type CheckpointConfig struct {
 	Requests <-chan struct{}
 	// LeaveRunning goes on after a checkpoint instead of ending the run.
 	LeaveRunning bool
+	// Points, when more than 1 and LeaveRunning is false, goes on after
+	// each checkpoint until Points images have been written (a repeated
+	// --checkpoint-at), and then ends the run.
+	Points int
+	// Incremental makes every snapshot after the first image written a
+	// delta against the image before it (Snapshot.Parent): the kernel
+	// tracks the frames written since (incremental.go). Save must then
+	// keep each image where the next one can name it.
+	Incremental bool
 }
 
 // syscallDue says whether a checkpoint is due after system call n.
@@ -79,6 +88,10 @@ type checkpointer struct {
 	// stats counts the checkpoints requested from outside the guest
 	// (only the Run goroutine touches it).
 	stats CheckpointStats
+	// written counts the images written.
+	written int
+	// incr tracks writes for incremental checkpoints.
+	incr incremental
 }
 
 // CheckpointStats says how the checkpoints requested from outside the
@@ -170,7 +183,14 @@ func (k *Kernel) save(rax *uint64) error {
 	defer k.resumeAll()
 	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
 	repatch := k.frames.TSCPatch().Unpatch()
-	snap, err := k.Snapshot(rax)
+	var err error
+	if cc.Incremental {
+		err = k.harvestWrites()
+	}
+	var snap *Snapshot
+	if err == nil {
+		snap, err = k.Snapshot(rax)
+	}
 	if err == nil {
 		snap.Self = rax != nil
 		err = cc.Save(snap)
@@ -179,7 +199,13 @@ func (k *Kernel) save(rax *uint64) error {
 	if err != nil {
 		return err
 	}
-	if !cc.LeaveRunning {
+	k.ckpt.written++
+	if cc.Incremental {
+		if err := k.commitIncremental(snap); err != nil {
+			fmt.Fprintf(k.log, "emuckpt: the next checkpoint will be a full image: %v\n", err)
+		}
+	}
+	if !cc.LeaveRunning && (cc.Points <= 1 || k.ckpt.written >= cc.Points) {
 		return &errExit{ExitStatus{Checkpointed: true}}
 	}
 	return nil

@@ -51,6 +51,9 @@ type Writer struct {
 	stage     []byte
 	stageOff  int64
 
+	flags  uint32   // header flags (SetFlags)
+	digest [32]byte // the header's SHA-256, once committed
+
 	err  error // sticky
 	done bool  // Commit or Abort was called
 }
@@ -442,6 +445,20 @@ func pwritevAll(fd int, iovs [][]byte, off int64) error {
 	return nil
 }
 
+// SetFlags sets the header's format feature flags (FlagParent): only
+// flags this version knows.
+func (w *Writer) SetFlags(flags uint32) error {
+	if flags&^flagsKnown != 0 {
+		return fmt.Errorf("%s: unknown format flags %#x", w.name, flags&^flagsKnown)
+	}
+	w.flags = flags
+	return nil
+}
+
+// HeaderDigest returns the SHA-256 of the header Commit wrote (see
+// Image.HeaderDigest); zero before Commit.
+func (w *Writer) HeaderDigest() [32]byte { return w.digest }
+
 // NumPages returns the number of pages added so far.
 func (w *Writer) NumPages() uint64 { return w.npages }
 
@@ -512,6 +529,7 @@ func (w *Writer) commit() error {
 		lastBytes = w.fill * PageSize
 	}
 	h := header{
+		flags:      w.flags,
 		version:    Version,
 		headerLen:  headerLen,
 		pageSize:   PageSize,
@@ -528,6 +546,7 @@ func (w *Writer) commit() error {
 	}
 	hb := make([]byte, headerArea)
 	h.encode(hb)
+	w.digest = h.digest
 	if err := w.writeAt(hb, 0, "header"); err != nil {
 		return err
 	}

@@ -288,6 +288,18 @@ Checkpoints: with --checkpoint-to FILE, a checkpoint is written when
 calls emuckpt_checkpoint() (testimages/include/emuckpt.h). The run then
 stops with status 0, unless --leave-running is given.
 
+Several checkpoints: --checkpoint-at syscall:N,M,... (or device:N,M,...)
+checkpoints at each point, going on after each but the last (after the
+last too with --leave-running); every:DUR checkpoints every DUR until the
+program ends. Each checkpoint of such a run gets its own file: FILE,
+then FILE.1, FILE.2, ...; a FILE with %d in it names checkpoint n (from
+0) with n in place of the %d, in any run. The checkpoints after the
+first are incremental: each image holds only the pages written since
+the one before and names it as its parent (restore reads the chain;
+keep the files together; see docs/FORMAT.md). --full writes full images
+instead. Other runs write each checkpoint to FILE, a full image that
+replaces the one before.
+
 FILE is checked before the program runs: its directory must exist and
 let emuckpt create files, and FILE must not be a directory (status 125
 otherwise). A checkpoint that fails later (the program holds a pipe, the
@@ -317,8 +329,9 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		det     = fs.Bool("deterministic", false, "virtual clock, seeded randomness, trapped rdtsc: runs repeat byte for byte")
 		seed    = fs.Uint64("seed", 0, "seed for --deterministic randomness")
 		ckptTo  = fs.String("checkpoint-to", "", "write checkpoints to this image file")
-		ckptAt  = fs.String("checkpoint-at", "", "when to checkpoint: syscall:N, device:N (Nth device MMIO access) or time:DUR")
+		ckptAt  = fs.String("checkpoint-at", "", "when to checkpoint: syscall:N, device:N (Nth device MMIO access), time:DUR, several points syscall:N,M,... or device:N,M,..., or every:DUR")
 		leave   = fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping")
+		full    = fs.Bool("full", false, "write every checkpoint as a full image, never as a delta against the one before")
 		machine = addMachineFlags(fs)
 		traceTo = addTraceJSONFlag(fs)
 	)
@@ -356,7 +369,7 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 	if cfg.CPUs, ok = machine.cpuCount("run", *det, stderr); !ok {
 		return exitFailure
 	}
-	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, stderr)
+	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, *full, stderr)
 	defer stopRequests()
 	tj, ok := openTraceJSON("run", *traceTo, &cfg, stderr)
 	if !ok {
