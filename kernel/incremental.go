@@ -36,6 +36,9 @@ type incremental struct {
 	// number of pages of the last image (to size the next one's lists).
 	spare []uint32
 	pages int
+	// sparePages and spareParent are the lists of the snapshot before,
+	// to be filled again (Save is done with them when it returns).
+	sparePages, spareParent []uint64
 }
 
 const prevZero = 1
@@ -65,6 +68,7 @@ func (k *Kernel) commitIncremental(snap *Snapshot) error {
 	in := &k.ckpt.incr
 	in.spare = in.prev
 	in.prev, in.written, in.pages = snap.next, nil, len(snap.Pages)
+	in.sparePages, in.spareParent = snap.Pages[:0], snap.Parent[:0]
 	snap.next = nil
 	if !k.m.DirtyLogging() {
 		if err := k.m.SetDirtyLogging(true); err != nil {
@@ -161,9 +165,19 @@ func (k *Kernel) newDelta(snap *Snapshot) *deltaState {
 	} else {
 		snap.next = make([]uint32, n)
 	}
-	snap.Pages = make([]uint64, 0, in.pages+in.pages/8)
-	if d.prev != nil {
-		snap.Parent = make([]uint64, 0, in.pages+in.pages/8)
+	// Lists as long as the last image's and then some, reused from the
+	// snapshot before where they are (fresh ones cost host page faults).
+	want := in.pages + in.pages/8
+	snap.Pages = in.sparePages
+	if cap(snap.Pages) < want {
+		snap.Pages = make([]uint64, 0, want)
 	}
+	if d.prev != nil {
+		snap.Parent = in.spareParent
+		if cap(snap.Parent) < want {
+			snap.Parent = make([]uint64, 0, want)
+		}
+	}
+	in.sparePages, in.spareParent = nil, nil
 	return d
 }

@@ -24,7 +24,8 @@ const (
 type CheckpointConfig struct {
 	// Save writes a snapshot out (the image file). Nil disables
 	// checkpoints: emuckpt_checkpoint then fails with EDESTADDRREQ. It
-	// must be done with the snapshot's Mem when it returns: the guest
+	// must be done with the snapshot (its Mem, and its Pages and Parent,
+	// which Incremental reuses) when it returns: the guest
 	// goes on, and on PVM under --deterministic the rdtsc patches, taken
 	// out of guest memory during Save, come back (see trapTSC).
 	Save func(*Snapshot) error

@@ -203,7 +203,7 @@ func (w *Writer) Pages(data []byte) (first uint64, err error) {
 			}
 		}
 		if w.stage == nil {
-			w.stage = alignedBuffer(stageSize)[:0]
+			w.stage = getStage()
 		}
 		if len(w.stage) == 0 {
 			w.stageOff = off
@@ -300,6 +300,12 @@ func (w *Writer) PageRuns(runs [][]byte) (first uint64, err error) {
 		return 0, fmt.Errorf("%s: too many pages", w.name)
 	}
 	fd := w.vectorFD(runs)
+	if fd >= 0 && w.direct != nil && len(runs) > 0 && n*PageSize/uint64(len(runs)) < scatteredRun {
+		// Scattered pages (an incremental image): gathered in the
+		// staging buffer, they go out in a few large writes instead
+		// of as many small ones as there are runs.
+		fd = -1
+	}
 	if fd < 0 {
 		for _, r := range runs {
 			if _, err := w.Pages(r); err != nil {
@@ -355,6 +361,12 @@ func (w *Writer) PageRuns(runs [][]byte) (first uint64, err error) {
 	w.npages += n
 	return first, nil
 }
+
+// scatteredRun is the average run length below which PageRuns copies the
+// runs into the staging buffer rather than write them from where they
+// are: with direct I/O each buffer of a vectored write is a request of
+// its own to the device, and a memcpy of a page costs far less.
+const scatteredRun = 64 << 10
 
 // writersInFlight is how many vectored writes PageRuns keeps in flight.
 const writersInFlight = 4
@@ -500,7 +512,40 @@ func (w *Writer) Commit() error {
 		return err
 	}
 	w.done = true
+	putStage(w.stage)
+	w.stage = nil
 	return nil
+}
+
+// spareStage keeps one staging buffer between writers, for good (a
+// sync.Pool would lose it at the next garbage collection): a fresh one
+// costs a host page fault per 4 KiB on first use (about 3 ms for the
+// 2.6 MiB of a small incremental image here), a reused one nothing.
+var spareStage struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func getStage() []byte {
+	spareStage.mu.Lock()
+	b := spareStage.b
+	spareStage.b = nil
+	spareStage.mu.Unlock()
+	if b == nil {
+		b = alignedBuffer(stageSize)
+	}
+	return b[:0]
+}
+
+func putStage(b []byte) {
+	if cap(b) != stageSize {
+		return
+	}
+	spareStage.mu.Lock()
+	if spareStage.b == nil {
+		spareStage.b = b[:0]
+	}
+	spareStage.mu.Unlock()
 }
 
 func (w *Writer) commit() error {
@@ -634,6 +679,7 @@ func (w *Writer) Abort() {
 		os.Remove(w.tmpName)
 		w.tmpName = ""
 	}
+	putStage(w.stage)
 	w.stage = nil
 }
 
