@@ -388,6 +388,13 @@ func fileID(path string) ([2]uint64, bool) {
 	return [2]uint64{uint64(st.Dev), st.Ino}, true
 }
 
+// AsParent returns what a delta written against i needs to name it: a
+// run restored from i writes its first checkpoint as a delta against it
+// (kernel.CheckpointConfig.FromImage).
+func (i *Image) AsParent() *Written {
+	return &Written{Path: i.path, Digest: i.img.HeaderDigest(), PageCount: i.State.PageCount, Depth: i.depth()}
+}
+
 // depth is the number of parents of i.
 func (i *Image) depth() int {
 	if i.chain == nil {

@@ -39,6 +39,38 @@ type incremental struct {
 	// sparePages and spareParent are the lists of the snapshot before,
 	// to be filled again (Save is done with them when it returns).
 	sparePages, spareParent []uint64
+	// restoredBase is the frame of page 0 of the image a restored
+	// kernel came from (trackFromImage).
+	restoredBase uint64
+}
+
+// trackFromImage makes the image a kernel was just restored from the
+// base of its first delta (CheckpointConfig.FromImage): page i of the
+// image is in frame RunFrame(restoredBase, i), unchanged until the guest
+// or the VMM writes it (the restore's background fill puts it there
+// through the userfaultfd, which is no write of either). Called at the
+// end of Restore, before the guest runs: what restore itself wrote (page
+// tables, the vDSO's data) is forgotten, and tracking starts here.
+func (k *Kernel) trackFromImage(st *State) error {
+	cc := &k.cfg.Checkpoint
+	if !cc.Incremental || !cc.FromImage {
+		return nil
+	}
+	in := &k.ckpt.incr
+	start, end := k.frames.Range()
+	prev := make([]uint32, (end-start)/guestmm.PageSize)
+	for i := range st.PageCount {
+		pa := k.frames.RunFrame(in.restoredBase, i)
+		if k.frames.Contains(pa) {
+			prev[(pa-start)/guestmm.PageSize] = uint32(i + 2)
+		}
+	}
+	k.frames.TakeWritten()
+	if err := k.m.SetDirtyLogging(true); err != nil {
+		return fmt.Errorf("turning on KVM's dirty page log: %w", err)
+	}
+	in.prev, in.written, in.pages = prev, nil, int(st.PageCount)
+	return nil
 }
 
 const prevZero = 1

@@ -77,6 +77,10 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 		k.Close()
 		return nil, err
 	}
+	if err := k.trackFromImage(st); err != nil {
+		k.Close()
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -170,6 +174,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	if err != nil {
 		return err
 	}
+	k.ckpt.incr.restoredBase = base
 	// Under preserve the device models get their registers back first, so
 	// that device descriptors re-attach to what they held (the HPET timer
 	// of a /dev/hpet descriptor); under fresh they are opened anew.

@@ -51,6 +51,9 @@ type CheckpointConfig struct {
 	// tracks the frames written since (incremental.go). Save must then
 	// keep each image where the next one can name it.
 	Incremental bool
+	// FromImage, for a restored kernel with Incremental, makes its first
+	// snapshot a delta against the image it was restored from.
+	FromImage bool
 }
 
 // syscallDue says whether a checkpoint is due after system call n.

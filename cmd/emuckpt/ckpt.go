@@ -148,7 +148,10 @@ func checkDestination(cmd, to string, stderr io.Writer) bool {
 
 // checkpointConfig fills cfg.Checkpoint: where images go and what asks
 // for them (the trigger, SIGUSR1). The returned func stops the watchers.
-func checkpointConfig(cfg *kernel.Config, to string, tr trigger, leave, full bool, stderr io.Writer) func() {
+//
+// parent, for a restored run with --incremental, is the image it was
+// restored from: the run's first checkpoint is a delta against it.
+func checkpointConfig(cfg *kernel.Config, to string, tr trigger, leave, full bool, parent *ckpt.Written, stderr io.Writer) func() {
 	requests := make(chan struct{}, 1)
 	ask := func() {
 		select {
@@ -192,12 +195,16 @@ func checkpointConfig(cfg *kernel.Config, to string, tr trigger, leave, full boo
 		}()
 	}
 	series := newImageSeries(to, tr, full)
+	if parent != nil {
+		series.numbered = true
+	}
 	cfg.Checkpoint = kernel.CheckpointConfig{
 		AtSyscalls: tr.syscalls, AtDevices: tr.devices, Requests: requests,
 		LeaveRunning: leave || tr.every > 0, Points: tr.points(), Incremental: series.incremental(),
+		FromImage: parent != nil && series.incremental(),
 	}
 	if to != "" {
-		var last *ckpt.Written // the image before, for a delta
+		last := parent // the image before, for a delta
 		n := 0
 		cfg.Checkpoint.Save = func(s *kernel.Snapshot) error {
 			path := series.path(n)
@@ -250,6 +257,10 @@ of incremental images), and so does a failed checkpoint. An incremental
 image (a delta) is restored with its chain of parents, which must be
 where the image names them (next to it, as written) and unchanged: a
 missing, replaced or damaged link is refused (status 125), naming it.
+With --incremental, the run's own checkpoints are a series too (FILE,
+FILE.1, ..., or a FILE with %d), and the first is a delta against IMAGE
+itself: only the pages written since the restore are stored, so IMAGE
+must stay where it is, unchanged.
 
 Flags:
 `
@@ -261,6 +272,7 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	program := fs.String("program", "", "the program file, if it is no longer where the image says (its SHA-256 must match)")
 	leave := fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping")
 	full := fs.Bool("full", false, "write every checkpoint as a full image, never as a delta (see 'emuckpt run --help')")
+	incremental := fs.Bool("incremental", false, "write the run's checkpoints as a series of deltas (FILE, FILE.1, ... or a FILE with %d), the first against IMAGE")
 	perturb := fs.String("perturb", "none", "what a real restart may bring: hpet-jump=DUR, clock-jump=DUR, bsr-clear, joined by commas (see 'emuckpt verify --help')")
 	machine := addMachineFlags(fs)
 	traceTo := addTraceJSONFlag(fs)
@@ -307,7 +319,15 @@ func cmdRestore(args []string, stdin, stdout, stderr *os.File) int {
 	cfg.Program, cfg.Path = prog, path
 	cfg.CPUs, _ = machine.cpuCount("restore", false, stderr) // an image of a deterministic run restores on one
 	cfg.PreserveDevices = *policy == "preserve"
-	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger{}, *leave, *full, stderr)
+	if *incremental && (*full || *ckptTo == "") {
+		fmt.Fprintln(stderr, "emuckpt: restore: --incremental needs --checkpoint-to FILE and no --full")
+		return exitFailure
+	}
+	var parent *ckpt.Written
+	if *incremental {
+		parent = img.AsParent()
+	}
+	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger{}, *leave, *full, parent, stderr)
 	defer stopRequests()
 	tj, ok := openTraceJSON("restore", *traceTo, &cfg, stderr)
 	if !ok {

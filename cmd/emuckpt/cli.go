@@ -369,7 +369,7 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 	if cfg.CPUs, ok = machine.cpuCount("run", *det, stderr); !ok {
 		return exitFailure
 	}
-	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, *full, stderr)
+	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, *full, nil, stderr)
 	defer stopRequests()
 	tj, ok := openTraceJSON("run", *traceTo, &cfg, stderr)
 	if !ok {

@@ -233,3 +233,48 @@ func TestImageSeries(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreIncremental restores an image with --incremental: the
+// restored run's checkpoint is a delta against the image it came from,
+// and holds what a full checkpoint of the same restored run holds.
+func TestRestoreIncremental(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	first := filepath.Join(dir, "a-%d.img")
+	r := emuckpt(t, "run", "--deterministic", "--checkpoint-to", first, img("dirtypct"), "8", "50")
+	require.Equal(t, 0, r.status, r.stderr)
+	base := filepath.Join(dir, "a-0.img")
+	// The restored run rewrites 5 % of its pages and checkpoints itself.
+	inc := filepath.Join(dir, "b.img")
+	ri := emuckpt(t, "restore", "--incremental", "--leave-running", "--checkpoint-to", inc, base)
+	require.Equal(t, 0, ri.status, ri.stderr)
+	require.Equal(t, "dirtypct: 102 pages rewritten: ok\n", ri.stdout)
+	full := filepath.Join(dir, "c.img")
+	rf := emuckpt(t, "restore", "--leave-running", "--checkpoint-to", full, base)
+	require.Equal(t, 0, rf.status, rf.stderr)
+	a, err := ckpt.Open(inc)
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := ckpt.Open(full)
+	require.NoError(t, err)
+	defer b.Close()
+	chain := a.Chain()
+	require.Len(t, chain, 2, "a delta against the restored image")
+	require.Equal(t, base, chain[1].Path)
+	require.Less(t, chain[0].StoredPages, uint64(120), "about the 102 rewritten pages")
+	sa, _ := json.Marshal(a.State)
+	sb, _ := json.Marshal(b.State)
+	require.JSONEq(t, string(sb), string(sa))
+	pa := make([]byte, a.State.PageCount*4096)
+	pb := make([]byte, b.State.PageCount*4096)
+	require.NoError(t, a.ReadPages(pa, 0))
+	require.NoError(t, b.ReadPages(pb, 0))
+	require.True(t, bytes.Equal(pa, pb), "the pages read through the chain are the full image's")
+	rr := emuckpt(t, "restore", inc)
+	require.Equal(t, 0, rr.status, rr.stderr)
+	require.Equal(t, "dirtypct: 102 pages rewritten: ok\n", rr.stdout)
+
+	r = emuckpt(t, "restore", "--incremental", base)
+	require.Equal(t, exitFailure, r.status)
+	require.Contains(t, r.stderr, "--incremental needs --checkpoint-to FILE")
+}
