@@ -285,8 +285,14 @@ func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
 			vs.ZeroPages++
 			continue
 		}
-		// Only a frame with other references can be met again.
-		idx, seen := ms.stored[pa]
+		// Only a frame with other references can be met again (and
+		// only those are looked up: a map lookup per page is a good
+		// part of the cost of a snapshot of a large guest).
+		var idx uint64
+		seen := false
+		if refs > 1 {
+			idx, seen = ms.stored[pa]
+		}
 		if !seen {
 			idx = ms.addPage(pa)
 			if refs > 1 {
