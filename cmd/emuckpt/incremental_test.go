@@ -278,3 +278,25 @@ func TestRestoreIncremental(t *testing.T) {
 	require.Equal(t, exitFailure, r.status)
 	require.Contains(t, r.stderr, "--incremental needs --checkpoint-to FILE")
 }
+
+// TestCheckpointAtEvery checkpoints every 100 ms a program that sleeps for
+// 600 ms: a series of images, the later ones deltas, each restorable.
+func TestCheckpointAtEvery(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	to := filepath.Join(dir, "e.img")
+	r := emuckpt(t, "run", "--checkpoint-at=every:100ms", "--checkpoint-to", to, img("sleeper"), "600")
+	require.Equal(t, 0, r.status, r.stderr)
+	require.Equal(t, "start\nend\n", r.stdout, "every:DUR never stops the run")
+	n := strings.Count(r.stderr, "checkpoint written to")
+	require.GreaterOrEqual(t, n, 2, r.stderr)
+	last := fmt.Sprintf("%s.%d", to, n-1)
+	require.FileExists(t, last)
+	a, err := ckpt.Open(last)
+	require.NoError(t, err)
+	require.Len(t, a.Chain(), n)
+	a.Close()
+	rr := emuckpt(t, "restore", last)
+	require.Equal(t, 0, rr.status, rr.stderr)
+	require.Equal(t, "end\n", rr.stdout)
+}
