@@ -130,15 +130,16 @@ type Written struct {
 // (snap.Delta) is written as a delta against parent, the image written
 // from the snapshot before it, and needs one; a full snapshot ignores
 // parent. It returns what the next delta needs to name the new image.
+//
+// A delta whose chain would grow deeper than MaxChainDepth is written as
+// a full image instead (a delta snapshot has all its pages in guest RAM;
+// the next delta can still be one against it).
 func WriteImage(path string, snap *kernel.Snapshot, parent *Written) (*Written, error) {
 	if snap.Delta() && parent == nil {
 		return nil, fmt.Errorf("%s: a delta checkpoint needs the image before it", path)
 	}
-	if !snap.Delta() {
+	if !snap.Delta() || parent.Depth+1 > MaxChainDepth {
 		parent = nil
-	}
-	if parent != nil && parent.Depth+1 > MaxChainDepth {
-		return nil, fmt.Errorf("%s: a chain of images may have at most %d parents; write a full image", path, MaxChainDepth)
 	}
 	w, err := image.Create(path, image.DirectIO())
 	if err != nil {
@@ -159,7 +160,7 @@ func WriteImage(path string, snap *kernel.Snapshot, parent *Written) (*Written, 
 		}
 		depth = parent.Depth + 1
 	}
-	if err := encode(w, snap); err != nil {
+	if err := encode(w, snap, parent != nil); err != nil {
 		w.Abort()
 		return nil, err
 	}
@@ -186,21 +187,28 @@ func parentRecord(path string, snap *kernel.Snapshot, parent *Written) ([]byte, 
 			rel = r
 		}
 	}
-	ref := ParentRef{Path: rel, HeaderSHA256: hex.EncodeToString(parent.Digest[:]), PageCount: parent.PageCount, Depth: parent.Depth + 1}
+	ref := ParentRef{Path: rel, HeaderSHA256: hex.EncodeToString(parent.Digest[:]), PageCount: parent.PageCount, Depth: parent.Depth + 1,
+		Runs: parentRuns(snap)}
+	return json.Marshal(ref)
+}
+
+// parentRuns are the runs of snap's pages that its parent holds.
+func parentRuns(snap *kernel.Snapshot) []ParentRun {
+	var runs []ParentRun
 	for i, p := range snap.Parent {
 		if p == 0 {
 			continue
 		}
-		if n := len(ref.Runs); n > 0 {
-			last := &ref.Runs[n-1]
+		if n := len(runs); n > 0 {
+			last := &runs[n-1]
 			if last.Index+last.Count == uint64(i) && last.ParentIndex+last.Count == p-1 {
 				last.Count++
 				continue
 			}
 		}
-		ref.Runs = append(ref.Runs, ParentRun{Index: uint64(i), Count: 1, ParentIndex: p - 1})
+		runs = append(runs, ParentRun{Index: uint64(i), Count: 1, ParentIndex: p - 1})
 	}
-	return json.Marshal(ref)
+	return runs
 }
 
 // chain is the parent of a delta image, and the map of its pages.
@@ -280,11 +288,9 @@ func (ch *chain) readPages(dst []byte, first uint64) error {
 	return nil
 }
 
-// openChain opens the parent of img (at path), a delta, and checks the
-// link: the parent record, the parent's identity, its pages. seen holds
-// the files of the images above it (a cycle is refused), depth their
-// number.
-func openChain(path string, img *image.Image, st *kernel.State, seen map[[2]uint64]bool) (*chain, error) {
+// parentRef reads and checks the parent record of img, a delta whose
+// state is st.
+func parentRef(img *image.Image, st *kernel.State) (*ParentRef, error) {
 	var ref *ParentRef
 	for _, r := range img.Records() {
 		if r.Type != RecParent {
@@ -307,6 +313,17 @@ func openChain(path string, img *image.Image, st *kernel.State, seen map[[2]uint
 	if ref.Depth < 1 || ref.Depth > MaxChainDepth {
 		return nil, fmt.Errorf("%w: the chain is %d images deep, more than the %d this emuckpt follows", ErrImage, ref.Depth+1, MaxChainDepth+1)
 	}
+	return ref, nil
+}
+
+// openChain opens the parent of img (at path), a delta, and checks the
+// link: the parent record, the parent's identity, its pages. seen holds
+// the files of the images above it (a cycle is refused).
+func openChain(path string, img *image.Image, st *kernel.State, seen map[[2]uint64]bool) (*chain, error) {
+	ref, err := parentRef(img, st)
+	if err != nil {
+		return nil, err
+	}
 	ppath := ref.Path
 	if !filepath.IsAbs(ppath) {
 		ppath = filepath.Join(filepath.Dir(path), ppath)
@@ -323,12 +340,16 @@ func openChain(path string, img *image.Image, st *kernel.State, seen map[[2]uint
 		}
 		return nil, fmt.Errorf("%w: %s: %s", ErrImage, link, strings.TrimPrefix(err.Error(), ErrImage.Error()+": "))
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			parent.Close()
-		}
-	}()
+	ch, err := linkChain(img, ref, parent, link)
+	if err != nil {
+		parent.Close()
+	}
+	return ch, err
+}
+
+// linkChain checks parent against the parent record ref of img and
+// returns the chain that reads img's pages through it; it owns parent.
+func linkChain(img *image.Image, ref *ParentRef, parent *Image, link string) (*chain, error) {
 	if got := parent.img.HeaderDigest(); hex.EncodeToString(got[:]) != ref.HeaderSHA256 {
 		return nil, fmt.Errorf("%w: %s is not the image this one was written against (header SHA-256 %x, the image names %s): was it replaced by a later checkpoint?", ErrImage, link, got, ref.HeaderSHA256)
 	}
@@ -346,8 +367,107 @@ func openChain(path string, img *image.Image, st *kernel.State, seen map[[2]uint
 	chunk := uint64(img.Info().ChunkPages)
 	ch.own = cachedPages{read: img.ReadPages, count: img.NumPages(), chunk: chunk}
 	ch.parents = cachedPages{read: parent.ReadPages, count: parent.State.PageCount, chunk: chunk}
-	ok = true
 	return ch, nil
+}
+
+// WriteBufferDelta encodes snap as an in-memory image, as WriteBuffer
+// does, but a delta snapshot as a delta against parent, the image of the
+// snapshot before it (from WriteBufferDelta or WriteBuffer, through
+// ParseDelta), unless the chain would then be deeper than maxDepth: a
+// full image then. A pass that keeps many images in memory (verify)
+// stores each point's written pages only.
+func WriteBufferDelta(snap *kernel.Snapshot, parent *Image, maxDepth int) ([]byte, error) {
+	if !snap.Delta() || parent == nil || parent.depth()+1 > min(maxDepth, MaxChainDepth) {
+		return WriteBuffer(snap)
+	}
+	d := parent.img.HeaderDigest()
+	ref := ParentRef{HeaderSHA256: hex.EncodeToString(d[:]), PageCount: parent.State.PageCount, Depth: parent.depth() + 1,
+		Runs: parentRuns(snap)}
+	rec, err := json.Marshal(ref)
+	if err != nil {
+		return nil, err
+	}
+	var buf image.Buffer
+	w := image.NewWriter(&buf)
+	if err := w.SetFlags(image.FlagParent); err != nil {
+		return nil, err
+	}
+	if err := w.Record(RecParent, rec); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	if err := encode(w, snap, true); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	if err := w.Commit(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ParseDelta reads an in-memory image as Parse does; a delta is read
+// through parent, which must be the image it was written against (its
+// header is checked): the Image returned holds a handle of its own on
+// it (parent may be closed).
+func ParseDelta(b []byte, parent *Image) (*Image, error) {
+	img, err := image.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	i, err := fromImage(img)
+	if err != nil || img.Info().Flags&image.FlagParent == 0 {
+		return i, err
+	}
+	ref, err := parentRef(img, i.State)
+	if err != nil {
+		img.Close()
+		return nil, err
+	}
+	if parent == nil {
+		img.Close()
+		return nil, fmt.Errorf("%w: the image is a delta and no parent was given", ErrImage)
+	}
+	own, err := parent.clone()
+	if err != nil {
+		img.Close()
+		return nil, err
+	}
+	if i.chain, err = linkChain(img, ref, own, "its parent"); err != nil {
+		own.Close()
+		img.Close()
+		return nil, err
+	}
+	return i, nil
+}
+
+// Bytes returns i as one full in-memory image: its state and every page,
+// read through its chain (to keep a delta of an in-memory chain).
+func (i *Image) Bytes() ([]byte, error) {
+	meta, err := json.Marshal(i.State)
+	if err != nil {
+		return nil, err
+	}
+	var buf image.Buffer
+	w := image.NewWriter(&buf)
+	if err := w.Record(RecState, meta); err != nil {
+		return nil, err
+	}
+	chunk := make([]byte, 256*guestmm.PageSize)
+	for first := uint64(0); first < i.State.PageCount; first += 256 {
+		b := chunk[:min(256, i.State.PageCount-first)*guestmm.PageSize]
+		if err := i.ReadPages(b, first); err != nil {
+			w.Abort()
+			return nil, err
+		}
+		if _, err := w.Pages(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Commit(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // checkRuns checks the runs of a parent record against the image: in

@@ -45,13 +45,12 @@ func CheckDestination(path string) (removed []string, err error) {
 
 // WriteBuffer encodes snap as an in-memory image (for restores that need
 // no file, such as a verify run).
+//
+// A delta snapshot is written as a full image (see WriteBufferDelta).
 func WriteBuffer(snap *kernel.Snapshot) ([]byte, error) {
-	if snap.Delta() {
-		return nil, errors.New("an in-memory image cannot be a delta")
-	}
 	var buf image.Buffer
 	w := image.NewWriter(&buf)
-	if err := encode(w, snap); err != nil {
+	if err := encode(w, snap, false); err != nil {
 		w.Abort()
 		return nil, err
 	}
@@ -61,7 +60,9 @@ func WriteBuffer(snap *kernel.Snapshot) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func encode(w *image.Writer, snap *kernel.Snapshot) error {
+// encode writes snap's records and pages to w: as a delta (only the pages
+// its parent does not hold) when delta, else all of them.
+func encode(w *image.Writer, snap *kernel.Snapshot, delta bool) error {
 	meta, err := json.Marshal(snap.State)
 	if err != nil {
 		return err
@@ -74,7 +75,7 @@ func encode(w *image.Writer, snap *kernel.Snapshot) error {
 	// calls in flight (guest RAM does not change until Write returns).
 	// A delta stores only the pages its parent does not hold.
 	pages := snap.Pages
-	if snap.Delta() {
+	if delta {
 		pages = make([]uint64, 0, len(pages)/8)
 		for i, pa := range snap.Pages {
 			if snap.Parent[i] == 0 {

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -55,6 +56,12 @@ type CheckpointConfig struct {
 	// snapshot a delta against the image it was restored from.
 	FromImage bool
 }
+
+// ErrSkipped is what Save returns for a snapshot it chose not to keep:
+// the checkpoint counts as taken (the guest's emuckpt_checkpoint()
+// succeeds), but no image was written, so with Incremental the next
+// delta is against the image before it.
+var ErrSkipped = errors.New("checkpoint not kept")
 
 // syscallDue says whether a checkpoint is due after system call n.
 func (cc *CheckpointConfig) syscallDue(n uint64) bool {
@@ -200,11 +207,14 @@ func (k *Kernel) save(rax *uint64) error {
 		err = cc.Save(snap)
 	}
 	repatch()
-	if err != nil {
+	skipped := errors.Is(err, ErrSkipped)
+	if err != nil && !skipped {
 		return err
 	}
-	k.ckpt.written++
-	if cc.Incremental {
+	if !skipped {
+		k.ckpt.written++
+	}
+	if cc.Incremental && !skipped {
 		if err := k.commitIncremental(snap); err != nil {
 			fmt.Fprintf(k.log, "emuckpt: the next checkpoint will be a full image: %v\n", err)
 		}

@@ -217,7 +217,7 @@ func checkpointConfig(cfg *kernel.Config, to string, tr trigger, leave, full boo
 				last = w
 			}
 			what := fmt.Sprintf("%d pages", s.State.PageCount)
-			if s.Delta() {
+			if w.ParentPath != "" {
 				stored := 0
 				for _, p := range s.Parent {
 					if p == 0 {
