@@ -300,3 +300,29 @@ func TestCheckpointAtEvery(t *testing.T) {
 	require.Equal(t, 0, rr.status, rr.stderr)
 	require.Equal(t, "end\n", rr.stdout)
 }
+
+// TestChainDepthLimit takes more checkpoints than a chain may hold: the
+// image that would be the 65th of its chain is written full, and the
+// ones after it are deltas against it again.
+func TestChainDepthLimit(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	var points []string
+	for n := 100; n < 100+ckpt.MaxChainDepth+3; n++ {
+		points = append(points, fmt.Sprint(n))
+	}
+	to := filepath.Join(dir, "d-%d.img")
+	r := emuckpt(t, "run", "--deterministic", "--checkpoint-at=syscall:"+strings.Join(points, ","), "--checkpoint-to", to, img("dirtywork"), "300", "6")
+	require.Equal(t, 0, r.status, r.stderr)
+	chainLen := func(n int) int {
+		a, err := ckpt.Open(strings.ReplaceAll(to, "%d", fmt.Sprint(n)))
+		require.NoError(t, err)
+		defer a.Close()
+		return len(a.Chain())
+	}
+	require.Equal(t, ckpt.MaxChainDepth+1, chainLen(ckpt.MaxChainDepth), "the deepest chain")
+	require.Equal(t, 1, chainLen(ckpt.MaxChainDepth+1), "then a full image")
+	require.Equal(t, 2, chainLen(ckpt.MaxChainDepth+2), "and deltas against it")
+	rr := emuckpt(t, "restore", strings.ReplaceAll(to, "%d", fmt.Sprint(ckpt.MaxChainDepth)))
+	require.Equal(t, 0, rr.status, rr.stderr)
+}
