@@ -326,3 +326,27 @@ func TestChainDepthLimit(t *testing.T) {
 	rr := emuckpt(t, "restore", strings.ReplaceAll(to, "%d", fmt.Sprint(ckpt.MaxChainDepth)))
 	require.Equal(t, 0, rr.status, rr.stderr)
 }
+
+// TestIncrementalChainSMP: on two vCPUs (forked children run on the
+// other while the parent waits), on the host clock, every image of a
+// chain restores to a run that ends as an uninterrupted one does.
+func TestIncrementalChainSMP(t *testing.T) {
+	kvmtest.Require(t)
+	dir := t.TempDir()
+	args := []string{img("dirtywork"), "300", "7"}
+	want := emuckpt(t, append([]string{"run", "--cpus", "2"}, args...)...)
+	require.Equal(t, 0, want.status, want.stderr)
+	to := filepath.Join(dir, "s.img")
+	r := emuckpt(t, append([]string{"run", "--cpus", "2", "--checkpoint-at=syscall:120,160,200,240,280", "--leave-running", "--checkpoint-to", to}, args...)...)
+	require.Equal(t, 0, r.status, r.stderr)
+	require.Equal(t, want.stdout, r.stdout)
+	for n := range 5 {
+		path := to
+		if n > 0 {
+			path = fmt.Sprintf("%s.%d", to, n)
+		}
+		rr := emuckpt(t, "restore", path)
+		require.Equal(t, 0, rr.status, "%s: %s", path, rr.stderr)
+		require.Equal(t, want.stdout, rr.stdout, path)
+	}
+}
