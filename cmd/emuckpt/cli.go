@@ -46,8 +46,8 @@ Run 'emuckpt COMMAND --help' for the flags of a command.
 Exit status: the program's own status; 128+N if signal N killed it;
 124 on --timeout; 125 if emuckpt itself failed (a bad flag, a missing or
 bad image, ...), or if a checkpoint asked for by --checkpoint-at or
-SIGUSR1 failed, or the --checkpoint-at trigger never fired because the
-run ended first (the last line of stderr then ends with
+SIGUSR1 failed, or the --checkpoint-at trigger never fired (or fired at
+only some of its points) because the run ended first (the last line of stderr then ends with
 "exit status 125 instead of N", N being the status the run would have
 had); 126 if the program cannot be executed (a directory or other
 non-regular file, no execute permission, not an ELF, dynamic, wrong
@@ -306,7 +306,8 @@ otherwise). A checkpoint that fails later (the program holds a pipe, the
 disk is full, the directory is gone) is reported on stderr and the
 program goes on, with or without --leave-running; FILE keeps what it
 held. If one asked for by --checkpoint-at or SIGUSR1 failed, or the
---checkpoint-at trigger never fired (the run ended first), emuckpt exits
+--checkpoint-at trigger never fired, or not at all of its points (the
+run ended first), emuckpt exits
 with 125 when the program ends, and the last line of stderr ends
 "exit status 125 instead of N", N being the status the run would have
 had. emuckpt_checkpoint() returns -EIO when its checkpoint fails and
@@ -422,6 +423,11 @@ func supervise(k *kernel.Kernel, name string, timeout time.Duration, tr trigger,
 	if tr.text != "" && cs.Requested == 0 {
 		fmt.Fprintf(stderr, "emuckpt: %s: --checkpoint-at %s never fired: %s, and no checkpoint was written; exit status %d instead of %d\n",
 			name, tr.text, tr.neverFired(k, time.Since(start)), exitFailure, st.ShellStatus())
+		return exitFailure
+	}
+	if n := tr.points(); n > 1 && cs.Requested < n {
+		fmt.Fprintf(stderr, "emuckpt: %s: --checkpoint-at %s fired at %d of its %d points: %s; exit status %d instead of %d\n",
+			name, tr.text, cs.Requested, n, tr.neverFired(k, time.Since(start)), exitFailure, st.ShellStatus())
 		return exitFailure
 	}
 	return st.ShellStatus()
