@@ -22,6 +22,16 @@ import (
 // Writes are tracked from the first image written on; a checkpoint that
 // fails keeps what was tracked, so the next one is a delta against the
 // last image that was written.
+//
+// Why KVM's log and not a userfaultfd in write-protect mode with
+// UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN, which would see the guest's and
+// the VMM's writes alike: guest RAM is MADV_HUGEPAGE, and PAGEMAP_SCAN
+// reports a written huge page as 2 MiB written (1 % of 256 MiB rewritten
+// at random touches nearly every 2 MiB page), while KVM's log is per
+// 4 KiB page (a slot that logs is mapped in 4 KiB pages); and a range has
+// one userfaultfd, which the restore's background fill (missing mode)
+// and background checkpoints (synchronous write-protect) already use.
+// The VMM's writes all go through guestmm, which marks them.
 
 // incremental is the tracking state of incremental checkpoints.
 type incremental struct {
