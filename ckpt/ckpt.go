@@ -28,16 +28,11 @@ var ErrImage = errors.New("bad checkpoint image")
 // for 256 MiB, that halves the time to a durable image (about 135 ms
 // against 290 ms), and the whole checkpoint takes 1.05-1.2 times a bare
 // O_DIRECT write of the same bytes (BenchmarkCheckpoint256).
+//
+// snap must be a full snapshot; WriteImage writes deltas too.
 func Write(path string, snap *kernel.Snapshot) error {
-	w, err := image.Create(path, image.DirectIO())
-	if err != nil {
-		return err
-	}
-	if err := encode(w, snap); err != nil {
-		w.Abort()
-		return err
-	}
-	return w.Commit()
+	_, err := WriteImage(path, snap, nil)
+	return err
 }
 
 // CheckDestination tells whether Write can put images at path (see
@@ -50,10 +45,12 @@ func CheckDestination(path string) (removed []string, err error) {
 
 // WriteBuffer encodes snap as an in-memory image (for restores that need
 // no file, such as a verify run).
+//
+// A delta snapshot is written as a full image (see WriteBufferDelta).
 func WriteBuffer(snap *kernel.Snapshot) ([]byte, error) {
 	var buf image.Buffer
 	w := image.NewWriter(&buf)
-	if err := encode(w, snap); err != nil {
+	if err := encode(w, snap, false); err != nil {
 		w.Abort()
 		return nil, err
 	}
@@ -63,7 +60,11 @@ func WriteBuffer(snap *kernel.Snapshot) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func encode(w *image.Writer, snap *kernel.Snapshot) error {
+// encode writes snap's records and pages to w: as a delta (only the pages
+// its parent does not hold) when delta, else all of them. A snapshot
+// taken while the guest runs on (Guard set) is always whole: incremental
+// checkpoints are not written in the background.
+func encode(w *image.Writer, snap *kernel.Snapshot, delta bool) error {
 	meta := snap.StateJSON
 	if meta == nil {
 		var err error
@@ -80,7 +81,16 @@ func encode(w *image.Writer, snap *kernel.Snapshot) error {
 	// Pages go out in runs of physically contiguous frames, all runs in
 	// one call: the writer writes many runs per system call, several
 	// calls in flight (guest RAM does not change until Write returns).
+	// A delta stores only the pages its parent does not hold.
 	pages := snap.Pages
+	if delta {
+		pages = make([]uint64, 0, len(pages)/8)
+		for i, pa := range snap.Pages {
+			if snap.Parent[i] == 0 {
+				pages = append(pages, pa)
+			}
+		}
+	}
 	var runs [][]byte
 	for i := 0; i < len(pages); {
 		j := i + 1
@@ -114,9 +124,12 @@ func encodeGuarded(w *image.Writer, snap *kernel.Snapshot) error {
 	return nil
 }
 
-// Image is a checkpoint opened for restore or inspection.
+// Image is a checkpoint opened for restore or inspection: for a delta,
+// with its chain of parents.
 type Image struct {
 	img   *image.Image
+	path  string
+	chain *chain // the parent of a delta; nil for a full image
 	State *kernel.State
 }
 
@@ -126,7 +139,22 @@ type Image struct {
 // O(bytes), is checked as Restore copies it into guest RAM, or by Verify.
 // A file that cannot be opened at all (it does not exist, no permission)
 // is the operating system's error (*fs.PathError), not ErrImage.
+//
+// A delta (docs/FORMAT.md, "Incremental images") is opened with its
+// chain of parents, each checked as it is and against the image that
+// names it (its header's SHA-256, its pages); a link that fails is
+// ErrImage, naming it.
 func Open(path string) (*Image, error) {
+	return openImage(path, map[[2]uint64]bool{})
+}
+
+func openImage(path string, seen map[[2]uint64]bool) (*Image, error) {
+	if id, ok := fileID(path); ok {
+		if seen[id] {
+			return nil, fmt.Errorf("%w: %s is an image of the chain already: the chain is a cycle", ErrImage, path)
+		}
+		seen[id] = true
+	}
 	img, err := image.Open(path, image.LazyPages())
 	var bad *image.Error
 	if errors.As(err, &bad) {
@@ -137,7 +165,18 @@ func Open(path string) (*Image, error) {
 		// denied): nothing is known about the image yet.
 		return nil, err
 	}
-	return fromImage(img)
+	i, err := fromImage(img)
+	if err != nil {
+		return nil, err
+	}
+	i.path = path
+	if img.Info().Flags&image.FlagParent != 0 {
+		if i.chain, err = openChain(path, img, i.State, seen); err != nil {
+			img.Close()
+			return nil, err
+		}
+	}
+	return i, nil
 }
 
 // Parse reads an in-memory image, checking everything at once.
@@ -145,6 +184,9 @@ func Parse(b []byte) (*Image, error) {
 	img, err := image.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+	}
+	if img.Info().Flags&image.FlagParent != 0 {
+		return nil, fmt.Errorf("%w: an image in memory cannot be a delta: its parent is a file", ErrImage)
 	}
 	return fromImage(img)
 }
@@ -178,7 +220,7 @@ func fromImage(img *image.Image) (*Image, error) {
 		img.Close()
 		return nil, fmt.Errorf("%w: no state record", ErrImage)
 	}
-	if st.PageCount != img.NumPages() {
+	if img.Info().Flags&image.FlagParent == 0 && st.PageCount != img.NumPages() {
 		img.Close()
 		return nil, fmt.Errorf("%w: state names %d pages, the image holds %d", ErrImage, st.PageCount, img.NumPages())
 	}
@@ -195,6 +237,9 @@ func (i *Image) Verify() error {
 	if err := i.img.VerifyPages(); err != nil {
 		return fmt.Errorf("%w: %v", ErrImage, err)
 	}
+	if i.chain != nil {
+		return i.chain.parent.Verify()
+	}
 	return nil
 }
 
@@ -203,15 +248,49 @@ func (i *Image) Info() image.Info { return i.img.Info() }
 
 // ReadPages copies pages from page first on into dst and checks them
 // against the image's checksums (a kernel.PageSource).
+//
+// For a delta, the pages come from the images of its chain that hold
+// them, each checked against its own image's checksums.
 func (i *Image) ReadPages(dst []byte, first uint64) error {
+	if i.chain != nil {
+		return i.chain.readPages(dst, first)
+	}
 	if err := i.img.ReadPages(dst, first); err != nil {
 		return fmt.Errorf("%w: %v", ErrImage, err)
 	}
 	return nil
 }
 
-// Close releases the image. A kernel restored from it does not need it.
-func (i *Image) Close() error { return i.img.Close() }
+// Close releases the image (and its parents). A kernel restored from it
+// does not need it.
+func (i *Image) Close() error {
+	if i.chain != nil {
+		i.chain.parent.Close()
+	}
+	return i.img.Close()
+}
+
+// clone returns a second Image of the same chain with descriptors of its
+// own (see image.Image.Clone).
+func (i *Image) clone() (*Image, error) {
+	own, err := i.img.Clone()
+	if err != nil {
+		return nil, err
+	}
+	c := &Image{img: own, path: i.path, State: i.State}
+	if i.chain != nil {
+		parent, err := i.chain.parent.clone()
+		if err != nil {
+			own.Close()
+			return nil, err
+		}
+		ch := &chain{ref: i.chain.ref, parent: parent, before: i.chain.before}
+		ch.own = cachedPages{read: own.ReadPages, count: i.chain.own.count, chunk: i.chain.own.chunk}
+		ch.parents = cachedPages{read: parent.ReadPages, count: i.chain.parents.count, chunk: i.chain.parents.chunk}
+		c.chain = ch
+	}
+	return c, nil
+}
 
 // Restore builds a kernel from the image. cfg supplies what the image
 // does not hold: the program bytes (checked against the image), root,
@@ -226,11 +305,11 @@ func (i *Image) Close() error { return i.img.Close() }
 // the copy is done makes the run stop with an error at the first chunk
 // whose checksum no longer matches, before the guest sees that chunk.
 func (i *Image) Restore(cfg kernel.Config) (*kernel.Kernel, error) {
-	own, err := i.img.Clone()
+	own, err := i.clone()
 	if err != nil {
 		return nil, err
 	}
-	k, err := kernel.Restore(cfg, i.State, &Image{img: own, State: i.State})
+	k, err := kernel.Restore(cfg, i.State, own)
 	if err != nil {
 		own.Close()
 	}

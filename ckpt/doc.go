@@ -25,4 +25,13 @@
 // affect a restored run (nor crash emuckpt with a SIGBUS, as a mapping of
 // the file could). The price is O(bytes): about 0.25 s for 256 MiB on the
 // CI machines (BenchmarkRestore), where a mapping cost O(mappings).
+//
+// Incremental images (chain.go; docs/FORMAT.md, "Incremental images"): a
+// delta names its parent, the image before it (its path, relative to the
+// delta, and its header's SHA-256), and stores only the pages written
+// since; WriteImage writes one from a delta snapshot
+// (kernel.CheckpointConfig.Incremental), Open follows and checks the
+// chain, and ReadPages reads each page from the image of the chain that
+// holds it, checked against that image's checksums. WriteBufferDelta and
+// ParseDelta do the same in memory (verify).
 package ckpt

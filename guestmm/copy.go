@@ -96,6 +96,7 @@ func (as *AddressSpace) copyUser(va uint64, buf []byte, toGuest, force bool) (in
 		page := as.mem[pa+cur&pageMask : pa+PageSize]
 		if toGuest {
 			PrepareWrite(page[:min(len(page), len(buf)-done)])
+			as.frames.MarkWritten(pa)
 			done += copy(page, buf[done:])
 		} else {
 			n := copy(buf[done:], page)

@@ -125,8 +125,13 @@
 // A checkpoint saves anonymous pages and file pages marked Copied; clean
 // file pages can be read from the file again. RestoreVMA, RestoreBrk,
 // InstallPage and InstallHugePage (or WriteForce) rebuild an address
-// space from such a checkpoint. Fork builds
-// a copy-on-write child.
+// space from such a checkpoint. Fork builds a copy-on-write child. For
+// incremental checkpoints Frames records every frame the VMM writes
+// (Frames.TakeWritten, written.go): frames it hands out, copies to user
+// memory, page tables, rdtsc patches, and file data written through
+// WritableBytes; the guest's own writes come from KVM's dirty log
+// (vmm.Machine.HarvestDirty). Every copy into guest memory calls
+// PrepareWrite first (prepare.go).
 //
 // # Files
 //
@@ -143,6 +148,7 @@
 //   - fork.go, restore.go: fork and checkpoint restore support (4 KiB
 //     and 2 MiB pages)
 //   - tscpatch.go: making rdtsc and rdtscp trap on PVM
+//   - written.go: the frames the VMM wrote, for incremental checkpoints
 //
 // # Concurrency
 //

@@ -41,11 +41,14 @@ type Frames struct {
 	start uint64 // PA of frame 0
 	count uint32 // number of frames managed
 
-	refs  []int32  // reference count per frame
-	zero  []uint64 // bitset: frame contents are known to be zero
-	free  []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
-	next  uint32   // frames with index >= next have never been allocated
-	inUse int
+	refs []int32  // reference count per frame
+	zero []uint64 // bitset: frame contents are known to be zero
+	// written: bitset of the frames the VMM wrote since the last
+	// TakeWritten (written.go); atomic.
+	written []uint64
+	free    []uint32 // stack of freed frame indexes (LIFO keeps hot frames hot)
+	next    uint32   // frames with index >= next have never been allocated
+	inUse   int
 	// Frames [holeLo, holeHi) are not RAM (the MMIO hole): never handed
 	// out, never counted; next jumps over them. holeLo == holeHi: none.
 	holeLo, holeHi uint32
@@ -84,6 +87,7 @@ func NewFrames(mem []byte, start, end uint64) *Frames {
 		refs:  make([]int32, n),
 		zero:  make([]uint64, (n+63)/64),
 	}
+	f.written = make([]uint64, len(f.zero))
 	for i := range f.zero {
 		f.zero[i] = ^uint64(0)
 	}
@@ -225,6 +229,7 @@ func (f *Frames) alloc() (uint64, bool, error) {
 	w, bit := i/64, uint64(1)<<(i%64)
 	zeroed := f.zero[w]&bit != 0
 	f.zero[w] &^= bit // in use: the owner may write to it
+	f.markWritten(i)
 	f.mu.Unlock()
 	return f.start + uint64(i)<<pageShift, zeroed, nil
 }
@@ -258,6 +263,7 @@ func (f *Frames) AllocHuge() (uint64, error) {
 		w, bit := i/64, uint64(1)<<(i%64)
 		dirty[i-first] = f.zero[w]&bit == 0
 		f.zero[w] &^= bit
+		f.markWritten(i)
 	}
 	f.inUse += HugeFrames
 	f.mu.Unlock()
@@ -365,19 +371,15 @@ func (f *Frames) RefCount(pa uint64) int {
 	return int(f.refs[i])
 }
 
-// RefCounts calls fn with a function that returns the reference count of
-// the frame at pa as RefCount does, the allocator locked once for all its
-// calls (a checkpoint's walk over every page: a lock per page was a
-// quarter of it). fn must not call other methods of f.
-func (f *Frames) RefCounts(fn func(refCount func(pa uint64) int)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(func(pa uint64) int {
-		if i, ok := f.index(pa); ok {
-			return int(f.refs[i])
-		}
+// RefCountStopped is RefCount without taking the lock, for a caller that
+// reads many counts while nothing can allocate, free or share a frame
+// (a checkpoint, every vCPU stopped): about half the cost per frame.
+func (f *Frames) RefCountStopped(pa uint64) int {
+	i, ok := f.index(pa)
+	if !ok {
 		return 0
-	})
+	}
+	return int(f.refs[i])
 }
 
 // Bytes returns the contents of the frame at pa as a slice of guest RAM, or
@@ -472,6 +474,7 @@ func (f *Frames) AllocRun(n int) (pa uint64, err error) {
 		}
 		f.refs[i] = 1
 		f.zero[i/64] &^= 1 << (i % 64)
+		f.markWritten(i)
 		f.blockFree[f.blockOf(i)]--
 	}
 	f.next += uint32(span)

@@ -140,6 +140,7 @@ func (pt *PageTables) load(ea uint64) PTE {
 // store writes the entry at guest-physical address ea.
 func (pt *PageTables) store(ea uint64, e PTE) {
 	binary.LittleEndian.PutUint64(pt.mem[ea:ea+8:ea+8], uint64(e))
+	pt.frames.MarkWritten(ea)
 }
 
 // validTable reports whether a table page at pa lies inside guest RAM.

@@ -41,6 +41,7 @@ const maxSweep = 1 << 20
 type TSCPatch struct {
 	mu     sync.Mutex
 	mem    []byte
+	f      *Frames              // records the frames it writes (MarkWritten)
 	frames map[uint64][]tscSite // cleared frames and their patched sites
 	files  map[Backing]*elfCode // decoded executable files, by backing
 
@@ -69,7 +70,7 @@ type tscSite struct {
 // again returns the same one.
 func (f *Frames) EnableTSCPatch() *TSCPatch {
 	if f.tsc == nil {
-		f.tsc = &TSCPatch{mem: f.mem, frames: map[uint64][]tscSite{}, files: map[Backing]*elfCode{}}
+		f.tsc = &TSCPatch{mem: f.mem, f: f, frames: map[uint64][]tscSite{}, files: map[Backing]*elfCode{}}
 	}
 	return f.tsc
 }
@@ -105,6 +106,7 @@ func (p *TSCPatch) patch(pa uint64, offs []uint16) {
 		sites = append(sites, tscSite{off: off, orig: *b})
 		*b = TSCTrapByte
 	}
+	p.f.MarkWritten(pa)
 	p.frames[pa] = sites
 	p.stats.Pages++
 	p.stats.Sites += len(sites)
@@ -124,6 +126,7 @@ func (p *TSCPatch) forget(pa uint64) {
 			*b = s.orig
 		}
 	}
+	p.f.MarkWritten(pa)
 	delete(p.frames, pa)
 }
 
@@ -147,6 +150,7 @@ func (p *TSCPatch) unpatchCopy(src, dst uint64) {
 			*b = s.orig
 		}
 	}
+	p.f.MarkWritten(dst)
 }
 
 // overlay shows the original bytes in buf, a copy of the frame at pa from
@@ -179,6 +183,7 @@ func (p *TSCPatch) Unpatch() (repatch func()) {
 			if b := &p.mem[pa+uint64(s.off)]; *b == TSCTrapByte {
 				*b = s.orig
 				undone = append(undone, pa+uint64(s.off))
+				p.f.MarkWritten(pa)
 			}
 		}
 	}
@@ -188,6 +193,7 @@ func (p *TSCPatch) Unpatch() (repatch func()) {
 		defer p.mu.Unlock()
 		for _, a := range undone {
 			p.mem[a] = TSCTrapByte
+			p.f.MarkWritten(a)
 		}
 	}
 }

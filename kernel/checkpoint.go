@@ -51,6 +51,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		// Room made before the guest stopped.
 		snap.Pages, ms.cands = b.pages[:0], b.cands[:0]
 	}
+	ms.delta = k.newDelta(snap)
 	shared := vfs.NewShared()
 	memOwner := map[*guestmm.AddressSpace]int{}
 	filesOwner := map[*vfs.FDTable]int{}
@@ -65,10 +66,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	// tmpfs files' pages go to the page data too, each once: no VMA
 	// stores them (a shared mapping of one stores nothing, a private one
 	// only its own copies).
-	st.Tmpfs = k.fs.TmpfsState(func(frame uint64) uint64 {
-		snap.Pages = append(snap.Pages, frame)
-		return uint64(len(snap.Pages) - 1)
-	})
+	st.Tmpfs = k.fs.TmpfsState(ms.addPage)
 	st.PageCount = uint64(len(snap.Pages))
 	for _, d := range k.deviceStates {
 		data, err := d.Save()
@@ -207,6 +205,7 @@ type memorySnapshot struct {
 	snap    *Snapshot
 	objrefs map[string]int    // file path -> objref
 	stored  map[uint64]uint64 // frame -> page index: shared frames are stored once
+	delta   *deltaState       // incremental checkpoints (incremental.go); nil: none
 	// cands is pagesOf's buffer, kept from one VMA to the next.
 	cands []pageCand
 }
@@ -277,12 +276,6 @@ func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAStat
 	return vs, nil
 }
 
-// pages records the present pages of vs that its type stores: all-zero
-// pages are only counted, FILE VMAs store just the pages copied on write.
-func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
-	ms.k.frames.RefCounts(func(refCount func(uint64) int) { ms.pagesOf(as, vs, refCount) })
-}
-
 // pageCand is a present page of a VMA that the VMA's type stores, before
 // the zero check.
 type pageCand struct {
@@ -292,15 +285,18 @@ type pageCand struct {
 	zero   bool
 }
 
-func (ms *memorySnapshot) pagesOf(as *guestmm.AddressSpace, vs *VMAState, refCount func(uint64) int) {
-	mem := ms.snap.Mem
+// pages records the present pages of vs that its type stores: all-zero
+// pages are only counted, FILE VMAs store just the pages copied on write.
+func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
 	cands := ms.cands[:0]
 	for va, pte := range as.PresentPages(vs.Start, vs.End) {
 		if pte.Has(guestmm.Special) || vs.Type == VMAFile && !pte.Has(guestmm.Copied) {
 			continue
 		}
 		pa := pte.Addr()
-		cands = append(cands, pageCand{va: va, pa: pa, refs: int32(refCount(pa)), copied: pte.Has(guestmm.Copied)})
+		// Every task is stopped: the counts can be read without the
+		// allocator's lock.
+		cands = append(cands, pageCand{va: va, pa: pa, refs: int32(ms.k.frames.RefCountStopped(pa)), copied: pte.Has(guestmm.Copied)})
 	}
 	ms.cands = cands
 	// A zero page is not stored, and comes back as a fresh zero page at
@@ -310,7 +306,7 @@ func (ms *memorySnapshot) pagesOf(as *guestmm.AddressSpace, vs *VMAState, refCou
 	// without the walk between them the CPU has several in flight.
 	for i := range cands {
 		c := &cands[i]
-		c.zero = !(vs.Type == VMAShm && c.refs > 1) && isZeroPage(mem[c.pa:c.pa+guestmm.PageSize])
+		c.zero = !(vs.Type == VMAShm && c.refs > 1) && ms.isZero(c.pa)
 	}
 	for i := range cands {
 		c := &cands[i]
@@ -318,17 +314,18 @@ func (ms *memorySnapshot) pagesOf(as *guestmm.AddressSpace, vs *VMAState, refCou
 			vs.ZeroPages++
 			continue
 		}
-		// Only a frame with other references can be met again.
+		// Only a frame with other references can be met again (and
+		// only those are looked up: a map lookup per page is a good
+		// part of the cost of a snapshot of a large guest).
 		idx, seen := uint64(0), false
 		if c.refs > 1 {
 			idx, seen = ms.stored[c.pa]
 		}
 		if !seen {
-			idx = uint64(len(ms.snap.Pages))
+			idx = ms.addPage(c.pa)
 			if c.refs > 1 {
 				ms.stored[c.pa] = idx
 			}
-			ms.snap.Pages = append(ms.snap.Pages, c.pa)
 		}
 		if n := len(vs.Pages); n > 0 {
 			last := &vs.Pages[n-1]

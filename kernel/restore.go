@@ -77,6 +77,10 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 		k.Close()
 		return nil, err
 	}
+	if err := k.trackFromImage(st); err != nil {
+		k.Close()
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -188,6 +192,9 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	pl, err := k.restorePages(st, pages)
 	if err != nil {
 		return err
+	}
+	if cc := &k.cfg.Checkpoint; cc.Incremental && cc.FromImage {
+		k.ckpt.incr.restored = pl.pa // for trackFromImage
 	}
 	// Under preserve the device models get their registers back first, so
 	// that device descriptors re-attach to what they held (the HPET timer

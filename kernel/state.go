@@ -271,7 +271,19 @@ type Snapshot struct {
 	Guard     PageGuard
 	Paused    time.Duration
 	StateJSON []byte
+	// Parent is set in a delta (CheckpointConfig.Incremental, after the
+	// first image of the run): Parent[i] is 1 + the index of page i in
+	// the previous image written, whose frame was not written since, or
+	// 0 for a page the snapshot stores itself. nil: a full snapshot.
+	Parent []uint64
+	// next is what the image of this snapshot holds per frame
+	// (incremental.go), for the delta after it.
+	next []uint32
 }
+
+// Delta says whether the snapshot is a delta against the previous image
+// written (see Parent).
+func (s *Snapshot) Delta() bool { return s.Parent != nil }
 
 func programRef(name, path string, prog []byte) ProgramRef {
 	sum := sha256.Sum256(prog)

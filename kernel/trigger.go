@@ -25,7 +25,8 @@ const (
 type CheckpointConfig struct {
 	// Save writes a snapshot out (the image file). Nil disables
 	// checkpoints: emuckpt_checkpoint then fails with EDESTADDRREQ. It
-	// must be done with the snapshot's Mem when it returns: the guest
+	// must be done with the snapshot (its Mem, and its Pages and Parent,
+	// which Incremental reuses) when it returns: the guest
 	// goes on, and on PVM under --deterministic the rdtsc patches, taken
 	// out of guest memory during Save, come back (see trapTSC).
 	Save func(*Snapshot) error
@@ -47,7 +48,25 @@ type CheckpointConfig struct {
 	// then called on another goroutine, with Snapshot.Guard set, and must
 	// look at nothing but the snapshot.
 	Background bool
+	// Points, when more than 1 and LeaveRunning is false, goes on after
+	// each checkpoint until Points images have been written (a repeated
+	// --checkpoint-at), and then ends the run.
+	Points int
+	// Incremental makes every snapshot after the first image written a
+	// delta against the image before it (Snapshot.Parent): the kernel
+	// tracks the frames written since (incremental.go). Save must then
+	// keep each image where the next one can name it.
+	Incremental bool
+	// FromImage, for a restored kernel with Incremental, makes its first
+	// snapshot a delta against the image it was restored from.
+	FromImage bool
 }
+
+// ErrSkipped is what Save returns for a snapshot it chose not to keep:
+// the checkpoint counts as taken (the guest's emuckpt_checkpoint()
+// succeeds), but no image was written, so with Incremental the next
+// delta is against the image before it.
+var ErrSkipped = errors.New("checkpoint not kept")
 
 // syscallDue says whether a checkpoint is due after system call n.
 func (cc *CheckpointConfig) syscallDue(n uint64) bool {
@@ -96,6 +115,10 @@ type checkpointer struct {
 	// guards' frame index, made once (bgsave.go).
 	buffers *bgBuffers
 	index   []int32
+	// written counts the images written.
+	written int
+	// incr tracks writes for incremental checkpoints.
+	incr incremental
 }
 
 // CheckpointStats says how the checkpoints requested from outside the
@@ -196,7 +219,7 @@ func (k *Kernel) save(rax *uint64) error {
 	if deferrable && k.backgroundBusy() && k.deferBackground() {
 		return errDeferred
 	}
-	if cc.LeaveRunning && cc.Background && rax == nil {
+	if cc.inBackground() && rax == nil {
 		k.prepareBackground()
 		defer func() { k.ckpt.buffers = nil }()
 	}
@@ -213,23 +236,39 @@ func (k *Kernel) save(rax *uint64) error {
 	k.awaitBackground()
 	// Images hold the program's own bytes, not patched rdtscs (see trapTSC).
 	repatch := k.frames.TSCPatch().Unpatch()
-	snap, err := k.Snapshot(rax)
+	var err error
+	if cc.Incremental {
+		err = k.harvestWrites()
+	}
+	var snap *Snapshot
+	if err == nil {
+		snap, err = k.Snapshot(rax)
+	}
 	if err == nil {
 		snap.Self = rax != nil
 		// One asked for from outside while the program goes on is
 		// written in the background (bgsave.go). Guest RAM is
 		// protected before repatch writes the patched rdtscs back,
 		// so the image keeps the program's own bytes.
-		background := cc.LeaveRunning && cc.Background && rax == nil && k.saveInBackground(snap, cc.Save)
+		background := cc.inBackground() && rax == nil && k.saveInBackground(snap, cc.Save)
 		if !background {
 			err = cc.Save(snap)
 		}
 	}
 	repatch()
-	if err != nil {
+	skipped := errors.Is(err, ErrSkipped)
+	if err != nil && !skipped {
 		return err
 	}
-	if !cc.LeaveRunning {
+	if !skipped {
+		k.ckpt.written++
+	}
+	if cc.Incremental && !skipped {
+		if err := k.commitIncremental(snap); err != nil {
+			fmt.Fprintf(k.log, "emuckpt: the next checkpoint will be a full image: %v\n", err)
+		}
+	}
+	if !cc.LeaveRunning && (cc.Points <= 1 || k.ckpt.written >= cc.Points) {
 		return &errExit{ExitStatus{Checkpointed: true}}
 	}
 	return nil
@@ -245,7 +284,15 @@ var errDeferred = errors.New("checkpoint put off")
 // taken where they are.
 func (k *Kernel) deferrable(rax *uint64) bool {
 	cc := &k.cfg.Checkpoint
-	return rax == nil && cc.Background && cc.LeaveRunning && !cc.syscallDue(k.syscalls) && !k.deviceCheckpointDue()
+	return rax == nil && cc.inBackground() && !cc.syscallDue(k.syscalls) && !k.deviceCheckpointDue()
+}
+
+// inBackground says whether a checkpoint asked for from outside the
+// guest is written while the guest runs on. Incremental images are not:
+// the next delta may name an image only once it is complete, and a delta
+// is written in a few milliseconds anyway.
+func (cc *CheckpointConfig) inBackground() bool {
+	return cc.LeaveRunning && cc.Background && !cc.Incremental
 }
 
 // sysCheckpoint is emuckpt_checkpoint(): the guest checkpoints itself. A

@@ -12,8 +12,9 @@
 //     emuckpt_checkpoint() calls.
 //  2. The pass: the program runs once more, the same way, and takes a
 //     checkpoint at every chosen point (kernel.CheckpointConfig's
-//     AtSyscalls and AtDevices), each an in-memory image
-//     (ckpt.WriteBuffer). The pass must print what the reference printed,
+//     AtSyscalls and AtDevices), each an in-memory image, a delta
+//     against the point before (kernel.CheckpointConfig.Incremental,
+//     ckpt.WriteBufferDelta). The pass must print what the reference printed,
 //     or the program is not deterministic and nothing can be compared.
 //  3. The restores: each image is restored in a new VM under each
 //     device-state policy (fresh, preserve) and each perturbation, and

@@ -111,3 +111,19 @@ func TestUncheckablePoints(t *testing.T) {
 		}
 	}
 }
+
+// TestIncrementalPassImages: the pass keeps its images in memory as
+// deltas (a full one every chainDepth); over random memory work
+// (dirtywork) at more points than one chain holds, every restore of
+// them passes.
+func TestIncrementalPassImages(t *testing.T) {
+	kvmtest.Require(t)
+	cfg := programConfig(t, "dirtywork", "200", "5")
+	cfg.Points = 2*chainDepth + 4
+	cfg.Policies = []string{Fresh}
+	rep, err := Run(context.Background(), cfg)
+	require.NoError(t, err)
+	require.Greater(t, len(rep.Selected), chainDepth+1, "more points than one chain")
+	pass, fail, errs := rep.Counts()
+	assert.Equal(t, len(rep.Results), pass, "%d failed, %d errors: %+v", fail, errs, rep.Results)
+}

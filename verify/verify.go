@@ -361,8 +361,10 @@ func traceNames(log string) []string {
 
 // task is one restore to do.
 type task struct {
-	point        Point
-	image        []byte
+	point Point
+	// image is the point's image, shared by its restores (each restore
+	// clones it); a delta against the point before, read through it.
+	image        *ckpt.Image
 	prefixOut    int64
 	prefixErr    int64
 	policy       string
@@ -377,6 +379,10 @@ type keptImage struct {
 	path string
 	err  error
 }
+
+// chainDepth bounds the in-memory chains of a pass: each restore reads
+// its image through all the images below it.
+const chainDepth = 16
 
 // pass runs the program once more, checkpointing at this shard's points,
 // and restores the images as they come.
@@ -433,6 +439,11 @@ func (v *verifier) runPass(ctx context.Context, tasks chan<- task) error {
 	taken := map[string]bool{}
 	var calls uint64
 	cc.LeaveRunning = true
+	// The images are in memory, each a delta against the one before
+	// (a full one every chainDepth): a point costs what the program
+	// wrote since the point before, not all its memory.
+	cc.Incremental = true
+	var last *ckpt.Image
 	cc.Save = func(s *kernel.Snapshot) error {
 		p := Point{Kind: KindCall}
 		switch {
@@ -452,13 +463,18 @@ func (v *verifier) runPass(ctx context.Context, tasks chan<- task) error {
 			}
 		}
 		if !want[p.key()] || taken[p.key()] {
-			return nil
+			return kernel.ErrSkipped // the next delta is against the last image kept
 		}
 		taken[p.key()] = true
-		img, err := ckpt.WriteBuffer(s)
+		b, err := ckpt.WriteBufferDelta(s, last, chainDepth)
 		if err != nil {
 			return err
 		}
+		img, err := ckpt.ParseDelta(b, last)
+		if err != nil {
+			return err
+		}
+		last = img
 		out, errs := c.sizes()
 		keep := &keptImage{}
 		for _, pol := range v.cfg.Policies {
@@ -578,12 +594,7 @@ func (v *verifier) restore(ctx context.Context, t task) Result {
 	kc.PreserveDevices = t.policy == Preserve
 	// As in the reference: a later emuckpt_checkpoint() returns 1.
 	kc.Checkpoint = kernel.CheckpointConfig{LeaveRunning: true, Save: func(*kernel.Snapshot) error { return nil }}
-	img, err := ckpt.Parse(t.image)
-	if err != nil {
-		return fail(Error, err.Error(), "")
-	}
-	defer img.Close()
-	k, err := Restore(img, kc, t.perturbation)
+	k, err := Restore(t.image, kc, t.perturbation)
 	if err != nil {
 		return fail(Error, "restore: "+err.Error(), "")
 	}
@@ -633,7 +644,11 @@ func (v *verifier) keep(res *Result, t task) {
 	k.once.Do(func() {
 		name := fmt.Sprintf("%s-%s-%d.img", filepath.Base(v.cfg.Kernel.Name), t.point.Kind, t.point.Index)
 		k.path = filepath.Join(v.cfg.Keep, name)
-		k.err = os.WriteFile(k.path, t.image, 0o644)
+		// A delta of the in-memory chain is kept as a full image.
+		var b []byte
+		if b, k.err = t.image.Bytes(); k.err == nil {
+			k.err = os.WriteFile(k.path, b, 0o644)
+		}
 	})
 	if k.err != nil {
 		res.Message += fmt.Sprintf(" (--keep: %v)", k.err)

@@ -79,6 +79,10 @@ type Machine struct {
 	vcpus   []*VCPU
 	zaps    uint64
 	zapPage []byte // host page behind zapSlot
+	// dirtyLog: the RAM slots log dirty pages (dirtylog.go), into
+	// dirtyBitmaps (one per RAM slot).
+	dirtyLog     bool
+	dirtyBitmaps [][]uint64
 }
 
 // New creates a VM with cfg.MemSize bytes of lazily allocated guest RAM and
@@ -222,6 +226,9 @@ func (m *Machine) setRAMSlots(on bool) error {
 		region := &kvm.UserspaceMemoryRegion{
 			Slot: uint32(i), GuestPhysAddr: r.Start, MemorySize: size,
 			UserspaceAddr: uint64(uintptr(unsafe.Pointer(&m.mem[r.Start]))),
+		}
+		if on && m.dirtyLog {
+			region.Flags = memLogDirtyPages
 		}
 		err := retry(func() error { return kvm.SetUserMemoryRegion(m.vmFd, region) })
 		if err != nil {

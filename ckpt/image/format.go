@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"math"
 )
@@ -75,7 +76,13 @@ const (
 // flagsKnown are the header flags this version understands. A reader
 // refuses an image with any other flag set (ErrVersion): flags announce
 // format features an older reader would misread.
-const flagsKnown uint32 = 0
+const flagsKnown uint32 = FlagParent
+
+// FlagParent marks an image whose page data holds only part of its pages:
+// the others are in a parent image, which a record of the caller names
+// (package ckpt: docs/FORMAT.md, "Incremental images"). A reader from
+// before it refuses such an image instead of restoring missing pages.
+const FlagParent uint32 = 1 << 0
 
 // maxPages bounds the page count so that offsets fit in an int64.
 const maxPages = (math.MaxInt64 - headerArea - MaxMetadataLen) / PageSize
@@ -88,6 +95,7 @@ type header struct {
 	pageSize, chunkPages                 uint32
 	pageOff, numPages, metaOff, metaLen  uint64
 	metaCRC, pagesCRC                    uint32
+	digest                               [32]byte // SHA-256 of the header's headerLen bytes
 }
 
 // encode writes h into the first headerLen bytes of b (at least
@@ -107,6 +115,7 @@ func (h *header) encode(b []byte) {
 	le.PutUint32(b[offPagesCRC:], h.pagesCRC)
 	h.headerCRC = headerChecksum(b[:h.headerLen])
 	le.PutUint32(b[offHeaderCRC:], h.headerCRC)
+	h.digest = sha256.Sum256(b[:h.headerLen])
 }
 
 // headerChecksum is the CRC-32C of hdr with the checksum field taken as
@@ -159,6 +168,7 @@ func parseHeader(name string, b []byte, size int64) (*header, error) {
 	if got := headerChecksum(b[:h.headerLen]); got != h.headerCRC {
 		return nil, errCorrupt(name, "header checksum mismatch: stored %#08x, computed %#08x (file corrupted?)", h.headerCRC, got)
 	}
+	h.digest = sha256.Sum256(b[:h.headerLen])
 	switch {
 	case h.version == 0:
 		return nil, errCorrupt(name, "format version 0 is invalid")

@@ -283,6 +283,11 @@ func countRecords(meta []byte) int {
 // Version returns the image's format version.
 func (img *Image) Version() uint32 { return img.hdr.version }
 
+// HeaderDigest returns the SHA-256 of the image's header: it covers the
+// checksums of the metadata and of the page data, so it identifies the
+// image (a delta names its parent by it).
+func (img *Image) HeaderDigest() [32]byte { return img.hdr.digest }
+
 // Info returns the image's layout.
 func (img *Image) Info() Info {
 	h := img.hdr

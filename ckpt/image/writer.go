@@ -51,6 +51,9 @@ type Writer struct {
 	stage     []byte
 	stageOff  int64
 
+	flags  uint32   // header flags (SetFlags)
+	digest [32]byte // the header's SHA-256, once committed
+
 	err  error // sticky
 	done bool  // Commit or Abort was called
 }
@@ -200,7 +203,7 @@ func (w *Writer) Pages(data []byte) (first uint64, err error) {
 			}
 		}
 		if w.stage == nil {
-			w.stage = alignedBuffer(stageSize)[:0]
+			w.stage = getStage()
 		}
 		if len(w.stage) == 0 {
 			w.stageOff = off
@@ -297,6 +300,12 @@ func (w *Writer) PageRuns(runs [][]byte) (first uint64, err error) {
 		return 0, fmt.Errorf("%s: too many pages", w.name)
 	}
 	fd := w.vectorFD(runs)
+	if fd >= 0 && w.direct != nil && len(runs) > 0 && n*PageSize/uint64(len(runs)) < scatteredRun {
+		// Scattered pages (an incremental image): gathered in the
+		// staging buffer, they go out in a few large writes instead
+		// of as many small ones as there are runs.
+		fd = -1
+	}
 	if fd < 0 {
 		for _, r := range runs {
 			if _, err := w.Pages(r); err != nil {
@@ -352,6 +361,12 @@ func (w *Writer) PageRuns(runs [][]byte) (first uint64, err error) {
 	w.npages += n
 	return first, nil
 }
+
+// scatteredRun is the average run length below which PageRuns copies the
+// runs into the staging buffer rather than write them from where they
+// are: with direct I/O each buffer of a vectored write is a request of
+// its own to the device, and a memcpy of a page costs far less.
+const scatteredRun = 64 << 10
 
 // writersInFlight is how many vectored writes PageRuns keeps in flight.
 const writersInFlight = 4
@@ -442,6 +457,20 @@ func pwritevAll(fd int, iovs [][]byte, off int64) error {
 	return nil
 }
 
+// SetFlags sets the header's format feature flags (FlagParent): only
+// flags this version knows.
+func (w *Writer) SetFlags(flags uint32) error {
+	if flags&^flagsKnown != 0 {
+		return fmt.Errorf("%s: unknown format flags %#x", w.name, flags&^flagsKnown)
+	}
+	w.flags = flags
+	return nil
+}
+
+// HeaderDigest returns the SHA-256 of the header Commit wrote (see
+// Image.HeaderDigest); zero before Commit.
+func (w *Writer) HeaderDigest() [32]byte { return w.digest }
+
 // NumPages returns the number of pages added so far.
 func (w *Writer) NumPages() uint64 { return w.npages }
 
@@ -483,7 +512,40 @@ func (w *Writer) Commit() error {
 		return err
 	}
 	w.done = true
+	putStage(w.stage)
+	w.stage = nil
 	return nil
+}
+
+// spareStage keeps one staging buffer between writers, for good (a
+// sync.Pool would lose it at the next garbage collection): a fresh one
+// costs a host page fault per 4 KiB on first use (about 3 ms for the
+// 2.6 MiB of a small incremental image here), a reused one nothing.
+var spareStage struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func getStage() []byte {
+	spareStage.mu.Lock()
+	b := spareStage.b
+	spareStage.b = nil
+	spareStage.mu.Unlock()
+	if b == nil {
+		b = alignedBuffer(stageSize)
+	}
+	return b[:0]
+}
+
+func putStage(b []byte) {
+	if cap(b) != stageSize {
+		return
+	}
+	spareStage.mu.Lock()
+	if spareStage.b == nil {
+		spareStage.b = b[:0]
+	}
+	spareStage.mu.Unlock()
 }
 
 func (w *Writer) commit() error {
@@ -512,6 +574,7 @@ func (w *Writer) commit() error {
 		lastBytes = w.fill * PageSize
 	}
 	h := header{
+		flags:      w.flags,
 		version:    Version,
 		headerLen:  headerLen,
 		pageSize:   PageSize,
@@ -528,6 +591,7 @@ func (w *Writer) commit() error {
 	}
 	hb := make([]byte, headerArea)
 	h.encode(hb)
+	w.digest = h.digest
 	if err := w.writeAt(hb, 0, "header"); err != nil {
 		return err
 	}
@@ -615,6 +679,7 @@ func (w *Writer) Abort() {
 		os.Remove(w.tmpName)
 		w.tmpName = ""
 	}
+	putStage(w.stage)
 	w.stage = nil
 }
 

@@ -46,8 +46,8 @@ Run 'emuckpt COMMAND --help' for the flags of a command.
 Exit status: the program's own status; 128+N if signal N killed it;
 124 on --timeout; 125 if emuckpt itself failed (a bad flag, a missing or
 bad image, ...), or if a checkpoint asked for by --checkpoint-at or
-SIGUSR1 failed, or the --checkpoint-at trigger never fired because the
-run ended first (the last line of stderr then ends with
+SIGUSR1 failed, or the --checkpoint-at trigger never fired (or fired at
+only some of its points) because the run ended first (the last line of stderr then ends with
 "exit status 125 instead of N", N being the status the run would have
 had); 126 if the program cannot be executed (a directory or other
 non-regular file, no execute permission, not an ELF, dynamic, wrong
@@ -288,13 +288,26 @@ Checkpoints: with --checkpoint-to FILE, a checkpoint is written when
 calls emuckpt_checkpoint() (testimages/include/emuckpt.h). The run then
 stops with status 0, unless --leave-running is given.
 
+Several checkpoints: --checkpoint-at syscall:N,M,... (or device:N,M,...)
+checkpoints at each point, going on after each but the last (after the
+last too with --leave-running); every:DUR checkpoints every DUR until the
+program ends. Each checkpoint of such a run gets its own file: FILE,
+then FILE.1, FILE.2, ...; a FILE with %d in it names checkpoint n (from
+0) with n in place of the %d, in any run. The checkpoints after the
+first are incremental: each image holds only the pages written since
+the one before and names it as its parent (restore reads the chain;
+keep the files together; see docs/FORMAT.md). --full writes full images
+instead. Other runs write each checkpoint to FILE, a full image that
+replaces the one before.
+
 FILE is checked before the program runs: its directory must exist and
 let emuckpt create files, and FILE must not be a directory (status 125
 otherwise). A checkpoint that fails later (the program holds a pipe, the
 disk is full, the directory is gone) is reported on stderr and the
 program goes on, with or without --leave-running; FILE keeps what it
 held. If one asked for by --checkpoint-at or SIGUSR1 failed, or the
---checkpoint-at trigger never fired (the run ended first), emuckpt exits
+--checkpoint-at trigger never fired, or not at all of its points (the
+run ended first), emuckpt exits
 with 125 when the program ends, and the last line of stderr ends
 "exit status 125 instead of N", N being the status the run would have
 had. emuckpt_checkpoint() returns -EIO when its checkpoint fails and
@@ -317,8 +330,9 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 		det     = fs.Bool("deterministic", false, "virtual clock, seeded randomness, trapped rdtsc: runs repeat byte for byte")
 		seed    = fs.Uint64("seed", 0, "seed for --deterministic randomness")
 		ckptTo  = fs.String("checkpoint-to", "", "write checkpoints to this image file")
-		ckptAt  = fs.String("checkpoint-at", "", "when to checkpoint: syscall:N, device:N (Nth device MMIO access) or time:DUR")
-		leave   = fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping (checkpoints asked for from outside are then written while the program runs on)")
+		ckptAt  = fs.String("checkpoint-at", "", "when to checkpoint: syscall:N, device:N (Nth device MMIO access), time:DUR, several points syscall:N,M,... or device:N,M,..., or every:DUR")
+		leave   = fs.Bool("leave-running", false, "go on after a checkpoint instead of stopping (checkpoints asked for from outside are then written while the program runs on, deltas excepted)")
+		full    = fs.Bool("full", false, "write every checkpoint as a full image, never as a delta against the one before")
 		machine = addMachineFlags(fs)
 		traceTo = addTraceJSONFlag(fs)
 	)
@@ -356,7 +370,7 @@ func cmdRun(args []string, stdin, stdout, stderr *os.File) int {
 	if cfg.CPUs, ok = machine.cpuCount("run", *det, stderr); !ok {
 		return exitFailure
 	}
-	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, stderr)
+	stopRequests := checkpointConfig(&cfg, *ckptTo, trigger, *leave, *full, nil, stderr)
 	defer stopRequests()
 	tj, ok := openTraceJSON("run", *traceTo, &cfg, stderr)
 	if !ok {
@@ -409,6 +423,11 @@ func supervise(k *kernel.Kernel, name string, timeout time.Duration, tr trigger,
 	if tr.text != "" && cs.Requested == 0 {
 		fmt.Fprintf(stderr, "emuckpt: %s: --checkpoint-at %s never fired: %s, and no checkpoint was written; exit status %d instead of %d\n",
 			name, tr.text, tr.neverFired(k, time.Since(start)), exitFailure, st.ShellStatus())
+		return exitFailure
+	}
+	if n := tr.points(); n > 1 && cs.Requested < n {
+		fmt.Fprintf(stderr, "emuckpt: %s: --checkpoint-at %s fired at %d of its %d points: %s; exit status %d instead of %d\n",
+			name, tr.text, cs.Requested, n, tr.neverFired(k, time.Since(start)), exitFailure, st.ShellStatus())
 		return exitFailure
 	}
 	return st.ShellStatus()

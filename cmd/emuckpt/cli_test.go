@@ -159,6 +159,8 @@ func TestCheckpointTriggerNeverFires(t *testing.T) {
 			"--checkpoint-at time:1h never fired: the run ended after "},
 		{"the exit status it would have had", []string{"--checkpoint-at", "syscall:1000"}, []string{"exitcode", "3"}, exitFailure,
 			"exit status 125 instead of 3"},
+		{"some points of a list", []string{"--checkpoint-at", "syscall:2,3,1000"}, []string{"hello"}, exitFailure,
+			"--checkpoint-at syscall:2,3,1000 fired at 2 of its 3 points: the run ended after 5 system calls; exit status 125 instead of 0"},
 		{"fires", []string{"--checkpoint-at", "syscall:2"}, []string{"hello"}, 0, ""},
 		{"fires and the run goes on", []string{"--checkpoint-at", "syscall:2", "--leave-running"}, []string{"hello"}, 0, ""},
 	} {
@@ -175,6 +177,12 @@ func TestCheckpointTriggerNeverFires(t *testing.T) {
 			lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
 			assert.Contains(t, lines[len(lines)-1], tt.want)
 			assert.True(t, strings.HasPrefix(lines[len(lines)-1], "emuckpt: "+img(tt.args[0])+": --checkpoint-at "), r.stderr)
+			if strings.Contains(tt.want, "fired at") {
+				// The points that fired wrote their images.
+				assert.FileExists(t, image)
+				assert.FileExists(t, image+".1")
+				return
+			}
 			assert.NoFileExists(t, image)
 		})
 	}

@@ -29,9 +29,12 @@ import (
 // inspection is the stable JSON form of `emuckpt inspect --json`
 // (documented in docs/FORMAT.md).
 type inspection struct {
-	Image   string            `json:"image"`
-	Version uint32            `json:"format_version"`
-	Size    int64             `json:"size"`
+	Image   string `json:"image"`
+	Version uint32 `json:"format_version"`
+	Size    int64  `json:"size"`
+	// Chain is the image and its parents down to the full image, for an
+	// incremental image; absent for a full one.
+	Chain   []inspectLink     `json:"chain,omitempty"`
 	Program kernel.ProgramRef `json:"program"`
 	// Root is the --root of the run ("" without one, or in an image from
 	// before it was recorded).
@@ -49,6 +52,16 @@ type inspection struct {
 	Processes []inspectProcess `json:"processes"`
 	FDs       []inspectFD      `json:"fds"`
 	Totals    inspectTotals    `json:"totals"`
+}
+
+// inspectLink is one image of a chain.
+type inspectLink struct {
+	Image        string `json:"image"`
+	HeaderSHA256 string `json:"header_sha256"`
+	PageCount    uint64 `json:"page_count"`
+	StoredPages  uint64 `json:"stored_pages"`
+	FromParent   uint64 `json:"from_parent"`
+	Size         int64  `json:"size"`
 }
 
 // inspectProcess is one process of the tree. What it shares with another
@@ -263,6 +276,12 @@ func inspect(path string, img *ckpt.Image) inspection {
 	if st.Clock.Virtual {
 		out.Clock = fmt.Sprintf("virtual, %d ns", st.Clock.NS)
 	}
+	if chain := img.Chain(); len(chain) > 1 {
+		for _, l := range chain {
+			out.Chain = append(out.Chain, inspectLink{Image: l.Path, HeaderSHA256: l.HeaderSHA256, PageCount: l.PageCount,
+				StoredPages: l.StoredPages, FromParent: l.FromParent, Size: l.Size})
+		}
+	}
 	for _, d := range st.Devices {
 		out.Devices = append(out.Devices, d.Name)
 	}
@@ -439,6 +458,13 @@ func writeJSONList(w *bufio.Writer, prefix string, n int, elem func(i int, prefi
 // send escape sequences to a terminal or break the table.
 func writeInspectText(w io.Writer, in inspection, vmasOf func(task int) []kernel.VMAState) {
 	fmt.Fprintf(w, "image %s: format version %d, %d bytes\n", in.Image, in.Version, in.Size)
+	if len(in.Chain) > 0 {
+		fmt.Fprintf(w, "incremental: a chain of %d images, this one first, its full image last\n", len(in.Chain))
+		for i, l := range in.Chain {
+			fmt.Fprintf(w, "  %d %s: %d pages, %d stored, %d from its parent; %d bytes; header sha256 %s\n",
+				i, printable(l.Image), l.PageCount, l.StoredPages, l.FromParent, l.Size, l.HeaderSHA256)
+		}
+	}
 	fmt.Fprintf(w, "program %s (sha256 %s)\nclock %s, %d system calls\n", printable(in.Program.Path), printable(in.Program.SHA256), in.Clock, in.Syscalls)
 	if in.Root != "" {
 		fmt.Fprintf(w, "root %s (restore needs --root: this directory or a copy of it)\n", printable(in.Root))

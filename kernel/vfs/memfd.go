@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/emuckpt/emuckpt/guestmm"
 	"golang.org/x/sys/unix"
 )
 
@@ -242,8 +241,7 @@ func (ti *tmpInode) punch(start, end int64) {
 				delete(ti.pages, idx)
 				ti.mnt.used -= pageSize
 			} else {
-				guestmm.PrepareWrite(ti.mnt.frames.Bytes(pa)[in : in+n])
-				clear(ti.mnt.frames.Bytes(pa)[in : in+n])
+				clear(ti.mnt.frames.WritableBytes(pa)[in : in+n])
 			}
 		}
 		pos += n

@@ -241,8 +241,7 @@ func (ti *tmpInode) writeAt(p []byte, off int64) (int, unix.Errno) {
 			}
 			break
 		}
-		guestmm.PrepareWrite(ti.mnt.frames.Bytes(pa)[in : in+chunk])
-		copy(ti.mnt.frames.Bytes(pa)[in:], p[done:done+chunk])
+		copy(ti.mnt.frames.WritableBytes(pa)[in:], p[done:done+chunk])
 		done += chunk
 	}
 	if end := off + int64(done); end > ti.size {
@@ -285,8 +284,7 @@ func (ti *tmpInode) truncate(size int64) {
 			}
 		}
 		if pa, ok := ti.pages[last]; ok {
-			guestmm.PrepareWrite(ti.mnt.frames.Bytes(pa)[size%pageSize:])
-			clear(ti.mnt.frames.Bytes(pa)[size%pageSize:])
+			clear(ti.mnt.frames.WritableBytes(pa)[size%pageSize:])
 		}
 	}
 	ti.size = size
