@@ -13,35 +13,28 @@ import (
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
-	"github.com/emuckpt/emuckpt/testimages"
 	"github.com/stretchr/testify/require"
 )
 
 // snapshotReadback checkpoints `readback MIB` at its emuckpt_checkpoint()
 // and returns the state, its page data and the program.
 func snapshotReadback(t *testing.T, mib string) (*State, []byte, []byte) {
-	prog, err := testimages.FS.ReadFile("bin/readback")
-	require.NoError(t, err)
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { null.Close() })
-	var st *State
-	var pages []byte
-	cfg := Config{Program: prog, Name: "readback", Args: []string{"readback", mib}, Stdout: null, Stderr: null, MemSize: 64 << 20}
-	cfg.Checkpoint = CheckpointConfig{Save: func(s *Snapshot) error {
-		st = s.State
-		for _, pa := range s.Pages {
-			pages = append(pages, s.Mem[pa:pa+guestmm.PageSize]...)
-		}
-		return nil
-	}}
-	k, err := New(cfg)
-	require.NoError(t, err)
-	defer k.Close()
-	_, err = k.Run(context.Background())
-	require.NoError(t, err)
-	require.NotNil(t, st)
+	st, pages, prog, _ := snapshotProgram(t, "readback", []string{mib}, 64<<20)
 	return st, pages, prog
+}
+
+// eachFill runs fn with the restore fill in the background and with the
+// synchronous fill, as subtests named after them.
+func eachFill(t *testing.T, fn func(t *testing.T, background bool)) {
+	for _, background := range []bool{true, false} {
+		name := map[bool]string{true: "background", false: "synchronous"}[background]
+		t.Run(name, func(t *testing.T) {
+			old := backgroundFillDisabled
+			backgroundFillDisabled = !background
+			t.Cleanup(func() { backgroundFillDisabled = old })
+			fn(t, background)
+		})
+	}
 }
 
 // testSource is page data whose chunk at page bad fails (as a chunk whose

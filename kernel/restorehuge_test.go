@@ -172,67 +172,61 @@ func TestRestoreHugePages(t *testing.T) {
 // page the image does not store reads as zeros.
 func TestPlacePagesAboveTheHole(t *testing.T) {
 	kvmtest.Require(t)
-	for _, background := range []bool{true, false} {
-		name := map[bool]string{true: "background", false: "synchronous"}[background]
-		t.Run(name, func(t *testing.T) {
-			old := backgroundFillDisabled
-			backgroundFillDisabled = !background
-			t.Cleanup(func() { backgroundFillDisabled = old })
-			m, err := vmm.New(vmm.Config{MemSize: 5 << 30})
-			require.NoError(t, err)
-			defer m.Close()
-			k := &Kernel{m: m, frames: m.NewFrames()}
-			lo, hi := k.frames.Hole()
-			start, _ := k.frames.Range()
-			_, err = k.frames.AllocRun(int((lo-start)/guestmm.PageSize) - guestmm.HugeFrames - 300)
-			require.NoError(t, err)
-			const anon = 0x7f0000000000
-			const blockPages = guestmm.HugeFrames
-			// Pages 1..1023 of the 4 MiB, then 600 pages of stack.
-			st := &State{PageCount: 2*blockPages - 1 + 600, Processes: []ProcessState{{VMAs: []VMAState{
-				{Start: anon, End: anon + 2*guestmm.HugePageSize, Prot: 3, Anonymous: true, Kind: "anon",
-					Pages: []PageRun{{VA: anon + guestmm.PageSize, Count: 2*blockPages - 1, Index: 0}}},
-				{Start: 0x7ffff0000000, End: 0x7ffff0000000 + 600*guestmm.PageSize, Prot: 3, Anonymous: true, GrowsDown: true, Kind: "stack",
-					Pages: []PageRun{{VA: 0x7ffff0000000, Count: 600, Index: 2*blockPages - 1}}},
-			}}}}
-			uses := make([]uint32, st.PageCount)
-			for i := range uses {
-				uses[i] = 1
+	eachFill(t, func(t *testing.T, background bool) {
+		m, err := vmm.New(vmm.Config{MemSize: 5 << 30})
+		require.NoError(t, err)
+		defer m.Close()
+		k := &Kernel{m: m, frames: m.NewFrames()}
+		lo, hi := k.frames.Hole()
+		start, _ := k.frames.Range()
+		_, err = k.frames.AllocRun(int((lo-start)/guestmm.PageSize) - guestmm.HugeFrames - 300)
+		require.NoError(t, err)
+		const anon = 0x7f0000000000
+		const blockPages = guestmm.HugeFrames
+		// Pages 1..1023 of the 4 MiB, then 600 pages of stack.
+		st := &State{PageCount: 2*blockPages - 1 + 600, Processes: []ProcessState{{VMAs: []VMAState{
+			{Start: anon, End: anon + 2*guestmm.HugePageSize, Prot: 3, Anonymous: true, Kind: "anon",
+				Pages: []PageRun{{VA: anon + guestmm.PageSize, Count: 2*blockPages - 1, Index: 0}}},
+			{Start: 0x7ffff0000000, End: 0x7ffff0000000 + 600*guestmm.PageSize, Prot: 3, Anonymous: true, GrowsDown: true, Kind: "stack",
+				Pages: []PageRun{{VA: 0x7ffff0000000, Count: 600, Index: 2*blockPages - 1}}},
+		}}}}
+		uses := make([]uint32, st.PageCount)
+		for i := range uses {
+			uses[i] = 1
+		}
+		pl, err := k.placePages(st, uses)
+		require.NoError(t, err)
+		require.Len(t, pl.huge, 2)
+		require.Equal(t, uint64(600), pl.small)
+		require.Equal(t, [2]uint64{lo - guestmm.HugePageSize, hi}, [2]uint64{pl.huge[0].pa, pl.huge[1].pa}, "the blocks on both sides of the hole")
+		require.Equal(t, [2]uint64{anon, anon + guestmm.HugePageSize}, [2]uint64{pl.huge[0].va, pl.huge[1].va})
+		for i := range st.PageCount {
+			pa := pl.pa[i]
+			require.False(t, pa >= lo && pa < hi+guestmm.HugePageSize && i >= 2*blockPages-1, "stack page %d at %#x", i, pa)
+			if i < 2*blockPages-1 {
+				require.Equal(t, pl.huge[(i+1)/blockPages].pa+(i+1)%blockPages*guestmm.PageSize, pa, "page %d", i)
 			}
-			pl, err := k.placePages(st, uses)
-			require.NoError(t, err)
-			require.Len(t, pl.huge, 2)
-			require.Equal(t, uint64(600), pl.small)
-			require.Equal(t, [2]uint64{lo - guestmm.HugePageSize, hi}, [2]uint64{pl.huge[0].pa, pl.huge[1].pa}, "the blocks on both sides of the hole")
-			require.Equal(t, [2]uint64{anon, anon + guestmm.HugePageSize}, [2]uint64{pl.huge[0].va, pl.huge[1].va})
-			for i := range st.PageCount {
-				pa := pl.pa[i]
-				require.False(t, pa >= lo && pa < hi+guestmm.HugePageSize && i >= 2*blockPages-1, "stack page %d at %#x", i, pa)
-				if i < 2*blockPages-1 {
-					require.Equal(t, pl.huge[(i+1)/blockPages].pa+(i+1)%blockPages*guestmm.PageSize, pa, "page %d", i)
-				}
+		}
+		data := make([]byte, st.PageCount*guestmm.PageSize)
+		for i := range data {
+			data[i] = byte(i/guestmm.PageSize) ^ byte(i>>3) | 1
+		}
+		mem := m.Mem()
+		src := &testSource{PageBytes: PageBytes(data), bad: st.PageCount}
+		require.NoError(t, k.fillPages(pl, src, nil))
+		require.Equal(t, background, k.fill != nil)
+		require.NoError(t, k.awaitPages())
+		for i := range st.PageCount {
+			pa := pl.pa[i]
+			require.Equal(t, data[i*guestmm.PageSize:(i+1)*guestmm.PageSize], mem[pa:pa+guestmm.PageSize], "page %d at %#x", i, pa)
+		}
+		require.Equal(t, make([]byte, guestmm.PageSize), mem[pl.huge[0].pa:pl.huge[0].pa+guestmm.PageSize], "the page not stored is zero")
+		if background {
+			if thpAvailable() {
+				require.GreaterOrEqual(t, hostHugeKiB(t, mem), 2*2048, "host huge pages under the blocks")
 			}
-			data := make([]byte, st.PageCount*guestmm.PageSize)
-			for i := range data {
-				data[i] = byte(i/guestmm.PageSize) ^ byte(i>>3) | 1
-			}
-			mem := m.Mem()
-			src := &testSource{PageBytes: PageBytes(data), bad: st.PageCount}
-			require.NoError(t, k.fillPages(pl, src, nil))
-			require.Equal(t, background, k.fill != nil)
-			require.NoError(t, k.awaitPages())
-			for i := range st.PageCount {
-				pa := pl.pa[i]
-				require.Equal(t, data[i*guestmm.PageSize:(i+1)*guestmm.PageSize], mem[pa:pa+guestmm.PageSize], "page %d at %#x", i, pa)
-			}
-			require.Equal(t, make([]byte, guestmm.PageSize), mem[pl.huge[0].pa:pl.huge[0].pa+guestmm.PageSize], "the page not stored is zero")
-			if background {
-				if thpAvailable() {
-					require.GreaterOrEqual(t, hostHugeKiB(t, mem), 2*2048, "host huge pages under the blocks")
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // storedByVA returns the contents of the pages st stores, by virtual
