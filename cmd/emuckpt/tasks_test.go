@@ -69,8 +69,9 @@ func TestDeterministicTasks(t *testing.T) {
 // reading a pipe, a thread blocked on a condition variable, a shared
 // anonymous page, copy-on-write heap pages) at every fourth system call,
 // restores each image in a new VM, and requires the interrupted output
-// followed by the restored output to equal an uninterrupted run, on the
-// host clock and under --deterministic.
+// followed by the restored output to equal an uninterrupted run, under
+// --deterministic, and to have the same lines in some order on the host
+// clock (the children run in parallel there).
 func TestTreeCheckpoint(t *testing.T) {
 	kvmtest.Require(t)
 	image := filepath.Join(t.TempDir(), "tree.img")
@@ -84,9 +85,21 @@ func TestTreeCheckpoint(t *testing.T) {
 			os.Remove(image)
 			args := append(append([]string{"run", "--checkpoint-to", image, "--checkpoint-at", "syscall:" + itoa(k)}, mode...), img("treeckpt"))
 			first := emuckpt(t, args...)
+			if mode == nil && first.status == 125 && strings.Contains(first.stderr, "never fired") {
+				// On the host clock the number of system calls varies a
+				// little (futex waits): a point near the end may not come.
+				require.ElementsMatch(t, strings.SplitAfter(full.stdout, "\n"), strings.SplitAfter(first.stdout, "\n"), "k=%d", k)
+				continue
+			}
 			require.Equal(t, 0, first.status, "k=%d %v: %s", k, mode, first.stderr)
 			rest := emuckpt(t, "restore", image)
 			require.Equal(t, 0, rest.status, "k=%d %v: %s", k, mode, rest.stderr)
+			if mode == nil {
+				// On the host clock the two children run in parallel on
+				// two vCPUs: their lines may come in either order.
+				require.ElementsMatch(t, strings.SplitAfter(full.stdout, "\n"), strings.SplitAfter(first.stdout+rest.stdout, "\n"), "k=%d %v", k, mode)
+				continue
+			}
 			require.Equal(t, full.stdout, first.stdout+rest.stdout, "k=%d %v", k, mode)
 		}
 	}
