@@ -286,7 +286,9 @@ Runs a static x86-64 Linux ELF in a fresh KVM VM.
 Checkpoints: with --checkpoint-to FILE, a checkpoint is written when
 --checkpoint-at fires, when emuckpt receives SIGUSR1, or when the guest
 calls emuckpt_checkpoint() (testimages/include/emuckpt.h). The run then
-stops with status 0, unless --leave-running is given.
+stops with status 0, unless --leave-running is given; with it, a full
+checkpoint asked for from outside the guest pauses the program only for
+a few milliseconds and is written while it runs on.
 
 Several checkpoints: --checkpoint-at syscall:N,M,... (or device:N,M,...)
 checkpoints at each point, going on after each but the last (after the
@@ -302,13 +304,13 @@ replaces the one before.
 
 FILE is checked before the program runs: its directory must exist and
 let emuckpt create files, and FILE must not be a directory (status 125
-otherwise). A checkpoint that fails later (the program holds a pipe, the
-disk is full, the directory is gone) is reported on stderr and the
+otherwise). A checkpoint that fails later (the program holds a socket,
+the disk is full, the directory is gone) is reported on stderr and the
 program goes on, with or without --leave-running; FILE keeps what it
 held. If one asked for by --checkpoint-at or SIGUSR1 failed, or the
 --checkpoint-at trigger never fired, or not at all of its points (the
-run ended first), emuckpt exits
-with 125 when the program ends, and the last line of stderr ends
+run ended first), emuckpt exits with 125 when the program ends, and
+the last line of stderr ends
 "exit status 125 instead of N", N being the status the run would have
 had. emuckpt_checkpoint() returns -EIO when its checkpoint fails and
 leaves the exit status to the program.
