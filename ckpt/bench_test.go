@@ -92,14 +92,19 @@ func TestBigmemRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	pages := int64(8 << 20 / 4096)
 	require.Less(t, st.Size(), (pages+16)*4096*101/100, "image no larger than the touched pages + 1%%")
+	requireBigmemRestores(t, path, 8)
+}
+
+// requireBigmemRestores restores path, an image of bigmem with mib MiB
+// touched, runs it to its end and requires the program to find its
+// memory intact; it returns the image's state.
+func requireBigmemRestores(t *testing.T, path string, mib int) *kernel.State {
+	t.Helper()
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
-	prog, _ := testimages.FS.ReadFile("bin/bigmem")
-	img, err := Open(path)
-	require.NoError(t, err)
+	defer r.Close()
+	k, img, _ := restoreProgram(t, "bigmem", path, w)
 	defer img.Close()
-	k, err := img.Restore(kernel.Config{Program: prog, Path: testimages.Path("bigmem"), Stdout: w})
-	require.NoError(t, err)
 	defer k.Close()
 	status, err := k.Run(context.Background())
 	require.NoError(t, err)
@@ -107,7 +112,8 @@ func TestBigmemRoundTrip(t *testing.T) {
 	out := make([]byte, 200)
 	n, _ := r.Read(out)
 	require.Equal(t, 0, status.ShellStatus())
-	require.Equal(t, "bigmem 8 MiB: ok (checkpoint returned 2)\n", string(out[:n]))
+	require.Equal(t, "bigmem "+strconv.Itoa(mib)+" MiB: ok (checkpoint returned 2)\n", string(out[:n]))
+	return img.State
 }
 
 // directWriteFloor is the floor of BenchmarkCheckpoint256: an O_DIRECT

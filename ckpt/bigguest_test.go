@@ -58,22 +58,7 @@ func TestGuestAboveTheHole(t *testing.T) {
 	assert.Zero(t, inHole, "no frame in the MMIO hole")
 	assert.Greater(t, above, (mib-3072)<<8, "the pages that do not fit below the hole are above 4 GiB")
 
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	img, err := Open(path)
-	require.NoError(t, err)
-	defer img.Close()
-	assert.Equal(t, uint64(4<<30), img.State.MemSize)
-	rk, err := img.Restore(kernel.Config{Program: prog, Path: testimages.Path("bigmem"), Stdout: w})
-	require.NoError(t, err)
-	defer rk.Close()
-	status, err := rk.Run(context.Background())
-	require.NoError(t, err)
-	w.Close()
-	out := make([]byte, 200)
-	n, _ := r.Read(out)
-	require.Equal(t, 0, status.ShellStatus())
-	require.Equal(t, "bigmem "+strconv.Itoa(mib)+" MiB: ok (checkpoint returned 2)\n", string(out[:n]))
+	assert.Equal(t, uint64(4<<30), requireBigmemRestores(t, path, mib).MemSize)
 }
 
 // BenchmarkBigGuest is the figure "4 GiB guest: checkpoint and

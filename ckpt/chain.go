@@ -146,25 +146,15 @@ func WriteImage(path string, snap *kernel.Snapshot, parent *Written) (*Written, 
 		return nil, err
 	}
 	depth := 0
+	var ref []byte
 	if parent != nil {
-		ref, err := parentRecord(path, snap, parent)
-		if err == nil {
-			err = w.SetFlags(image.FlagParent)
-		}
-		if err == nil {
-			err = w.Record(RecParent, ref)
-		}
-		if err != nil {
+		if ref, err = parentRecord(path, snap, parent); err != nil {
 			w.Abort()
 			return nil, err
 		}
 		depth = parent.Depth + 1
 	}
-	if err := encode(w, snap, parent != nil); err != nil {
-		w.Abort()
-		return nil, err
-	}
-	if err := w.Commit(); err != nil {
+	if err := writeImage(w, snap, ref); err != nil {
 		return nil, err
 	}
 	out := &Written{Path: path, Digest: w.HeaderDigest(), PageCount: snap.State.PageCount, Depth: depth}
@@ -388,19 +378,7 @@ func WriteBufferDelta(snap *kernel.Snapshot, parent *Image, maxDepth int) ([]byt
 		return nil, err
 	}
 	var buf image.Buffer
-	w := image.NewWriter(&buf)
-	if err := w.SetFlags(image.FlagParent); err != nil {
-		return nil, err
-	}
-	if err := w.Record(RecParent, rec); err != nil {
-		w.Abort()
-		return nil, err
-	}
-	if err := encode(w, snap, true); err != nil {
-		w.Abort()
-		return nil, err
-	}
-	if err := w.Commit(); err != nil {
+	if err := writeImage(image.NewWriter(&buf), snap, rec); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

@@ -49,15 +49,32 @@ func CheckDestination(path string) (removed []string, err error) {
 // A delta snapshot is written as a full image (see WriteBufferDelta).
 func WriteBuffer(snap *kernel.Snapshot) ([]byte, error) {
 	var buf image.Buffer
-	w := image.NewWriter(&buf)
-	if err := encode(w, snap, false); err != nil {
-		w.Abort()
-		return nil, err
-	}
-	if err := w.Commit(); err != nil {
+	if err := writeImage(image.NewWriter(&buf), snap, nil); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// writeImage writes snap to w and commits it: a delta naming its parent
+// when parentRec (a RecParent record) is set, else a full image. On an
+// error w is aborted.
+func writeImage(w *image.Writer, snap *kernel.Snapshot, parentRec []byte) error {
+	err := func() error {
+		if parentRec != nil {
+			if err := w.SetFlags(image.FlagParent); err != nil {
+				return err
+			}
+			if err := w.Record(RecParent, parentRec); err != nil {
+				return err
+			}
+		}
+		return encode(w, snap, parentRec != nil)
+	}()
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	return w.Commit()
 }
 
 // encode writes snap's records and pages to w: as a delta (only the pages
