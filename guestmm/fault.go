@@ -435,7 +435,9 @@ func (as *AddressSpace) populateRange(v *VMA, lo, hi uint64, write bool) error {
 			continue
 		}
 		if e, ok := as.pt.Lookup(pva); ok && (!write || e&Writable != 0 || e&Special != 0) {
-			as.markResident(pva)
+			if e&Accessed == 0 {
+				as.markResident(pva)
+			}
 			continue
 		}
 		if err := as.faultPage(v, pva, write); err != nil {

@@ -82,7 +82,7 @@ func (as *AddressSpace) SmapsText() string {
 			default:
 				privClean += PageSize
 			}
-			if v.Anonymous || pte&Copied != 0 {
+			if dirty {
 				anon += PageSize
 			}
 			if pte&PS != 0 {

@@ -76,9 +76,9 @@ const (
 	procEntryFd     = 33 // procIno(pid, fd, procEntryFd)
 	procEntryMounts = 34
 	procEntryLink   = 35 // /proc/mounts
-	procEntrySystem = 40 // + position in SystemFiles
 	procEntryMapDir = 36
-	procEntryMap    = 37
+	procEntryMap    = 37 // procIno(pid, index of the mapping, procEntryMap)
+	procEntrySystem = 40 // + position in SystemFiles
 )
 
 // procfs builds the /proc directory over p.
