@@ -665,8 +665,13 @@ type hugeBlock struct {
 // (a page that processes shared after fork comes back in a 4 KiB frame
 // with a reference per mapping, as before). The run the checkpoint
 // came from had a 2 MiB page there unless memory was short or its page
-// had been split. As for a fault, blocks are taken only while they
-// leave guestmm.HugeReserve frames free; the fullest blocks go first.
+// had been split. A block costs the frames of its pages the image does
+// not store (zero pages) more than 4 KiB frames would: blocks are taken,
+// the fullest first, while those extra frames leave guestmm.HugeReserve
+// frames free once all the page data is placed, as a fault leaves them.
+// A full block costs nothing more, so it is taken however little room
+// the guest has to spare: a nearly full guest, whose run had to fault
+// its last blocks in 4 KiB pages, gets them back in 2 MiB pages.
 func (k *Kernel) placePages(st *State, uses []uint32) (*pagePlace, error) {
 	n := st.PageCount
 	pl := &pagePlace{pa: make([]uint64, n), block: make([]int32, n)}
@@ -683,12 +688,13 @@ func (k *Kernel) placePages(st *State, uses []uint32) (*pagePlace, error) {
 	// Choose the fullest blocks while they fit.
 	slices.SortStableFunc(cands, func(a, b *hugeBlock) int { return int(b.stored) - int(a.stored) })
 	capacity := k.frames.Capacity()
-	free := uint64(capacity - k.frames.Used())
-	need := n + uint64(guestmm.HugeReserve(capacity)) + guestmm.HugeFrames // the run, the reserve, alignment
+	spare := int64(capacity-k.frames.Used()) - int64(n) - guestmm.HugeFrames // after the page data and alignment
+	budget := spare - int64(guestmm.HugeReserve(capacity))                   // for the zero pages of blocks
 	var chosen []*hugeBlock
 	for _, b := range cands {
-		if need-b.stored+guestmm.HugeFrames <= free {
-			need = need - b.stored + guestmm.HugeFrames
+		extra := int64(guestmm.HugeFrames - b.stored)
+		if spare >= 0 && (extra == 0 || extra <= budget) {
+			budget -= extra
 			chosen = append(chosen, b)
 		}
 	}

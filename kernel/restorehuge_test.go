@@ -246,3 +246,47 @@ func storedByVA(st *State, data []byte) (map[uint64]string, uint64) {
 	}
 	return m, zero
 }
+
+// TestPlacePagesNearlyFull: a full 2 MiB block costs no frame more than
+// 4 KiB frames, so it comes back as a 2 MiB page however little room the
+// guest has beyond the page data; a sparse block's zero pages must leave
+// guestmm.HugeReserve frames free.
+func TestPlacePagesNearlyFull(t *testing.T) {
+	kvmtest.Require(t)
+	const anon = 0x7f0000000000
+	const blockPages = guestmm.HugeFrames
+	// Two full blocks, then 100 pages of a third.
+	st := &State{PageCount: 2*blockPages + 100, Processes: []ProcessState{{VMAs: []VMAState{
+		{Start: anon, End: anon + 3*guestmm.HugePageSize, Prot: 3, Anonymous: true, Kind: "anon",
+			Pages: []PageRun{{VA: anon, Count: 2*blockPages + 100, Index: 0}}},
+	}}}}
+	uses := make([]uint32, st.PageCount)
+	for i := range uses {
+		uses[i] = 1
+	}
+	for _, tc := range []struct {
+		name      string
+		spare     int // free frames beyond the page data and one block
+		wantHuge  int
+		wantSmall uint64
+	}{
+		{"room for the reserve", 2 << 10, 3, 0},
+		{"less than the reserve", 200, 2, 100},
+		{"no room beyond the page data", 0, 2, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := vmm.New(vmm.Config{MemSize: 64 << 20})
+			require.NoError(t, err)
+			defer m.Close()
+			k := &Kernel{m: m, frames: m.NewFrames()}
+			require.Less(t, guestmm.HugeReserve(k.frames.Capacity()), 2<<10-blockPages)
+			free := k.frames.Capacity() - k.frames.Used()
+			_, err = k.frames.AllocRun(free - int(st.PageCount) - blockPages - tc.spare)
+			require.NoError(t, err)
+			pl, err := k.placePages(st, uses)
+			require.NoError(t, err)
+			require.Len(t, pl.huge, tc.wantHuge)
+			require.Equal(t, tc.wantSmall, pl.small)
+		})
+	}
+}
