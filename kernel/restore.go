@@ -21,7 +21,8 @@ type PageSource interface {
 	// dst. When it returns nil, dst must hold exactly bytes that were
 	// checked against the image's checksums: restore runs the guest on
 	// them and never reads those pages again, so an image changed or
-	// deleted afterwards cannot affect them.
+	// deleted afterwards cannot affect them. The background fill calls
+	// it from several goroutines at once, for different pages.
 	ReadPages(dst []byte, first uint64) error
 }
 

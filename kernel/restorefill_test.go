@@ -248,3 +248,37 @@ func (s *testSource) requireEachPageReadOnce(t *testing.T, n uint64) {
 	}
 	require.Equal(t, want, s.pages, "each page read once")
 }
+
+func TestFillOrder(t *testing.T) {
+	// 1280 pages in 5 chunks: pages 0-99 and 1000-1279 in 4 KiB
+	// frames, 100-611 in block 0, 612-999 in block 1.
+	pl := &pagePlace{pa: make([]uint64, 5*restoreChunk), block: make([]int32, 5*restoreChunk),
+		huge: []hugeBlock{{lo: 100, hi: 612, stored: 512}, {lo: 612, hi: 1000, stored: 388}}}
+	for i := range pl.block {
+		pl.block[i] = -1
+		for id, b := range pl.huge {
+			if uint64(i) >= b.lo && uint64(i) < b.hi {
+				pl.block[i] = int32(id)
+			}
+		}
+	}
+	chunk := func(c uint64) fillUnit { return fillUnit{chunk: c, block: -1} }
+	block := func(id int32) fillUnit { return fillUnit{block: id} }
+	for _, tc := range []struct {
+		name string
+		hot  []uint64
+		want []fillUnit
+	}{
+		// Chunk 1 begins in block 0, chunk 2 too (block 0 is listed
+		// once), chunk 3 in block 1.
+		{"page order", nil, []fillUnit{chunk(0), {chunk: 1, block: 0}, {chunk: 3, block: 1}, chunk(4)}},
+		{"hot chunk in 4 KiB frames", []uint64{4}, []fillUnit{chunk(4), chunk(0), {chunk: 1, block: 0}, {chunk: 3, block: 1}, chunk(4)}},
+		{"hot chunk in two blocks: both whole next", []uint64{2},
+			[]fillUnit{chunk(2), block(0), block(1), chunk(0), {chunk: 1, block: 0}, {chunk: 3, block: 1}, chunk(4)}},
+		{"hot chunk past the page data", []uint64{9}, []fillUnit{chunk(0), {chunk: 1, block: 0}, {chunk: 3, block: 1}, chunk(4)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, fillOrder(pl, tc.hot, 5))
+		})
+	}
+}
