@@ -292,7 +292,7 @@ func (f *pageFill) run() {
 					b := &pl.huge[u.block]
 					from, to = b.lo/restoreChunk, (b.hi-1)/restoreChunk+1
 				}
-				for c := from; c < to; c++ {
+				for c := from; c < to && !f.stop.Load() && !failed.Load(); c++ {
 					if claimed[c].Swap(true) {
 						continue
 					}
