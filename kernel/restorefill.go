@@ -55,9 +55,11 @@ import (
 // and keep one) and each populates its area right before reading into
 // it. With the stager this replaced (one goroutine populating areas
 // ahead of a filler whose reads of 4 chunks the image checked on two
-// more) restore-and-read-back of 256 MiB took 100-145 ms where it takes
-// 90-101 ms now, against 61-63 ms for the same work in a host process
-// without a guest (README, "Benchmarks"): more workers than cores only
+// more; it never got ahead) restore-and-read-back of 256 MiB took
+// 92-185 ms (median 112) in the quiet rounds of alternating runs, where
+// it takes 81-110 ms (median 89) now, against 56-63 ms for the same work
+// in a host process on the same cores without a guest (README,
+// "Benchmarks"); 3 workers on 2 cores were slower than 2: they only
 // take the cores from the guest.
 //
 // The chunks go in page order, but those of the pages each task needs
