@@ -50,10 +50,10 @@ import (
 // The work is the host clearing a huge page per 2 MiB, the copy out of
 // the page cache and the checksum; for a guest that reads its memory
 // right away it competes with the vCPU's thread for the cores. A worker
-// takes a whole block at a time (fillOrder), so that two workers never
-// write into one fresh area (the host would clear a huge page for each
-// and keep one) and each populates its area right before reading into
-// it. With the stager this replaced (one goroutine populating areas
+// takes a whole block at a time (fillOrder), so that each populates its
+// own area right before reading into it and none waits for another's
+// (an area is populated once: two workers writing into a fresh one
+// would have the host clear a huge page for each and keep one). With the stager this replaced (one goroutine populating areas
 // ahead of a filler whose reads of 4 chunks the image checked on two
 // more; it never got ahead) restore-and-read-back of 256 MiB took
 // 92-185 ms (median 112) in the quiet rounds of alternating runs, where
@@ -252,7 +252,8 @@ func fillWorkers() int {
 }
 
 // run fills guest RAM chunk by chunk of the page data, on fillWorkers
-// goroutines that take the chunks in fillOrder, each reading, checking
+// goroutines that take the units of fillOrder in turn (a chunk, or the
+// chunks of a block that no other worker took), each reading, checking
 // and putting into guest RAM one chunk at a time (fillChunk). The first
 // failure stops them all.
 func (f *pageFill) run() {
@@ -316,7 +317,7 @@ func (f *pageFill) run() {
 }
 
 // fillUnit is what a fill worker takes at a time: a chunk, or every
-// chunk of 2 MiB block (block >= 0) that no other worker took.
+// chunk of a 2 MiB block (block >= 0) that no other worker took.
 type fillUnit struct {
 	chunk uint64
 	block int32
@@ -328,9 +329,8 @@ type fillUnit struct {
 // (the pages of a block are mostly consecutive in the page data; and
 // following every block begun would go through them backwards from the
 // stack's chunk, which holds the end of the last). So the workers work
-// on different blocks at once: two writing into one fresh staging area
-// would make the host clear a huge page for each. A chunk may be listed
-// more than once: the first time counts.
+// on different blocks at once (see staging.populate). A chunk may be
+// listed more than once: the first time counts.
 func fillOrder(pl *pagePlace, hot []uint64, chunks uint64) []fillUnit {
 	n := uint64(len(pl.pa))
 	var order []fillUnit
