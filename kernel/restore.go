@@ -117,7 +117,7 @@ func (k *Kernel) restorePages(st *State, pages PageSource) (*pagePlace, error) {
 		}
 	}
 	if st.PageCount > 0 {
-		if err := k.fillPages(pl, pages, hotChunks(st)); err != nil {
+		if err := k.fillPages(pl, pages, hotPages(st)); err != nil {
 			return nil, err
 		}
 	}

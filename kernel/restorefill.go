@@ -53,7 +53,9 @@ import (
 // takes a whole block at a time (fillOrder), so that each populates its
 // own area right before reading into it and none waits for another's
 // (an area is populated once: two workers writing into a fresh one
-// would have the host clear a huge page for each and keep one). With the stager this replaced (one goroutine populating areas
+// would have the host clear a huge page for each and keep one).
+//
+// With the stager this replaced (one goroutine populating areas
 // ahead of a filler whose reads of 4 chunks the image checked on two
 // more; it never got ahead) restore-and-read-back of 256 MiB took
 // 92-185 ms (median 112) in the quiet rounds of alternating runs, where
@@ -64,8 +66,8 @@ import (
 //
 // The chunks go in page order, but those of the pages each task needs
 // at once (at its stack pointer, instruction pointer and thread
-// pointer) first, with the rest of any block they begin: the stack's
-// pages come last in the page data. A page therefore appears in guest
+// pointer) first, with the rest of any block those pages are in: the
+// stack's pages come last in the page data. A page therefore appears in guest
 // RAM already checked: the guest can never see a byte that was not.
 // The guest's page tables are complete at restore, as before.
 //
@@ -97,7 +99,7 @@ type pageFill struct {
 	place   *pagePlace // where each page goes
 	ranges  [][]byte   // the parts of guest RAM registered with uffd
 	src     PageSource
-	hot     []uint64        // chunks to fill first
+	hot     []uint64        // pages to fill first
 	kick    func()          // stops the vCPU at its next clean point
 	move    bool            // UFFDIO_MOVE works: 2 MiB blocks are moved in whole
 	staging *staging        // staging areas of 2 MiB blocks (the workers')
@@ -323,29 +325,25 @@ type fillUnit struct {
 	block int32
 }
 
-// fillOrder is the order in which the chunks are filled: the hot chunks
-// first, then the other chunks of the 2 MiB blocks they begin (a block
-// goes into guest RAM whole), then all in page order, each block whole
-// (the pages of a block are mostly consecutive in the page data; and
-// following every block begun would go through them backwards from the
-// stack's chunk, which holds the end of the last). So the workers work
-// on different blocks at once (see staging.populate). A chunk may be
+// fillOrder is the order in which the chunks are filled: the chunks of
+// the hot pages first, then the other chunks of the 2 MiB blocks those
+// pages are in (a block goes into guest RAM whole), then all in page
+// order, each block whole (the pages of a block are mostly consecutive
+// in the page data). Other blocks that a hot chunk begins wait for the
+// page order: the stack's chunk, last in the page data, holds the end
+// of the last block, which the guest needs last. So the workers work on
+// different blocks at once (see staging.populate). A chunk may be
 // listed more than once: the first time counts.
 func fillOrder(pl *pagePlace, hot []uint64, chunks uint64) []fillUnit {
-	n := uint64(len(pl.pa))
 	var order []fillUnit
-	for _, c := range hot {
-		if c < chunks {
+	for _, p := range hot {
+		if c := p / restoreChunk; c < chunks {
 			order = append(order, fillUnit{chunk: c, block: -1})
 		}
 	}
-	for _, c := range hot {
-		last := int32(-1)
-		for i := c * restoreChunk; i < min(n, (c+1)*restoreChunk); i++ {
-			if id := pl.block[i]; id >= 0 && id != last {
-				last = id
-				order = append(order, fillUnit{block: id})
-			}
+	for _, p := range hot {
+		if p < uint64(len(pl.block)) && pl.block[p] >= 0 {
+			order = append(order, fillUnit{block: pl.block[p]})
 		}
 	}
 	for c := range chunks {
@@ -627,18 +625,18 @@ func closeSource(src PageSource) {
 	}
 }
 
-// hotChunks returns the chunks of the page data that hold the pages the
-// live tasks of st touch first: at their stack pointer (and the page
-// below it), instruction pointer and thread pointer.
-func hotChunks(st *State) []uint64 {
+// hotPages returns the pages of the page data that the live tasks of st
+// touch first: at their stack pointer (and the page below it),
+// instruction pointer and thread pointer.
+func hotPages(st *State) []uint64 {
 	var hot []uint64
 	for i := range st.Processes {
 		ps := &st.Processes[i]
 		for j := range ps.Tasks {
 			ts := &ps.Tasks[j]
 			for _, va := range []uint64{ts.Regs.RSP, ts.Regs.RSP - guestmm.PageSize, ts.Regs.RIP, ts.FSBase} {
-				if idx, ok := storedPage(ps, va&^(guestmm.PageSize-1)); ok && !slices.Contains(hot, idx/restoreChunk) {
-					hot = append(hot, idx/restoreChunk)
+				if idx, ok := storedPage(ps, va&^(guestmm.PageSize-1)); ok && !slices.Contains(hot, idx) {
+					hot = append(hot, idx)
 				}
 			}
 		}
