@@ -67,9 +67,9 @@ import (
 // The chunks go in page order, but those of the pages each task needs
 // at once (at its stack pointer, instruction pointer and thread
 // pointer) first, with the rest of any block those pages are in: the
-// stack's pages come last in the page data. A page therefore appears in guest
-// RAM already checked: the guest can never see a byte that was not.
-// The guest's page tables are complete at restore, as before.
+// stack's pages come last in the page data. A page therefore appears
+// in guest RAM already checked: the guest can never see a byte that was
+// not. The guest's page tables are complete at restore, as before.
 //
 // The VMM's own code must never touch a page that is not filled yet: a
 // goroutine blocked in a page fault keeps its P, and cannot be stopped
