@@ -207,23 +207,30 @@ type chain struct {
 	parent *Image
 	// before[k] is the number of parent pages in Runs[:k].
 	before []uint64
-	// own is the image's own page data, read through a one-chunk cache:
-	// a delta's own pages are scattered between parent runs.
+	// own is the image's own page data, read through a cache of a few
+	// chunks: a delta's own pages are scattered between parent runs.
 	own     cachedPages
 	parents cachedPages
 }
 
-// cachedPages reads pages of an image a chunk at a time, keeping the last
-// chunk read: reads of parts of one chunk, in order, read and check it
-// once.
+// cachedPages reads pages of an image a chunk at a time, keeping the
+// last cachedChunks chunks read: reads of parts of one chunk read and
+// check it once, also when the fill workers of a restore (one per core)
+// read parts of their chunks in turn.
 type cachedPages struct {
-	mu    sync.Mutex
-	read  func(dst []byte, first uint64) error
-	count uint64 // pages of the source
-	chunk uint64 // pages per chunk
-	at    uint64 // the cached chunk's first page
-	buf   []byte // nil: nothing cached
+	mu     sync.Mutex
+	read   func(dst []byte, first uint64) error
+	count  uint64 // pages of the source
+	chunk  uint64 // pages per chunk
+	cached [cachedChunks]struct {
+		at  uint64 // the chunk's first page
+		buf []byte // nil: nothing cached
+	}
+	next int // the entry to replace next
 }
+
+// cachedChunks is how many chunks a cachedPages keeps.
+const cachedChunks = 4
 
 func (c *cachedPages) readPages(dst []byte, first uint64) error {
 	n := uint64(len(dst)) / guestmm.PageSize
@@ -235,15 +242,23 @@ func (c *cachedPages) readPages(dst []byte, first uint64) error {
 	for n > 0 {
 		cf := first / c.chunk * c.chunk
 		cn := min(c.chunk, c.count-cf)
-		if c.buf == nil || c.at != cf || uint64(len(c.buf)) != cn*guestmm.PageSize {
-			buf := make([]byte, cn*guestmm.PageSize)
+		var buf []byte
+		for i := range c.cached {
+			if e := &c.cached[i]; e.buf != nil && e.at == cf && uint64(len(e.buf)) == cn*guestmm.PageSize {
+				buf = e.buf
+			}
+		}
+		if buf == nil {
+			buf = make([]byte, cn*guestmm.PageSize)
 			if err := c.read(buf, cf); err != nil {
 				return err
 			}
-			c.buf, c.at = buf, cf
+			e := &c.cached[c.next]
+			e.at, e.buf = cf, buf
+			c.next = (c.next + 1) % cachedChunks
 		}
 		k := min(n, cf+cn-first)
-		copy(dst, c.buf[(first-cf)*guestmm.PageSize:(first-cf+k)*guestmm.PageSize])
+		copy(dst, buf[(first-cf)*guestmm.PageSize:(first-cf+k)*guestmm.PageSize])
 		dst, first, n = dst[k*guestmm.PageSize:], first+k, n-k
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/stretchr/testify/require"
 )
 
@@ -59,6 +60,45 @@ func TestCheckRuns(t *testing.T) {
 			} else {
 				require.ErrorContains(t, err, tc.want)
 			}
+		})
+	}
+}
+
+// TestCachedPages: parts of chunks read in turn (as restore's fill
+// workers do) read each chunk once while no more than cachedChunks are
+// in use at once, and get the right bytes.
+func TestCachedPages(t *testing.T) {
+	const chunk, pages = 4, 22 // the last chunk is short
+	src := make([]byte, pages*guestmm.PageSize)
+	for i := range src {
+		src[i] = byte(i/guestmm.PageSize*7 + i%251)
+	}
+	for _, tc := range []struct {
+		name  string
+		reads [][2]uint64 // first page, count
+		want  map[uint64]int
+	}{
+		{"one chunk in parts", [][2]uint64{{0, 1}, {1, 2}, {3, 1}}, map[uint64]int{0: 1}},
+		{"two readers in turn", [][2]uint64{{0, 1}, {8, 1}, {1, 1}, {9, 2}, {2, 2}, {11, 1}}, map[uint64]int{0: 1, 8: 1}},
+		{"across chunks", [][2]uint64{{2, 3}, {5, 1}}, map[uint64]int{0: 1, 4: 1}},
+		{"a chunk's worth or more: read as it is", [][2]uint64{{2, 4}}, map[uint64]int{2: 1}},
+		{"the short last chunk", [][2]uint64{{20, 1}, {21, 1}}, map[uint64]int{20: 1}},
+		{"more chunks than kept: read again", [][2]uint64{{0, 1}, {4, 1}, {8, 1}, {12, 1}, {16, 1}, {1, 1}},
+			map[uint64]int{0: 2, 4: 1, 8: 1, 12: 1, 16: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[uint64]int{}
+			c := cachedPages{count: pages, chunk: chunk, read: func(dst []byte, first uint64) error {
+				got[first]++
+				copy(dst, src[first*guestmm.PageSize:])
+				return nil
+			}}
+			for _, r := range tc.reads {
+				dst := make([]byte, r[1]*guestmm.PageSize)
+				require.NoError(t, c.readPages(dst, r[0]))
+				require.Equal(t, src[r[0]*guestmm.PageSize:(r[0]+r[1])*guestmm.PageSize], dst)
+			}
+			require.Equal(t, tc.want, got)
 		})
 	}
 }

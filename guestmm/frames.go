@@ -3,8 +3,10 @@ package guestmm
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // PageSize is the size of a guest page and of a physical frame.
@@ -260,10 +262,19 @@ func (f *Frames) AllocHuge() (uint64, error) {
 	f.blockFree[f.blockOf(first)] = 0
 	for i := first; i < first+HugeFrames; i++ {
 		f.refs[i] = 1
-		w, bit := i/64, uint64(1)<<(i%64)
-		dirty[i-first] = f.zero[w]&bit == 0
-		f.zero[w] &^= bit
-		f.markWritten(i)
+	}
+	// The bitsets a word at a time (restore takes a block per 2 MiB of
+	// the image before the guest's first instruction).
+	for i := first; i < first+HugeFrames; {
+		w, lo := i/64, i%64
+		n := min(64-lo, first+HugeFrames-i)
+		mask := ^uint64(0) >> (64 - n) << lo
+		for d := ^f.zero[w] & mask; d != 0; d &= d - 1 {
+			dirty[w*64+uint32(bits.TrailingZeros64(d))-first] = true
+		}
+		f.zero[w] &^= mask
+		atomic.OrUint64(&f.written[w], mask) // markWritten, for the word
+		i += n
 	}
 	f.inUse += HugeFrames
 	f.mu.Unlock()

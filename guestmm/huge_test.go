@@ -531,3 +531,42 @@ func TestHugeReuseAfterFork(t *testing.T) {
 	assert.Zero(t, as.pt.HugePages(), "shared with the child: split")
 	checkInvariants(t, 0, as, child)
 }
+
+// TestFramesAllocHugeUnalignedIndex: a block whose first frame is not the
+// first of a word of the bitsets (frames from 3 frames below 2 MiB on)
+// is marked written and no longer zero, each of its frames and no other;
+// the ones that held data are cleared.
+func TestFramesAllocHugeUnalignedIndex(t *testing.T) {
+	const start = 0x200000 - 3*PageSize
+	mem := make([]byte, 0x600000)
+	f := NewFrames(mem, start, uint64(len(mem)))
+	pa, err := f.AllocHuge()
+	require.NoError(t, err)
+	require.Equal(t, uint64(0x200000), pa)
+	w := f.TakeWritten()
+	assert.Equal(t, HugeFrames, w.Len())
+	for _, q := range []uint64{pa - PageSize, pa + HugePageSize} {
+		assert.False(t, w.Has(q), "%#x", q)
+	}
+	for i := uint64(0); i < HugeFrames; i++ {
+		assert.True(t, w.Has(pa+i*PageSize))
+		assert.Equal(t, 1, f.RefCount(pa+i*PageSize))
+	}
+	// Data in some frames, the block freed and taken again: those are
+	// cleared.
+	for _, i := range []uint64{0, 60, 61, 62, 63, 64, 511} {
+		mem[pa+i*PageSize+100] = 7
+	}
+	for i := uint64(0); i < HugeFrames; i++ {
+		f.DecRef(pa + i*PageSize)
+	}
+	pb, err := f.AllocHuge()
+	require.NoError(t, err)
+	require.Equal(t, pa, pb)
+	assert.True(t, bytes.Equal(make([]byte, HugePageSize), mem[pb:pb+HugePageSize]), "cleared")
+	assert.Equal(t, HugeFrames, f.TakeWritten().Len())
+	// The frames below it are still known to be zero: taken as they are.
+	below, err := f.Alloc()
+	require.NoError(t, err)
+	assert.Less(t, below, pa)
+}

@@ -23,7 +23,7 @@ import (
 //
 // The set is a bitset by frame index, updated with atomic operations
 // (frames are written by the VMM on every vCPU's thread and by the
-// restore filler); each mark costs one atomic OR.
+// restore's fill workers); each mark costs one atomic OR.
 
 // WriteSet is a set of frames, by guest-physical address.
 type WriteSet struct {

@@ -21,7 +21,8 @@ type PageSource interface {
 	// dst. When it returns nil, dst must hold exactly bytes that were
 	// checked against the image's checksums: restore runs the guest on
 	// them and never reads those pages again, so an image changed or
-	// deleted afterwards cannot affect them.
+	// deleted afterwards cannot affect them. The background fill calls
+	// it from several goroutines at once, for different pages.
 	ReadPages(dst []byte, first uint64) error
 }
 
@@ -116,7 +117,7 @@ func (k *Kernel) restorePages(st *State, pages PageSource) (*pagePlace, error) {
 		}
 	}
 	if st.PageCount > 0 {
-		if err := k.fillPages(pl, pages, hotChunks(st)); err != nil {
+		if err := k.fillPages(pl, pages, hotPages(st)); err != nil {
 			return nil, err
 		}
 	}

@@ -24,19 +24,20 @@ import (
 // page (InstallHugePage), and the other pages a run of 4 KiB frames.
 // Those frames are registered with a userfaultfd (missing mode) on the
 // host mapping of guest RAM, so an access to one that is not filled
-// yet, by the guest through KVM, waits in the host kernel. A goroutine
-// (the filler) reads the page data chunk by chunk (restoreChunk pages,
-// the image's checksum chunks), where PageSource.ReadPages checks the
-// checksums, and only then puts the pages into guest RAM, which also
-// wakes whatever waited for them:
+// yet, by the guest through KVM, waits in the host kernel. Goroutines
+// (the fill workers, one per P, at most 4) read the page data chunk by
+// chunk (restoreChunk pages, the image's checksum chunks), each chunk
+// by one of them, where PageSource.ReadPages checks the checksums, and
+// only then put the pages into guest RAM, which also wakes whatever
+// waited for them:
 //
-//   - pages in 4 KiB frames are read into a buffer of the filler's and
+//   - pages in 4 KiB frames are read into a buffer of the worker's and
 //     copied in with UFFDIO_COPY;
 //   - the pages of a block are read into its staging area, 2 MiB of the
-//     filler's own memory where the host has put a huge page (a second
-//     goroutine, the stager, populates the areas of the next blocks
-//     meanwhile: the host clearing a huge page costs about as much as
-//     reading and checking 2 MiB), and once all of them are there the
+//     VMM's own memory where the host has put a huge page: the worker
+//     that first needs an area has the host populate it
+//     (MADV_POPULATE_WRITE) just before it reads into it, and once all
+//     the block's pages are there (whichever worker put the last) the
 //     area goes into guest RAM whole with UFFDIO_MOVE: the huge page
 //     itself moves, so the guest's 2 MiB page has a 2 MiB host page
 //     under it, which PVM's shadow MMU maps at one fault where 4 KiB
@@ -46,17 +47,34 @@ import (
 //     until all of it is in. Without UFFDIO_MOVE (Linux before 6.8) the
 //     area is copied with UFFDIO_COPY, in 4 KiB host pages.
 //
+// The work is the host clearing a huge page per 2 MiB, the copy out of
+// the page cache and the checksum; for a guest that reads its memory
+// right away it competes with the vCPU's thread for the cores. A worker
+// takes a whole block at a time (fillOrder), so that each populates its
+// own area right before reading into it and none waits for another's
+// (an area is populated once: two workers writing into a fresh one
+// would have the host clear a huge page for each and keep one).
+//
+// With the stager this replaced (one goroutine populating areas
+// ahead of a filler whose reads of 4 chunks the image checked on two
+// more; it never got ahead) restore-and-read-back of 256 MiB took
+// 92-185 ms (median 112) in the quiet rounds of alternating runs, where
+// it takes 81-110 ms (median 89) now, against 56-63 ms for the same work
+// in a host process on the same cores without a guest (README,
+// "Benchmarks"); 3 workers on 2 cores were slower than 2: they only
+// take the cores from the guest.
+//
 // The chunks go in page order, but those of the pages each task needs
 // at once (at its stack pointer, instruction pointer and thread
-// pointer) first, with the rest of any block they begin: the stack's
-// pages come last in the page data. A page therefore appears in guest
-// RAM already checked: the guest can never see a byte that was not.
-// The guest's page tables are complete at restore, as before.
+// pointer) first, with the rest of any block those pages are in: the
+// stack's pages come last in the page data. A page therefore appears
+// in guest RAM already checked: the guest can never see a byte that was
+// not. The guest's page tables are complete at restore, as before.
 //
 // The VMM's own code must never touch a page that is not filled yet: a
 // goroutine blocked in a page fault keeps its P, and cannot be stopped
 // for a garbage collection inside runtime code such as memmove, which
-// would then wait for it while the filler waits for the collection. So
+// would then wait for it while the fill waits for the collection. So
 // every exit of the guest first waits for the whole fill (awaitPages),
 // and system calls, signals, faults and checkpoints see guest RAM
 // complete, as after a synchronous restore; restore itself reads no page
@@ -67,28 +85,29 @@ import (
 //
 // Where no userfaultfd can be had (a kernel without it, an unprivileged
 // user without vm.unprivileged_userfaultfd=1), or with a single P (the
-// filler would compete with the vCPU's thread for it), the fill is done
+// fill would compete with the vCPU's thread for it), the fill is done
 // before Restore returns, as before.
 
-// restoreChunk is the number of pages the filler reads, checks and puts
+// restoreChunk is the number of pages a fill worker reads, checks and puts
 // into guest RAM at a time: the image's checksum chunk.
 const restoreChunk = 256
 
 // pageFill is a background fill of page data into guest RAM.
 type pageFill struct {
-	uffd   int
-	mem    []byte     // guest RAM
-	place  *pagePlace // where each page goes
-	ranges [][]byte   // the parts of guest RAM registered with uffd
-	src    PageSource
-	hot    []uint64 // chunks to fill first
-	kick   func()   // stops the vCPU at its next clean point
-	move   bool     // UFFDIO_MOVE works: 2 MiB blocks are moved in whole
-	stager *stager  // staging areas of 2 MiB blocks (the filler's)
-	stop   atomic.Bool
-	done   chan struct{}
-	err    error // set before done is closed
-	closed sync.Once
+	uffd    int
+	mem     []byte     // guest RAM
+	place   *pagePlace // where each page goes
+	ranges  [][]byte   // the parts of guest RAM registered with uffd
+	src     PageSource
+	hot     []uint64        // pages to fill first
+	kick    func()          // stops the vCPU at its next clean point
+	move    bool            // UFFDIO_MOVE works: 2 MiB blocks are moved in whole
+	staging *staging        // staging areas of 2 MiB blocks (the workers')
+	left    []atomic.Uint64 // per block: stored pages not staged yet
+	stop    atomic.Bool
+	done    chan struct{}
+	err     error // set before done is closed
+	closed  sync.Once
 }
 
 // Linux's userfaultfd ABI (linux/userfaultfd.h), for x86-64.
@@ -144,7 +163,7 @@ type physSpan struct{ lo, hi uint64 }
 
 // startFill registers spans of guest RAM mem (page aligned, where
 // nothing has touched it: the frames of pl) with a new userfaultfd and
-// starts the filler. It returns nil when a background fill is not
+// starts the fill workers. It returns nil when a background fill is not
 // possible here; the caller then fills synchronously.
 func startFill(mem []byte, spans []physSpan, pl *pagePlace, src PageSource, kick func(), hot []uint64) *pageFill {
 	if backgroundFillDisabled || len(pl.pa) == 0 || runtime.GOMAXPROCS(0) < 2 {
@@ -228,130 +247,175 @@ func (f *pageFill) unregister() {
 	}
 }
 
-// fillState is what the filler keeps between chunks.
-type fillState struct {
-	filled, queued []bool   // per chunk
-	urgent         []uint64 // chunks the blocks begun need
-	left           []uint64 // per block: stored pages not staged yet
-	begun          []bool   // per block
+// fillWorkers is how many goroutines fill at once, each a chunk at a
+// time; the vCPUs' threads compete with them for the cores.
+func fillWorkers() int {
+	return min(runtime.GOMAXPROCS(0), 4)
 }
 
-// run fills guest RAM chunk by chunk of the page data: the hot chunks
-// first, then in page order, with the chunks that a 2 MiB block begun
-// still needs before any other (a block goes in whole).
+// run fills guest RAM chunk by chunk of the page data, on fillWorkers
+// goroutines that take the units of fillOrder in turn (a chunk, or the
+// chunks of a block that no other worker took), each reading, checking
+// and putting into guest RAM one chunk at a time (fillChunk). The first
+// failure stops them all.
 func (f *pageFill) run() {
 	defer close(f.done)
 	pl := f.place
 	if len(pl.huge) > 0 {
-		st, err := newStager(len(pl.huge))
+		st, err := newStaging(len(pl.huge))
 		if err != nil {
 			f.err = fmt.Errorf("%w: %w", ErrRestore, err)
 			f.kick()
 			return
 		}
-		f.stager = st
+		f.staging = st
 		defer st.close()
 	}
 	n := uint64(len(pl.pa))
-	buf := make([]byte, restoreChunk*guestmm.PageSize)
 	chunks := (n + restoreChunk - 1) / restoreChunk
-	fs := &fillState{filled: make([]bool, chunks), queued: make([]bool, chunks),
-		left: make([]uint64, len(pl.huge)), begun: make([]bool, len(pl.huge))}
+	order := fillOrder(pl, f.hot, chunks)
+	claimed := make([]atomic.Bool, chunks)
+	f.left = make([]atomic.Uint64, len(pl.huge))
 	for i := range pl.huge {
-		fs.left[i] = pl.huge[i].stored
+		f.left[i].Store(pl.huge[i].stored)
 	}
-	order := append(slices.Clone(f.hot), make([]uint64, 0, chunks)...)
-	for c := range chunks {
-		order = append(order, c)
-	}
-	for pos := 0; ; {
-		var c uint64
-		hot := false
-		switch {
-		case len(fs.urgent) > 0:
-			c, fs.urgent = fs.urgent[0], fs.urgent[1:]
-		case pos < len(order):
-			c, hot, pos = order[pos], pos < len(f.hot), pos+1
-		default:
-			return
-		}
-		if f.stop.Load() {
-			return
-		}
-		if c >= chunks || fs.filled[c] {
-			continue
-		}
-		fs.filled[c] = true
-		first := c * restoreChunk
-		count := min(restoreChunk, n-first)
-		// A chunk whose pages all go, in order, into the staging areas
-		// of blocks is read and checked right there; any other through
-		// buf.
-		b, direct := f.stager.window(pl, first, count)
-		if !direct {
-			b = buf[:count*guestmm.PageSize]
-		} else if !hot {
-			// Several such chunks at once: the image reads and checks
-			// them in parallel.
-			k := uint64(1)
-			for k < readAhead && c+k < chunks && !fs.filled[c+k] {
-				k++
-			}
-			if wb, ok := f.stager.window(pl, first, min(k*restoreChunk, n-first)); k > 1 && ok {
-				for j := uint64(1); j < k; j++ {
-					fs.filled[c+j] = true
+	var next atomic.Uint64
+	var failed atomic.Bool
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range fillWorkers() {
+		wg.Go(func() {
+			var buf []byte // for chunks that do not go straight into staging areas
+			for !f.stop.Load() && !failed.Load() {
+				i := next.Add(1) - 1
+				if i >= uint64(len(order)) {
+					return
 				}
-				b, count = wb, min(k*restoreChunk, n-first)
+				u := order[i]
+				from, to := u.chunk, u.chunk+1
+				if u.block >= 0 {
+					b := &pl.huge[u.block]
+					from, to = b.lo/restoreChunk, (b.hi-1)/restoreChunk+1
+				}
+				for c := from; c < to && !f.stop.Load() && !failed.Load(); c++ {
+					if claimed[c].Swap(true) {
+						continue
+					}
+					if err := f.fillChunk(c, &buf); err != nil {
+						mu.Lock()
+						if f.err == nil {
+							f.err = err
+						}
+						mu.Unlock()
+						failed.Store(true)
+						f.kick()
+						return
+					}
+				}
 			}
-		}
-		if err := f.src.ReadPages(b, first); err != nil {
-			f.err = fmt.Errorf("%w: reading the page data of the image: %w", ErrRestore, err)
-			f.kick()
-			return
-		}
-		if err := f.put(fs, b, first, direct, hot); err != nil {
-			f.err = fmt.Errorf("%w: putting pages %d-%d of the image into guest memory: %w", ErrRestore, first, first+count-1, err)
-			f.kick()
-			return
+		})
+	}
+	wg.Wait()
+}
+
+// fillUnit is what a fill worker takes at a time: a chunk, or every
+// chunk of a 2 MiB block (block >= 0) that no other worker took.
+type fillUnit struct {
+	chunk uint64
+	block int32
+}
+
+// fillOrder is the order in which the chunks are filled: the chunks of
+// the hot pages first, then the other chunks of the 2 MiB blocks those
+// pages are in (a block goes into guest RAM whole), then all in page
+// order, each block whole (the pages of a block are mostly consecutive
+// in the page data). Other blocks that a hot chunk begins wait for the
+// page order: the stack's chunk, last in the page data, holds the end
+// of the last block, which the guest needs last. So the workers work on
+// different blocks at once (see staging.populate). A chunk may be
+// listed more than once: the first time counts.
+func fillOrder(pl *pagePlace, hot []uint64, chunks uint64) []fillUnit {
+	var order []fillUnit
+	for _, p := range hot {
+		if c := p / restoreChunk; c < chunks {
+			order = append(order, fillUnit{chunk: c, block: -1})
 		}
 	}
+	for _, p := range hot {
+		if p < uint64(len(pl.block)) && pl.block[p] >= 0 {
+			order = append(order, fillUnit{block: pl.block[p]})
+		}
+	}
+	for c := range chunks {
+		u := fillUnit{chunk: c, block: pl.block[c*restoreChunk]}
+		if u.block < 0 || len(order) == 0 || order[len(order)-1].block != u.block {
+			order = append(order, u)
+		}
+	}
+	return order
+}
+
+// fillChunk reads and checks chunk c of the page data and puts its pages
+// into guest RAM. A chunk whose pages all go, in order, into the staging
+// areas of blocks is read and checked right there (the first write to
+// an area makes the host put a huge page there and clear it, just
+// before the read writes the same bytes, while they are in the cache);
+// any other through *buf.
+func (f *pageFill) fillChunk(c uint64, buf *[]byte) error {
+	pl := f.place
+	n := uint64(len(pl.pa))
+	first := c * restoreChunk
+	count := min(restoreChunk, n-first)
+	b, direct := f.staging.window(pl, first, count)
+	if direct {
+		for id := pl.block[first]; id <= pl.block[first+count-1]; id++ {
+			f.staging.populate(int(id))
+		}
+	} else {
+		if *buf == nil {
+			*buf = make([]byte, restoreChunk*guestmm.PageSize)
+		}
+		b = (*buf)[:count*guestmm.PageSize]
+	}
+	if err := f.src.ReadPages(b, first); err != nil {
+		return fmt.Errorf("%w: reading the page data of the image: %w", ErrRestore, err)
+	}
+	if err := f.put(b, first, direct); err != nil {
+		return fmt.Errorf("%w: putting pages %d-%d of the image into guest memory: %w", ErrRestore, first, first+count-1, err)
+	}
+	return nil
 }
 
 // put puts the checked pages b, from page first on, into guest RAM: a
 // run of pages in consecutive 4 KiB frames with one UFFDIO_COPY, the
 // pages of a 2 MiB block into its staging area (unless staged says they
 // were read there), and a block whose pages are all there into guest
-// RAM at once (putHuge). A block that a hot chunk begins has the other
-// chunks it needs read next; any other block waits for the page order
-// to reach them (the pages of a block are mostly consecutive in the
-// page data, and urgency for every block begun would go through them
-// backwards from the stack's chunk, which holds the end of the last).
-func (f *pageFill) put(fs *fillState, b []byte, first uint64, staged, hot bool) error {
+// RAM at once (putHuge): whichever worker puts a block's last page.
+func (f *pageFill) put(b []byte, first uint64, staged bool) error {
 	pl := f.place
 	count := uint64(len(b)) / guestmm.PageSize
 	for j := uint64(0); j < count; {
 		i := first + j
 		if id := pl.block[i]; id >= 0 {
 			blk := &pl.huge[id]
-			if !fs.begun[id] {
-				fs.begun[id] = true
-				f.stager.begin(int(id))
-				for c := blk.lo / restoreChunk; hot && c <= (blk.hi-1)/restoreChunk; c++ {
-					if !fs.filled[c] && !fs.queued[c] {
-						fs.queued[c] = true
-						fs.urgent = append(fs.urgent, c)
-					}
+			k := j
+			if !staged {
+				f.staging.populate(int(id))
+			}
+			for ; k < count && pl.block[first+k] == id; k++ {
+				if !staged {
+					p := pl.pa[first+k] - blk.pa
+					copy(f.staging.area(int(id))[p:p+guestmm.PageSize], b[k*guestmm.PageSize:(k+1)*guestmm.PageSize])
 				}
 			}
-			if !staged {
-				copy(f.stager.area(int(id))[pl.pa[i]-blk.pa:], b[j*guestmm.PageSize:(j+1)*guestmm.PageSize])
-			}
-			if fs.left[id]--; fs.left[id] == 0 {
+			// The atomic orders this worker's writes to the area
+			// before the move of whichever worker puts the last page.
+			if f.left[id].Add(^(k - j - 1)) == 0 {
 				if err := f.putHuge(int(id)); err != nil {
 					return err
 				}
 			}
-			j++
+			j = k
 			continue
 		}
 		k := j + 1
@@ -366,35 +430,39 @@ func (f *pageFill) put(fs *fillState, b []byte, first uint64, staged, hot bool) 
 	return nil
 }
 
-// stager holds the staging areas of the 2 MiB blocks: block k's is
+// staging holds the staging areas of the 2 MiB blocks: block k's is
 // 2 MiB at k·2 MiB of one reservation (2 MiB aligned, MADV_HUGEPAGE), so
 // that page data in the order of consecutive blocks is consecutive there
-// too and read straight in (window). A goroutine populates the areas of
-// the next blocks ahead of the filler, on another core
-// (MADV_POPULATE_WRITE, which leaves what is there as it is): the host
-// allocating and clearing a huge page costs about as much as reading
-// and checking its 2 MiB.
-type stager struct {
+// too and read straight in (window). The worker that first needs an
+// area populates it (populate), just before it reads into it.
+type staging struct {
 	mem   []byte // the reservation
 	areas []byte // 2 MiB aligned: the areas, in block order
-	moved []atomic.Bool
-	begun atomic.Int64 // the highest block the filler began, + 1
-	tick  chan struct{}
-	quit  chan struct{}
-	done  chan struct{}
+	ready []atomic.Bool
+	mu    []sync.Mutex
 }
-
-// readAhead is how many chunks the filler reads at once when they go
-// straight into staging areas (stager.window).
-const readAhead = 4
-
-// stagesAhead is how many blocks past the filler's the stager populates.
-const stagesAhead = 16
 
 // Linux's MADV_POPULATE_WRITE (5.14).
 const madvPopulateWrite = 23
 
-func newStager(blocks int) (*stager, error) {
+// populate makes the host put a huge page under area k, once: the host
+// allocates and clears it, which costs about half as much as reading
+// and checking its 2 MiB. Two workers that both wrote into a fresh area
+// would have the host clear two huge pages, one of them for nothing. A
+// populate that fails is no error: the writes then fault the pages in.
+func (st *staging) populate(k int) {
+	if st.ready[k].Load() {
+		return
+	}
+	st.mu[k].Lock()
+	defer st.mu[k].Unlock()
+	if !st.ready[k].Load() {
+		unix.Madvise(st.area(k), madvPopulateWrite)
+		st.ready[k].Store(true)
+	}
+}
+
+func newStaging(blocks int) (*staging, error) {
 	size := (blocks + 1) * guestmm.HugePageSize
 	m, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
@@ -402,54 +470,19 @@ func newStager(blocks int) (*stager, error) {
 	}
 	a := uint64(uintptr(unsafe.Pointer(&m[0])))
 	off := (guestmm.HugePageSize - a%guestmm.HugePageSize) % guestmm.HugePageSize
-	st := &stager{mem: m, areas: m[off : off+uint64(blocks)*guestmm.HugePageSize],
-		moved: make([]atomic.Bool, blocks), tick: make(chan struct{}, 1),
-		quit: make(chan struct{}), done: make(chan struct{})}
+	st := &staging{mem: m, areas: m[off : off+uint64(blocks)*guestmm.HugePageSize],
+		ready: make([]atomic.Bool, blocks), mu: make([]sync.Mutex, blocks)}
 	_ = unix.Madvise(st.areas, unix.MADV_HUGEPAGE) // only an optimization
-	go st.run()
 	return st, nil
 }
 
-func (st *stager) area(k int) []byte {
+func (st *staging) area(k int) []byte {
 	return st.areas[k*guestmm.HugePageSize : (k+1)*guestmm.HugePageSize]
-}
-
-// run populates the areas in block order, at most stagesAhead blocks
-// past the filler. A populate that fails is no error: the filler's
-// writes then fault the pages in.
-func (st *stager) run() {
-	defer close(st.done)
-	for k := range len(st.moved) {
-		for int64(k) >= st.begun.Load()+stagesAhead {
-			select {
-			case <-st.tick:
-			case <-st.quit:
-				return
-			}
-		}
-		if !st.moved[k].Load() {
-			unix.Madvise(st.area(k), madvPopulateWrite)
-		}
-	}
-}
-
-// begin tells the stager that the filler began block k.
-func (st *stager) begin(k int) {
-	for {
-		b := st.begun.Load()
-		if int64(k) < b || st.begun.CompareAndSwap(b, int64(k)+1) {
-			break
-		}
-	}
-	select {
-	case st.tick <- struct{}{}:
-	default:
-	}
 }
 
 // window returns the staging bytes where pages [first, first+count) go
 // when they all go into blocks, each page right after the one before.
-func (st *stager) window(pl *pagePlace, first, count uint64) ([]byte, bool) {
+func (st *staging) window(pl *pagePlace, first, count uint64) ([]byte, bool) {
 	if st == nil {
 		return nil, false
 	}
@@ -472,10 +505,8 @@ func (st *stager) window(pl *pagePlace, first, count uint64) ([]byte, bool) {
 	return st.areas[start : start+count*guestmm.PageSize], true
 }
 
-// close stops the stager and unmaps the areas.
-func (st *stager) close() {
-	close(st.quit)
-	<-st.done
+// close unmaps the areas.
+func (st *staging) close() {
 	unix.Munmap(st.mem)
 }
 
@@ -487,10 +518,8 @@ func (st *stager) close() {
 // Without it (or for what a move left: the area was not one huge page)
 // the rest is copied, in 4 KiB host pages.
 func (f *pageFill) putHuge(k int) error {
-	st := f.stager
-	s := st.area(k)
+	s := f.staging.area(k)
 	pa := f.place.huge[k].pa
-	st.moved[k].Store(true)
 	var done uint64
 	if f.move {
 		for tries := 0; done < guestmm.HugePageSize && tries < 100; tries++ {
@@ -509,13 +538,13 @@ func (f *pageFill) putHuge(k int) error {
 			}
 		}
 	}
-	if done < guestmm.HugePageSize {
-		if err := f.copyPart(f.mem, s[done:], pa+done); err != nil {
-			return err
-		}
+	if done == guestmm.HugePageSize {
+		return nil // the area has no pages left
 	}
-	// After a move the area has no pages left; after a copy it must
-	// lose them.
+	if err := f.copyPart(f.mem, s[done:], pa+done); err != nil {
+		return err
+	}
+	// After a copy the area must lose its pages.
 	return unix.Madvise(s, unix.MADV_DONTNEED)
 }
 
@@ -552,7 +581,7 @@ func (f *pageFill) wait() error {
 	return f.err
 }
 
-// cancel stops the filler (Close of a kernel whose fill still runs).
+// cancel stops the fill workers (Close of a kernel whose fill still runs).
 // Pages it had not filled then read as zeros: only for a machine that
 // will not run again.
 func (f *pageFill) cancel() {
@@ -596,18 +625,18 @@ func closeSource(src PageSource) {
 	}
 }
 
-// hotChunks returns the chunks of the page data that hold the pages the
-// live tasks of st touch first: at their stack pointer (and the page
-// below it), instruction pointer and thread pointer.
-func hotChunks(st *State) []uint64 {
+// hotPages returns the pages of the page data that the live tasks of st
+// touch first: at their stack pointer (and the page below it),
+// instruction pointer and thread pointer.
+func hotPages(st *State) []uint64 {
 	var hot []uint64
 	for i := range st.Processes {
 		ps := &st.Processes[i]
 		for j := range ps.Tasks {
 			ts := &ps.Tasks[j]
 			for _, va := range []uint64{ts.Regs.RSP, ts.Regs.RSP - guestmm.PageSize, ts.Regs.RIP, ts.FSBase} {
-				if idx, ok := storedPage(ps, va&^(guestmm.PageSize-1)); ok && !slices.Contains(hot, idx/restoreChunk) {
-					hot = append(hot, idx/restoreChunk)
+				if idx, ok := storedPage(ps, va&^(guestmm.PageSize-1)); ok && !slices.Contains(hot, idx) {
+					hot = append(hot, idx)
 				}
 			}
 		}

@@ -202,7 +202,7 @@ func TestRestoreFill(t *testing.T) {
 	})
 }
 
-func TestHotChunks(t *testing.T) {
+func TestHotPages(t *testing.T) {
 	const pg = guestmm.PageSize
 	task := func(rsp, rip, fs uint64) TaskState {
 		ts := TaskState{FSBase: fs}
@@ -221,17 +221,18 @@ func TestHotChunks(t *testing.T) {
 		tasks []TaskState
 		want  []uint64
 	}{
-		{"stack and tls", []TaskState{task(0x7ffff010, 0x400100, 0x401008)}, []uint64{1001 / restoreChunk, 0}},
-		{"stack page below", []TaskState{task(0x7ffff000+8, 0x400100, 0)}, []uint64{1001 / restoreChunk}},
-		{"code in anonymous memory", []TaskState{task(0x7ffff010, 0x10000000+600*pg, 0)}, []uint64{1001 / restoreChunk, 601 / restoreChunk}},
+		{"stack and tls", []TaskState{task(0x7ffff010, 0x400100, 0x401008)}, []uint64{1002, 1001, 0}},
+		{"stack page below", []TaskState{task(0x7ffff000+8, 0x400100, 0)}, []uint64{1002, 1001}},
+		{"code in anonymous memory", []TaskState{task(0x7ffff010, 0x10000000+600*pg, 0)}, []uint64{1002, 1001, 601}},
 		{"nothing stored", []TaskState{task(0x1000, 0x2000, 0)}, nil},
-		{"two threads, each chunk once", []TaskState{task(0x7ffff010, 0, 0), task(0x10000000+300*pg, 0, 0)},
-			[]uint64{1001 / restoreChunk, 301 / restoreChunk}},
+		{"two threads", []TaskState{task(0x7ffff010, 0, 0), task(0x10000000+300*pg, 0, 0)},
+			[]uint64{1002, 1001, 301, 300}},
+		{"two threads, each page once", []TaskState{task(0x7ffff010, 0, 0), task(0x7ffff010, 0, 0)}, []uint64{1002, 1001}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := ps
 			p.Tasks = tc.tasks
-			require.Equal(t, tc.want, hotChunks(&State{Processes: []ProcessState{p}}))
+			require.Equal(t, tc.want, hotPages(&State{Processes: []ProcessState{p}}))
 		})
 	}
 }
@@ -247,4 +248,41 @@ func (s *testSource) requireEachPageReadOnce(t *testing.T, n uint64) {
 		want[i] = 1
 	}
 	require.Equal(t, want, s.pages, "each page read once")
+}
+
+func TestFillOrder(t *testing.T) {
+	// 1280 pages in 5 chunks: pages 0-99 and 1000-1279 in 4 KiB
+	// frames, 100-611 in block 0, 612-999 in block 1.
+	pl := &pagePlace{pa: make([]uint64, 5*restoreChunk), block: make([]int32, 5*restoreChunk),
+		huge: []hugeBlock{{lo: 100, hi: 612, stored: 512}, {lo: 612, hi: 1000, stored: 388}}}
+	for i := range pl.block {
+		pl.block[i] = -1
+		for id, b := range pl.huge {
+			if uint64(i) >= b.lo && uint64(i) < b.hi {
+				pl.block[i] = int32(id)
+			}
+		}
+	}
+	chunk := func(c uint64) fillUnit { return fillUnit{chunk: c, block: -1} }
+	block := func(id int32) fillUnit { return fillUnit{block: id} }
+	for _, tc := range []struct {
+		name string
+		hot  []uint64
+		want []fillUnit
+	}{
+		// Chunk 1 begins in block 0, chunk 2 too (block 0 is listed
+		// once), chunk 3 in block 1.
+		{"page order", nil, []fillUnit{chunk(0), {chunk: 1, block: 0}, {chunk: 3, block: 1}, chunk(4)}},
+		{"hot page in 4 KiB frames", []uint64{1100}, []fillUnit{chunk(4), chunk(0), {chunk: 1, block: 0}, {chunk: 3, block: 1}, chunk(4)}},
+		// Its chunk holds the end of block 0 too: that waits.
+		{"hot page in block 1: its chunk, then block 1 whole", []uint64{700},
+			[]fillUnit{chunk(2), block(1), chunk(0), {chunk: 1, block: 0}, {chunk: 3, block: 1}, chunk(4)}},
+		{"two hot pages", []uint64{1100, 150},
+			[]fillUnit{chunk(4), chunk(0), block(0), chunk(0), {chunk: 1, block: 0}, {chunk: 3, block: 1}, chunk(4)}},
+		{"hot page past the page data", []uint64{9 * restoreChunk}, []fillUnit{chunk(0), {chunk: 1, block: 0}, {chunk: 3, block: 1}, chunk(4)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, fillOrder(pl, tc.hot, 5))
+		})
+	}
 }
