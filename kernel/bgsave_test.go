@@ -2,13 +2,17 @@ package kernel
 
 import (
 	"bytes"
+	"encoding/json"
+	"iter"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
+	"github.com/emuckpt/emuckpt/kernel/vfs"
 	"github.com/emuckpt/emuckpt/vmm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,12 +30,24 @@ func guardedMem(t *testing.T, ram uint64, pages []uint64) ([]byte, *wpGuard) {
 	for pa := uint64(vmm.RAMBase); pa < uint64(len(mem)); pa += guestmm.PageSize {
 		mem[pa] = byte(pa / guestmm.PageSize)
 	}
-	g := newWPGuard(mem, []vmm.RAMRange{{Start: 0, End: uint64(len(mem))}}, pages, nil)
+	g := newWPGuard(mem, []vmm.RAMRange{{Start: 0, End: uint64(len(mem))}}, framesOf(pages), nil)
 	if g == nil {
 		kvmtest.Require(t) // the same machines have userfaultfd
 		t.Skip("no userfaultfd write protection here")
 	}
+	require.NoError(t, g.setPages(pages))
 	return mem, g
+}
+
+// framesOf is pages as runs of one frame, for newWPGuard.
+func framesOf(pages []uint64) iter.Seq2[uint64, uint64] {
+	return func(yield func(pa, n uint64) bool) {
+		for _, pa := range pages {
+			if !yield(pa, 1) {
+				return
+			}
+		}
+	}
 }
 
 // TestWPGuardKeepsImagePages: a page of the image written after the
@@ -126,24 +142,143 @@ func TestWPGuardWritesDuringGC(t *testing.T) {
 	g.Release(0, len(pages))
 }
 
-// TestWPGuardIndexReused: the run's one frame index is all zero again
-// after each guard, closed or failed, so the next one sees only its own
-// pages.
-func TestWPGuardIndexReused(t *testing.T) {
+// TestWPGuardStateReused: the run's one table of frame states is all
+// zero again after each guard, closed or failed, so the next one sees
+// only its own frames.
+func TestWPGuardStateReused(t *testing.T) {
 	mem, g := guardedMem(t, 1<<20, []uint64{vmm.RAMBase + guestmm.PageSize})
 	g.close()
-	bufs := &bgBuffers{index: make([]int32, len(mem)/guestmm.PageSize), state: make([]uint8, 0, 4)}
+	state := make([]uint8, len(mem)/guestmm.PageSize)
 	for round, pages := range [][]uint64{{vmm.RAMBase, vmm.RAMBase + 5*guestmm.PageSize}, {vmm.RAMBase + 3*guestmm.PageSize}} {
-		g := newWPGuard(mem, []vmm.RAMRange{{Start: 0, End: uint64(len(mem))}}, pages, bufs)
+		g := newWPGuard(mem, []vmm.RAMRange{{Start: 0, End: uint64(len(mem))}}, framesOf(pages), state)
 		require.NotNil(t, g)
 		set := 0
-		for _, v := range bufs.index {
-			if v != 0 {
+		for _, v := range state {
+			if v != pageFree {
 				set++
 			}
 		}
-		assert.Equal(t, len(pages), set, "round %d: only this guard's pages are indexed", round)
+		assert.Equal(t, len(pages), set, "round %d: only this guard's frames are kept", round)
 		g.close()
-		assert.Equal(t, make([]int32, len(bufs.index)), bufs.index, "round %d: cleared", round)
+		assert.Equal(t, make([]uint8, len(state)), state, "round %d: cleared", round)
+	}
+}
+
+// TestWPGuardSetPages: the frames of the guard that the page list made
+// after the guest went on leaves out are not kept any more (a write to
+// one copies nothing); the others still are, also a frame in two runs
+// (shared after fork) that was written before the list came. A list
+// that names a frame twice, or one the guard does not keep, is refused.
+func TestWPGuardSetPages(t *testing.T) {
+	mem, err := unix.Mmap(-1, 0, int(vmm.RAMBase+1<<20), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	require.NoError(t, err)
+	t.Cleanup(func() { unix.Munmap(mem) })
+	for pa := uint64(vmm.RAMBase); pa < uint64(len(mem)); pa += guestmm.PageSize {
+		mem[pa] = byte(pa / guestmm.PageSize)
+	}
+	base := uint64(vmm.RAMBase)
+	runs := func(yield func(pa, n uint64) bool) {
+		_ = yield(base, 8) && yield(base+3*guestmm.PageSize, 1)
+	}
+	g := newWPGuard(mem, []vmm.RAMRange{{Start: 0, End: uint64(len(mem))}}, runs, nil)
+	if g == nil {
+		kvmtest.Require(t)
+		t.Skip("no userfaultfd write protection here")
+	}
+	defer g.close()
+	write := func(pa uint64) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			guestmm.PrepareWrite(mem[pa : pa+8])
+			copy(mem[pa:], "written!")
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a write to a protected page was never let through")
+		}
+	}
+	write(base + 2*guestmm.PageSize) // before the list: kept
+	write(base + 3*guestmm.PageSize)
+	assert.Len(t, g.copies, 2)
+	page := func(i uint64) uint64 { return base + i*guestmm.PageSize }
+	assert.Error(t, g.setPages([]uint64{page(1), page(1)}), "a frame twice")
+	assert.Error(t, g.setPages([]uint64{page(1), page(9)}), "a frame not kept")
+	pages := []uint64{page(1), page(3)}
+	require.NoError(t, g.setPages(pages))
+	assert.Len(t, g.copies, 1, "frame 2 is not in the image: its copy is dropped; frame 3's is kept")
+	write(page(4))
+	write(page(1))
+	assert.Len(t, g.copies, 2, "frame 1 is kept, frame 4 not")
+	got := bytes.Join(g.Hold(0, 2), nil)
+	assert.Equal(t, byte(page(1)/guestmm.PageSize), got[0])
+	assert.Equal(t, byte(page(3)/guestmm.PageSize), got[guestmm.PageSize])
+	g.Release(0, 2)
+}
+
+// TestFillPlaceholders: the state encoded in the pause with placeholders,
+// once filled in, is byte for byte the encoding of the finished state,
+// whatever else the state holds: a placeholder's digits under another
+// key, or key and digits inside a string, are left alone.
+func TestFillPlaceholders(t *testing.T) {
+	ph := strconv.FormatUint(placeholder, 10)
+	tricky := []string{`":` + ph, `,"zero_pages":` + ph, `,"page":` + ph + `}`, "\xff\xfe not UTF-8", `"page_count":` + ph}
+	for _, c := range []struct {
+		name  string
+		pages [][]PageRun // of each pending VMA once finished
+		zero  []uint64
+		tmpfs int
+	}{
+		{"pages and zero pages", [][]PageRun{{{VA: 0x1000, Count: 2, Index: 0}}, {{VA: 0x9000, Count: 1, Index: 2, Copied: true}}}, []uint64{3, 0}, 2},
+		{"only zero pages", [][]PageRun{nil}, []uint64{7}, 0},
+		{"nothing stored", [][]PageRun{nil, nil}, []uint64{0, 0}, 1},
+		{"no pending VMA", nil, nil, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := &State{Syscalls: placeholder}
+			ps := ProcessState{PID: 2, Args: tricky, Cwd: tricky[1]}
+			ps.Tasks = []TaskState{{TID: 2}}
+			ps.Tasks[0].Regs.RAX = placeholder
+			ps.Tasks[0].Regs.RBX = placeholder + 1
+			ps.VMAs = append(ps.VMAs, VMAState{Type: VMAAnon, Start: 0, End: 0x1000, Name: tricky[0], Offset: placeholder})
+			for range c.pages {
+				ps.VMAs = append(ps.VMAs, VMAState{Type: VMAAnon, Start: 0x1000, End: 0x20000, Name: tricky[2], NoHugePage: true})
+			}
+			st.Processes = []ProcessState{ps}
+			in := vfs.InodeState{Ino: 2, Mode: unix.S_IFREG | 0o600, Size: int64(c.tmpfs) * 4096}
+			for i := range c.tmpfs {
+				in.Pages = append(in.Pages, vfs.TmpPage{Index: int64(i)})
+			}
+			st.Tmpfs = []vfs.MountState{{Path: tricky[3], Inodes: []vfs.InodeState{{Ino: 1, Mode: unix.S_IFDIR | 0o777}, in}}}
+			snap := &Snapshot{State: st}
+			ms := &memorySnapshot{st: st, snap: snap}
+			for i := range c.pages {
+				ms.pend = append(ms.pend, pendingVMA{proc: 0, vma: 1 + i})
+			}
+			for i := range c.tmpfs {
+				ms.tmpfs = append(ms.tmpfs, uint64(0x100000+i*4096))
+			}
+			ms.placeholders()
+			meta, err := json.Marshal(st)
+			require.NoError(t, err)
+			// What finishPages finds.
+			stored := 0
+			for i, pv := range ms.pend {
+				vs := &st.Processes[0].VMAs[pv.vma]
+				vs.Pages, vs.ZeroPages = c.pages[i], c.zero[i]
+				stored += len(c.pages[i])
+			}
+			snap.Pages = make([]uint64, stored+c.tmpfs)
+			for i := range in.Pages {
+				st.Tmpfs[0].Inodes[1].Pages[i].Page = uint64(stored + i)
+			}
+			st.PageCount = uint64(len(snap.Pages))
+			want, err := json.Marshal(st)
+			require.NoError(t, err)
+			got, err := ms.fillPlaceholders(meta)
+			require.NoError(t, err)
+			assert.Equal(t, string(want), string(got))
+		})
 	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +49,39 @@ func TestBackgroundCheckpoint(t *testing.T) {
 		rest := emuckpt(t, "restore", live)
 		require.Equal(t, 0, rest.status, rest.stderr)
 		assert.Equal(t, want.stdout, rest.stdout, at)
+	}
+}
+
+// TestBackgroundCheckpointMatchesStopMode: dirtywork forks (frames that
+// two processes share), writes tmpfs files, maps them privately, drops
+// pages with MADV_DONTNEED and touches fresh memory right after each
+// point; each image written in the background must still be the bytes
+// of the stop-mode image of the same point (the page lists are made
+// after the program goes on again, from the pages as they were).
+func TestBackgroundCheckpointMatchesStopMode(t *testing.T) {
+	kvmtest.Require(t)
+	if os.Geteuid() != 0 {
+		t.Skip("background checkpoints need a userfaultfd that handles KVM's faults: root")
+	}
+	points := []string{"150", "190", "230"}
+	for _, seed := range []string{"1", "2", "3"} {
+		dir := t.TempDir()
+		prog := []string{img("dirtywork"), "300", seed}
+		live := filepath.Join(dir, "live-%d.img")
+		r := emuckpt(t, append([]string{"run", "--deterministic", "--checkpoint-at=syscall:" + strings.Join(points, ","), "--leave-running", "--full", "--checkpoint-to", live}, prog...)...)
+		require.Equal(t, 0, r.status, r.stderr)
+		assert.Len(t, pausedRE.FindAllString(r.stderr, -1), len(points), "seed %s: written in the background", seed)
+		for n, at := range points {
+			stopped := filepath.Join(dir, "stopped.img")
+			os.Remove(stopped)
+			s := emuckpt(t, append([]string{"run", "--deterministic", "--checkpoint-at", "syscall:" + at, "--checkpoint-to", stopped}, prog...)...)
+			require.Equal(t, 0, s.status, s.stderr)
+			a, err := os.ReadFile(strings.ReplaceAll(live, "%d", fmt.Sprint(n)))
+			require.NoError(t, err)
+			b, err := os.ReadFile(stopped)
+			require.NoError(t, err)
+			assert.True(t, string(a) == string(b), "seed %s, syscall:%s: the image written while the program ran on differs from the stop-mode one", seed, at)
+		}
 	}
 }
 
