@@ -103,6 +103,7 @@ type wpGuard struct {
 	wakeFd int            // an eventfd: close wakes the handler with it
 	mem    []byte         // guest memory from guest-physical 0 (vmm.Machine.Mem)
 	ranges []vmm.RAMRange // the RAM in mem from RAMBase on, each registered
+	kept   []vmm.RAMRange // the part of it write-protected
 	frames iter.Seq2[uint64, uint64]
 	pages  []uint64 // Snapshot.Pages, once setPages has them
 	// holes are the guest-physical ranges [start, end) of RAM that had
@@ -174,6 +175,7 @@ func newWPGuard(mem []byte, ranges []vmm.RAMRange, frames iter.Seq2[uint64, uint
 		}
 		g.ranges = append(g.ranges, r)
 	}
+	top := uint64(0)
 	for pa, n := range frames {
 		f := pa / guestmm.PageSize
 		if f+n > nFrames {
@@ -184,9 +186,18 @@ func newWPGuard(mem []byte, ranges []vmm.RAMRange, frames iter.Seq2[uint64, uint
 		for i := range s {
 			s[i] = pageProtected
 		}
+		top = max(top, pa+n*guestmm.PageSize)
+	}
+	// Only RAM up to the last frame kept is protected: above it there
+	// is nothing to keep (in a big guest, mostly RAM never touched,
+	// whose protection costs a good part of a millisecond all the same).
+	for _, r := range g.ranges {
+		if r.End = min(r.End, top); r.Start < r.End {
+			g.kept = append(g.kept, r)
+		}
 	}
 	g.holesKnown = g.findHoles() == nil
-	for _, r := range g.ranges {
+	for _, r := range g.kept {
 		if g.protect(r.Start, r.End-r.Start, true) != nil {
 			g.unprotect()
 			g.release()
@@ -205,7 +216,7 @@ func (g *wpGuard) findHoles() error {
 	}
 	base := uint64(uintptr(unsafe.Pointer(&g.mem[0])))
 	vec := make([]pageRegion, 256)
-	for _, r := range g.ranges {
+	for _, r := range g.kept {
 		a := pmScanArg{Start: base + r.Start, End: base + r.End}
 		for a.Start < a.End {
 			a.Size = uint64(unsafe.Sizeof(a))
@@ -452,9 +463,9 @@ func (g *wpGuard) close() {
 	g.release()
 }
 
-// unprotect lifts the protection of every range registered.
+// unprotect lifts the protection of every range protected.
 func (g *wpGuard) unprotect() {
-	for _, r := range g.ranges {
+	for _, r := range g.kept {
 		g.protect(r.Start, r.End-r.Start, false)
 	}
 }
