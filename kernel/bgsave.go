@@ -123,8 +123,9 @@ type wpGuard struct {
 }
 
 // backgroundSaveDisabled turns background checkpoints off (tests of the
-// stopped path).
-var backgroundSaveDisabled bool
+// stopped path); holeScanDisabled makes them do without PAGEMAP_SCAN
+// (tests of the path for kernels before 6.7).
+var backgroundSaveDisabled, holeScanDisabled bool
 
 // newWPGuard write-protects the guest RAM ranges of mem (guest memory
 // from guest-physical 0) from RAMBase on, for the frames of a snapshot
@@ -196,7 +197,7 @@ func newWPGuard(mem []byte, ranges []vmm.RAMRange, frames iter.Seq2[uint64, uint
 			g.kept = append(g.kept, r)
 		}
 	}
-	g.holesKnown = g.findHoles() == nil
+	g.holesKnown = !holeScanDisabled && g.findHoles() == nil
 	for _, r := range g.kept {
 		if g.protect(r.Start, r.End-r.Start, true) != nil {
 			g.unprotect()

@@ -2,8 +2,10 @@ package kernel
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"iter"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"github.com/emuckpt/emuckpt/guestmm"
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
 	"github.com/emuckpt/emuckpt/kernel/vfs"
+	"github.com/emuckpt/emuckpt/testimages"
 	"github.com/emuckpt/emuckpt/vmm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -281,4 +284,143 @@ func TestFillPlaceholders(t *testing.T) {
 			assert.Equal(t, string(want), string(got))
 		})
 	}
+}
+
+// TestBackgroundSnapshotMatchesStopped runs programs three times with
+// checkpoints at the same system calls: with the guest stopped until
+// Save returns, written in the background, and written in the background
+// without PAGEMAP_SCAN (the page lists made in the pause). The states and
+// the page data handed to Save must be the same bytes in all three.
+// dirtywork forks, maps tmpfs files privately, drops pages with
+// MADV_DONTNEED; touchlater writes, right after the checkpoint, the 4 KiB
+// pages of 2 MiB pages that were zero at it (those the host has not
+// populated change without a write-protect fault: TestWPGuardHoles).
+func TestBackgroundSnapshotMatchesStopped(t *testing.T) {
+	kvmtest.Require(t)
+	if os.Geteuid() != 0 {
+		t.Skip("background checkpoints need a userfaultfd that handles KVM's faults: root")
+	}
+	type image struct {
+		state string
+		pages []byte
+	}
+	run := func(args []string, points []uint64, background, noScan bool) (imgs []image, guarded int) {
+		holeScanDisabled = noScan
+		defer func() { holeScanDisabled = false }()
+		prog, err := testimages.FS.ReadFile("bin/" + args[0])
+		require.NoError(t, err)
+		var mu sync.Mutex
+		out := tempFile(t)
+		cfg := Config{Program: prog, Name: args[0], Args: args, Stdout: out, Stderr: out, MemSize: 256 << 20, Deterministic: true}
+		cfg.Checkpoint = CheckpointConfig{AtSyscalls: points, LeaveRunning: true, Background: background,
+			Save: func(s *Snapshot) error {
+				var im image
+				if s.Guard != nil {
+					im.state = string(s.StateJSON)
+					for first := 0; first < len(s.Pages); first += 64 {
+						n := min(64, len(s.Pages)-first)
+						for _, r := range s.Guard.Hold(first, n) {
+							im.pages = append(im.pages, r...)
+						}
+						s.Guard.Release(first, n)
+					}
+				} else {
+					b, err := json.Marshal(s.State)
+					require.NoError(t, err)
+					im.state = string(b)
+					for _, pa := range s.Pages {
+						im.pages = append(im.pages, s.Mem[pa:pa+guestmm.PageSize]...)
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				imgs = append(imgs, im)
+				if s.Guard != nil {
+					guarded++
+				}
+				return nil
+			}}
+		k, err := New(cfg)
+		require.NoError(t, err)
+		defer k.Close()
+		st, err := k.Run(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, ExitStatus{}, st)
+		return imgs, guarded
+	}
+	for _, c := range []struct {
+		args   []string
+		points []uint64
+	}{
+		{[]string{"dirtywork", "300", "3"}, []uint64{150, 190, 230}},
+		{[]string{"touchlater", "64"}, []uint64{4}},
+	} {
+		want, guarded := run(c.args, c.points, false, false)
+		require.Len(t, want, len(c.points), c.args[0])
+		require.Zero(t, guarded)
+		for _, noScan := range []bool{false, true} {
+			got, guarded := run(c.args, c.points, true, noScan)
+			require.Len(t, got, len(c.points), c.args[0])
+			assert.Equal(t, len(c.points), guarded, "%s, noScan %v: written in the background", c.args[0], noScan)
+			for i := range want {
+				assert.Equal(t, want[i].state, got[i].state, "%s, noScan %v, checkpoint %d", c.args[0], noScan, i)
+				assert.True(t, bytes.Equal(want[i].pages, got[i].pages), "%s, noScan %v, checkpoint %d: page data", c.args[0], noScan, i)
+			}
+		}
+	}
+}
+
+// TestWPGuardHoles: a page with no host page at the checkpoint is not
+// write-protected, so a write to it goes through without a fault; the
+// guard takes it as the zero page it was, in the zero check and when it
+// is written (a shared page is stored even when zero). A page with a
+// host page is kept as it was as usual.
+func TestWPGuardHoles(t *testing.T) {
+	const ram = 4 << 20
+	mem, err := unix.Mmap(-1, 0, int(vmm.RAMBase+ram), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	require.NoError(t, err)
+	t.Cleanup(func() { unix.Munmap(mem) })
+	require.NoError(t, unix.Madvise(mem, unix.MADV_NOHUGEPAGE)) // 4 KiB host pages: holes between them
+	page := func(i uint64) uint64 { return vmm.RAMBase + i*guestmm.PageSize }
+	for i := range uint64(4) {
+		mem[page(i)+1] = byte(i + 1) // pages 4-7 stay without host pages
+	}
+	runs := func(yield func(pa, n uint64) bool) { yield(page(0), 8) }
+	g := newWPGuard(mem, []vmm.RAMRange{{Start: 0, End: uint64(len(mem))}}, runs, nil)
+	if g == nil {
+		kvmtest.Require(t)
+		t.Skip("no userfaultfd write protection here")
+	}
+	defer g.close()
+	if !g.holesKnown {
+		t.Skip("no PAGEMAP_SCAN here (Linux 6.7)")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, i := range []uint64{1, 5, 6} {
+			guestmm.PrepareWrite(mem[page(i) : page(i)+8])
+			copy(mem[page(i)+2:], "written")
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write to a protected page was never let through")
+	}
+	var cands []pageCand
+	for i := range uint64(8) {
+		cands = append(cands, pageCand{pa: page(i), refs: 1})
+	}
+	g.checkZero(cands, false)
+	for i, c := range cands {
+		assert.Equal(t, i >= 4, c.zero, "page %d", i)
+	}
+	require.NoError(t, g.setPages([]uint64{page(1), page(5)}))
+	got := g.Hold(0, 2)
+	want := make([]byte, 2*guestmm.PageSize)
+	want[1] = 2
+	assert.Equal(t, want, bytes.Join(got, nil), "page 1 as it was, page 5 zero")
+	g.Release(0, 2)
+	assert.Equal(t, "written", string(mem[page(5)+2:page(5)+9]), "the write itself went through")
 }
