@@ -20,17 +20,19 @@ import (
 // Background checkpoints.
 //
 // With --leave-running, a checkpoint asked for from outside the guest
-// pauses it only to take the kernel's state and write-protect guest RAM
-// through a userfaultfd (UFFDIO_WRITEPROTECT), as QEMU's background
-// snapshots do; the page data is written while the guest runs on. The
-// first write to a protected page, by the guest (KVM faults on the host
-// page) or by the kernel itself (a system call's result), stops in the
-// host kernel until the guard's handler has copied the page aside, if the
-// image still needs it, and lifted the protection. The writer takes each
-// page either from its copy or, still protected, from guest RAM, and
-// lifts the protection once it is written. So the image holds the memory
-// as it was at the checkpoint, exactly, as a stop-mode checkpoint at the
-// same point would.
+// pauses it only to take the kernel's state, the frames its VMAs map,
+// and write-protect guest RAM through a userfaultfd
+// (UFFDIO_WRITEPROTECT), as QEMU's background snapshots do; the page
+// list (which pages are zero, see memorySnapshot) and the page data are
+// made and written while the guest runs on. The first write to a
+// protected page, by the guest (KVM faults on the host page) or by the
+// kernel itself (a system call's result), stops in the host kernel until
+// the guard's handler has copied the page aside, if the image may still
+// need it, and lifted the protection. The writer takes each page either
+// from its copy or, still protected, from guest RAM, and lifts the
+// protection once it is written. So the image holds the memory as it was
+// at the checkpoint, exactly, as a stop-mode checkpoint at the same point
+// would.
 //
 // It needs a userfaultfd that handles faults from the kernel (KVM's
 // accesses): root, or vm.unprivileged_userfaultfd=1. Without one, and for
