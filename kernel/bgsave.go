@@ -540,8 +540,10 @@ type backgroundSave struct {
 
 // saveInBackground hands snap, whose page lists are not finished yet
 // (Kernel.snapshot with deferPages), to save on another goroutine with
-// guest RAM write-protected, and returns at once; false means it cannot
-// be done here (the caller finishes and saves with the guest stopped).
+// guest RAM write-protected, and returns true at once; false means it
+// cannot be done here (the caller finishes the lists if snap.pages is
+// still set, and saves with the guest stopped), or, with an error, that
+// the lists could not be made.
 // Every vCPU is stopped (stopAll) and no other background checkpoint is
 // being written.
 //
@@ -553,12 +555,12 @@ type backgroundSave struct {
 // then on) with a placeholder for each of those numbers (placeholders),
 // which the writer replaces (fillPlaceholders): the same bytes as the
 // encoding of the finished state.
-func (k *Kernel) saveInBackground(snap *Snapshot, save func(*Snapshot) error) bool {
+func (k *Kernel) saveInBackground(snap *Snapshot, save func(*Snapshot) error) (bool, error) {
 	ms := snap.pages
 	ms.placeholders()
 	meta, err := json.Marshal(snap.State)
 	if err != nil {
-		return false
+		return false, nil
 	}
 	var state []uint8
 	if b := k.ckpt.buffers; b != nil {
@@ -566,19 +568,20 @@ func (k *Kernel) saveInBackground(snap *Snapshot, save func(*Snapshot) error) bo
 	}
 	g := newWPGuard(k.m.Mem(), k.m.RAMRanges(), ms.frameRuns, state)
 	if g == nil {
-		return false
+		return false, nil
 	}
 	finished := !g.holesKnown
 	if finished {
 		// Pages without a host page change without a fault: which
 		// of them are zero is known only now.
-		err := ms.finishPages(ms.checkZero)
-		if err == nil {
-			err = g.setPages(snap.Pages)
-		}
-		if err != nil {
+		snap.pages = nil
+		if err := ms.finishPages(ms.checkZero); err != nil {
 			g.close()
-			return false
+			return false, err
+		}
+		if g.setPages(snap.Pages) != nil {
+			g.close()
+			return false, nil // saved with the guest stopped
 		}
 	}
 	snap.Guard = g
@@ -613,7 +616,7 @@ func (k *Kernel) saveInBackground(snap *Snapshot, save func(*Snapshot) error) bo
 			k.askCheckpoint()
 		}
 	}()
-	return true
+	return true, nil
 }
 
 // frameRuns yields the frames that may be in the image, as runs of n

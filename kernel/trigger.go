@@ -251,8 +251,11 @@ func (k *Kernel) save(rax *uint64) error {
 		snap.Self = rax != nil
 		// Guest RAM is protected before repatch writes the patched
 		// rdtscs back, so the image keeps the program's own bytes.
-		background := inBackground && k.saveInBackground(snap, cc.Save)
-		if !background && snap.pages != nil {
+		background := false
+		if inBackground {
+			background, err = k.saveInBackground(snap, cc.Save)
+		}
+		if !background && err == nil && snap.pages != nil {
 			ms := snap.pages
 			snap.pages = nil
 			err = ms.finishPages(ms.checkZero)
