@@ -243,7 +243,9 @@ func (g *wpGuard) findHoles() error {
 				}
 			}
 			if a.WalkEnd <= a.Start {
-				break
+				// No progress: what is left is not known.
+				g.holes = nil
+				return unix.EIO
 			}
 			a.Start = a.WalkEnd
 		}
