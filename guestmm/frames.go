@@ -393,6 +393,21 @@ func (f *Frames) RefCountStopped(pa uint64) int {
 	return int(f.refs[i])
 }
 
+// RefCountsStopped is RefCountStopped for the len(dst) frames from pa
+// on, into dst (0 for a page that is not a frame of f).
+func (f *Frames) RefCountsStopped(pa uint64, dst []int32) {
+	i, ok := f.index(pa)
+	if n := uint64(len(dst)); ok && n > 0 {
+		if j, ok := f.index(pa + (n-1)*PageSize); ok && uint64(j-i) == n-1 && !(i < f.holeLo && j >= f.holeHi && f.holeLo < f.holeHi) {
+			copy(dst, f.refs[i:j+1])
+			return
+		}
+	}
+	for k := range dst {
+		dst[k] = int32(f.RefCountStopped(pa + uint64(k)*PageSize))
+	}
+}
+
 // Bytes returns the contents of the frame at pa as a slice of guest RAM, or
 // nil when pa is not a frame of f. pa is rounded down to its frame.
 func (f *Frames) Bytes(pa uint64) []byte {

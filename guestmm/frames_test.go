@@ -176,3 +176,33 @@ func TestFramesRefCounts(t *testing.T) {
 		assert.Equal(t, tt.want, f.RefCountStopped(tt.pa), tt.name)
 	}
 }
+
+// TestRefCountsStopped: the counts of consecutive frames, as
+// RefCountStopped gives them one by one, across the hole and outside the
+// frames too.
+func TestRefCountsStopped(t *testing.T) {
+	mem := make([]byte, 6<<20)
+	f := NewFramesAround(mem, 0, uint64(len(mem)), 2<<20, 4<<20)
+	var pas []uint64
+	for range HugeFrames + 8 { // some after the hole
+		pa, err := f.Alloc()
+		require.NoError(t, err)
+		pas = append(pas, pa)
+	}
+	require.Equal(t, uint64(4<<20), pas[HugeFrames])
+	f.IncRef(pas[HugeFrames-1])
+	f.IncRef(pas[HugeFrames])
+	f.IncRef(pas[1])
+	f.IncRef(pas[1])
+	f.DecRef(pas[3])
+	for _, c := range []struct{ pa, n uint64 }{{pas[0], 5}, {pas[2], 1}, {0, 8}, {uint64(len(mem)) - 2*PageSize, 4}, {pas[0], 0},
+		{2<<20 - 2*PageSize, 4}, {2<<20 - PageSize, HugeFrames + 2}, {4<<20 - PageSize, 3}} {
+		got := make([]int32, c.n)
+		f.RefCountsStopped(c.pa, got)
+		want := make([]int32, c.n)
+		for i := range want {
+			want[i] = int32(f.RefCountStopped(c.pa + uint64(i)*PageSize))
+		}
+		assert.Equal(t, want, got, "%#x+%d", c.pa, c.n)
+	}
+}

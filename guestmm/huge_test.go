@@ -570,3 +570,45 @@ func TestFramesAllocHugeUnalignedIndex(t *testing.T) {
 	require.NoError(t, err)
 	assert.Less(t, below, pa)
 }
+
+// TestPresentLeaves: PresentLeaves gives the same pages as PresentPages,
+// a 2 MiB page as one leaf of its pages inside the range (clipped at
+// both ends), a 4 KiB page as a leaf of one; and it stops when told.
+func TestPresentLeaves(t *testing.T) {
+	as := newHugeAS(t, 4096)
+	base := hugeRegion(t, as)
+	fillHuge(t, as, base)
+	small := mustMmap(t, as, 0x50000000, 4*PageSize, rw, anonPriv|MapFixed, nil, 0)
+	for _, va := range []uint64{small, small + 2*PageSize} {
+		mustFault(t, as, va, PFUser|PFWrite)
+	}
+	for _, r := range []struct {
+		name       string
+		start, end uint64
+		leaves     []uint64 // n of each leaf
+	}{
+		{"all", 0, TaskSize, []uint64{HugeFrames, 1, 1}},
+		{"clipped", base + 3*PageSize, base + 10*PageSize, []uint64{7}},
+		{"around", base - PageSize, small + PageSize, []uint64{HugeFrames, 1}},
+		{"none", small + 3*PageSize, small + 4*PageSize, nil},
+	} {
+		var want []uint64
+		for va, e := range as.PresentPages(r.start, r.end) {
+			want = append(want, va, e.Addr(), uint64(e.Flags()))
+		}
+		var got, ns []uint64
+		as.PresentLeaves(r.start, r.end, func(va uint64, e PTE, n uint64) bool {
+			require.Zero(t, e&PS, r.name)
+			for i := range n {
+				got = append(got, va+i*PageSize, e.Addr()+i*PageSize, uint64(e.Flags()))
+			}
+			ns = append(ns, n)
+			return true
+		})
+		assert.Equal(t, want, got, r.name)
+		assert.Equal(t, r.leaves, ns, r.name)
+	}
+	calls := 0
+	as.PresentLeaves(0, TaskSize, func(uint64, PTE, uint64) bool { calls++; return false })
+	assert.Equal(t, 1, calls, "stops at the first false")
+}

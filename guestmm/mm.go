@@ -228,6 +228,15 @@ func (as *AddressSpace) PresentPages(start, end uint64) iter.Seq2[uint64, PTE] {
 	}
 }
 
+// PresentLeaves is PresentPages with each 2 MiB page given once, as n
+// consecutive 4 KiB pages from va (see PageTables.WalkLeaves).
+func (as *AddressSpace) PresentLeaves(start, end uint64, fn func(va uint64, pte PTE, n uint64) bool) {
+	end = min(end, TaskSize)
+	if start < end {
+		as.pt.WalkLeaves(start, end, fn)
+	}
+}
+
 // errno converts internal errors to the errno a syscall reports.
 func errno(err error) error {
 	var e unix.Errno

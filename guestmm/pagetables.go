@@ -304,6 +304,55 @@ func (pt *PageTables) Walk(start, end uint64, fn func(va uint64, pte PTE) bool) 
 	}, false, true)
 }
 
+// WalkLeaves is Walk with each 2 MiB page given once: fn gets the 4 KiB
+// entry of its first page in [start, end) and n, the number of its 4 KiB
+// pages there (which follow that one in virtual and physical address,
+// with the same flags); a 4 KiB page comes with n = 1. A checkpoint's
+// walk over memory in 2 MiB pages costs 512 times less so.
+func (pt *PageTables) WalkLeaves(start, end uint64, fn func(va uint64, pte PTE, n uint64) bool) {
+	lo, hi, ok := linearRange(start, end)
+	if !ok || pt.destroyed {
+		return
+	}
+	pt.leaves(pt.root, levels-1, 0, lo, hi, fn)
+}
+
+// leaves is visitTable's read-only walk for WalkLeaves; it returns
+// whether fn stopped the walk.
+func (pt *PageTables) leaves(table uint64, level int, base, lo, hi uint64, fn func(va uint64, pte PTE, n uint64) bool) bool {
+	if !pt.validTable(table) {
+		return false
+	}
+	shift := shiftOf(level)
+	first := (lo - base) >> shift
+	last := (hi - 1 - base) >> shift
+	for idx := first; idx <= last; idx++ {
+		e := pt.load(table + idx*8)
+		if e&Present == 0 {
+			continue
+		}
+		start := base + idx<<shift
+		switch {
+		case level == 1 && e&PS != 0:
+			va := max(lo, start)
+			if !fn(signExtend(va), subPage(e, va), (min(hi, start+HugePageSize)-va)/PageSize) {
+				return true
+			}
+		case level == 0:
+			if !fn(signExtend(start), e, 1) {
+				return true
+			}
+		case level == levels-1 && int(idx) == pt.recursive:
+			// the PML4 itself
+		default:
+			if pt.leaves(e.Addr(), level-1, start, max(lo, start), min(hi, start+1<<shift), fn) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // linearRange converts the canonical range [start, end) to the 48-bit
 // linear range the tables index.
 func linearRange(start, end uint64) (lo, hi uint64, ok bool) {

@@ -29,6 +29,13 @@ var zeroPage [guestmm.PageSize]byte
 // overrides the saved RAX of the task on the vCPU when non-nil (the value
 // the restored guest sees from emuckpt_checkpoint).
 func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
+	return k.snapshot(rax, false)
+}
+
+// snapshot is Snapshot; with deferPages the page lists are left to
+// finish (Snapshot.pages, see finishPages), for a checkpoint whose pages
+// are written while the guest runs on (bgsave.go).
+func (k *Kernel) snapshot(rax *uint64, deferPages bool) (*Snapshot, error) {
 	started := time.Now()
 	st := &State{
 		Program:  k.progRef,
@@ -49,7 +56,7 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 	ms := memorySnapshot{k: k, st: st, snap: snap, objrefs: map[string]int{}, stored: map[uint64]uint64{}}
 	if b := k.ckpt.buffers; b != nil {
 		// Room made before the guest stopped.
-		snap.Pages, ms.cands = b.pages[:0], b.cands[:0]
+		ms.exts, ms.refs = b.exts[:0], b.refs[:0]
 	}
 	ms.delta = k.newDelta(snap)
 	shared := vfs.NewShared()
@@ -63,17 +70,23 @@ func (k *Kernel) Snapshot(rax *uint64) (*Snapshot, error) {
 		st.Processes = append(st.Processes, ps)
 	}
 	st.Pipes = shared.Pipes
-	// tmpfs files' pages go to the page data too, each once: no VMA
-	// stores them (a shared mapping of one stores nothing, a private one
-	// only its own copies).
-	st.Tmpfs = k.fs.TmpfsState(ms.addPage)
-	st.PageCount = uint64(len(snap.Pages))
+	// tmpfs files' pages are recorded for finishPages, which numbers
+	// them after the VMAs' pages.
+	st.Tmpfs = k.fs.TmpfsState(func(pa uint64) uint64 {
+		ms.tmpfs = append(ms.tmpfs, pa)
+		return uint64(len(ms.tmpfs) - 1)
+	})
 	for _, d := range k.deviceStates {
 		data, err := d.Save()
 		if err != nil {
 			return nil, fmt.Errorf("saving %s state: %w", d.Name, err)
 		}
 		st.Devices = append(st.Devices, DeviceRecord{Name: d.Name, Data: data})
+	}
+	if deferPages {
+		snap.pages = &ms
+	} else if err := ms.finishPages(ms.checkZero); err != nil {
+		return nil, err
 	}
 	return snap, nil
 }
@@ -132,7 +145,7 @@ func (k *Kernel) saveProcess(p *Process, ms *memorySnapshot, shared *vfs.Shared,
 		memOwner[p.as] = p.pid
 		ps.BrkStart, ps.Brk = p.as.BrkRange()
 		for _, v := range p.as.VMAs() {
-			vs, err := ms.vma(p.as, &v)
+			vs, err := ms.vma(p.as, &v, len(ps.VMAs))
 			if err != nil {
 				return ps, err
 			}
@@ -199,6 +212,17 @@ func (k *Kernel) saveTask(t *Task) (TaskState, error) {
 
 // memorySnapshot turns VMAs into VMAStates, collecting the objects they
 // map and the frames whose contents the image stores.
+//
+// The page lists are made in two steps. With every task stopped, pages
+// walks the page tables and records the present pages each VMA stores as
+// extents (runs of pages consecutive in virtual and physical address; a
+// 2 MiB page is one), with the frames' reference counts; TmpfsState's
+// frames are recorded too. finishPages then checks those pages for zeros
+// and numbers the others, which fills the VMAs' Pages and ZeroPages, the
+// tmpfs pages' indexes and PageCount. A stop-mode checkpoint finishes at
+// once; one written in the background (bgsave.go) after the guest runs
+// on again, from the page data as it was (the guard's), so the image is
+// the same.
 type memorySnapshot struct {
 	k       *Kernel
 	st      *State
@@ -206,8 +230,31 @@ type memorySnapshot struct {
 	objrefs map[string]int    // file path -> objref
 	stored  map[uint64]uint64 // frame -> page index: shared frames are stored once
 	delta   *deltaState       // incremental checkpoints (incremental.go); nil: none
-	// cands is pagesOf's buffer, kept from one VMA to the next.
+	// cands is finishPages' buffer, kept from one VMA to the next.
 	cands []pageCand
+	// pend are the VMAs whose pages finishPages numbers, in order, exts
+	// their extents, refs the reference count of each page of exts, in
+	// order, and tmpfs the tmpfs files' frames, in TmpfsState's order.
+	pend  []pendingVMA
+	exts  []pageExtent
+	refs  []int32
+	tmpfs []uint64
+}
+
+// pendingVMA is a VMA of the State (Processes[proc].VMAs[vma]) whose
+// present pages are exts[ext0:ext1].
+type pendingVMA struct {
+	proc, vma  int
+	ext0, ext1 int
+	shm        bool
+}
+
+// pageExtent is n present pages from va, in the frames from pa; refs
+// [ref, ref+n) of memorySnapshot are their frames' reference counts.
+type pageExtent struct {
+	va, pa, n uint64
+	ref       int
+	copied    bool
 }
 
 // object returns the objref of the file v maps, recording it once.
@@ -243,7 +290,7 @@ func (ms *memorySnapshot) object(v *guestmm.VMA) (int, error) {
 }
 
 // vma describes v and the pages of it that its type stores.
-func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAState, error) {
+func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA, idx int) (VMAState, error) {
 	vs := VMAState{
 		Type: vmaType(v), Start: v.Start, End: v.End,
 		Prot: uint32(v.Prot), MaxProt: uint32(v.MaxProt),
@@ -271,13 +318,13 @@ func (ms *memorySnapshot) vma(as *guestmm.AddressSpace, v *guestmm.VMA) (VMAStat
 		}
 	case VMAScratch, VMAFileShared, VMAVVar:
 	default:
-		ms.pages(as, &vs)
+		ms.pages(as, &vs, idx)
 	}
 	return vs, nil
 }
 
 // pageCand is a present page of a VMA that the VMA's type stores, before
-// the zero check.
+// it is numbered.
 type pageCand struct {
 	va, pa uint64
 	refs   int32
@@ -285,29 +332,103 @@ type pageCand struct {
 	zero   bool
 }
 
-// pages records the present pages of vs that its type stores: all-zero
-// pages are only counted, FILE VMAs store just the pages copied on write.
-func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState) {
-	cands := ms.cands[:0]
-	for va, pte := range as.PresentPages(vs.Start, vs.End) {
-		if pte.Has(guestmm.Special) || vs.Type == VMAFile && !pte.Has(guestmm.Copied) {
-			continue
+// pages records the present pages of vs, VMA idx of the process being
+// saved, that its type stores (FILE VMAs: just the pages copied on
+// write), for finishPages.
+func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState, idx int) {
+	pv := pendingVMA{proc: len(ms.st.Processes), vma: idx, ext0: len(ms.exts), shm: vs.Type == VMAShm}
+	file := vs.Type == VMAFile
+	frames := ms.k.frames
+	as.PresentLeaves(vs.Start, vs.End, func(va uint64, pte guestmm.PTE, n uint64) bool {
+		if pte.Has(guestmm.Special) || file && !pte.Has(guestmm.Copied) {
+			return true
 		}
-		pa := pte.Addr()
+		pa, copied := pte.Addr(), pte.Has(guestmm.Copied)
+		ref := len(ms.refs)
+		ms.refs = slices.Grow(ms.refs, int(n))[:ref+int(n)]
 		// Every task is stopped: the counts can be read without the
 		// allocator's lock.
-		cands = append(cands, pageCand{va: va, pa: pa, refs: int32(ms.k.frames.RefCountStopped(pa)), copied: pte.Has(guestmm.Copied)})
+		frames.RefCountsStopped(pa, ms.refs[ref:])
+		if k := len(ms.exts) - 1; k >= pv.ext0 {
+			if e := &ms.exts[k]; e.copied == copied && e.va+e.n*guestmm.PageSize == va && e.pa+e.n*guestmm.PageSize == pa {
+				e.n += n
+				return true
+			}
+		}
+		ms.exts = append(ms.exts, pageExtent{va: va, pa: pa, n: n, ref: ref, copied: copied})
+		return true
+	})
+	pv.ext1 = len(ms.exts)
+	if pv.ext1 > pv.ext0 {
+		ms.pend = append(ms.pend, pv)
 	}
-	ms.cands = cands
+}
+
+// zeroChecker sets the zero flag of each page of cands, the pages of a
+// VMA, shm for a VMAShm one: whether it is all zero and not stored.
+type zeroChecker func(cands []pageCand, shm bool)
+
+// checkZero is the zeroChecker of a snapshot with the guest stopped: the
+// pages are read in guest RAM.
+func (ms *memorySnapshot) checkZero(cands []pageCand, shm bool) {
 	// A zero page is not stored, and comes back as a fresh zero page at
 	// its first touch; but a shared anonymous page that several mappings
 	// (processes after fork) hold must stay one page. The check has a
 	// loop of its own: the first line of each page is a cache miss, and
-	// without the walk between them the CPU has several in flight.
+	// without other work between them the CPU has several in flight.
 	for i := range cands {
 		c := &cands[i]
-		c.zero = !(vs.Type == VMAShm && c.refs > 1) && ms.isZero(c.pa)
+		c.zero = !(shm && c.refs > 1) && ms.isZero(c.pa)
 	}
+}
+
+// finishPages makes the page lists that pages recorded: all-zero pages
+// (zero says which) are only counted, the others get their index in the
+// page data, each frame once; then the tmpfs files' frames. It looks at
+// nothing of the kernel's but through zero, so it can run after the
+// guest goes on.
+func (ms *memorySnapshot) finishPages(zero zeroChecker) error {
+	if ms.snap.Pages == nil {
+		ms.snap.Pages = make([]uint64, 0, len(ms.refs)+len(ms.tmpfs))
+	}
+	for _, pv := range ms.pend {
+		vs := &ms.st.Processes[pv.proc].VMAs[pv.vma]
+		vs.Pages, vs.ZeroPages = nil, 0
+		cands := ms.cands[:0]
+		for _, e := range ms.exts[pv.ext0:pv.ext1] {
+			for j := range e.n {
+				cands = append(cands, pageCand{va: e.va + j*guestmm.PageSize, pa: e.pa + j*guestmm.PageSize, refs: ms.refs[e.ref+int(j)], copied: e.copied})
+			}
+		}
+		ms.cands = cands
+		zero(cands, pv.shm)
+		ms.number(vs, cands)
+	}
+	// tmpfs files' pages go to the page data too, each once: no VMA
+	// stores them (a shared mapping of one stores nothing, a private one
+	// only its own copies).
+	j := 0
+	for m := range ms.st.Tmpfs {
+		for i := range ms.st.Tmpfs[m].Inodes {
+			for p := range ms.st.Tmpfs[m].Inodes[i].Pages {
+				if j >= len(ms.tmpfs) {
+					return fmt.Errorf("cannot checkpoint: more tmpfs pages than recorded")
+				}
+				ms.st.Tmpfs[m].Inodes[i].Pages[p].Page = ms.addPage(ms.tmpfs[j])
+				j++
+			}
+		}
+	}
+	if j != len(ms.tmpfs) {
+		return fmt.Errorf("cannot checkpoint: %d tmpfs pages recorded, %d in the state", len(ms.tmpfs), j)
+	}
+	ms.st.PageCount = uint64(len(ms.snap.Pages))
+	return nil
+}
+
+// number gives the pages of cands that are not zero their index in the
+// page data, in runs in vs.Pages, and counts the others in vs.ZeroPages.
+func (ms *memorySnapshot) number(vs *VMAState, cands []pageCand) {
 	for i := range cands {
 		c := &cands[i]
 		if c.zero {

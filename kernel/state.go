@@ -279,6 +279,9 @@ type Snapshot struct {
 	// next is what the image of this snapshot holds per frame
 	// (incremental.go), for the delta after it.
 	next []uint32
+	// pages, until the page lists are finished (memorySnapshot), is what
+	// finishes them.
+	pages *memorySnapshot
 }
 
 // Delta says whether the snapshot is a delta against the previous image

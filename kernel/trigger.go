@@ -111,10 +111,10 @@ type checkpointer struct {
 	// deferred is a request put off until background is written.
 	deferred atomic.Bool
 	// buffers are those of the checkpoint being taken, if it may be
-	// written in the background (prepareBackground); index is the
-	// guards' frame index, made once (bgsave.go).
+	// written in the background (prepareBackground); state is the
+	// guards' frame states, made once (bgsave.go).
 	buffers *bgBuffers
-	index   []int32
+	state   []uint8
 	// written counts the images written.
 	written int
 	// incr tracks writes for incremental checkpoints.
@@ -241,17 +241,26 @@ func (k *Kernel) save(rax *uint64) error {
 		err = k.harvestWrites()
 	}
 	var snap *Snapshot
+	// One asked for from outside while the program goes on is written
+	// in the background (bgsave.go), its page lists made there too.
+	inBackground := cc.inBackground() && rax == nil
 	if err == nil {
-		snap, err = k.Snapshot(rax)
+		snap, err = k.snapshot(rax, inBackground)
 	}
 	if err == nil {
 		snap.Self = rax != nil
-		// One asked for from outside while the program goes on is
-		// written in the background (bgsave.go). Guest RAM is
-		// protected before repatch writes the patched rdtscs back,
-		// so the image keeps the program's own bytes.
-		background := cc.inBackground() && rax == nil && k.saveInBackground(snap, cc.Save)
-		if !background {
+		// Guest RAM is protected before repatch writes the patched
+		// rdtscs back, so the image keeps the program's own bytes.
+		background := false
+		if inBackground {
+			background, err = k.saveInBackground(snap, cc.Save)
+		}
+		if !background && err == nil && snap.pages != nil {
+			ms := snap.pages
+			snap.pages = nil
+			err = ms.finishPages(ms.checkZero)
+		}
+		if !background && err == nil {
 			err = cc.Save(snap)
 		}
 	}
