@@ -394,15 +394,31 @@ func (ms *memorySnapshot) finishPages(zero zeroChecker) error {
 	for _, pv := range ms.pend {
 		vs := &ms.st.Processes[pv.proc].VMAs[pv.vma]
 		vs.Pages, vs.ZeroPages = nil, 0
+		// The pages whose zero check needs their bytes go to zero in
+		// batches; a delta already knows about most pages (knownZero),
+		// which are numbered at once, in the same order.
 		cands := ms.cands[:0]
+		flush := func() {
+			zero(cands, pv.shm)
+			for i := range cands {
+				ms.number(vs, &cands[i])
+			}
+			cands = cands[:0]
+		}
 		for _, e := range ms.exts[pv.ext0:pv.ext1] {
 			for j := range e.n {
-				cands = append(cands, pageCand{va: e.va + j*guestmm.PageSize, pa: e.pa + j*guestmm.PageSize, refs: ms.refs[e.ref+int(j)], copied: e.copied})
+				c := pageCand{va: e.va + j*guestmm.PageSize, pa: e.pa + j*guestmm.PageSize, refs: ms.refs[e.ref+int(j)], copied: e.copied}
+				if z, ok := ms.knownZero(c.pa, c.refs); ok {
+					flush()
+					c.zero = z
+					ms.number(vs, &c)
+					continue
+				}
+				cands = append(cands, c)
 			}
 		}
+		flush()
 		ms.cands = cands
-		zero(cands, pv.shm)
-		ms.number(vs, cands)
 	}
 	// tmpfs files' pages go to the page data too, each once: no VMA
 	// stores them (a shared mapping of one stores nothing, a private one
@@ -426,37 +442,35 @@ func (ms *memorySnapshot) finishPages(zero zeroChecker) error {
 	return nil
 }
 
-// number gives the pages of cands that are not zero their index in the
-// page data, in runs in vs.Pages, and counts the others in vs.ZeroPages.
-func (ms *memorySnapshot) number(vs *VMAState, cands []pageCand) {
-	for i := range cands {
-		c := &cands[i]
-		if c.zero {
-			vs.ZeroPages++
-			continue
-		}
-		// Only a frame with other references can be met again (and
-		// only those are looked up: a map lookup per page is a good
-		// part of the cost of a snapshot of a large guest).
-		idx, seen := uint64(0), false
-		if c.refs > 1 {
-			idx, seen = ms.stored[c.pa]
-		}
-		if !seen {
-			idx = ms.addPage(c.pa)
-			if c.refs > 1 {
-				ms.stored[c.pa] = idx
-			}
-		}
-		if n := len(vs.Pages); n > 0 {
-			last := &vs.Pages[n-1]
-			if last.VA+last.Count*guestmm.PageSize == c.va && last.Index+last.Count == idx && last.Copied == c.copied {
-				last.Count++
-				continue
-			}
-		}
-		vs.Pages = append(vs.Pages, PageRun{VA: c.va, Count: 1, Index: idx, Copied: c.copied})
+// number gives page c of vs, the next one, its index in the page data,
+// in a run in vs.Pages, unless it is zero: then it is counted in
+// vs.ZeroPages.
+func (ms *memorySnapshot) number(vs *VMAState, c *pageCand) {
+	if c.zero {
+		vs.ZeroPages++
+		return
 	}
+	// Only a frame with other references can be met again (and only
+	// those are looked up: a map lookup per page is a good part of the
+	// cost of a snapshot of a large guest).
+	idx, seen := uint64(0), false
+	if c.refs > 1 {
+		idx, seen = ms.stored[c.pa]
+	}
+	if !seen {
+		idx = ms.addPage(c.pa)
+		if c.refs > 1 {
+			ms.stored[c.pa] = idx
+		}
+	}
+	if n := len(vs.Pages); n > 0 {
+		last := &vs.Pages[n-1]
+		if last.VA+last.Count*guestmm.PageSize == c.va && last.Index+last.Count == idx && last.Copied == c.copied {
+			last.Count++
+			return
+		}
+	}
+	vs.Pages = append(vs.Pages, PageRun{VA: c.va, Count: 1, Index: idx, Copied: c.copied})
 }
 
 // isZeroPage says whether page is all zero bytes.

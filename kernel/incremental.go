@@ -163,6 +163,26 @@ func (ms *memorySnapshot) isZero(pa uint64) bool {
 	return zero
 }
 
+// knownZero says whether the frame at pa, with refs references, is all
+// zeros when a delta knows without reading it (ok): the frame was not
+// written since the previous image, which held it, and it is not shared
+// (a shared frame may be in a VMA whose zero pages are stored). That is
+// most pages of a delta, and what isZero would find.
+func (ms *memorySnapshot) knownZero(pa uint64, refs int32) (zero, ok bool) {
+	d := ms.delta
+	if refs != 1 || d == nil || d.prev == nil || !d.tracks(pa) || d.written.Has(pa) {
+		return false, false
+	}
+	switch p := d.prev[d.frame(pa)]; {
+	case p == prevZero:
+		ms.snap.next[d.frame(pa)] = prevZero
+		return true, true
+	case p > prevZero:
+		return false, true
+	}
+	return false, false
+}
+
 // addPage appends the frame at pa to the snapshot's pages and returns
 // its index; in a delta, a frame not written since the previous image
 // names that image's page.
