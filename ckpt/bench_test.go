@@ -243,6 +243,20 @@ func readImageFloor(tb testing.TB, path string) time.Duration {
 	return took
 }
 
+// hugeBuffer maps n bytes of fresh anonymous memory, 2 MiB aligned and
+// MADV_HUGEPAGE (nothing populated yet), for the host-process floors;
+// unmap frees it.
+func hugeBuffer(tb testing.TB, n int) (buf []byte, unmap func()) {
+	tb.Helper()
+	const huge = 2 << 20
+	m, err := unix.Mmap(-1, 0, n+huge, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	require.NoError(tb, err)
+	off := (huge - int(uintptr(unsafe.Pointer(&m[0])))%huge) % huge
+	buf = m[off : off+n]
+	require.NoError(tb, unix.Madvise(buf, unix.MADV_HUGEPAGE))
+	return buf, func() { unix.Munmap(m) }
+}
+
 // fillWork measures, in a host process, the two parts of putting the
 // page data of the image at path into memory in 2 MiB pages that the
 // restore's background fill cannot avoid: populating as many bytes of
@@ -254,14 +268,8 @@ func fillWork(tb testing.TB, path string) (populate, check time.Duration) {
 	img, err := Open(path)
 	require.NoError(tb, err)
 	defer img.Close()
-	n := int(img.Info().NumPages) * 4096
-	const huge = 2 << 20
-	m, err := unix.Mmap(-1, 0, n+huge, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	require.NoError(tb, err)
-	defer unix.Munmap(m)
-	off := (huge - int(uintptr(unsafe.Pointer(&m[0])))%huge) % huge
-	buf := m[off : off+n]
-	require.NoError(tb, unix.Madvise(buf, unix.MADV_HUGEPAGE))
+	buf, unmap := hugeBuffer(tb, int(img.Info().NumPages)*4096)
+	defer unmap()
 	start := time.Now()
 	require.NoError(tb, unix.Madvise(buf, 23)) // MADV_POPULATE_WRITE
 	populate = time.Since(start)
@@ -285,12 +293,8 @@ func sameWorkFloor(tb testing.TB, path string) time.Duration {
 	info := img.Info()
 	pages := info.NumPages
 	const huge, chunk = 2 << 20, 1 << 20 // chunk: the image's checksum chunk (256 pages)
-	m, err := unix.Mmap(-1, 0, int(pages)*4096+huge, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	require.NoError(tb, err)
-	defer unix.Munmap(m)
-	off := (huge - int(uintptr(unsafe.Pointer(&m[0])))%huge) % huge
-	buf := m[off : off+int(pages)*4096]
-	require.NoError(tb, unix.Madvise(buf, unix.MADV_HUGEPAGE))
+	buf, unmap := hugeBuffer(tb, int(pages)*4096)
+	defer unmap()
 	var next atomic.Int64
 	var sum atomic.Uint64
 	errs := make(chan error, runtime.GOMAXPROCS(0))

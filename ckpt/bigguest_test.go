@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/emuckpt/emuckpt/internal/kvmtest"
 	"github.com/emuckpt/emuckpt/kernel"
@@ -138,14 +137,8 @@ func BenchmarkBigGuest(b *testing.B) {
 // and unmaps it again.
 func populateHuge(tb testing.TB, mib int) time.Duration {
 	tb.Helper()
-	const huge = 2 << 20
-	n := mib << 20
-	m, err := unix.Mmap(-1, 0, n+huge, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	require.NoError(tb, err)
-	defer unix.Munmap(m)
-	off := (huge - int(uintptr(unsafe.Pointer(&m[0])))%huge) % huge
-	buf := m[off : off+n]
-	require.NoError(tb, unix.Madvise(buf, unix.MADV_HUGEPAGE))
+	buf, unmap := hugeBuffer(tb, mib<<20)
+	defer unmap()
 	start := time.Now()
 	require.NoError(tb, unix.Madvise(buf, 23)) // MADV_POPULATE_WRITE
 	return time.Since(start)
