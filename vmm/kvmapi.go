@@ -230,7 +230,41 @@ func getXSave(vcpuFd uintptr) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("KVM_GET_XSAVE: %w", err)
 	}
+	canonicalXSave(buf)
 	return buf, nil
+}
+
+// canonicalXSave clears the x87 bit of the XSAVE header's XSTATE_BV
+// (offset 512) when the x87 state is its initial state (FCW 0x037F,
+// everything else zero): the CPU may report the untouched x87 state
+// either way (its "in use" tracking depends on what ran on the host
+// thread before), and a restore loads the same registers from both, so
+// that images of the same point are the same bytes. The bit stays when
+// no SSE or AVX bit is left to make KVM_SET_XSAVE take MXCSR from the
+// buffer, unless MXCSR has its initial value too.
+func canonicalXSave(buf []byte) {
+	const xstateBV = 512
+	if len(buf) < xstateBV+8 {
+		return
+	}
+	bv := binary.LittleEndian.Uint64(buf[xstateBV:])
+	if bv&1 == 0 || binary.LittleEndian.Uint16(buf[0:]) != 0x037F {
+		return
+	}
+	for _, b := range buf[2:24] { // FSW, FTW, FOP, FIP, FDP
+		if b != 0 {
+			return
+		}
+	}
+	for _, b := range buf[32:160] { // ST0-ST7
+		if b != 0 {
+			return
+		}
+	}
+	if bv&6 == 0 && binary.LittleEndian.Uint32(buf[24:]) != 0x1F80 {
+		return
+	}
+	binary.LittleEndian.PutUint64(buf[xstateBV:], bv&^1)
 }
 
 func setXSave(vcpuFd uintptr, buf []byte) error {
