@@ -65,19 +65,7 @@ func TestWPGuardKeepsImagePages(t *testing.T) {
 	}
 	// Written by "the guest" (another thread) before the writer got
 	// there: page 0 and page 1 (a frame not in the image).
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, pa := range []uint64{pages[0], vmm.RAMBase + guestmm.PageSize} {
-			guestmm.PrepareWrite(mem[pa : pa+8])
-			copy(mem[pa:], "written!")
-		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a write to a protected page was never let through")
-	}
+	writeAsGuest(t, mem, "written!", pages[0], vmm.RAMBase+guestmm.PageSize)
 	got := g.Hold(0, len(pages))
 	assert.Equal(t, bytes.Join(want, nil), bytes.Join(got, nil), "the image's pages as they were")
 	g.Release(0, len(pages))
@@ -194,19 +182,7 @@ func TestWPGuardSetPages(t *testing.T) {
 		defer g.mu.Unlock()
 		return len(g.copies)
 	}
-	write := func(pa uint64) {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			guestmm.PrepareWrite(mem[pa : pa+8])
-			copy(mem[pa:], "written!")
-		}()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("a write to a protected page was never let through")
-		}
-	}
+	write := func(pa uint64) { writeAsGuest(t, mem, "written!", pa) }
 	write(base + 2*guestmm.PageSize) // before the list: kept
 	write(base + 3*guestmm.PageSize)
 	assert.Equal(t, 2, copies())
@@ -400,19 +376,7 @@ func TestWPGuardHoles(t *testing.T) {
 	if !g.holesKnown {
 		t.Skip("no PAGEMAP_SCAN here (Linux 6.7)")
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, i := range []uint64{1, 5, 6} {
-			guestmm.PrepareWrite(mem[page(i) : page(i)+8])
-			copy(mem[page(i)+2:], "written")
-		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a write to a protected page was never let through")
-	}
+	writeAsGuest(t, mem, "written", page(1)+2, page(5)+2, page(6)+2)
 	var cands []pageCand
 	for i := range uint64(8) {
 		cands = append(cands, pageCand{pa: page(i), refs: 1})
@@ -428,4 +392,24 @@ func TestWPGuardHoles(t *testing.T) {
 	assert.Equal(t, want, bytes.Join(got, nil), "page 1 as it was, page 5 zero")
 	g.Release(0, 2)
 	assert.Equal(t, "written", string(mem[page(5)+2:page(5)+9]), "the write itself went through")
+}
+
+// writeAsGuest writes data at each address of mem in order, from another
+// goroutine as the guest's vCPU thread would, and fails the test when a
+// write to a protected page is not let through within 10 s.
+func writeAsGuest(t *testing.T, mem []byte, data string, at ...uint64) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, pa := range at {
+			guestmm.PrepareWrite(mem[pa : pa+uint64(len(data))])
+			copy(mem[pa:], data)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write to a protected page was never let through")
+	}
 }
