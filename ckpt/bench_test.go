@@ -470,15 +470,7 @@ func BenchmarkIncrementalCheckpoint256(b *testing.B) {
 			w, err := WriteImage(path, s, last)
 			took = append(took, time.Since(s.Started))
 			if s.Delta() {
-				snapTook = snapped
-			}
-			if s.Delta() {
-				stored = 0
-				for _, p := range s.Parent {
-					if p == 0 {
-						stored++
-					}
-				}
+				snapTook, stored = snapped, s.StoredPages()
 			}
 			if err != nil {
 				return err

@@ -288,6 +288,21 @@ type Snapshot struct {
 // written (see Parent).
 func (s *Snapshot) Delta() bool { return s.Parent != nil }
 
+// StoredPages is the number of pages the snapshot's image stores itself:
+// all of them, or in a delta those its parent does not hold.
+func (s *Snapshot) StoredPages() int {
+	if !s.Delta() {
+		return len(s.Pages)
+	}
+	n := 0
+	for _, p := range s.Parent {
+		if p == 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func programRef(name, path string, prog []byte) ProgramRef {
 	sum := sha256.Sum256(prog)
 	return ProgramRef{Name: name, Path: path, SHA256: hex.EncodeToString(sum[:]), Size: len(prog)}

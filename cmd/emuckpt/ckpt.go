@@ -219,13 +219,7 @@ func checkpointConfig(cfg *kernel.Config, to string, tr trigger, leave, full boo
 			}
 			what := fmt.Sprintf("%d pages", s.State.PageCount)
 			if w.ParentPath != "" {
-				stored := 0
-				for _, p := range s.Parent {
-					if p == 0 {
-						stored++
-					}
-				}
-				what = fmt.Sprintf("%d pages, %d of them stored, the others in %s", s.State.PageCount, stored, w.ParentPath)
+				what = fmt.Sprintf("%d pages, %d of them stored, the others in %s", s.State.PageCount, s.StoredPages(), w.ParentPath)
 			}
 			how := ""
 			if s.Guard != nil {
