@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -222,7 +223,7 @@ func (f *pageFill) open() bool {
 // range splits the host's VMA of guest RAM).
 func mergeSpans(spans []physSpan) []physSpan {
 	spans = slices.DeleteFunc(slices.Clone(spans), func(s physSpan) bool { return s.lo >= s.hi })
-	slices.SortFunc(spans, func(a, b physSpan) int { return cmpU64(a.lo, b.lo) })
+	slices.SortFunc(spans, func(a, b physSpan) int { return cmp.Compare(a.lo, b.lo) })
 	var out []physSpan
 	for _, s := range spans {
 		if n := len(out); n > 0 && out[n-1].hi == s.lo {
@@ -436,10 +437,9 @@ func (f *pageFill) put(b []byte, first uint64, staged bool) error {
 // too and read straight in (window). The worker that first needs an
 // area populates it (populate), just before it reads into it.
 type staging struct {
-	mem   []byte // the reservation
-	areas []byte // 2 MiB aligned: the areas, in block order
-	ready []atomic.Bool
-	mu    []sync.Mutex
+	mem       []byte // the reservation
+	areas     []byte // 2 MiB aligned: the areas, in block order
+	populated []sync.Once
 }
 
 // Linux's MADV_POPULATE_WRITE (5.14).
@@ -451,15 +451,7 @@ const madvPopulateWrite = 23
 // would have the host clear two huge pages, one of them for nothing. A
 // populate that fails is no error: the writes then fault the pages in.
 func (st *staging) populate(k int) {
-	if st.ready[k].Load() {
-		return
-	}
-	st.mu[k].Lock()
-	defer st.mu[k].Unlock()
-	if !st.ready[k].Load() {
-		unix.Madvise(st.area(k), madvPopulateWrite)
-		st.ready[k].Store(true)
-	}
+	st.populated[k].Do(func() { unix.Madvise(st.area(k), madvPopulateWrite) })
 }
 
 func newStaging(blocks int) (*staging, error) {
@@ -471,7 +463,7 @@ func newStaging(blocks int) (*staging, error) {
 	a := uint64(uintptr(unsafe.Pointer(&m[0])))
 	off := (guestmm.HugePageSize - a%guestmm.HugePageSize) % guestmm.HugePageSize
 	st := &staging{mem: m, areas: m[off : off+uint64(blocks)*guestmm.HugePageSize],
-		ready: make([]atomic.Bool, blocks), mu: make([]sync.Mutex, blocks)}
+		populated: make([]sync.Once, blocks)}
 	_ = unix.Madvise(st.areas, unix.MADV_HUGEPAGE) // only an optimization
 	return st, nil
 }
@@ -727,7 +719,7 @@ func (k *Kernel) placePages(st *State, uses []uint32) (*pagePlace, error) {
 			chosen = append(chosen, b)
 		}
 	}
-	slices.SortFunc(chosen, func(a, b *hugeBlock) int { return cmpU64(a.lo, b.lo) })
+	slices.SortFunc(chosen, func(a, b *hugeBlock) int { return cmp.Compare(a.lo, b.lo) })
 	for _, b := range chosen {
 		pa, err := k.frames.AllocHuge()
 		if err != nil {
@@ -764,16 +756,6 @@ func (k *Kernel) placePages(st *State, uses []uint32) (*pagePlace, error) {
 		}
 	}
 	return pl, nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // appendHugeCandidates appends the 2 MiB blocks of vs that placePages
