@@ -309,13 +309,13 @@ func (g *wpGuard) setPages(pages []uint64) error {
 // pages are read as they were at the checkpoint, a batch at a time with
 // the guard's lock held (a page still protected cannot change
 // meanwhile: the write waits for keep).
-func (g *wpGuard) checkZero(cands []pageCand, shm bool) {
+func (g *wpGuard) checkZero(cands []pageCand) {
 	const batch = 1024
 	for first := 0; first < len(cands); first += batch {
 		g.mu.Lock()
 		for i := first; i < min(first+batch, len(cands)); i++ {
 			c := &cands[i]
-			c.zero = !(shm && c.refs > 1) && isZeroPage(g.data(c.pa))
+			c.zero = isZeroPage(g.data(c.pa))
 		}
 		g.mu.Unlock()
 	}

@@ -381,7 +381,7 @@ func TestWPGuardHoles(t *testing.T) {
 	for i := range uint64(8) {
 		cands = append(cands, pageCand{pa: page(i), refs: 1})
 	}
-	g.checkZero(cands, false)
+	g.checkZero(cands)
 	for i, c := range cands {
 		assert.Equal(t, i >= 4, c.zero, "page %d", i)
 	}

@@ -364,21 +364,19 @@ func (ms *memorySnapshot) pages(as *guestmm.AddressSpace, vs *VMAState, idx int)
 	}
 }
 
-// zeroChecker sets the zero flag of each page of cands, the pages of a
-// VMA, shm for a VMAShm one: whether it is all zero and not stored.
-type zeroChecker func(cands []pageCand, shm bool)
+// zeroChecker sets the zero flag of each page of cands, pages of a VMA
+// whose zero check needs their bytes (knownZero did not tell): whether
+// it is all zero, and then not stored but counted.
+type zeroChecker func(cands []pageCand)
 
 // checkZero is the zeroChecker of a snapshot with the guest stopped: the
-// pages are read in guest RAM.
-func (ms *memorySnapshot) checkZero(cands []pageCand, shm bool) {
-	// A zero page is not stored, and comes back as a fresh zero page at
-	// its first touch; but a shared anonymous page that several mappings
-	// (processes after fork) hold must stay one page. The check has a
-	// loop of its own: the first line of each page is a cache miss, and
-	// without other work between them the CPU has several in flight.
+// pages are read in guest RAM. A zero page comes back as a fresh zero
+// page at its first touch. The check has a loop of its own: the first
+// line of each page is a cache miss, and without other work between
+// them the CPU has several in flight.
+func (ms *memorySnapshot) checkZero(cands []pageCand) {
 	for i := range cands {
-		c := &cands[i]
-		c.zero = !(shm && c.refs > 1) && ms.isZero(c.pa)
+		cands[i].zero = ms.isZero(cands[i].pa)
 	}
 }
 
@@ -395,11 +393,11 @@ func (ms *memorySnapshot) finishPages(zero zeroChecker) error {
 		vs := &ms.st.Processes[pv.proc].VMAs[pv.vma]
 		vs.Pages, vs.ZeroPages = nil, 0
 		// The pages whose zero check needs their bytes go to zero in
-		// batches; a delta already knows about most pages (knownZero),
-		// which are numbered at once, in the same order.
+		// batches; those knownZero tells about (most pages of a delta)
+		// are numbered at once, in the same order.
 		cands := ms.cands[:0]
 		flush := func() {
-			zero(cands, pv.shm)
+			zero(cands)
 			for i := range cands {
 				ms.number(vs, &cands[i])
 			}
@@ -408,7 +406,7 @@ func (ms *memorySnapshot) finishPages(zero zeroChecker) error {
 		for _, e := range ms.exts[pv.ext0:pv.ext1] {
 			for j := range e.n {
 				c := pageCand{va: e.va + j*guestmm.PageSize, pa: e.pa + j*guestmm.PageSize, refs: ms.refs[e.ref+int(j)], copied: e.copied}
-				if z, ok := ms.knownZero(c.pa, c.refs); ok {
+				if z, ok := ms.knownZero(c.pa, c.refs, pv.shm); ok {
 					flush()
 					c.zero = z
 					ms.number(vs, &c)

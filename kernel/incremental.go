@@ -48,19 +48,16 @@ type incremental struct {
 	// sparePages and spareParent are the lists of the snapshot before,
 	// to be filled again (Save is done with them when it returns).
 	sparePages, spareParent []uint64
-	// restored is the frame of each page of the image a restored kernel
-	// came from (trackFromImage), until the tracking has started.
-	restored []uint64
 }
 
 // trackFromImage makes the image a kernel was just restored from the
 // base of its first delta (CheckpointConfig.FromImage): page i of the
-// image is in frame restored[i], unchanged until the guest
+// image is in frame frames[i], unchanged until the guest
 // or the VMM writes it (the restore's background fill puts it there
 // through the userfaultfd, which is no write of either). Called at the
-// end of Restore, before the guest runs: what restore itself wrote (page
+// end of restore, before the guest runs: what restore itself wrote (page
 // tables, the vDSO's data) is forgotten, and tracking starts here.
-func (k *Kernel) trackFromImage(st *State) error {
+func (k *Kernel) trackFromImage(st *State, frames []uint64) error {
 	cc := &k.cfg.Checkpoint
 	if !cc.Incremental || !cc.FromImage {
 		return nil
@@ -68,12 +65,11 @@ func (k *Kernel) trackFromImage(st *State) error {
 	in := &k.ckpt.incr
 	start, end := k.frames.Range()
 	prev := make([]uint32, (end-start)/guestmm.PageSize)
-	for i, pa := range in.restored {
+	for i, pa := range frames {
 		if k.frames.Contains(pa) {
 			prev[(pa-start)/guestmm.PageSize] = uint32(i + 2)
 		}
 	}
-	in.restored = nil
 	k.frames.TakeWritten()
 	if err := k.m.SetDirtyLogging(true); err != nil {
 		return fmt.Errorf("turning on KVM's dirty page log: %w", err)
@@ -84,7 +80,7 @@ func (k *Kernel) trackFromImage(st *State) error {
 
 const prevZero = 1
 
-// harvest adds the writes since the last call to k.ckpt.incr.written
+// harvestWrites adds the writes since the last call to k.ckpt.incr.written
 // (the vCPUs are stopped).
 func (k *Kernel) harvestWrites() error {
 	in := &k.ckpt.incr
@@ -139,38 +135,29 @@ func (d *deltaState) tracks(pa uint64) bool {
 	return d != nil && d.frames.Contains(pa)
 }
 
-// isZero says whether the frame at pa is all zeros, without reading it
-// when the previous image already told and the frame was not written
-// since.
+// isZero reads whether the frame at pa is all zeros, and records a zero
+// one for the next delta.
 func (ms *memorySnapshot) isZero(pa uint64) bool {
-	d := ms.delta
-	if !d.tracks(pa) {
-		return isZeroPage(ms.snap.Mem[pa : pa+guestmm.PageSize])
-	}
-	if d.prev != nil && !d.written.Has(pa) {
-		switch p := d.prev[d.frame(pa)]; {
-		case p == prevZero:
-			ms.snap.next[d.frame(pa)] = prevZero
-			return true
-		case p > prevZero:
-			return false
-		}
-	}
 	zero := isZeroPage(ms.snap.Mem[pa : pa+guestmm.PageSize])
-	if zero {
+	if d := ms.delta; zero && d.tracks(pa) {
 		ms.snap.next[d.frame(pa)] = prevZero
 	}
 	return zero
 }
 
-// knownZero says whether the frame at pa, with refs references, is all
-// zeros when a delta knows without reading it (ok): the frame was not
-// written since the previous image, which held it, and it is not shared
-// (a shared frame may be in a VMA whose zero pages are stored). That is
-// most pages of a delta, and what isZero would find.
-func (ms *memorySnapshot) knownZero(pa uint64, refs int32) (zero, ok bool) {
+// knownZero says whether the page at pa, with refs references, of a VMA
+// that is shared memory (shm) or not, is to be counted as a zero page,
+// when that is known without reading it (ok). A page of shared memory
+// that several mappings hold (processes after fork) must stay one page:
+// it is never counted. And in a delta, a frame not written since the
+// previous image, which held it, is zero or not as it was there: that
+// is most pages of a delta.
+func (ms *memorySnapshot) knownZero(pa uint64, refs int32, shm bool) (zero, ok bool) {
+	if shm && refs > 1 {
+		return false, true
+	}
 	d := ms.delta
-	if refs != 1 || d == nil || d.prev == nil || !d.tracks(pa) || d.written.Has(pa) {
+	if d == nil || d.prev == nil || !d.tracks(pa) || d.written.Has(pa) {
 		return false, false
 	}
 	switch p := d.prev[d.frame(pa)]; {
@@ -215,10 +202,7 @@ func (k *Kernel) newDelta(snap *Snapshot) *deltaState {
 	}
 	start, end := k.frames.Range()
 	in := &k.ckpt.incr
-	d := &deltaState{frames: k.frames, start: start, prev: in.prev, written: in.written}
-	if d.written == nil {
-		d.written = guestmm.NewWriteSet(start, end)
-	}
+	d := &deltaState{frames: k.frames, start: start, prev: in.prev, written: in.written} // nil written: none
 	n := int((end - start) / guestmm.PageSize)
 	if len(in.spare) == n {
 		snap.next, in.spare = in.spare, nil

@@ -78,10 +78,6 @@ func Restore(cfg Config, st *State, pages PageSource) (*Kernel, error) {
 		k.Close()
 		return nil, err
 	}
-	if err := k.trackFromImage(st); err != nil {
-		k.Close()
-		return nil, err
-	}
 	return k, nil
 }
 
@@ -194,9 +190,6 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	if err != nil {
 		return err
 	}
-	if cc := &k.cfg.Checkpoint; cc.Incremental && cc.FromImage {
-		k.ckpt.incr.restored = pl.pa // for trackFromImage
-	}
 	// Under preserve the device models get their registers back first, so
 	// that device descriptors re-attach to what they held (the HPET timer
 	// of a /dev/hpet descriptor); under fresh they are opened anew.
@@ -250,7 +243,7 @@ func (k *Kernel) restore(st *State, pages PageSource) error {
 	if n := len(k.sched.all); n > 0 {
 		k.sched.all[n-1].last = c
 	}
-	return nil
+	return k.trackFromImage(st, pl.pa)
 }
 
 // restoreProcess builds one process of an image, with its tasks in the run
