@@ -398,7 +398,8 @@ func (f *Frames) RefCountStopped(pa uint64) int {
 func (f *Frames) RefCountsStopped(pa uint64, dst []int32) {
 	i, ok := f.index(pa)
 	if n := uint64(len(dst)); ok && n > 0 {
-		if j, ok := f.index(pa + (n-1)*PageSize); ok && uint64(j-i) == n-1 && !(i < f.holeLo && j >= f.holeHi && f.holeLo < f.holeHi) {
+		// Indexes are linear in the address: only the hole can lie between.
+		if j, ok := f.index(pa + (n-1)*PageSize); ok && !(i < f.holeLo && j >= f.holeHi && f.holeLo < f.holeHi) {
 			copy(dst, f.refs[i:j+1])
 			return
 		}

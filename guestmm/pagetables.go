@@ -291,17 +291,15 @@ func (pt *PageTables) Translate(va uint64) (pa uint64, pte PTE, ok bool) {
 // addresses; end == 0 stands for the top of the address space. Only tables
 // that exist are visited, so sparse ranges are cheap.
 func (pt *PageTables) Walk(start, end uint64, fn func(va uint64, pte PTE) bool) {
-	lo, hi, ok := linearRange(start, end)
-	if !ok {
-		return
-	}
-	if pt.destroyed {
-		return
-	}
 	// Read only: 2 MiB pages are shown as their 4 KiB pages, not split.
-	pt.visitTable(pt.root, levels-1, 0, lo, hi, func(va uint64, e PTE) (PTE, bool) {
-		return e, !fn(va, e)
-	}, false, true)
+	pt.WalkLeaves(start, end, func(va uint64, e PTE, n uint64) bool {
+		for i := range n {
+			if !fn(va+i*PageSize, MakePTE(e.Addr()+i*PageSize, e.Flags())) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // WalkLeaves is Walk with each 2 MiB page given once: fn gets the 4 KiB
@@ -317,8 +315,9 @@ func (pt *PageTables) WalkLeaves(start, end uint64, fn func(va uint64, pte PTE, 
 	pt.leaves(pt.root, levels-1, 0, lo, hi, fn)
 }
 
-// leaves is visitTable's read-only walk for WalkLeaves; it returns
-// whether fn stopped the walk.
+// leaves is the read-only walk of one table at level whose first entry
+// maps linear address base, for WalkLeaves; it returns whether fn
+// stopped the walk.
 func (pt *PageTables) leaves(table uint64, level int, base, lo, hi uint64, fn func(va uint64, pte PTE, n uint64) bool) bool {
 	if !pt.validTable(table) {
 		return false
@@ -388,7 +387,7 @@ func (pt *PageTables) visit(lo, hi uint64, prune bool, fn visitFunc) {
 	if pt.destroyed {
 		return
 	}
-	pt.visitTable(pt.root, levels-1, 0, lo, hi, fn, prune, false)
+	pt.visitTable(pt.root, levels-1, 0, lo, hi, fn, prune)
 	if prune && pt.emptied >= pt.reclaimAt {
 		pt.Reclaim()
 	}
@@ -399,9 +398,9 @@ func (pt *PageTables) visit(lo, hi uint64, prune bool, fn visitFunc) {
 // countEmpty, every child table that is empty after its part of the walk
 // adds to emptied. It returns whether fn stopped the walk.
 //
-// A 2 MiB page in the range is split first (see split), unless ro says
-// that fn only reads: it then gets the 4 KiB entries the split would make.
-func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, fn visitFunc, countEmpty, ro bool) (stop bool) {
+// A 2 MiB page in the range is split first (see split), unless it lies
+// wholly inside it (visitWholeHuge).
+func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, fn visitFunc, countEmpty bool) (stop bool) {
 	if !pt.validTable(table) {
 		return false
 	}
@@ -416,14 +415,6 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, f
 		}
 		start := base + idx<<shift
 		if level == 1 && e&PS != 0 {
-			if ro {
-				for va := max(lo, start); va < min(hi, start+HugePageSize); va += PageSize {
-					if _, st := fn(signExtend(va), subPage(e, va)); st {
-						return true
-					}
-				}
-				continue
-			}
 			if lo <= start && start+HugePageSize <= hi {
 				if pt.visitWholeHuge(ea, start, e, fn) {
 					return true
@@ -448,7 +439,7 @@ func (pt *PageTables) visitTable(table uint64, level int, base, lo, hi uint64, f
 		}
 		end := start + 1<<shift
 		child := e.Addr()
-		st := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), fn, countEmpty, ro)
+		st := pt.visitTable(child, level-1, start, max(lo, start), min(hi, end), fn, countEmpty)
 		if countEmpty && pt.tableEmpty(child) {
 			pt.emptied++
 		}

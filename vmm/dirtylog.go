@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math/bits"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // KVM's dirty page log (linux/kvm.h): a RAM slot registered with
@@ -48,8 +46,9 @@ func (m *Machine) SetDirtyLogging(on bool) error {
 		return err
 	}
 	if on {
-		m.dirtyBitmaps = make([][]uint64, len(RAMRanges(m.cfg.MemSize)))
-		for i, r := range RAMRanges(m.cfg.MemSize) {
+		ranges := m.RAMRanges()
+		m.dirtyBitmaps = make([][]uint64, len(ranges))
+		for i, r := range ranges {
 			pages := (r.End - r.Start) / pageSize
 			m.dirtyBitmaps[i] = make([]uint64, (pages+63)/64)
 		}
@@ -70,20 +69,13 @@ func (m *Machine) HarvestDirty(fn func(pa, n uint64)) error {
 	if !m.dirtyLog {
 		return fmt.Errorf("KVM_GET_DIRTY_LOG: dirty logging is off")
 	}
-	for i, r := range RAMRanges(m.cfg.MemSize) {
+	for i, r := range m.RAMRanges() {
 		bm := m.dirtyBitmaps[i]
 		if len(bm) == 0 {
 			continue
 		}
 		arg := kvmDirtyLog{Slot: uint32(i), Bitmap: uint64(uintptr(unsafe.Pointer(&bm[0])))}
-		err := retry(func() error {
-			_, _, e := unix.Syscall(unix.SYS_IOCTL, m.vmFd, ioctlGetDirtyLog, uintptr(unsafe.Pointer(&arg)))
-			if e != 0 {
-				return e
-			}
-			return nil
-		})
-		if err != nil {
+		if _, err := ioctl(m.vmFd, ioctlGetDirtyLog, uintptr(unsafe.Pointer(&arg))); err != nil {
 			return fmt.Errorf("KVM_GET_DIRTY_LOG (slot %d): %w", i, err)
 		}
 		eachRun(bm, func(first, n uint64) { fn(r.Start+first*pageSize, n) })
