@@ -68,22 +68,12 @@ func (k *Kernel) setScheduler(t *Task, pid, policy, param uint64, keep bool) (ui
 	if _, e := k.schedTarget(t, pid); e != 0 {
 		return 0, e
 	}
-	switch p {
-	case schedOther, schedBatch, schedIdle:
-		if prio != 0 {
-			return 0, unix.EINVAL
-		}
-	case schedFIFO, schedRR:
-		if prio < 1 || prio > 99 {
-			return 0, unix.EINVAL
-		}
-		if !k.privileged() {
-			return 0, unix.EPERM
-		}
-	case schedDeadline:
-		return 0, unix.EINVAL // needs sched_setattr
-	default:
-		return 0, unix.EINVAL
+	lo, hi, e := priorityRange(uint64(p))
+	if e != 0 || p == schedDeadline || int64(prio) < int64(lo) || int64(prio) > int64(hi) {
+		return 0, unix.EINVAL // SCHED_DEADLINE needs sched_setattr
+	}
+	if (p == schedFIFO || p == schedRR) && !k.privileged() {
+		return 0, unix.EPERM
 	}
 	if p == schedOther {
 		return 0, 0
