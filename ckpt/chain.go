@@ -177,7 +177,14 @@ func parentRecord(path string, snap *kernel.Snapshot, parent *Written) ([]byte, 
 			rel = r
 		}
 	}
-	ref := ParentRef{Path: rel, HeaderSHA256: hex.EncodeToString(parent.Digest[:]), PageCount: parent.PageCount, Depth: parent.Depth + 1,
+	return encodeParent(rel, snap, parent)
+}
+
+// encodeParent encodes the parent record of snap, a delta against
+// parent, which is at path (relative to the image; "" for an image in
+// memory).
+func encodeParent(path string, snap *kernel.Snapshot, parent *Written) ([]byte, error) {
+	ref := ParentRef{Path: path, HeaderSHA256: hex.EncodeToString(parent.Digest[:]), PageCount: parent.PageCount, Depth: parent.Depth + 1,
 		Runs: parentRuns(snap)}
 	return json.Marshal(ref)
 }
@@ -385,10 +392,7 @@ func WriteBufferDelta(snap *kernel.Snapshot, parent *Image, maxDepth int) ([]byt
 	if !snap.Delta() || parent == nil || parent.depth()+1 > min(maxDepth, MaxChainDepth) {
 		return WriteBuffer(snap)
 	}
-	d := parent.img.HeaderDigest()
-	ref := ParentRef{HeaderSHA256: hex.EncodeToString(d[:]), PageCount: parent.State.PageCount, Depth: parent.depth() + 1,
-		Runs: parentRuns(snap)}
-	rec, err := json.Marshal(ref)
+	rec, err := encodeParent("", snap, parent.AsParent())
 	if err != nil {
 		return nil, err
 	}
