@@ -371,6 +371,12 @@ func linkChain(img *image.Image, ref *ParentRef, parent *Image, link string) (*c
 	if d := parent.depth(); d != ref.Depth-1 {
 		return nil, fmt.Errorf("%w: %s has %d parents, the image says %d", ErrImage, link, d, ref.Depth-1)
 	}
+	return newChain(ref, img, parent), nil
+}
+
+// newChain returns the chain that reads img's pages through parent, as
+// its parent record ref says; it owns parent.
+func newChain(ref *ParentRef, img *image.Image, parent *Image) *chain {
 	ch := &chain{ref: *ref, parent: parent}
 	ch.before = make([]uint64, len(ref.Runs)+1)
 	for k, r := range ref.Runs {
@@ -379,7 +385,7 @@ func linkChain(img *image.Image, ref *ParentRef, parent *Image, link string) (*c
 	chunk := uint64(img.Info().ChunkPages)
 	ch.own = cachedPages{read: img.ReadPages, count: img.NumPages(), chunk: chunk}
 	ch.parents = cachedPages{read: parent.ReadPages, count: parent.State.PageCount, chunk: chunk}
-	return ch, nil
+	return ch
 }
 
 // WriteBufferDelta encodes snap as an in-memory image, as WriteBuffer

@@ -301,10 +301,7 @@ func (i *Image) clone() (*Image, error) {
 			own.Close()
 			return nil, err
 		}
-		ch := &chain{ref: i.chain.ref, parent: parent, before: i.chain.before}
-		ch.own = cachedPages{read: own.ReadPages, count: i.chain.own.count, chunk: i.chain.own.chunk}
-		ch.parents = cachedPages{read: parent.ReadPages, count: i.chain.parents.count, chunk: i.chain.parents.chunk}
-		c.chain = ch
+		c.chain = newChain(&i.chain.ref, own, parent)
 	}
 	return c, nil
 }
