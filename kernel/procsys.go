@@ -82,11 +82,8 @@ func (k *Kernel) loadavg() []byte {
 // meminfo is /proc/meminfo: the guest's RAM in frames, what its tmpfs
 // mounts hold (Shmem, counted in Cached as Linux does), no swap.
 func (k *Kernel) meminfo() []byte {
-	var total, free uint64
-	if k.frames != nil {
-		total = uint64(k.frames.Capacity()) * 4
-		free = uint64(k.frames.Capacity()-k.frames.Used()) * 4
-	}
+	total, free := k.ramBytes()
+	total, free = total/1024, free/1024
 	shmem := uint64(k.fs.TmpfsBytes()) / 1024
 	var b []byte
 	for _, f := range []struct {

@@ -75,16 +75,21 @@ func (k *Kernel) sysUmask(t *Task, a *args) (uint64, unix.Errno) {
 
 // sysSysinfo fills struct sysinfo (112 bytes on x86-64) from the guest's
 // view: its RAM, no swap, its tasks, no load.
+// ramBytes is the guest's RAM and what of it is free, in bytes: its
+// frames (sysinfo, /proc/meminfo).
+func (k *Kernel) ramBytes() (total, free uint64) {
+	if k.frames == nil {
+		return 0, 0
+	}
+	return uint64(k.frames.Capacity()) * 4096, uint64(k.frames.Capacity()-k.frames.Used()) * 4096
+}
+
 func (k *Kernel) sysSysinfo(t *Task, a *args) (uint64, unix.Errno) {
 	var b [112]byte
 	le := binary.LittleEndian
 	up, _ := k.clock.Now(unix.CLOCK_BOOTTIME)
 	le.PutUint64(b[0:], uint64(up/1e9))
-	var total, free uint64
-	if k.frames != nil {
-		total = uint64(k.frames.Capacity()) * 4096
-		free = uint64(k.frames.Capacity()-k.frames.Used()) * 4096
-	}
+	total, free := k.ramBytes()
 	le.PutUint64(b[32:], total) // totalram
 	le.PutUint64(b[40:], free)  // freeram
 	// sharedram, bufferram, totalswap, freeswap: 0.
